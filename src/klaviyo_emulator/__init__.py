@@ -1,0 +1,1 @@
+"""Klaviyo API emulator: revision 2026-07-15, JSON:API, rate limits, faults, deterministic data."""
