@@ -1,0 +1,194 @@
+"""The stream table: every stream the connector reads, declared as data.
+
+A declaration states only what differs from the defaults: the path, the cursor and how the
+endpoint lets us filter and sort by it, partitions, page size, includes, the rate-limit tier and,
+for the few streams that need one, a named record hook (see `hooks.py`). Auth, the API revision,
+retries and the error policy live once, in `http.py`; the engine (`engine.py`) interprets this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+API_REVISION = "2026-07-15"
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A Klaviyo rate-limit tier: fixed windows of one second (burst) and one minute (steady)."""
+
+    name: str
+    burst_per_second: int
+    steady_per_minute: int
+    daily: int | None = None
+
+
+TIERS: dict[str, Tier] = {
+    tier.name: tier
+    for tier in (
+        Tier("XS", 1, 15),
+        Tier("S", 3, 60),
+        Tier("M", 10, 150),
+        Tier("L", 75, 750),
+        Tier("XL", 350, 3500),
+        Tier("REPORTING", 1, 2, daily=225),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """How a stream reads incrementally by its cursor.
+
+    `cursor` is the attribute Klaviyo sorts and filters by; the engine lifts it to the record's top
+    level. Klaviyo stamps at second granularity and many records share a second, so the lower bound
+    is always inclusive: `greater-or-equal` where the endpoint has it, else `greater-than` one second
+    earlier, then records already emitted at the boundary are dropped by primary key.
+    """
+
+    cursor: str
+    # The filter operators the endpoint accepts on the cursor.
+    lower_operator: Literal["greater-or-equal", "greater-than"] | None = "greater-or-equal"
+    supports_less_than_filter: bool = True
+    # False when the endpoint cannot filter by the cursor at all: read everything, filter here.
+    server_side_filter: bool = True
+    # Sort by the cursor so that a checkpoint can be taken after any page.
+    sortable: bool = True
+    # Klaviyo's archived campaigns come back slightly unsorted: checkpoint only after a whole window.
+    assume_sorted: bool = True
+    # Read windows of this length concurrently (events); None reads one window from state to now.
+    window: timedelta | None = None
+    # Applied to the saved cursor before reading (late-arriving records); config may add more.
+    lookback: timedelta = timedelta(0)
+    # Records stamped later than "now" (clock skew, scheduled objects) never move state past now.
+    never_past_now: bool = True
+
+
+@dataclass(frozen=True)
+class PartitionAxis:
+    """One axis of a partitioned stream; partitions are the product of all axes."""
+
+    key: str  # the key in the partition's state, kept as the 2.x connector named it
+    values: tuple[str, ...]
+    filter: str  # a filter expression with `{value}` replaced by the partition value
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A parent -> child fan-out: one request chain per record of the parent stream."""
+
+    stream: str
+    path: str  # with `{id}` replaced by the parent record's id
+    key: str  # the child's field that carries the parent id
+
+
+@dataclass(frozen=True)
+class Detail:
+    """One extra request per record (only where the API has no bulk way): e.g. `profile_count`."""
+
+    path: str  # with `{id}`
+    params: tuple[tuple[str, str], ...]
+    tier: str
+    fields: tuple[str, ...]  # attributes copied from the detail answer into the record
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    path: str
+    primary_key: tuple[str, ...] = ("id",)
+    incremental: Incremental | None = None
+    filter: str | None = None  # a fixed server-side filter, combined with cursor filters by AND
+    partitions: tuple[PartitionAxis, ...] = ()
+    page_size: int | None = None  # None: the endpoint has no page[size]
+    include: tuple[str, ...] = ()
+    additional_fields: tuple[str, ...] = ()  # additional-fields[<resource type>]
+    resource_type: str = ""  # JSON:API type, for additional-fields and fields
+    tier: str = "L"
+    # An additional field that moves the endpoint to a lower tier, with the config flag that drops it.
+    reduced_tier: tuple[str, str, str] | None = None  # (additional field, tier, config flag dropping it)
+    parent: Parent | None = None
+    detail: Detail | None = None
+    hook: str | None = None  # named record hook in hooks.py
+    kind: Literal["collection", "report"] = "collection"
+    default_cursor_field: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        cursor = (self.incremental.cursor,) if self.incremental else ()
+        object.__setattr__(self, "default_cursor_field", cursor)
+
+    @property
+    def schema_name(self) -> str:
+        return self.name
+
+
+def _updated(**overrides: object) -> Incremental:
+    return Incremental(cursor="updated", **overrides)  # type: ignore[arg-type]
+
+
+_CAMPAIGN_PARTITIONS = (
+    PartitionAxis("campaign_type", ("email", "sms", "mobile_push"), "equals(messages.channel,'{value}')"),
+    PartitionAxis("archived", ("false", "true"), "equals(archived,{value})"),
+)
+_CAMPAIGNS_INCREMENTAL = Incremental(cursor="updated_at", assume_sorted=False)
+_PROFILES_INCREMENTAL = _updated(lower_operator="greater-than")
+_EVENTS_INCREMENTAL = Incremental(cursor="datetime", window=timedelta(days=30))
+
+STREAMS: tuple[Stream, ...] = (
+    Stream("campaigns", "/api/campaigns", incremental=_CAMPAIGNS_INCREMENTAL,
+           partitions=_CAMPAIGN_PARTITIONS, page_size=100, resource_type="campaign", tier="M"),
+    Stream("campaigns_detailed", "/api/campaigns", incremental=_CAMPAIGNS_INCREMENTAL,
+           partitions=_CAMPAIGN_PARTITIONS, page_size=100, include=("campaign-messages",),
+           resource_type="campaign", tier="M", hook="attach_campaign_messages"),
+    Stream("campaign_messages", "/api/campaigns", partitions=_CAMPAIGN_PARTITIONS, page_size=100,
+           include=("campaign-messages",), resource_type="campaign", tier="M",
+           hook="emit_included_campaign_messages"),
+    Stream("email_templates", "/api/templates", incremental=_updated(), page_size=10,
+           resource_type="template"),
+    Stream("events", "/api/events", incremental=_EVENTS_INCREMENTAL, page_size=1000,
+           resource_type="event", tier="XL"),
+    Stream("events_detailed", "/api/events", incremental=_EVENTS_INCREMENTAL, page_size=1000,
+           include=("metric", "attributions"), resource_type="event", tier="XL",
+           hook="merge_included_metric"),
+    Stream("flows", "/api/flows", incremental=_updated(),
+           partitions=(PartitionAxis("archived", ("false", "true"), "equals(archived,{value})"),),
+           page_size=50, resource_type="flow", tier="S"),
+    Stream("flow_actions", "/api/flows/{id}/flow-actions", page_size=50, resource_type="flow-action",
+           tier="S", parent=Parent("flows", "/api/flows/{id}/flow-actions", "flow_id")),
+    Stream("flow_messages", "/api/flow-actions/{id}/flow-messages", page_size=50,
+           resource_type="flow-message", tier="S",
+           parent=Parent("flow_actions", "/api/flow-actions/{id}/flow-messages", "flow_action_id")),
+    Stream("global_exclusions", "/api/profiles", incremental=_PROFILES_INCREMENTAL,
+           filter="greater-than(subscriptions.email.marketing.suppression.timestamp,1970-01-01T00:00:00+00:00)",
+           page_size=100, additional_fields=("subscriptions",), resource_type="profile"),
+    Stream("lists", "/api/lists",
+           incremental=_updated(lower_operator="greater-than", supports_less_than_filter=False),
+           page_size=10, resource_type="list"),
+    Stream("lists_detailed", "/api/lists",
+           incremental=_updated(lower_operator="greater-than", supports_less_than_filter=False),
+           page_size=10, resource_type="list",
+           detail=Detail("/api/lists/{id}", (("additional-fields[list]", "profile_count"),), "XS",
+                         ("profile_count",))),
+    Stream("list_memberships", "/api/lists/{id}/profiles", primary_key=("list_id", "profile_id"),
+           page_size=100, resource_type="profile", parent=Parent("lists", "/api/lists/{id}/profiles", "list_id"),
+           hook="membership_record"),
+    Stream("metrics", "/api/metrics", incremental=_updated(server_side_filter=False, sortable=False,
+                                                           lower_operator=None,
+                                                           supports_less_than_filter=False),
+           resource_type="metric", tier="M"),
+    Stream("profiles", "/api/profiles", incremental=_PROFILES_INCREMENTAL, page_size=100,
+           additional_fields=("subscriptions", "predictive_analytics"), resource_type="profile",
+           reduced_tier=("predictive_analytics", "M", "disable_fetching_predictive_analytics")),
+    Stream("segments", "/api/segments",
+           incremental=_updated(lower_operator="greater-than", supports_less_than_filter=False),
+           page_size=10, resource_type="segment"),
+    Stream("segment_memberships", "/api/segments/{id}/profiles", primary_key=("segment_id", "profile_id"),
+           page_size=100, resource_type="profile",
+           parent=Parent("segments", "/api/segments/{id}/profiles", "segment_id"), hook="membership_record"),
+    Stream("tags", "/api/tags", page_size=50, resource_type="tag", tier="S"),
+    Stream("coupons", "/api/coupons", page_size=100, resource_type="coupon"),
+)
+
+STREAMS_BY_NAME: dict[str, Stream] = {stream.name: stream for stream in STREAMS}
