@@ -1,0 +1,178 @@
+"""Every response the emulator serves — each page of each resource, each report, each error — is a
+body the OpenAPI spec (revision 2026-07-15) allows for that operation and status."""
+
+from __future__ import annotations
+
+import pytest
+from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
+from tests.emulator.helpers import CHANNELS, REVISION, request, walk
+
+PROFILE_EXTRAS = {"additional-fields[profile]": "subscriptions,predictive_analytics"}
+
+# (case id, path, params) — every page is fetched and validated against the path's operation.
+COLLECTION_CASES = [
+    ("profiles", "/api/profiles", {"page[size]": 100}),
+    ("profiles+additional-fields", "/api/profiles", {"page[size]": 100, **PROFILE_EXTRAS}),
+    ("events+include", "/api/events", {"page[size]": 1000, "include": "metric,profile,attributions"}),
+    ("metrics", "/api/metrics", {}),
+    ("templates", "/api/templates", {}),
+    ("flows", "/api/flows", {}),
+    ("lists", "/api/lists", {}),
+    ("segments", "/api/segments", {}),
+    ("tags", "/api/tags", {}),
+    ("coupons", "/api/coupons", {}),
+] + [
+    (
+        f"campaigns-{channel}-archived={archived}",
+        "/api/campaigns",
+        {
+            "filter": f"equals(messages.channel,'{channel}'),equals(archived,{archived})",
+            "include": "campaign-messages,tags",
+        },
+    )
+    for channel in CHANNELS
+    for archived in ("true", "false")
+]
+
+
+def _validate_pages(spec, emulator, path, params):
+    pages = walk(emulator.url, path, params)
+    for page in pages:
+        spec.validate(spec.operation_id_for("GET", page.url), 200, page.json())
+    return pages
+
+
+@pytest.mark.parametrize(("case", "path", "params"), COLLECTION_CASES, ids=[c[0] for c in COLLECTION_CASES])
+def test_every_page_of_every_collection_matches_the_spec(spec, emulator, case, path, params):
+    pages = _validate_pages(spec, emulator, path, params)
+    assert pages[0].headers.get_content_type() in ("application/vnd.api+json", "application/json")
+
+
+def test_campaign_detail_messages_and_relationship_ids_match_the_spec(spec, emulator):
+    campaigns = emulator.truth("campaigns")
+    messages = emulator.truth("campaign-messages")
+    assert campaigns and messages
+    for campaign in campaigns[:6]:
+        cid = campaign["id"]
+        _validate_pages(spec, emulator, f"/api/campaigns/{cid}", {"include": "campaign-messages,tags"})
+        _validate_pages(spec, emulator, f"/api/campaigns/{cid}/campaign-messages", {})
+        _validate_pages(spec, emulator, f"/api/campaigns/{cid}/relationships/campaign-messages", {})
+    for message in messages[:6]:
+        _validate_pages(spec, emulator, f"/api/campaign-messages/{message['id']}", {})
+
+
+def test_flow_actions_and_flow_messages_match_the_spec(spec, emulator):
+    actions = emulator.truth("flow-actions")
+    assert actions
+    for flow_id in sorted({a["flow_id"] for a in actions})[:5]:
+        _validate_pages(spec, emulator, f"/api/flows/{flow_id}/flow-actions", {})
+    for action_id in sorted({m["flow_action_id"] for m in emulator.truth("flow-messages")})[:5]:
+        _validate_pages(spec, emulator, f"/api/flow-actions/{action_id}/flow-messages", {})
+
+
+def test_list_and_segment_details_and_their_profiles_match_the_spec(spec, emulator):
+    for lst in emulator.truth("lists")[:3]:
+        _validate_pages(spec, emulator, f"/api/lists/{lst['id']}", {"additional-fields[list]": "profile_count"})
+        _validate_pages(spec, emulator, f"/api/lists/{lst['id']}", {})
+        _validate_pages(spec, emulator, f"/api/lists/{lst['id']}/profiles", {"page[size]": 100})
+    for seg in emulator.truth("segments")[:3]:
+        _validate_pages(spec, emulator, f"/api/segments/{seg['id']}", {})
+        _validate_pages(spec, emulator, f"/api/segments/{seg['id']}/profiles", {"page[size]": 100})
+
+
+def campaign_values_body(metric_id: str) -> dict:
+    return {
+        "data": {
+            "type": "campaign-values-report",
+            "attributes": {
+                "statistics": ["opens", "clicks", "recipients", "conversion_value", "open_rate"],
+                "timeframe": {"key": "last_30_days"},
+                "conversion_metric_id": metric_id,
+                "group_by": ["campaign_id", "campaign_message_id", "send_channel"],
+            },
+        }
+    }
+
+
+def flow_series_body(metric_id: str) -> dict:
+    return {
+        "data": {
+            "type": "flow-series-report",
+            "attributes": {
+                "statistics": ["opens", "clicks", "recipients"],
+                "timeframe": {"key": "last_7_days"},
+                "interval": "daily",
+                "conversion_metric_id": metric_id,
+            },
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "make_body"),
+    [("/api/campaign-values-reports", campaign_values_body), ("/api/flow-series-reports", flow_series_body)],
+)
+def test_reports_answer_valid_requests_with_spec_bodies(spec, emulator, path, make_body):
+    body = make_body(emulator.truth("metrics")[0]["id"])
+    operation = spec.operation_id_for("POST", path)
+    spec.validate_request(operation, body)
+    resp = request(emulator.url, path, method="POST", body=body)
+    assert resp.status == 200, resp.body[:500]
+    spec.validate(operation, 200, resp.json())
+    assert resp.json()["data"]["attributes"]["results"], "a report over the last days has rows"
+
+
+def test_report_without_required_attributes_is_a_spec_400(spec, emulator):
+    body = {"data": {"type": "campaign-values-report", "attributes": {"statistics": ["opens"]}}}
+    resp = request(emulator.url, "/api/campaign-values-reports", method="POST", body=body)
+    assert resp.status == 400
+    spec.validate("query_campaign_values", 400, resp.json())
+
+
+ERROR_CASES = [
+    (400, "/api/profiles", {"page[size]": 101}, {}),
+    (400, "/api/campaigns", {}, {}),
+    (400, "/api/events", {"filter": "nonsense("}, {}),
+    (400, "/api/profiles", {}, {"revision": None}),
+    (401, "/api/profiles", {}, {"api_key": None}),
+    (401, "/api/events", {}, {"api_key": "pk_wrong"}),
+    (404, "/api/campaigns/NO_SUCH_CAMPAIGN", {}, {}),
+    (404, "/api/lists/NO_SUCH_LIST", {}, {}),
+    (404, "/api/flows/NO_SUCH_FLOW/flow-actions", {}, {}),
+]
+
+
+@pytest.mark.parametrize(("status", "path", "params", "kw"), ERROR_CASES)
+def test_client_errors_are_spec_error_bodies(spec, emulator, status, path, params, kw):
+    resp = request(emulator.url, path, params, **kw)
+    assert resp.status == status, resp.body[:300]
+    spec.validate(spec.operation_id_for("GET", path), status, resp.json())
+    assert resp.error.get("status") == status
+
+
+def test_forbidden_and_throttled_are_spec_error_bodies(spec):
+    options = EmulatorOptions(seed=3, rate_limits=True, key_scopes={"pk_events_only": frozenset({"events:read"})})
+    with run_emulator_in_thread(options) as emu:
+        forbidden = request(emu.url, "/api/profiles", api_key="pk_events_only")
+        assert forbidden.status == 403
+        spec.validate("get_profiles", 403, forbidden.json())
+        statuses = []
+        for _ in range(6):  # XS tier: 1/s burst, so 6 back-to-back calls cannot all pass
+            lst = emu.truth("lists")[0]["id"]
+            resp = request(emu.url, f"/api/lists/{lst}", {"additional-fields[list]": "profile_count"})
+            statuses.append(resp.status)
+            if resp.status == 429:
+                spec.validate("get_list", 429, resp.json())
+        assert 429 in statuses
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_faults_are_spec_error_bodies(spec, status):
+    with run_emulator_in_thread(EmulatorOptions(seed=5, rate_limits=False, faults=f"{status}=1.0")) as emu:
+        resp = request(emu.url, "/api/profiles")
+        assert resp.status == status
+        spec.validate("get_profiles", status, resp.json())
+
+
+def test_revision_header_value_is_the_spec_revision(spec):
+    assert spec.spec["info"]["version"] == REVISION
