@@ -1,0 +1,424 @@
+"""The packaged stream schemas are exactly what tools/generate_schemas.py makes of the OpenAPI spec."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from jsonschema import Draft7Validator
+
+from source_klaviyo.schemas import STREAM_SCHEMAS, load_schema
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_DIR = REPO_ROOT / "src" / "source_klaviyo" / "schemas"
+# CI clones the repo with shared/ beside it; the spec is read from there, never copied in.
+OPENAPI_SPEC = REPO_ROOT.parent / "shared" / "reference" / "klaviyo-openapi" / "stable.json"
+needs_spec = pytest.mark.skipif(
+    not OPENAPI_SPEC.is_file(), reason=f"OpenAPI spec not found at {OPENAPI_SPEC}"
+)
+
+CURSORS = {
+    "profiles": "updated",
+    "global_exclusions": "updated",
+    "events": "datetime",
+    "events_detailed": "datetime",
+    "metrics": "updated",
+    "campaigns": "updated_at",
+    "campaigns_detailed": "updated_at",
+    "campaign_messages": "updated_at",
+    "email_templates": "updated",
+    "flows": "updated",
+    "flow_actions": "updated",
+    "flow_messages": "updated",
+    "lists": "updated",
+    "lists_detailed": "updated",
+    "segments": "updated",
+    "tags": None,
+    "coupons": None,
+    "list_memberships": "joined_group_at",
+    "segment_memberships": "joined_group_at",
+    "campaign_values_reports": "date",
+    "flow_series_reports": "date",
+}
+FLAT_STREAMS = {"list_memberships", "segment_memberships", "campaign_values_reports", "flow_series_reports"}
+JSON_API_STREAMS = sorted(set(CURSORS) - FLAT_STREAMS)
+PARENT_FIELDS = {
+    "campaign_messages": "campaign_id",
+    "flow_actions": "flow_id",
+    "flow_messages": "flow_action_id",
+}
+
+
+def _generator() -> ModuleType:
+    if "generate_schemas" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "generate_schemas", REPO_ROOT / "tools" / "generate_schemas.py"
+        )
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["generate_schemas"] = module  # dataclasses resolve annotations through sys.modules
+        spec.loader.exec_module(module)
+    return sys.modules["generate_schemas"]
+
+
+@cache
+def _spec() -> Mapping[str, Any]:
+    return json.loads(OPENAPI_SPEC.read_text(encoding="utf-8"))
+
+
+def at(schema: Mapping[str, Any], dotted: str) -> Mapping[str, Any]:
+    for name in dotted.split("."):
+        schema = schema["properties"][name]
+    return schema
+
+
+def types(schema: Mapping[str, Any]) -> set[str]:
+    kind = schema["type"]
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def keywords(schema: Mapping[str, Any]) -> Iterator[str]:
+    """Every JSON Schema keyword used anywhere in ``schema`` (property names excluded)."""
+    for key, value in schema.items():
+        yield key
+        if key == "properties":
+            for prop in value.values():
+                yield from keywords(prop)
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            yield from keywords(value)
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@needs_spec
+def test_committed_schemas_are_byte_identical_to_a_fresh_generation() -> None:
+    generated = _generator().render_all(OPENAPI_SPEC)
+    committed = {path.name: path.read_text(encoding="utf-8") for path in SCHEMA_DIR.glob("*.json")}
+    assert sorted(committed) == sorted(generated), "schema files differ from the stream table"
+    drifted = [name for name in generated if committed[name] != generated[name]]
+    assert not drifted, f"regenerate with ./dev run python tools/generate_schemas.py: {drifted}"
+
+
+def test_the_catalog_covers_every_stream_of_the_generator() -> None:
+    assert set(STREAM_SCHEMAS) == set(CURSORS) == set(_generator().STREAMS)
+
+
+def test_files_are_written_deterministically() -> None:
+    for stream in STREAM_SCHEMAS:
+        text = (SCHEMA_DIR / f"{stream}.json").read_text(encoding="utf-8")
+        assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# --------------------------------------------------------------------------- shape of every schema
+
+
+@pytest.mark.parametrize("stream", sorted(CURSORS))
+def test_schema_is_valid_draft7_and_tolerant_at_the_top(stream: str) -> None:
+    schema = load_schema(stream)
+    Draft7Validator.check_schema(schema)
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert schema["type"] == "object"
+    assert schema["additionalProperties"] is True
+    used = set(keywords(schema))
+    assert "required" not in used, "no required lists: destinations dislike strict schemas"
+    assert "enum" not in used, "enums are dropped so new API values never break a sync"
+    assert used <= {"$schema", "x-source", "type", "format", "properties", "items", "additionalProperties"}
+    assert schema["x-source"]["revision"] == "2026-07-15"
+
+
+@pytest.mark.parametrize("stream", sorted(stream for stream, cursor in CURSORS.items() if cursor))
+def test_cursor_is_a_top_level_datetime(stream: str) -> None:
+    cursor = load_schema(stream)["properties"][CURSORS[stream]]
+    assert cursor["format"] == "date-time"
+    assert "string" in types(cursor)
+
+
+@pytest.mark.parametrize("stream", JSON_API_STREAMS)
+def test_json_api_record_keeps_the_resource_shape(stream: str) -> None:
+    properties = load_schema(stream)["properties"]
+    assert {"type", "id", "attributes", "links"} <= set(properties)
+    assert "string" in types(properties["id"])
+    cursor = CURSORS[stream]
+    if cursor:
+        lifted = {key: value for key, value in properties[cursor].items() if key != "format"}
+        original = {
+            key: value for key, value in at(properties["attributes"], cursor).items() if key != "format"
+        }
+        assert lifted == original, "the top-level cursor is a copy of the attribute"
+
+
+@pytest.mark.parametrize("stream", sorted(PARENT_FIELDS))
+def test_child_streams_carry_their_parent_id(stream: str) -> None:
+    assert load_schema(stream)["properties"][PARENT_FIELDS[stream]] == {"type": "string"}
+
+
+def test_load_schema_returns_a_private_copy_and_rejects_unknown_streams() -> None:
+    first = load_schema("tags")
+    first["properties"].clear()
+    assert load_schema("tags")["properties"]
+    with pytest.raises(KeyError, match="no schema for stream"):
+        load_schema("nope")
+
+
+# --------------------------------------------------------------------------- spot checks against the spec
+
+
+def test_profiles_expose_the_singular_suppression_of_the_api() -> None:
+    for stream in ("profiles", "global_exclusions"):
+        marketing = at(load_schema(stream), "attributes.subscriptions.email.marketing")
+        assert "array" in types(marketing["properties"]["suppression"])
+        assert at(marketing["properties"]["suppression"]["items"], "timestamp")["format"] == "date-time"
+        assert "suppressions" not in marketing["properties"]
+        assert "predictive_analytics" in at(load_schema(stream), "attributes")["properties"]
+
+
+@needs_spec
+def test_profile_latitude_admits_what_the_spec_admits() -> None:
+    raw = _spec()["components"]["schemas"]["ProfileLocation"]["properties"]["latitude"]
+    spec_types = {branch["type"] for branch in raw["oneOf"]} | ({"null"} if raw.get("nullable") else set())
+    assert spec_types == {"number", "string", "null"}
+    for axis in ("latitude", "longitude"):
+        assert types(at(load_schema("profiles"), f"attributes.location.{axis}")) == spec_types
+
+
+def test_event_timestamp_is_an_integer_and_properties_are_free_form() -> None:
+    attributes = at(load_schema("events"), "attributes")
+    assert types(attributes["properties"]["timestamp"]) == {"integer", "null"}
+    assert attributes["properties"]["event_properties"]["additionalProperties"] is True
+
+
+def test_events_detailed_merges_the_metric_into_the_relationship() -> None:
+    data = at(load_schema("events_detailed"), "relationships.metric.data")
+    assert {"type", "id", "name", "created", "updated", "integration"} <= set(data["properties"])
+    assert data["properties"]["integration"]["additionalProperties"] is True
+    assert "array" in types(at(load_schema("events_detailed"), "relationships.attributions.data"))
+    assert "name" not in at(load_schema("events"), "relationships.metric.data")["properties"]
+
+
+def test_campaigns_have_no_attributes_removed_by_the_api() -> None:
+    attributes = at(load_schema("campaigns"), "attributes")["properties"]
+    assert "message" not in attributes
+    assert "channel" not in attributes
+    # send_strategy is a union by method in the spec; its branches merge into one object.
+    assert {"method", "datetime", "date", "throttle_percentage", "options"} <= set(
+        attributes["send_strategy"]["properties"]
+    )
+
+
+def test_campaigns_detailed_embeds_full_campaign_messages() -> None:
+    message = load_schema("campaigns_detailed")["properties"]["campaign_messages"]["items"]
+    assert set(message["properties"]) == {"type", "id", "attributes", "relationships", "links"}
+    assert message["properties"]["attributes"] == at(load_schema("campaign_messages"), "attributes")
+    # definition is a union by channel in the spec: email and sms content fields both appear.
+    assert {"subject", "body", "media_url"} <= set(at(message, "attributes.definition.content")["properties"])
+
+
+def test_profile_count_only_on_lists_detailed() -> None:
+    assert "profile_count" in at(load_schema("lists_detailed"), "attributes")["properties"]
+    assert "profile_count" not in at(load_schema("lists"), "attributes")["properties"]
+
+
+def test_templates_omit_the_definition_they_do_not_request() -> None:
+    assert "definition" not in at(load_schema("email_templates"), "attributes")["properties"]
+
+
+def test_memberships_are_flat_with_the_join_time() -> None:
+    for stream, group in (("list_memberships", "list_id"), ("segment_memberships", "segment_id")):
+        assert load_schema(stream)["properties"] == {
+            group: {"type": "string"},
+            "profile_id": {"type": "string"},
+            "joined_group_at": {"type": "string", "format": "date-time"},
+        }
+
+
+@needs_spec
+@pytest.mark.parametrize(
+    ("stream", "request_schema", "groupings"),
+    [
+        ("campaign_values_reports", "CampaignValuesRequestDTO", {"campaign_id", "campaign_message_id"}),
+        ("flow_series_reports", "FlowSeriesRequestDTO", {"flow_id", "flow_message_id"}),
+    ],
+)
+def test_report_statistics_are_the_spec_enum(stream: str, request_schema: str, groupings: set[str]) -> None:
+    components = _spec()["components"]["schemas"]
+    attributes = components[request_schema]["properties"]["data"]
+    attributes = components[attributes["$ref"].rsplit("/", 1)[-1]]["properties"]["attributes"]
+    statistics = set(attributes["properties"]["statistics"]["items"]["enum"])
+    properties = load_schema(stream)["properties"]
+    assert set(properties["statistics"]["properties"]) == statistics
+    assert all(
+        stat == {"type": ["number", "null"]} for stat in properties["statistics"]["properties"].values()
+    )
+    assert groupings | {"send_channel"} <= set(attributes["properties"]["group_by"]["items"]["enum"])
+    assert set(properties) == {"date", "conversion_metric_id", "send_channel", "statistics"} | groupings
+    assert properties["date"] == {"type": "string", "format": "date-time"}
+
+
+# --------------------------------------------------------------------------- records built from the spec's examples
+
+RESOURCE_COMPONENTS = {
+    "profiles": "ProfileResponsePluralConversationsObjectResource",
+    "global_exclusions": "ProfileResponsePluralConversationsObjectResource",
+    "events": "EventResponseObjectResource",
+    "events_detailed": "EventResponseObjectResource",
+    "metrics": "MetricResponseObjectResource",
+    "campaigns": "CampaignResponseObjectResource",
+    "campaigns_detailed": "CampaignResponseObjectResource",
+    "campaign_messages": "CampaignMessageResponseObjectResource",
+    "email_templates": "TemplateResponseObjectResource",
+    "flows": "FlowResponseObjectResource",
+    "flow_actions": "FlowActionEncodedResponseObjectResource",
+    "flow_messages": "FlowMessageEncodedResponseObjectResource",
+    "lists": "ListListResponseObjectResource",
+    "lists_detailed": "ListRetrieveResponseObjectResource",
+    "segments": "SegmentListResponseObjectResource",
+    "tags": "TagResponseObjectResource",
+    "coupons": "CouponResponseObjectResource",
+}
+# Attributes that the spec keeps outside the resource component (additional-fields overlays).
+ADDITIONAL_ATTRIBUTES = {
+    "profiles": "PredictiveAnalytics",
+    "global_exclusions": "PredictiveAnalytics",
+}
+
+
+PLACEHOLDERS = {"string": "text", "integer": 7, "number": 2.5, "boolean": True}
+DATETIME = "2026-07-01T12:00:00+00:00"
+
+
+def example_of(node: Mapping[str, Any], stack: tuple[str, ...] = ()) -> Any:
+    """A value built from the spec: its own ``example`` where it has one, else a value of the
+    declared type (first branch of each union; response-only, so ``writeOnly`` fields are left out)."""
+    components = _spec()["components"]["schemas"]
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        return None if name in stack else example_of(components[name], (*stack, name))
+    if "example" in node:
+        return node["example"]
+    if node.get("allOf"):
+        parts = [example_of(part, stack) for part in node["allOf"]]
+        return {key: value for part in parts if isinstance(part, dict) for key, value in part.items()}
+    for keyword in ("oneOf", "anyOf"):
+        for branch in node.get(keyword, []):
+            value = example_of(branch, stack)
+            if value is not None:
+                return value
+    kind = node.get("type")
+    if kind == "object" or "properties" in node:
+        values = {
+            name: example_of(prop, stack)
+            for name, prop in node.get("properties", {}).items()
+            if not prop.get("writeOnly")
+        }
+        return {name: value for name, value in values.items() if value is not None}
+    if kind == "array":
+        item = example_of(node.get("items", {}), stack)
+        return [] if item is None else [item]
+    if kind == "string" and node.get("format") in ("date-time", "date"):
+        return DATETIME if node["format"] == "date-time" else DATETIME[:10]
+    return node["enum"][0] if "enum" in node else PLACEHOLDERS.get(kind)
+
+
+def closed(schema: Any) -> Any:
+    """The schema with every described object closed, so an undescribed key fails validation."""
+    if isinstance(schema, dict):
+        out = {key: closed(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            out["additionalProperties"] = False
+        return out
+    return schema
+
+
+def _example_record(stream: str) -> dict[str, Any]:
+    components = _spec()["components"]["schemas"]
+    record = example_of(components[RESOURCE_COMPONENTS[stream]])
+    if stream in ADDITIONAL_ATTRIBUTES:
+        record["attributes"]["predictive_analytics"] = example_of(components[ADDITIONAL_ATTRIBUTES[stream]])
+    if stream == "events_detailed":
+        metric = example_of(components["MetricResponseObjectResource"])
+        record["relationships"]["metric"]["data"].update(metric["attributes"])
+    if stream == "campaigns_detailed":
+        record["campaign_messages"] = [example_of(components["CampaignMessageResponseObjectResource"])]
+    if stream in PARENT_FIELDS:
+        record[PARENT_FIELDS[stream]] = "parent-1"
+    if CURSORS[stream]:
+        record[CURSORS[stream]] = record["attributes"][CURSORS[stream]]
+    return record
+
+
+@needs_spec
+@pytest.mark.parametrize("stream", sorted(RESOURCE_COMPONENTS))
+def test_a_record_made_of_the_spec_examples_validates(stream: str) -> None:
+    record = _example_record(stream)
+    assert record["attributes"], f"the spec has no attribute examples for {stream}"
+    schema = closed(load_schema(stream))
+    schema["additionalProperties"] = False  # the example record has only the keys we emit
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in Draft7Validator(schema).iter_errors(record)
+    ]
+    assert not errors, errors
+
+
+@needs_spec
+def test_the_example_check_catches_a_wrong_type() -> None:
+    record = copy.deepcopy(_example_record("events"))
+    record["attributes"]["timestamp"] = "not-an-integer"
+    assert not Draft7Validator(load_schema("events")).is_valid(record)
+
+
+def test_documented_live_shapes_validate() -> None:
+    """Values as the live API sends them (klaviyo-api.md §11), including a string latitude."""
+    profile = {
+        "type": "profile",
+        "id": "01HQ5Z8K3W2M6N7P8Q9R0S1T2V",
+        "attributes": {
+            "email": "sarah.mason@example.com",
+            "image": None,
+            "updated": "2026-06-30T08:15:44+00:00",
+            "location": {"latitude": "40.7527", "longitude": -73.9772, "ip": "203.0.113.7"},
+            "properties": {"loyalty_tier": "gold", "shoe_size": 9},
+            "subscriptions": {
+                "email": {
+                    "marketing": {
+                        "can_receive_email_marketing": True,
+                        "consent": "SUBSCRIBED",
+                        "consent_timestamp": None,
+                        "suppression": [{"reason": "HARD_BOUNCE", "timestamp": "2024-03-02T14:21:09+00:00"}],
+                        "list_suppressions": [],
+                    }
+                }
+            },
+            "predictive_analytics": {"historic_number_of_orders": 2, "ranked_channel_affinity": ["email"]},
+        },
+        "relationships": {"push-tokens": {"links": {"self": "https://a/x", "related": "https://a/y"}}},
+        "links": {"self": "https://a.klaviyo.com/api/profiles/01HQ5Z8K3W2M6N7P8Q9R0S1T2V/"},
+        "updated": "2026-06-30T08:15:44+00:00",
+    }
+    campaign_strategy = {"method": "smart_send_time", "date": "2026-07-01"}
+    report = {
+        "date": "2026-06-01T00:00:00+00:00",
+        "campaign_id": "01J1ABCDXYZ0123456789ABCDE",
+        "campaign_message_id": "01J1ABCE0MSG0123456789ABCD",
+        "send_channel": "email",
+        "conversion_metric_id": "RESQ6t",
+        "statistics": {"opens": 5120, "open_rate": 0.34, "conversion_value": None},
+    }
+    for stream, record in (
+        ("profiles", profile),
+        ("global_exclusions", profile),
+        ("campaign_values_reports", report),
+    ):
+        errors = [e.message for e in Draft7Validator(closed(load_schema(stream))).iter_errors(record)]
+        assert not errors, (stream, errors)
+    send_strategy = at(load_schema("campaigns"), "attributes.send_strategy")
+    assert Draft7Validator(closed(send_strategy)).is_valid(campaign_strategy)
