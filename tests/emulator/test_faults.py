@@ -62,7 +62,7 @@ def test_reset_fault_breaks_the_connection():
 
 def test_timeout_fault_hangs_past_the_client_timeout():
     with (
-        faulty("timeout=1.0", hang_seconds=2.0) as emu,
+        faulty("timeout=1.0", hang_seconds=1.0) as emu,
         pytest.raises((TimeoutError, urllib.error.URLError)) as caught,
     ):
         request(emu.url, "/api/metrics", timeout=0.3)
