@@ -1,0 +1,427 @@
+"""The one HTTP session of a run: auth, revision, pacing, retries and the error policy.
+
+    async with KlaviyoClient(config) as client:
+        body = await client.get("/api/events", [("page[size]", "1000")], bucket="/api/events", tier="XL")
+        ...  # the engine parses `body` (raw bytes of a complete 2xx JSON body) with orjson
+
+Retry policy (numbers are constructor arguments): up to `max_attempts` (8) attempts, exponential
+backoff with full jitter (`uniform(0, min(backoff_cap, backoff_base * 2**n))`, 0.5 s base, 30 s cap)
+and a `retry_time_budget` (10 min) of time spent failing, not counting server-ordered waits.
+Retried: 429 (waiting `Retry-After` exactly, for the whole bucket, up to `max_retry_after` = 15 min),
+408, 5xx (also HTML error pages), timeouts, connection errors (reset, DNS, refused, disconnect) and
+incomplete bodies (Content-Length mismatch or JSON not ending in `}`). Not retried: 3xx (redirects
+are never followed: the key must only reach the configured origin), 400, 401, 403, 404 and other 4xx.
+
+Compression: over the internet gzip shrinks Klaviyo's JSON ~6-10x (a 1,000-event page is ~0.5 MB),
+so we ask for it; on loopback (the emulator) the server's compression and our inflating cost more
+CPU than the bytes they save, so loopback origins are asked for `identity`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+from multidict import CIMultiDict
+from yarl import URL
+
+from source_klaviyo import __version__
+from source_klaviyo.errors import ApiError, SourceError, TransientError
+from source_klaviyo.ratelimit import Clock, RateLimiters, SystemClock, TierLimiter, parse_retry_after
+from source_klaviyo.streams import API_REVISION
+
+__all__ = ["HttpStats", "KlaviyoClient", "encode_params"]
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"source-klaviyo/{__version__}"
+JSONAPI = "application/vnd.api+json"
+
+# Characters Klaviyo's filter grammar and parameter names use, left readable in the query: all are
+# legal in a query (RFC 3986 sub-delims, ":" and "@"; "[]" accepted by every server we know).
+# Encoded on purpose: "+" (a space to form decoders: "+00:00" offsets would break), "&", "=", ";",
+# '"', spaces and anything non-ASCII.
+_QUERY_SAFE = "[]()',:@!$*/"
+
+# First path segment after /api/ -> the read scope it needs (for the 403 message).
+_SCOPES = {
+    "accounts": "accounts:read",
+    "campaigns": "campaigns:read",
+    "campaign-messages": "campaigns:read",
+    "campaign-values-reports": "campaigns:read",
+    "catalog-items": "catalogs:read",
+    "catalog-variants": "catalogs:read",
+    "catalog-categories": "catalogs:read",
+    "coupons": "coupons:read",
+    "coupon-codes": "coupons:read",
+    "events": "events:read",
+    "flows": "flows:read",
+    "flow-actions": "flows:read",
+    "flow-messages": "flows:read",
+    "flow-series-reports": "flows:read",
+    "flow-values-reports": "flows:read",
+    "lists": "lists:read",
+    "metrics": "metrics:read",
+    "profiles": "profiles:read",
+    "segments": "segments:read",
+    "tags": "tags:read",
+    "tag-groups": "tags:read",
+    "templates": "templates:read",
+}
+
+
+class _Config(Protocol):
+    api_key: str
+    base_url: str
+    num_workers: int
+    request_timeout_seconds: float
+
+
+@dataclass
+class HttpStats:
+    """Live counters the progress display reads (plain ints: one event loop, no locking)."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    rate_limit_wait_seconds: float = 0.0
+    bytes_received: int = 0
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth retrying; `cause` is user-facing and key-free."""
+
+    def __init__(self, cause: str, retry_after: float | None = None, throttled: bool = False) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.retry_after = retry_after
+        self.throttled = throttled
+
+
+def encode_params(params: Sequence[tuple[str, str]]) -> str:
+    """`[("filter", "greater-than(updated,2024-01-01T00:00:00+00:00)")]` ->
+    `filter=greater-than(updated,2024-01-01T00:00:00%2B00:00)`."""
+    return "&".join(f"{quote(str(k), safe=_QUERY_SAFE)}={quote(str(v), safe=_QUERY_SAFE)}" for k, v in params)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _body_is_complete(body: bytes, content_length: str | None, encoded: bool) -> bool:
+    # Content-Length counts the bytes on the wire, so it only compares when nothing was decoded.
+    if (
+        content_length is not None
+        and not encoded
+        and content_length.isdigit()
+        and int(content_length) != len(body)
+    ):
+        return False
+    # Every JSON:API document is an object: a cut-short body cannot end in "}" unless the cut
+    # falls exactly after a nested object, which the engine's parser then still catches.
+    return body.rstrip()[-1:] == b"}"
+
+
+def _first_error(body: bytes) -> dict[str, Any]:
+    try:
+        errors = orjson.loads(body).get("errors") or [{}]
+        return errors[0] if isinstance(errors[0], dict) else {}
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return {}
+
+
+def _scope_for(path: str) -> str:
+    parts = path.strip("/").split("/")
+    segment = parts[1] if len(parts) > 1 and parts[0] == "api" else parts[0]
+    return _SCOPES.get(segment, f"{segment}:read")
+
+
+class KlaviyoClient:
+    """All HTTP traffic of a run. Use as `async with KlaviyoClient(config) as client:`."""
+
+    def __init__(
+        self,
+        config: _Config,
+        *,
+        transport_connector: aiohttp.BaseConnector | None = None,
+        clock: Clock | None = None,
+        max_attempts: int = 8,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        retry_time_budget: float = 600.0,
+        max_retry_after: float = 900.0,
+        rate_limit_margin: float = 0.03,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._key = config.api_key
+        self._base = URL(config.base_url.rstrip("/"))
+        if not self._base.is_absolute() or self._base.scheme not in ("http", "https"):
+            raise SourceError(
+                f"base_url must be an absolute http(s) URL, got {self._mask(config.base_url)!r}"
+            )
+        self._base_text = str(self._base)
+        self._origin = self._base.origin()
+        self._num_workers = max(1, int(config.num_workers))
+        self._timeout = float(config.request_timeout_seconds)
+        self._connector = transport_connector
+        self._clock: Clock = clock or SystemClock()
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.retry_time_budget = retry_time_budget
+        self.max_retry_after = max_retry_after
+        self._rng = rng or random.Random()
+        self.limiters = RateLimiters(clock=self._clock, margin=rate_limit_margin)
+        self.stats = HttpStats()
+        self._session: aiohttp.ClientSession | None = None
+        self._semaphore = asyncio.Semaphore(self._num_workers)
+
+    def __repr__(self) -> str:
+        return f"KlaviyoClient(base_url={self._base_text!r}, api_key={self._mask(self._key)!r})"
+
+    def _mask(self, text: str) -> str:
+        if not self._key:
+            return text
+        return text.replace(self._key, self._masked_key())
+
+    def _masked_key(self) -> str:
+        # Enough to tell two keys apart in a support thread, never enough to use one.
+        return f"{self._key[:3]}…{self._key[-2:]}" if len(self._key) > 12 else "***"
+
+    # -- session lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> KlaviyoClient:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._session is not None:
+            return
+        connector = self._connector or aiohttp.TCPConnector(
+            limit=self._num_workers,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
+        )
+        headers = {
+            "Authorization": f"Klaviyo-API-Key {self._key}",
+            "revision": API_REVISION,
+            "Accept": JSONAPI,
+            "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity" if _is_loopback(self._base.host) else "gzip, deflate",
+        }
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(
+                total=self._timeout, sock_connect=min(self._timeout, 30.0), sock_read=self._timeout
+            ),
+            auto_decompress=True,
+            raise_for_status=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- public requests -------------------------------------------------------------------------
+
+    async def get(
+        self,
+        url: str,
+        params: Sequence[tuple[str, str]] | None = None,
+        *,
+        bucket: str,
+        tier: str,
+    ) -> bytes:
+        """GET a path (`/api/events`, joined to base_url) or an absolute `links.next` URL, which is
+        followed verbatim. Returns the raw body of a complete 2xx answer."""
+        return await self._request("GET", url, params, None, bucket=bucket, tier=tier)
+
+    async def post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        bucket: str,
+        tier: str,
+        params: Sequence[tuple[str, str]] | None = None,
+    ) -> bytes:
+        """POST a JSON:API document (the reporting endpoints); same policy as `get`."""
+        return await self._request("POST", path, params, orjson.dumps(body), bucket=bucket, tier=tier)
+
+    # -- the policy --------------------------------------------------------------------------------
+
+    def _target(self, url: str, params: Sequence[tuple[str, str]] | None) -> URL:
+        if url.startswith("/"):
+            text = self._base_text + url
+        else:
+            text = url
+        if params:
+            text += ("&" if "?" in text else "?") + encode_params(params)
+        target = URL(text, encoded=True)  # verbatim: re-encoding a links.next breaks its cursor
+        if not target.is_absolute() or target.origin() != self._origin:
+            # Never show the foreign URL's query, it could carry anything; the host is enough.
+            raise SourceError(
+                f"refusing to send the API key to {target.scheme}://{target.host}: "
+                f"only {self._origin} is allowed (a links.next pointing elsewhere?)"
+            )
+        return target
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        params: Sequence[tuple[str, str]] | None,
+        data: bytes | None,
+        *,
+        bucket: str,
+        tier: str,
+    ) -> bytes:
+        target = self._target(url, params)
+        path = target.path
+        limiter = self.limiters.get(bucket, tier)
+        started = self._clock.monotonic()
+        ordered_wait = 0.0  # Retry-After waits the server asked for: not "failing time"
+        attempt = 0
+        while True:
+            attempt += 1
+            waited = await limiter.acquire(max_wait=self.max_retry_after)
+            self.stats.rate_limit_wait_seconds += waited
+            ordered_wait += waited
+            try:
+                async with self._semaphore:
+                    return await self._attempt(method, target, data, path, limiter)
+            except _Retry as retry:
+                delay = self._next_delay(retry, attempt, limiter)
+                failing_time = self._clock.monotonic() - started - ordered_wait
+                if attempt >= self.max_attempts or failing_time + delay > self.retry_time_budget:
+                    raise TransientError(
+                        f"Klaviyo kept failing for {path} after {attempt} attempts; last error: {retry.cause}",
+                        internal_message=f"{method} {path} bucket={bucket} tier={tier}",
+                    ) from None
+                self.stats.retries += 1
+                logger.info("retrying %s %s in %.2f s after: %s", method, path, delay, retry.cause)
+                if not retry.throttled:  # a throttle blocked the bucket: the next acquire() waits it out
+                    await self._clock.sleep(delay)
+
+    def _next_delay(self, retry: _Retry, attempt: int, limiter: TierLimiter) -> float:
+        if retry.throttled:
+            self.stats.throttled += 1
+            if retry.retry_after is not None and retry.retry_after > self.max_retry_after:
+                raise TransientError(
+                    f"Klaviyo asked to wait {retry.retry_after:.0f} s before the next request "
+                    f"(rate limit); that is more than the {self.max_retry_after:.0f} s we wait. Try again later."
+                )
+            delay = retry.retry_after if retry.retry_after is not None else self._backoff(attempt)
+            limiter.block(delay)  # the whole bucket waits, not only this request
+            return delay
+        delay = self._backoff(attempt)
+        if retry.retry_after is not None:  # e.g. a 503 with Retry-After
+            delay = max(delay, min(retry.retry_after, self.backoff_cap))
+        return delay
+
+    def _backoff(self, attempt: int) -> float:
+        return self._rng.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+    async def _attempt(
+        self, method: str, target: URL, data: bytes | None, path: str, limiter: TierLimiter
+    ) -> bytes:
+        assert self._session is not None, "use `async with KlaviyoClient(...)` before requesting"
+        headers = {"Content-Type": JSONAPI} if data is not None else None
+        self.stats.requests += 1
+        response_headers: CIMultiDict[str] | None = None
+        try:
+            async with self._session.request(
+                method, target, data=data, headers=headers, allow_redirects=False
+            ) as response:
+                response_headers = response.headers  # type: ignore[assignment]
+                body = await response.read()
+                self.stats.bytes_received += len(body)
+                return self._check(response, body, path)
+        except TimeoutError:
+            raise _Retry(f"no answer within {self._timeout:g} s (timeout)") from None
+        except aiohttp.InvalidURL as exc:
+            raise SourceError(self._mask(f"invalid URL for {path}: {exc}")) from None
+        except aiohttp.ClientError as exc:
+            raise _Retry(self._mask(f"{type(exc).__name__}: {exc}")) from None
+        finally:
+            limiter.release(response_headers)
+
+    def _check(self, response: aiohttp.ClientResponse, body: bytes, path: str) -> bytes:
+        status = response.status
+        if 200 <= status < 300:
+            headers = response.headers
+            encoded = headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
+            if status == 204 or _body_is_complete(body, headers.get("Content-Length"), encoded):
+                return body
+            raise _Retry(f"incomplete response body ({len(body)} bytes, HTTP {status})")
+        if status == 429:
+            raise _Retry(
+                "HTTP 429 throttled",
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                throttled=True,
+            )
+        if status >= 500 or status == 408:
+            kind = (
+                ""
+                if response.content_type in (JSONAPI, "application/json")
+                else f" ({response.content_type} page)"
+            )
+            raise _Retry(
+                f"HTTP {status}{kind}", retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            )
+        raise self._client_error(status, body, path)
+
+    def _client_error(self, status: int, body: bytes, path: str) -> ApiError:
+        if 300 <= status < 400:
+            # The target is deliberately not shown: it is not ours to follow or to reveal.
+            return ApiError(
+                f"Klaviyo answered {path} with a redirect (HTTP {status}); redirects are not followed", status
+            )
+        error = _first_error(body)
+        code = error.get("code") or {
+            400: "invalid",
+            401: "not_authenticated",
+            403: "permission_denied",
+            404: "not_found",
+        }.get(status, "error")
+        detail = str(error.get("detail") or error.get("title") or "no detail given")
+        source = error.get("source")
+        parameter = source.get("parameter") if isinstance(source, dict) else None
+        if status == 401:
+            message = f"Klaviyo rejected the API key ({status} {code}): check api_key"
+        elif status == 403:
+            message = (
+                f"the API key lacks the scope needed for {path} ({status} {code}): "
+                f"add the `{_scope_for(path)}` read scope"
+            )
+        elif status == 400:
+            where = f" (parameter `{parameter}`)" if parameter else ""
+            message = f"Klaviyo rejected the request to {path} ({status} {code}): {detail}{where}"
+        elif status == 404:
+            message = f"Klaviyo found nothing at {path} ({status} {code}): {detail}"
+        else:
+            message = f"Klaviyo answered {path} with HTTP {status} ({code}): {detail}"
+        return ApiError(
+            self._mask(message), status, internal_message=self._mask(f"error id {error.get('id')}")
+        )
