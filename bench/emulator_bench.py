@@ -1,0 +1,222 @@
+"""Throughput and CPU cost of the Klaviyo API emulator, cold and warm.
+
+Starts ``klaviyo-emulator serve`` as a subprocess (no rate limits, no latency), walks N pages of
+events (``page[size]=1000``) and of profiles (``page[size]=100`` with
+``additional-fields[profile]=subscriptions,predictive_analytics``) over one keep-alive aiohttp
+session, following ``links.next`` verbatim.  The *cold* pass is the first walk; the *warm* pass
+fetches the very same URLs again (what a cache may serve).  The emulator's CPU per page comes from
+``/proc/<pid>/stat`` (utime + stime) before and after each pass.
+
+    ./dev run python bench/emulator_bench.py                       # medium scale, 50 pages each
+    ./dev run python bench/emulator_bench.py --scale small --pages 20
+
+Prints a table and writes ``bench/results/emulator.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import aiohttp
+from yarl import URL as URL_
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results" / "emulator.json"
+HEADERS = {
+    "Authorization": "Klaviyo-API-Key pk_emulator",
+    "revision": "2026-07-15",
+    "accept": "application/vnd.api+json",
+}
+WALKS = {
+    "events": ("/api/events", {"page[size]": "1000"}),
+    "profiles": (
+        "/api/profiles",
+        {"page[size]": "100", "additional-fields[profile]": "subscriptions,predictive_analytics"},
+    ),
+}
+URL = re.compile(r"https?://[\w.\-]+:\d+")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Pass:
+    resource: str
+    phase: str  # cold | warm
+    pages: int
+    records: int
+    bytes: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.seconds if self.seconds else 0.0
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_page(self) -> float:
+        return 1000 * self.cpu_seconds / self.pages if self.pages else 0.0
+
+    def as_json(self) -> dict:
+        return asdict(self) | {
+            "pages_per_s": round(self.pages_per_s, 1),
+            "records_per_s": round(self.records_per_s),
+            "cpu_ms_per_page": round(self.cpu_ms_per_page, 2),
+        }
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def emulator_command() -> list[str]:
+    script = Path(sys.executable).with_name("klaviyo-emulator")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("klaviyo-emulator")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from klaviyo_emulator.cli import main; sys.exit(main())"]
+
+
+def start_emulator(scale: str, seed: int, startup_timeout: float) -> tuple[subprocess.Popen, str, float]:
+    args = ["serve", "--port", "0", "--scale", scale, "--seed", str(seed), "--no-rate-limits", "--latency-ms", "0"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [*emulator_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = started + startup_timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.perf_counter()))
+        except queue.Empty:
+            proc.kill()
+            raise SystemExit(f"emulator printed no URL within {startup_timeout}s") from None
+        match = URL.search(line)
+        if match:
+            return proc, match.group(0), time.perf_counter() - started
+
+
+async def fetch_all(session: aiohttp.ClientSession, urls: list[str]) -> tuple[int, int]:
+    records = size = 0
+    for url in urls:
+        async with session.get(URL_(url, encoded=True)) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"GET {url} -> {resp.status}: {body[:300]!r}")
+        records += len(json.loads(body)["data"])
+        size += len(body)
+    return records, size
+
+
+async def cold_walk(session: aiohttp.ClientSession, base: str, path: str, params: dict, pages: int):
+    """Follow links.next for up to ``pages`` pages; returns the URLs visited, records and bytes."""
+    url: str | None = f"{base}{path}?{urlencode(params, quote_via=quote, safe=',')}"
+    urls: list[str] = []
+    records = size = 0
+    while url and len(urls) < pages:
+        urls.append(url)
+        async with session.get(URL_(url, encoded=True)) as resp:  # links.next verbatim
+            body = await resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"GET {url} -> {resp.status}: {body[:300]!r}")
+        doc = json.loads(body)
+        records += len(doc["data"])
+        size += len(body)
+        url = (doc.get("links") or {}).get("next")
+    return urls, records, size
+
+
+async def bench(base: str, pid: int, pages: int) -> list[Pass]:
+    results: list[Pass] = []
+    connector = aiohttp.TCPConnector(limit=1, force_close=False)
+    async with aiohttp.ClientSession(headers=HEADERS, connector=connector) as session:
+        # one request to warm up the connection and the process, outside the measurements
+        async with session.get(f"{base}/api/metrics") as resp:
+            await resp.read()
+        for resource, (path, params) in WALKS.items():
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+            urls, records, size = await cold_walk(session, base, path, params, pages)
+            t1, cpu1 = time.perf_counter(), cpu_seconds(pid)
+            results.append(Pass(resource, "cold", len(urls), records, size, t1 - t0, cpu1 - cpu0))
+            cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+            records, size = await fetch_all(session, urls)
+            t1, cpu1 = time.perf_counter(), cpu_seconds(pid)
+            results.append(Pass(resource, "warm", len(urls), records, size, t1 - t0, cpu1 - cpu0))
+    return results
+
+
+def table(results: list[Pass]) -> str:
+    head = f"{'resource':<9} {'pass':<5} {'pages':>6} {'records':>8} {'MB':>7} {'pages/s':>8} {'records/s':>10} {'CPU ms/page':>12}"
+    rows = [
+        f"{r.resource:<9} {r.phase:<5} {r.pages:>6} {r.records:>8} {r.bytes / 1e6:>7.1f} "
+        f"{r.pages_per_s:>8.1f} {r.records_per_s:>10.0f} {r.cpu_ms_per_page:>12.2f}"
+        for r in results
+    ]
+    return "\n".join([head, "-" * len(head), *rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", default="medium", choices=["tiny", "small", "medium", "large"])
+    parser.add_argument("--pages", type=int, default=50, help="pages walked per resource (default 50)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--startup-timeout", type=float, default=600.0)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+
+    proc, base, startup = start_emulator(args.scale, args.seed, args.startup_timeout)
+    try:
+        results = asyncio.run(bench(base, proc.pid, args.pages))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print(f"emulator: scale={args.scale} seed={args.seed} startup={startup:.2f}s url={base}")
+    print(table(results))
+    report = {
+        "scale": args.scale,
+        "seed": args.seed,
+        "pages_requested": args.pages,
+        "startup_seconds": round(startup, 3),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "results": [r.as_json() for r in results],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
