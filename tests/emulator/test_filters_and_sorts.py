@@ -61,9 +61,12 @@ def _pivot(values):
 def test_datetime_filter_returns_exactly_the_truth_subset(emulator, resource, op):
     path, cursor, _ = COLLECTIONS[resource]
     truth = emulator.truth(resource)
+    scope = ""
+    if resource == "flows":  # whether archived flows are listed by default is not ours to assume
+        truth, scope = [t for t in truth if not t["archived"]], ",equals(archived,false)"
     pivot = parse_dt(_pivot([t[cursor] for t in truth]))
     expected = {t["id"] for t in truth if OPS[op](parse_dt(t[cursor]), pivot)}
-    got = _walk_ids(emulator, path, {"filter": f"{op}({cursor},{fmt_dt(pivot)})"})
+    got = _walk_ids(emulator, path, {"filter": f"{op}({cursor},{fmt_dt(pivot)}){scope}"})
     assert got == expected
 
 

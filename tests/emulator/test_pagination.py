@@ -73,7 +73,7 @@ def test_events_walk_within_datetime_bounds_returns_each_matching_event_once(emu
     assert_walk(pages, match, size, cursor="datetime", descending=sort == "-datetime")
 
 
-@pytest.mark.parametrize("resource", ["templates", "flows", "lists", "segments", "tags", "coupons"])
+@pytest.mark.parametrize("resource", ["templates", "lists", "segments", "tags", "coupons"])
 def test_small_page_walks_cover_each_collection(emulator, resource):
     path, _, _ = COLLECTIONS[resource]
     pages = walk(emulator.url, path, {"page[size]": 1})
