@@ -1,0 +1,183 @@
+"""Builds the body of each Klaviyo API response from the world (pure: no HTTP, no rate limits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .endpoints import Endpoint
+from .errors import ApiError, invalid
+from .filters import Condition
+from .jsontext import dumps
+from .members import MemberView
+from .pagination import decode_cursor, encode_cursor, next_link, query_digest, self_link
+from .query import Query, parse_query, select
+from .render import Renderer
+from .reports import campaign_values, flow_series
+from .store import World
+from .table import Table
+
+COLLECTIONS = {
+    "/api/profiles",
+    "/api/events",
+    "/api/metrics",
+    "/api/campaigns",
+    "/api/templates",
+    "/api/flows",
+    "/api/lists",
+    "/api/segments",
+    "/api/tags",
+    "/api/coupons",
+}
+CHILDREN = {  # route -> (parent table, key on the child naming the parent)
+    "/api/campaigns/{id}/campaign-messages": ("campaigns", "campaign_id"),
+    "/api/flows/{id}/flow-actions": ("flows", "flow_id"),
+    "/api/flow-actions/{id}/flow-messages": ("flow-actions", "flow_action_id"),
+}
+SINGLES = {"/api/campaigns/{id}", "/api/campaign-messages/{id}", "/api/lists/{id}", "/api/segments/{id}"}
+MEMBERS = {"/api/lists/{id}/profiles": "lists", "/api/segments/{id}/profiles": "segments"}
+
+
+class Request:
+    """The parts of an HTTP request the builders need."""
+
+    def __init__(
+        self, base: str, path: str, raw_query: str, params: list[tuple[str, str]], match: dict[str, str]
+    ) -> None:
+        self.base = base
+        self.path = path
+        self.raw_query = raw_query
+        self.params = params
+        self.match = match
+
+
+class Api:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self._member_views: dict[tuple[str, str], tuple[int, MemberView]] = {}
+
+    def get(self, endpoint: Endpoint, req: Request) -> bytes:
+        query = parse_query(endpoint, req.params)
+        route = endpoint.route
+        if route in COLLECTIONS:
+            return self._collection(endpoint, req, query, self.world.table(endpoint.resource or ""))
+        if route in CHILDREN:
+            parent_resource, key = CHILDREN[route]
+            parent_id = self._require(parent_resource, req.match["id"])
+            table = self.world.table(endpoint.resource or "")
+            query.conditions = [*query.conditions, Condition("equals", key, parent_id)]
+            if not endpoint.paged:
+                return self._unpaged(req, query, table)
+            return self._collection(endpoint, req, query, table)
+        if route in SINGLES:
+            return self._single(endpoint, req, query)
+        if route in MEMBERS:
+            kind = MEMBERS[route]
+            group_id = self._require(kind, req.match["id"])
+            return self._collection(endpoint, req, query, self._members(kind, group_id))
+        if route == "/api/campaigns/{id}/relationships/campaign-messages":
+            campaigns = self.world.table("campaigns")
+            self._require("campaigns", req.match["id"])
+            index = campaigns.index_of(req.match["id"])
+            assert index is not None
+            refs = campaigns.relationships(index)["campaign-messages"] or []
+            doc = {
+                "data": [{"type": t, "id": i} for t, i in refs],  # type: ignore[misc]
+                "links": {"self": self_link(req.base, req.path, req.raw_query)},
+            }
+            return dumps(doc)
+        raise ApiError(404, f"No route for {route}")
+
+    def post(self, endpoint: Endpoint, req: Request, body: bytes) -> bytes:
+        parse_query(endpoint, [(k, v) for k, v in req.params if k != "page_cursor"])
+        cursor = dict(req.params).get("page_cursor")
+        if cursor is not None and cursor != "":
+            raise invalid("Invalid page_cursor", parameter="page_cursor")
+        builder = campaign_values if endpoint.operation == "query_campaign_values" else flow_series
+        doc = builder(self.world, body)
+        doc["links"] = {"self": self_link(req.base, req.path, req.raw_query)}
+        return dumps(doc)
+
+    # ---------------------------------------------------------------------------------------------
+
+    def _require(self, resource: str, record_id: str) -> str:
+        if self.world.table(resource).index_of(record_id) is None:
+            type_ = self.world.table(resource).type
+            raise ApiError(404, f"A {type_} with id {record_id} does not exist.")
+        return record_id
+
+    def _members(self, kind: str, group_id: str) -> MemberView:
+        cached = self._member_views.get((kind, group_id))
+        if cached and cached[0] == self.world.generation:
+            return cached[1]
+        view = MemberView(self.world.profiles, kind, group_id, self.world.members(kind, group_id))
+        if len(self._member_views) > 64:
+            self._member_views.clear()
+        self._member_views[(kind, group_id)] = (self.world.generation, view)
+        return view
+
+    def _collection(self, endpoint: Endpoint, req: Request, query: Query, table: Table) -> bytes:
+        conditions = list(query.conditions)
+        order = None
+        range_fields: frozenset[str] = frozenset()
+        if endpoint.route == "/api/campaigns" and not any(c.field == "archived" for c in conditions):
+            # Klaviyo leaves archived campaigns out unless asked with equals(archived,true)
+            conditions.append(Condition("equals", "archived", False))
+        if table is self.world.events:
+            range_fields = frozenset({"datetime", "timestamp"})
+            metric = [c for c in conditions if c.field == "metric_id"]
+            if metric:
+                order = self.world.events.by_metric(metric[0].value)
+                conditions = [c for c in conditions if c is not metric[0]]
+        digest = query_digest([*req.params, ("@path", req.path)])
+        after = decode_cursor(query.cursor, digest) if query.cursor is not None else None
+        picked = select(
+            table, conditions, query.sort, query.descending, after, query.page_size, order, range_fields
+        )
+        renderer = Renderer(req.base, query.fields, query.additional)
+        data = [renderer.resource(table, i, query.includes) for i in picked.indices]
+        links: dict[str, Any] = {
+            "self": self_link(req.base, req.path, req.raw_query),
+            "next": None,
+            "prev": None,
+        }
+        if picked.more and picked.last_key is not None:
+            links["next"] = next_link(
+                req.base, req.path, req.raw_query, encode_cursor(picked.last_key, digest)
+            )
+        doc: dict[str, Any] = {"data": data, "links": links}
+        if query.includes:
+            doc["included"] = renderer.included(
+                self.world.tables, [(table, i) for i in picked.indices], query.includes
+            )
+        return dumps(doc)
+
+    def _unpaged(self, req: Request, query: Query, table: Table) -> bytes:
+        picked = select(table, query.conditions, "id", False, None, 10**9)
+        renderer = Renderer(req.base, query.fields, query.additional)
+        doc: dict[str, Any] = {
+            "data": [renderer.resource(table, i, query.includes) for i in picked.indices],
+            "links": {"self": self_link(req.base, req.path, req.raw_query)},
+        }
+        if query.includes:
+            doc["included"] = renderer.included(
+                self.world.tables, [(table, i) for i in picked.indices], query.includes
+            )
+        return dumps(doc)
+
+    def _single(self, endpoint: Endpoint, req: Request, query: Query) -> bytes:
+        resource = endpoint.resource or ""
+        table = self.world.table(resource)
+        self._require(resource, req.match["id"])
+        index = table.index_of(req.match["id"])
+        assert index is not None
+        extra = None
+        if "profile_count" in query.additional.get(table.type, frozenset()):
+            extra = {"profile_count": self.world.profile_count(resource, req.match["id"])}
+        renderer = Renderer(req.base, query.fields, query.additional)
+        doc: dict[str, Any] = {
+            "data": renderer.resource(table, index, query.includes, extra),
+            "links": {"self": self_link(req.base, req.path, req.raw_query)},
+        }
+        if query.includes:
+            doc["included"] = renderer.included(self.world.tables, [(table, index)], query.includes)
+        return dumps(doc)

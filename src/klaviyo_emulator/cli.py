@@ -1,0 +1,100 @@
+"""`klaviyo-emulator serve …`: the emulator as a standalone server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from datetime import UTC, datetime
+
+from .faults import FaultPlan
+from .runner import EmulatorOptions, start_emulator
+from .scale import SCALES
+
+
+def _key_scopes(values: list[str]) -> dict[str, frozenset[str] | None]:
+    out: dict[str, frozenset[str] | None] = {}
+    for value in values:
+        key, sep, scopes = value.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(
+                f"--key-scopes {value!r}: expected KEY=scope1+scope2 (or KEY=all)"
+            )
+        out[key] = None if scopes == "all" else frozenset(s for s in scopes.split("+") if s)
+    return out
+
+
+def _anchor(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="klaviyo-emulator", description="A Klaviyo API (revision 2026-07-15) emulator."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the emulated API")
+    serve.add_argument("--port", type=int, required=True, help="TCP port (0 = any free port)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--seed", type=int, default=1)
+    serve.add_argument("--scale", choices=list(SCALES), default="tiny")
+    serve.add_argument("--latency-ms", type=float, default=0.0, help="mean added latency per API request")
+    serve.add_argument("--faults", default="", help="e.g. 503=0.05,reset=0.02,429storm=0.01,retry_after=90")
+    serve.add_argument("--no-rate-limits", action="store_true")
+    serve.add_argument("--rate-limit-scale", type=float, default=1.0)
+    serve.add_argument("--api-key", default="pk_emulator")
+    serve.add_argument("--key-scopes", action="append", default=[], metavar="KEY=SCOPE+SCOPE",
+                       help="an extra key and its scopes, e.g. pk_noevents=profiles:read+metrics:read; repeatable")  # fmt: skip
+    serve.add_argument(
+        "--anchor",
+        type=_anchor,
+        default=None,
+        help="ISO instant the data is generated around (default: this hour)",
+    )
+    serve.add_argument("--hang-seconds", type=float, default=600.0, help="how long a `timeout` fault hangs")
+    return p
+
+
+async def _serve(options: EmulatorOptions) -> None:
+    handle, url = await start_emulator(options)
+    print(url, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # Windows has no loop signal handlers
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await handle.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        FaultPlan.parse(args.faults, args.seed)
+        key_scopes = _key_scopes(args.key_scopes)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        print(f"klaviyo-emulator: {exc}", file=sys.stderr)
+        return 2
+    options = EmulatorOptions(
+        seed=args.seed,
+        scale=args.scale,
+        latency_ms=args.latency_ms,
+        faults=args.faults,
+        rate_limits=not args.no_rate_limits,
+        rate_limit_scale=args.rate_limit_scale,
+        api_key=args.api_key,
+        key_scopes=key_scopes,
+        anchor=args.anchor,
+        hang_seconds=args.hang_seconds,
+        host=args.host,
+        port=args.port,
+    )
+    asyncio.run(_serve(options))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

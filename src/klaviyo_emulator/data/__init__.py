@@ -1,0 +1,1 @@
+"""Deterministic synthetic Klaviyo data: every record is a pure function of (seed, resource, index)."""

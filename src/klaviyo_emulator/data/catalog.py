@@ -1,0 +1,599 @@
+"""The small resources (everything but profiles and events), held as rows.
+
+Each `_make_*` builds one row from (seed, index) and an optional `now`; the same builders serve the
+initial generation and `mutate(add=…)`, so added records look like generated ones.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from ..table import RowTable
+from .rng import iso, record_rng, short_id, ulid
+from .words import WORDS
+
+DAY = 86_400
+CHANNELS = ("email", "sms", "mobile_push")
+METRIC_NAMES = (
+    "Viewed Product", "Opened Email", "Received Email", "Active on Site", "Clicked Email", "Added to Cart",
+    "Started Checkout", "Placed Order", "Ordered Product", "Subscribed to List", "Received SMS", "Clicked SMS",
+    "Fulfilled Order", "Unsubscribed", "Refunded Order", "Marked Email as Spam", "Bounced Email", "Dropped Email",
+    "Received Push", "Opened Push",
+)  # fmt: skip
+INTEGRATIONS = (
+    {"object": "integration", "id": "0eMvjm", "key": "shopify", "name": "Shopify", "category": "eCommerce"},
+    {"object": "integration", "id": "0rG4eQ", "key": "klaviyo", "name": "Klaviyo", "category": "Internal"},
+    {"object": "integration", "id": "7FtS4J", "key": "api", "name": "API", "category": "API"},
+)
+CAMPAIGN_STATUSES = ("Sent", "Sent", "Sent", "Draft", "Scheduled", "Cancelled", "Variations Sent")
+TAG_GROUPS = (("Default", False, True), ("Season 🌸", True, False), ("Équipe", False, False))
+
+
+def _title(rnd: random.Random, n: int = 2) -> str:
+    return " ".join(rnd.choice(WORDS) for _ in range(n))
+
+
+def _times(rnd: random.Random, anchor: int, now: int | None, max_age_days: int = 3 * 365) -> tuple[int, int]:
+    """(created, updated): updated anywhere from created to the anchor, often years later."""
+    if now is not None:
+        return now, now
+    created = anchor - rnd.randrange(DAY, max_age_days * DAY)
+    updated = created if rnd.random() < 0.15 else created + rnd.randrange(0, anchor - created)
+    return created, updated
+
+
+class Catalog:
+    """Builds and owns the RowTables; `tables` maps the API path segment to its table."""
+
+    def __init__(self, seed: int, anchor: int, scale: Any, profile_ids: list[str] | None = None) -> None:
+        self.seed = seed
+        self.anchor = anchor
+        self.scale = scale
+        self.tables: dict[str, RowTable] = {
+            name: RowTable(type_, cursor, [])
+            for name, type_, cursor in (
+                ("tag-groups", "tag-group", "name"),
+                ("tags", "tag", "name"),
+                ("metrics", "metric", "updated"),
+                ("templates", "template", "updated"),
+                ("lists", "list", "updated"),
+                ("segments", "segment", "updated"),
+                ("flows", "flow", "updated"),
+                ("flow-actions", "flow-action", "updated"),
+                ("flow-messages", "flow-message", "updated"),
+                ("campaigns", "campaign", "updated_at"),
+                ("campaign-messages", "campaign-message", "updated_at"),
+                ("coupons", "coupon", "external_id"),
+            )
+        }
+        for i, (name, exclusive, default) in enumerate(TAG_GROUPS):
+            self.tables["tag-groups"].append(
+                {
+                    "id": short_id(seed, "tag-groups", i, 8),
+                    "attributes": {"name": name, "exclusive": exclusive, "default": default},
+                    "rels": {},
+                    "keys": {},
+                }
+            )
+        for i in range(scale.tags):
+            self.add("tags", i)
+        for i in range(scale.metrics):
+            self.add("metrics", i)
+        for i in range(scale.templates):
+            self.add("templates", i)
+        for i in range(scale.lists):
+            self.add("lists", i)
+        for i in range(scale.segments):
+            self.add("segments", i)
+        for i in range(scale.flows):
+            self.add("flows", i)
+        for i in range(scale.campaigns_per_channel * len(CHANNELS)):
+            self.add("campaigns", i)
+        for i in range(scale.coupons):
+            self.add("coupons", i)
+        self._tag_assignments()
+
+    # adding -------------------------------------------------------------------------------------
+
+    def add(self, resource: str, index: int | None = None, now: int | None = None) -> list[str]:
+        """Add one record (and its children); returns the new ids of `resource`."""
+        table = self.tables[resource]
+        index = len(table) if index is None else index
+        rnd = record_rng(self.seed, resource, index)
+        builder = getattr(self, "_make_" + resource.replace("-", "_"))
+        row = builder(index, rnd, now)
+        table.append(row)
+        return [row["id"]]
+
+    def _tags_for(self, rnd: random.Random) -> list[tuple[str, str]]:
+        tags = self.tables["tags"]
+        if not len(tags):
+            return []
+        return [("tag", tags.id(rnd.randrange(len(tags)))) for _ in range(rnd.randrange(0, 3))]
+
+    def _make_tags(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+        groups = self.tables["tag-groups"]
+        return {
+            "id": short_id(self.seed, "tags", i, 8) + "-" + short_id(self.seed, "tags2", i, 4),
+            "attributes": {"name": f"{_title(rnd, 1)} {i}"},
+            "rels": {
+                "tag-group": ("tag-group", groups.id(i % len(groups))),
+                "lists": None,
+                "segments": None,
+                "campaigns": None,
+                "flows": None,
+            },
+            "keys": {},
+        }
+
+    def _make_metrics(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+        created, updated = _times(rnd, self.anchor, now, 6 * 365)
+        name = METRIC_NAMES[i] if i < len(METRIC_NAMES) else f"Custom Event {i} ✨"
+        integration = (
+            INTEGRATIONS[0] if i % 4 in (0, 2) and i < len(METRIC_NAMES) else INTEGRATIONS[1 + i % 2]
+        )
+        return {
+            "id": short_id(self.seed, "metrics", i),
+            "attributes": {
+                "name": name,
+                "created": iso(created),
+                "updated": iso(updated),
+                "integration": dict(integration),
+            },
+            "rels": {"flow-triggers": None},
+            "keys": {
+                "created": created,
+                "updated": updated,
+                "integration.name": integration["name"],
+                "integration.category": integration["category"],
+            },
+        }
+
+    def _make_templates(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+        created, updated = _times(rnd, self.anchor, now)
+        editor = ("CODE", "USER_DRAGGABLE", "SYSTEM_DRAGGABLE")[i % 3]
+        name = f"{_title(rnd)} template {i}"
+        row: dict[str, Any] = {
+            "id": short_id(self.seed, "templates", i),
+            "attributes": {
+                "name": name,
+                "editor_type": editor,
+                "html": f"<html><body><h1>{name}</h1><p>Hallo Welt — こんにちは 👋</p></body></html>",
+                "text": None if i % 5 == 0 else f"{name}\nHallo Welt",
+                "amp": None,
+                "created": iso(created),
+                "updated": iso(updated),
+            },
+            "rels": {},
+            "keys": {"created": created, "updated": updated},
+        }
+        if editor == "SYSTEM_DRAGGABLE":
+            row["additional"] = {
+                "definition": {
+                    "id": None,
+                    "template_id": row["id"],
+                    "body": {
+                        "id": None,
+                        "properties": {"id": None, "css_class": None},
+                        "styles": {"background_color": "#ffffff"},
+                    },
+                }
+            }
+        return row
+
+    def _make_lists(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+        created, updated = _times(rnd, self.anchor, now)
+        return {
+            "id": short_id(self.seed, "lists", i),
+            "attributes": {
+                "name": f"{_title(rnd)} list {i}",
+                "created": iso(created),
+                "updated": iso(updated),
+                "opt_in_process": "double_opt_in" if i % 3 == 0 else "single_opt_in",
+            },
+            "rels": {"profiles": None, "tags": self._tags_for(rnd), "flow-triggers": []},
+            "keys": {"created": created, "updated": updated},
+        }
+
+    def _make_segments(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+        created, updated = _times(rnd, self.anchor, now)
+        lists = self.tables["lists"]
+        metrics = self.tables["metrics"]
+        if i % 2 == 0 and len(lists):
+            condition: dict[str, Any] = {
+                "type": "profile-group-membership",
+                "is_member": True,
+                "group_ids": [lists.id(rnd.randrange(len(lists)))],
+                "timeframe_filter": None,
+            }
+        else:
+            condition = {
+                "type": "profile-metric",
+                "metric_id": metrics.id(rnd.randrange(len(metrics))),
+                "measurement": "count",
+                "measurement_filter": {
+                    "type": "numeric",
+                    "operator": "greater-than",
+                    "value": rnd.randrange(0, 5),
+                },
+                "timeframe_filter": {"type": "date", "operator": "alltime"},
+                "metric_filters": None,
+            }
+        return {
+            "id": short_id(self.seed, "segments", i),
+            "attributes": {
+                "name": f"{_title(rnd)} segment {i}",
+                "definition": {"condition_groups": [{"conditions": [condition]}]},
+                "created": iso(created),
+                "updated": iso(updated),
+                "is_active": i % 5 != 4,
+                "is_processing": i % 7 == 3,
+                "is_starred": i % 4 == 0,
+            },
+            "rels": {"profiles": None, "tags": self._tags_for(rnd), "flow-triggers": []},
+            "keys": {"created": created, "updated": updated},
+        }
+
+    def _make_flows(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+        created, updated = _times(rnd, self.anchor, now)
+        archived = now is None and i % 5 == 4
+        trigger = ("Added to List", "Metric", "Date Based", "Price Drop", "Low Inventory", "Unconfigured")[
+            i % 6
+        ]
+        flow_id = short_id(self.seed, "flows", i)
+        row = {
+            "id": flow_id,
+            "attributes": {
+                "name": f"{_title(rnd)} flow {i}",
+                "status": "draft" if archived else ("live", "manual", "draft")[i % 3],
+                "archived": archived,
+                "created": iso(created),
+                "updated": iso(updated),
+                "trigger_type": trigger,
+            },
+            "rels": {"flow-actions": [], "tags": self._tags_for(rnd)},
+            "keys": {"created": created, "updated": updated},
+            "truth": {"archived": archived},
+        }
+        if trigger == "Added to List" and len(self.tables["lists"]):
+            lists = self.tables["lists"]
+            lists.rows[i % len(lists)]["rels"]["flow-triggers"].append(("flow", flow_id))
+        for _ in range(rnd.randrange(2, 6)):
+            action_id = self._add_child("flow-actions", created, updated, now, parent=("flow", flow_id))
+            row["rels"]["flow-actions"].append(("flow-action", action_id))
+        return row
+
+    def _add_child(
+        self, resource: str, created: int, updated: int, now: int | None, parent: tuple[str, str]
+    ) -> str:
+        table = self.tables[resource]
+        index = len(table)
+        rnd = record_rng(self.seed, resource, index)
+        builder = getattr(self, "_make_" + resource.replace("-", "_"))
+        row = builder(index, rnd, now, parent=parent, span=(created, updated))
+        table.append(row)
+        return row["id"]
+
+    def _child_times(self, rnd: random.Random, span: tuple[int, int], now: int | None) -> tuple[int, int]:
+        if now is not None:
+            return now, now
+        created = span[0] + rnd.randrange(0, 3600)
+        updated = min(max(created, span[1] - rnd.randrange(0, 3 * DAY)), max(created, span[1]))
+        return created, updated
+
+    def _make_flow_actions(
+        self,
+        i: int,
+        rnd: random.Random,
+        now: int | None,
+        parent: tuple[str, str] | None = None,
+        span: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        parent = parent or ("flow", self.tables["flows"].id(rnd.randrange(len(self.tables["flows"]))))
+        created, updated = self._child_times(rnd, span or (self.anchor - 30 * DAY, self.anchor), now)
+        action_id = str(10_000_000 + i)
+        kind = ("time-delay", "send-email", "send-sms", "send-email")[i % 4]
+        row: dict[str, Any] = {
+            "id": action_id,
+            "attributes": {"created": iso(created), "updated": iso(updated), "definition": None},
+            "rels": {"flow": parent, "flow-messages": []},
+            "keys": {
+                "created": created,
+                "updated": updated,
+                "action_type": kind.upper().replace("-", "_"),
+                "status": "live",
+                "flow_id": parent[1],
+            },
+            "truth": {"flow_id": parent[1]},
+        }
+        if kind == "time-delay":
+            row["attributes"]["definition"] = {
+                "id": action_id,
+                "type": "time-delay",
+                "data": {
+                    "unit": "days",
+                    "value": rnd.randrange(1, 8),
+                    "secondary_value": None,
+                    "delay_until_time": None,
+                    "delay_until_weekdays": None,
+                },
+            }
+        else:
+            message_id = self._add_child(
+                "flow-messages", created, updated, now, parent=("flow-action", action_id)
+            )
+            row["rels"]["flow-messages"].append(("flow-message", message_id))
+            message = self.tables["flow-messages"].rows[-1]["attributes"]["definition"]
+            row["attributes"]["definition"] = {
+                "id": action_id,
+                "type": kind,
+                "data": {"message": message, "status": rnd.choice(["live", "manual", "draft"])},
+            }
+        return row
+
+    def _make_flow_messages(
+        self,
+        i: int,
+        rnd: random.Random,
+        now: int | None,
+        parent: tuple[str, str] | None = None,
+        span: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        if parent is None:
+            actions = self.tables["flow-actions"]
+            parent = ("flow-action", actions.id(rnd.randrange(len(actions))))
+        created, updated = self._child_times(rnd, span or (self.anchor - 30 * DAY, self.anchor), now)
+        templates = self.tables["templates"]
+        template_id = templates.id(rnd.randrange(len(templates))) if len(templates) else None
+        name = f"{_title(rnd)} message {i}"
+        channel = "sms" if i % 3 == 2 else "email"
+        definition: dict[str, Any]
+        if channel == "email":
+            definition = {
+                "from_email": "store@example.com",
+                "from_label": "Example Store ✨",
+                "reply_to_email": None,
+                "cc_email": None,
+                "bcc_email": None,
+                "subject_line": f"{_title(rnd, 3)}",
+                "preview_text": None if i % 4 == 0 else "Découvrez nos nouveautés",
+                "template_id": template_id,
+                "smart_sending_enabled": True,
+                "transactional": False,
+                "add_tracking_params": i % 2 == 0,
+                "custom_tracking_params": None,
+                "additional_filters": None,
+                "name": name,
+                "id": str(20_000_000 + i),
+            }
+        else:
+            definition = {
+                "body": "Sale! 🎉 Reply STOP to opt out",
+                "image_id": None,
+                "dynamic_image": None,
+                "shorten_links": True,
+                "include_contact_card": False,
+                "add_org_prefix": True,
+                "add_info_link": True,
+                "add_opt_out_language": False,
+                "smart_sending_enabled": True,
+                "sms_quiet_hours_enabled": True,
+                "transactional": False,
+                "add_tracking_params": False,
+                "custom_tracking_params": None,
+                "template_id": None,
+                "additional_filters": None,
+                "name": name,
+                "id": str(20_000_000 + i),
+            }
+        return {
+            "id": str(20_000_000 + i),
+            "attributes": {
+                "channel": channel,
+                "created": iso(created),
+                "updated": iso(updated),
+                "definition": definition,
+            },
+            "rels": {
+                "flow-action": parent,
+                "template": None if template_id is None else ("template", template_id),
+            },
+            "keys": {"created": created, "updated": updated, "name": name, "flow_action_id": parent[1]},
+            "truth": {"flow_action_id": parent[1]},
+        }
+
+    def _make_campaigns(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+        channel = CHANNELS[i % 3]
+        created, updated = _times(rnd, self.anchor, now)
+        archived = now is None and (i // 3) % 4 == 3
+        status = "Draft" if now is not None else CAMPAIGN_STATUSES[(i // 3) % len(CAMPAIGN_STATUSES)]
+        send_time = (
+            None if status in ("Draft", "Cancelled") else min(created + rnd.randrange(DAY, 20 * DAY), updated)
+        )
+        scheduled = None if send_time is None else max(created, send_time - rnd.randrange(3600, 5 * DAY))
+        campaign_id = ulid(self.seed, "campaigns", i)
+        method = ("static", "throttled", "smart_send_time", "immediate")[i % 4] if send_time else "static"
+        strategy: dict[str, Any]
+        if method == "static":
+            strategy = {
+                "method": "static",
+                "datetime": iso(send_time or created + 7 * DAY),
+                "options": {"is_local": False},
+            }
+        elif method == "throttled":
+            strategy = {
+                "method": "throttled",
+                "datetime": iso(send_time or created),
+                "throttle_percentage": 20,
+            }
+        elif method == "smart_send_time":
+            strategy = {"method": "smart_send_time", "date": iso(send_time or created)[:10]}
+        else:
+            strategy = {"method": "immediate"}
+        lists = self.tables["lists"]
+        tracking: dict[str, Any] | None
+        if channel == "email":
+            tracking = {
+                "add_tracking_params": True,
+                "custom_tracking_params": [
+                    {"type": "dynamic", "value": "campaign_name", "name": "utm_campaign"},
+                    {"type": "static", "value": "email", "name": "utm_medium"},
+                ],
+                "is_tracking_clicks": True,
+                "is_tracking_opens": i % 2 == 0,
+            }
+        elif channel == "sms":
+            tracking = {"add_tracking_params": False, "custom_tracking_params": None}
+        else:
+            tracking = None
+        row: dict[str, Any] = {
+            "id": campaign_id,
+            "attributes": {
+                "name": f"{_title(rnd, 3)} {channel} {i}",
+                "status": status,
+                "archived": archived,
+                "audiences": {
+                    "included": [lists.id(rnd.randrange(len(lists)))] if len(lists) else [],
+                    "excluded": [] if i % 2 else None,
+                },
+                "send_options": {"use_smart_sending": i % 3 != 1},
+                "tracking_options": tracking,
+                "send_strategy": strategy,
+                "created_at": iso(created),
+                "scheduled_at": None if scheduled is None else iso(scheduled),
+                "updated_at": iso(updated),
+                "send_time": None if send_time is None else iso(send_time),
+            },
+            "rels": {"campaign-messages": [], "tags": self._tags_for(rnd)},
+            "keys": {
+                "created_at": created,
+                "updated_at": updated,
+                "scheduled_at": scheduled,
+                "messages.channel": channel,
+            },
+            "truth": {"channel": channel, "archived": archived},
+        }
+        for _ in range(2 if channel == "email" and i % 4 == 0 else 1):
+            message_id = self._add_child(
+                "campaign-messages", created, updated, now, parent=("campaign", campaign_id)
+            )
+            message = self.tables["campaign-messages"].rows[-1]
+            message["attributes"]["definition"] = _message_definition(channel, row["attributes"]["name"], rnd)
+            message["attributes"]["send_times"] = (
+                [] if send_time is None else [{"datetime": iso(send_time), "is_local": False}]
+            )
+            if channel != "email":
+                message["rels"]["template"] = None
+            row["rels"]["campaign-messages"].append(("campaign-message", message_id))
+        return row
+
+    def _make_campaign_messages(
+        self,
+        i: int,
+        rnd: random.Random,
+        now: int | None,
+        parent: tuple[str, str] | None = None,
+        span: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        campaigns = self.tables["campaigns"]
+        if parent is None:
+            parent_index = rnd.randrange(len(campaigns))
+            parent = ("campaign", campaigns.id(parent_index))
+            campaigns.rows[parent_index]["rels"]["campaign-messages"].append(
+                ("campaign-message", ulid(self.seed, "campaign-messages", i))
+            )
+        created, updated = self._child_times(rnd, span or (self.anchor - 30 * DAY, self.anchor), now)
+        templates = self.tables["templates"]
+        channel = "email"
+        parent_index = campaigns.index_of(parent[1])
+        if parent_index is not None:
+            channel = campaigns.rows[parent_index]["keys"]["messages.channel"]
+        return {
+            "id": ulid(self.seed, "campaign-messages", i),
+            "attributes": {
+                "definition": _message_definition(channel, "Message", rnd),
+                "send_times": [],
+                "created_at": iso(created),
+                "updated_at": iso(updated),
+            },
+            "rels": {
+                "campaign": parent,
+                "template": ("template", templates.id(rnd.randrange(len(templates))))
+                if channel == "email" and len(templates)
+                else None,
+                "image": None,
+            },
+            "keys": {"created_at": created, "updated_at": updated, "campaign_id": parent[1]},
+            "truth": {"campaign_id": parent[1]},
+        }
+
+    def _make_coupons(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+        return {
+            "id": f"{rnd.choice(['SUMMER', 'WELCOME', 'VIP', 'ÉTÉ'])}{i}",
+            "attributes": {
+                "external_id": f"{rnd.choice(['SUMMER', 'WELCOME', 'VIP', 'ETE'])}{i}",
+                "description": None if i % 3 == 0 else f"{rnd.randrange(5, 50)}% off — {_title(rnd, 1)}",
+                "monitor_configuration": None if i % 2 else {"low_balance_threshold": rnd.randrange(5, 100)},
+            },
+            "rels": {},
+            "keys": {},
+        }
+
+    def _tag_assignments(self) -> None:
+        """Fill each tag's to-many relationships from the objects that carry it."""
+        tags = self.tables["tags"]
+        for row in tags.rows:
+            for name in ("lists", "segments", "campaigns", "flows"):
+                row["rels"][name] = []
+        for resource in ("lists", "segments", "campaigns", "flows"):
+            table = self.tables[resource]
+            for row in table.rows:
+                for _, tag_id in row["rels"].get("tags") or []:
+                    index = tags.index_of(tag_id)
+                    if index is not None:
+                        entry = (table.type, row["id"])
+                        if entry not in tags.rows[index]["rels"][resource]:
+                            tags.rows[index]["rels"][resource].append(entry)
+
+
+def _message_definition(channel: str, name: str, rnd: random.Random) -> dict[str, Any]:
+    if channel == "email":
+        return {
+            "channel": "email",
+            "label": f"{name} - Email",
+            "content": {
+                "subject": rnd.choice(
+                    ["Up to 40% off this weekend", "Nouveautés d'été ☀️", "限定セール", "Last chance!"]
+                ),
+                "preview_text": rnd.choice(["Our biggest summer sale", None]),
+                "from_email": "store@example.com",
+                "from_label": "Example Store",
+                "reply_to_email": rnd.choice(["support@example.com", None]),
+                "cc_email": None,
+                "bcc_email": None,
+            },
+        }
+    if channel == "sms":
+        return {
+            "channel": "sms",
+            "content": {"body": "Sale! 🎉 Reply STOP to opt out", "media_url": None},
+            "render_options": {
+                "shorten_links": True,
+                "add_org_prefix": True,
+                "add_info_link": True,
+                "add_opt_out_language": False,
+            },
+        }
+    return {
+        "channel": "mobile_push",
+        "notification_type": "standard",
+        "content": {
+            "title": "Psst… 👀",
+            "body": "Your cart misses you",
+            "dynamic_image": None,
+            "action_buttons": None,
+        },
+        "kv_pairs": None,
+        "options": {"on_open": None, "badge": None, "play_sound": True},
+    }

@@ -1,0 +1,149 @@
+"""JSON:API documents: resource objects with sparse fieldsets, relationships, `included`, and a bounded
+cache of rendered bodies so repeated reads serve bytes without rebuilding records."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from .table import Rel, Table
+
+# JSON:API `type` -> API path segment
+PATHS = {
+    "profile": "profiles",
+    "event": "events",
+    "metric": "metrics",
+    "campaign": "campaigns",
+    "campaign-message": "campaign-messages",
+    "template": "templates",
+    "flow": "flows",
+    "flow-action": "flow-actions",
+    "flow-message": "flow-messages",
+    "list": "lists",
+    "segment": "segments",
+    "tag": "tags",
+    "tag-group": "tag-groups",
+    "coupon": "coupons",
+    "attribution": "attributions",
+}
+
+
+def _pick(attributes: dict[str, Any], wanted: frozenset[str]) -> dict[str, Any]:
+    """Sparse fieldset, including dotted sub-paths such as `subscriptions.email.marketing.consent`."""
+    out: dict[str, Any] = {}
+    for name in wanted:
+        parts = name.split(".")
+        if parts[0] not in attributes:
+            continue
+        src: Any = attributes
+        dst = out
+        for depth, part in enumerate(parts):
+            if not isinstance(src, dict) or part not in src:
+                break
+            if depth == len(parts) - 1:
+                dst[part] = src[part]
+            else:
+                src = src[part]
+                dst = dst.setdefault(part, {})
+    return out
+
+
+class Renderer:
+    def __init__(
+        self, base: str, fields: dict[str, frozenset[str]], additional: dict[str, frozenset[str]]
+    ) -> None:
+        self.base = base
+        self.fields = fields
+        self.additional = additional
+
+    def resource(
+        self,
+        table: Table,
+        index: int,
+        includes: frozenset[str] = frozenset(),
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        type_ = table.type
+        record_id = table.id(index)
+        attributes = table.attributes(index, self.additional.get(type_, frozenset()))
+        if extra:
+            attributes.update(extra)
+        wanted = self.fields.get(type_)
+        if wanted is not None:
+            attributes = _pick(attributes, wanted)
+        own = f"{self.base}/api/{PATHS[type_]}/{record_id}"
+        obj: dict[str, Any] = {"type": type_, "id": record_id, "attributes": attributes}
+        rels = table.relationships(index)
+        if rels:
+            obj["relationships"] = {
+                name: self._relationship(own, name, rel, name in includes) for name, rel in rels.items()
+            }
+        obj["links"] = {"self": own}
+        return obj
+
+    def _relationship(self, own: str, name: str, rel: Rel, included: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if isinstance(rel, tuple):
+            out["data"] = {
+                "type": rel[0],
+                "id": rel[1],
+            }  # to-one ids are always given, as Klaviyo does for events
+        elif isinstance(rel, list) and included:
+            out["data"] = [{"type": t, "id": i} for t, i in rel]
+        out["links"] = {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}
+        return out
+
+    def included(
+        self, tables: dict[str, Table], primary: list[tuple[Table, int]], includes: frozenset[str]
+    ) -> list[dict[str, Any]]:
+        """Related resources of the page, de-duplicated, in first-seen order."""
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        for table, index in primary:
+            rels = table.relationships(index)
+            for name in includes:
+                rel = rels.get(name)
+                refs = [rel] if isinstance(rel, tuple) else (rel or [])
+                for type_, record_id in refs:
+                    if (type_, record_id) in seen:
+                        continue
+                    target = tables.get(PATHS.get(type_, ""))
+                    target_index = None if target is None else target.index_of(record_id)
+                    if target is not None and target_index is not None:
+                        seen[(type_, record_id)] = self.resource(target, target_index)
+        return list(seen.values())
+
+
+class PageCache:
+    """LRU of rendered bodies, bounded in bytes so memory does not grow with pages served."""
+
+    def __init__(self, max_bytes: int = 48 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.entries: OrderedDict[tuple, bytes] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> bytes | None:
+        body = self.entries.get(key)
+        if body is None:
+            self.misses += 1
+            return None
+        self.entries.move_to_end(key)
+        self.hits += 1
+        return body
+
+    def put(self, key: tuple, body: bytes) -> None:
+        if len(body) > self.max_bytes // 4:
+            return
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.size -= len(old)
+        self.entries[key] = body
+        self.size += len(body)
+        while self.size > self.max_bytes:
+            _, evicted = self.entries.popitem(last=False)
+            self.size -= len(evicted)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.size = 0

@@ -1,0 +1,297 @@
+"""The reporting endpoints: request bodies validated like the spec's DTOs, statistics deterministic."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from .data.rng import mix, salt
+from .errors import invalid
+from .store import World
+
+STATISTICS = frozenset(
+    [
+        "average_order_value",
+        "bounce_rate",
+        "bounced",
+        "bounced_or_failed",
+        "bounced_or_failed_rate",
+        "click_rate",
+        "click_to_open_rate",
+        "clicks",
+        "clicks_unique",
+        "conversion_rate",
+        "conversion_uniques",
+        "conversion_value",
+        "conversions",
+        "delivered",
+        "delivery_rate",
+        "failed",
+        "failed_rate",
+        "message_segment_count_sum",
+        "open_rate",
+        "opens",
+        "opens_unique",
+        "recipients",
+        "revenue_per_recipient",
+        "spam_complaint_rate",
+        "spam_complaints",
+        "text_message_credit_usage_amount",
+        "text_message_roi",
+        "text_message_spend",
+        "unsubscribe_rate",
+        "unsubscribe_uniques",
+        "unsubscribes",
+    ]
+)
+TIMEFRAME_KEYS = frozenset(
+    [
+        "today",
+        "yesterday",
+        "this_week",
+        "last_week",
+        "this_month",
+        "last_month",
+        "this_year",
+        "last_year",
+        "last_7_days",
+        "last_30_days",
+        "last_90_days",
+        "last_3_months",
+        "last_12_months",
+        "last_365_days",
+    ]
+)
+CAMPAIGN_GROUP_BY = frozenset(
+    [
+        "campaign_id",
+        "campaign_message_id",
+        "campaign_message_name",
+        "group",
+        "group_name",
+        "send_channel",
+        "tag_id",
+        "tag_name",
+        "text_message_format",
+        "variation",
+        "variation_name",
+    ]
+)
+FLOW_GROUP_BY = frozenset(
+    [
+        "flow_id",
+        "flow_message_id",
+        "flow_message_name",
+        "flow_name",
+        "send_channel",
+        "tag_id",
+        "tag_name",
+        "text_message_format",
+        "variation",
+        "variation_name",
+    ]
+)
+INTERVALS = {
+    "hourly": timedelta(hours=1),
+    "daily": timedelta(days=1),
+    "weekly": timedelta(weeks=1),
+    "monthly": timedelta(days=30),
+}
+INTERVAL_MAX = {
+    "hourly": timedelta(days=7),
+    "daily": timedelta(days=60),
+    "weekly": timedelta(weeks=52),
+    "monthly": timedelta(weeks=52),
+}
+_DAYS = {
+    "today": 0,
+    "yesterday": 1,
+    "last_7_days": 7,
+    "last_30_days": 30,
+    "last_90_days": 90,
+    "last_3_months": 91,
+    "last_12_months": 365,
+    "last_365_days": 365,
+}
+
+
+def _attributes(body: bytes, type_: str) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise invalid("The request body is not valid JSON", pointer="/data") from None
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, dict):
+        raise invalid("'data' is required", pointer="/data")
+    if data.get("type") != type_:
+        raise invalid(f"'type' must be '{type_}'", pointer="/data/type")
+    attributes = data.get("attributes")
+    if not isinstance(attributes, dict):
+        raise invalid("'attributes' is required", pointer="/data/attributes")
+    stats = attributes.get("statistics")
+    if not isinstance(stats, list) or not stats or any(s not in STATISTICS for s in stats):
+        raise invalid(
+            "'statistics' must be a non-empty list of known statistics", pointer="/data/attributes/statistics"
+        )
+    if not isinstance(attributes.get("conversion_metric_id"), str):
+        raise invalid("'conversion_metric_id' is required", pointer="/data/attributes/conversion_metric_id")
+    filter_ = attributes.get("filter")
+    if filter_ is not None and not isinstance(filter_, str):
+        raise invalid("'filter' must be a string", pointer="/data/attributes/filter")
+    return attributes
+
+
+def _timeframe(value: Any) -> tuple[datetime, datetime]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    if isinstance(value, dict) and "key" in value:
+        key = value["key"]
+        if key not in TIMEFRAME_KEYS:
+            raise invalid(f"Unknown timeframe key '{key}'", pointer="/data/attributes/timeframe/key")
+        days = _DAYS.get(key, 30)
+        start = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0)
+        return start, now
+    if isinstance(value, dict) and "start" in value and "end" in value:
+        try:
+            start = datetime.fromisoformat(str(value["start"]).replace("Z", "+00:00"))
+            end = datetime.fromisoformat(str(value["end"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise invalid(
+                "timeframe start and end must be ISO 8601 datetimes", pointer="/data/attributes/timeframe"
+            ) from None
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        end = end if end.tzinfo else end.replace(tzinfo=UTC)
+        if end <= start:
+            raise invalid("timeframe end must be after start", pointer="/data/attributes/timeframe")
+        if end - start > timedelta(days=366):
+            raise invalid("timeframe must not be longer than one year", pointer="/data/attributes/timeframe")
+        return start, end
+    raise invalid("'timeframe' needs a 'key' or a 'start' and an 'end'", pointer="/data/attributes/timeframe")
+
+
+def _group_by(attributes: dict[str, Any], allowed: frozenset[str], required: tuple[str, str]) -> list[str]:
+    group_by = attributes.get("group_by")
+    if group_by is None:
+        return [*required, "send_channel"]
+    if not isinstance(group_by, list) or any(g not in allowed for g in group_by):
+        raise invalid(
+            f"'group_by' values must be among {', '.join(sorted(allowed))}",
+            pointer="/data/attributes/group_by",
+        )
+    if not set(required) <= set(group_by):
+        raise invalid(
+            f"'group_by' must contain {required[0]} and {required[1]}", pointer="/data/attributes/group_by"
+        )
+    return group_by
+
+
+def _statistic(name: str, key: int) -> float | int:
+    h = mix(key, salt(name))
+    if name.endswith("_rate") or name in ("click_to_open_rate",):
+        return round((h % 10_000) / 10_000 * 0.6, 4)
+    if name in (
+        "conversion_value",
+        "average_order_value",
+        "revenue_per_recipient",
+        "text_message_spend",
+        "text_message_roi",
+        "text_message_credit_usage_amount",
+    ):
+        return round((h % 1_000_000) / 100, 2)
+    return h % 20_000
+
+
+def _channel_filter(filter_: str | None) -> str | None:
+    if not filter_:
+        return None
+    match = re.search(r"equals\(send_channel,['\"](\w+)['\"]\)", filter_)
+    return match.group(1) if match else None
+
+
+def campaign_values(world: World, body: bytes) -> dict[str, Any]:
+    attributes = _attributes(body, "campaign-values-report")
+    _timeframe(attributes.get("timeframe"))
+    group_by = _group_by(attributes, CAMPAIGN_GROUP_BY, ("campaign_id", "campaign_message_id"))
+    channel_only = _channel_filter(attributes.get("filter"))
+    campaigns = world.table("campaigns")
+    results = []
+    ids = []
+    for i in range(len(campaigns)):
+        row = campaigns.rows[i]  # type: ignore[attr-defined]
+        channel = row["keys"]["messages.channel"]
+        if row["attributes"]["send_time"] is None or (channel_only and channel != channel_only):
+            continue
+        ids.append(row["id"])
+        for _, message_id in row["rels"]["campaign-messages"]:
+            groupings: dict[str, Any] = {"campaign_id": row["id"], "campaign_message_id": message_id}
+            if "send_channel" in group_by:
+                groupings["send_channel"] = channel
+            key = mix(world.seed, salt(message_id))
+            results.append(
+                {
+                    "groupings": groupings,
+                    "statistics": {s: _statistic(s, key) for s in attributes["statistics"]},
+                }
+            )
+    return {
+        "data": {
+            "type": "campaign-values-report",
+            "attributes": {"results": results},
+            "relationships": {"campaigns": {"data": [{"type": "campaign", "id": c} for c in ids]}},
+        }
+    }
+
+
+def flow_series(world: World, body: bytes) -> dict[str, Any]:
+    attributes = _attributes(body, "flow-series-report")
+    start, end = _timeframe(attributes.get("timeframe"))
+    interval = attributes.get("interval")
+    if interval not in INTERVALS:
+        raise invalid(
+            "'interval' must be hourly, daily, weekly or monthly", pointer="/data/attributes/interval"
+        )
+    if end - start > INTERVAL_MAX[interval]:
+        raise invalid(f"timeframe too long for a {interval} interval", pointer="/data/attributes/interval")
+    group_by = _group_by(attributes, FLOW_GROUP_BY, ("flow_id", "flow_message_id"))
+    channel_only = _channel_filter(attributes.get("filter"))
+    step = INTERVALS[interval]
+    date_times = []
+    t = start
+    while t < end:
+        date_times.append(t.isoformat())
+        t += step
+    messages = world.table("flow-messages")
+    actions = world.table("flow-actions")
+    results = []
+    flows: list[str] = []
+    message_ids = []
+    for i in range(len(messages)):
+        row = messages.rows[i]  # type: ignore[attr-defined]
+        channel = row["attributes"]["channel"]
+        if channel_only and channel != channel_only:
+            continue
+        action_index = actions.index_of(row["keys"]["flow_action_id"])
+        flow_id = actions.rows[action_index]["keys"]["flow_id"] if action_index is not None else ""  # type: ignore[attr-defined]
+        groupings: dict[str, Any] = {"flow_id": flow_id, "flow_message_id": row["id"]}
+        if "send_channel" in group_by:
+            groupings["send_channel"] = channel
+        key = mix(world.seed, salt(row["id"]))
+        stats = {
+            s: [_statistic(s, mix(key, n)) for n in range(len(date_times))] for s in attributes["statistics"]
+        }
+        results.append({"groupings": groupings, "statistics": stats})
+        if flow_id not in flows:
+            flows.append(flow_id)
+        message_ids.append(row["id"])
+    return {
+        "data": {
+            "type": "flow-series-report",
+            "attributes": {"results": results, "date_times": date_times},
+            "relationships": {
+                "flows": {"data": [{"type": "flow", "id": f} for f in flows]},
+                "flow-messages": {"data": [{"type": "flow-message", "id": m} for m in message_ids]},
+            },
+        }
+    }

@@ -1,0 +1,151 @@
+"""Starting the emulator: in a daemon thread (tests, benchmarks) or inside a running event loop (`demo`).
+
+with run_emulator_in_thread(EmulatorOptions(seed=7, scale="tiny")) as emu:
+    requests.get(emu.url + "/api/profiles", headers={...})
+    emu.mutate("profiles", add=3, update=2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from .app import CACHE, STATS, WORLD, build_app
+from .store import World
+
+
+@dataclass
+class EmulatorOptions:
+    seed: int = 1
+    scale: str = "tiny"  # tiny | small | medium | large
+    latency_ms: float = 0.0  # mean added latency, with jitter
+    faults: str = ""  # interface.md grammar, e.g. "503=0.05,reset=0.02"
+    rate_limits: bool = True
+    rate_limit_scale: float = 1.0  # multiplies every tier's burst and steady limits
+    api_key: str = "pk_emulator"
+    key_scopes: dict[str, frozenset[str] | None] = field(
+        default_factory=dict
+    )  # extra keys -> scopes (None = all)
+    anchor: datetime | None = (
+        None  # data is generated relative to this instant; default: now floored to the hour
+    )
+    hang_seconds: float = 600.0  # how long a `timeout` fault hangs
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+@dataclass
+class EmulatorHandle:
+    """What `start_emulator` returns inside an event loop; `await handle.close()` stops it."""
+
+    runner: web.AppRunner
+    app: web.Application
+    url: str
+
+    @property
+    def world(self) -> World:
+        return self.app[WORLD]
+
+    def mutate(self, resource: str, add: int = 0, update: int = 0, archive: int = 0) -> dict[str, list[str]]:
+        result = self.world.mutate(resource, add, update, archive)
+        self.app[CACHE].clear()
+        return result
+
+    def truth(self, resource: str) -> list[dict[str, Any]]:
+        with self.world.lock:
+            return self.world.truth(resource)
+
+    def stats(self) -> dict[str, Any]:
+        return self.app[STATS].snapshot(self.app[CACHE])
+
+    def reset_stats(self) -> None:
+        self.app[STATS].reset()
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_emulator(options: EmulatorOptions) -> tuple[EmulatorHandle, str]:
+    """Build the world and listen; returns (handle, url). For use inside an existing event loop."""
+    world = await asyncio.get_running_loop().run_in_executor(
+        None, World, options.seed, options.scale, options.anchor
+    )
+    app = build_app(world, options)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port)
+    await site.start()
+    server = site._server
+    assert server is not None and server.sockets  # type: ignore[union-attr]
+    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://{options.host}:{port}"
+    return EmulatorHandle(runner, app, url), url
+
+
+class RunningEmulator:
+    """The emulator serving from a daemon thread with its own event loop; a context manager."""
+
+    def __init__(self, options: EmulatorOptions) -> None:
+        self.options = options
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._handle: EmulatorHandle | None = None
+        self._thread = threading.Thread(target=self._run, name="klaviyo-emulator", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._handle is not None
+        self.url: str = self._handle.url
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._handle, _ = self._loop.run_until_complete(start_emulator(self.options))
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._handle.close())
+        self._loop.close()
+
+    @property
+    def handle(self) -> EmulatorHandle:
+        assert self._handle is not None
+        return self._handle
+
+    def mutate(self, resource: str, add: int = 0, update: int = 0, archive: int = 0) -> dict[str, list[str]]:
+        return self.handle.mutate(resource, add, update, archive)
+
+    def truth(self, resource: str) -> list[dict[str, Any]]:
+        return self.handle.truth(resource)
+
+    def stats(self) -> dict[str, Any]:
+        return self.handle.stats()
+
+    def reset_stats(self) -> None:
+        self.handle.reset_stats()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> RunningEmulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_emulator_in_thread(options: EmulatorOptions) -> RunningEmulator:
+    """Start the emulator on a free loopback port (by default) and return once it is listening."""
+    return RunningEmulator(options)

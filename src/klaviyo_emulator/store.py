@@ -1,0 +1,142 @@
+"""The emulator's world: every table, the ground truth, and "time moves" (mutations)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from .data.catalog import Catalog
+from .data.events import Events
+from .data.profiles import Profiles
+from .data.rng import iso, mix, salt
+from .scale import SCALES
+from .table import Table
+
+MUTABLE_CURSOR = {"updated", "updated_at"}
+
+
+def default_anchor() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+class World:
+    def __init__(self, seed: int = 1, scale: str = "tiny", anchor: datetime | None = None) -> None:
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+        self.seed = seed
+        self.scale = SCALES[scale]
+        anchor_dt = anchor or default_anchor()
+        if anchor_dt.tzinfo is None:
+            anchor_dt = anchor_dt.replace(tzinfo=UTC)
+        self.anchor = int(anchor_dt.timestamp())
+        self.lock = threading.Lock()  # mutations may come from the test thread
+        self.profiles = Profiles(seed, self.scale.profiles, self.anchor)
+        self.catalog = Catalog(seed, self.anchor, self.scale)
+        metrics = self.catalog.tables["metrics"]
+        self.events = Events(
+            seed,
+            self.scale.events,
+            self.anchor,
+            self.scale.event_days,
+            [metrics.id(i) for i in range(len(metrics))],
+            [metrics.rows[i]["attributes"]["name"] for i in range(len(metrics))],
+            self.profiles,
+        )
+        self.tables: dict[str, Table] = {
+            "profiles": self.profiles,
+            "events": self.events,
+            **self.catalog.tables,
+        }
+        self._mutations = 0
+        self.generation = 0  # bumped by every mutation; the page cache keys on it
+
+    def table(self, resource: str) -> Table:
+        return self.tables[resource]
+
+    # memberships ---------------------------------------------------------------------------------
+
+    def members(self, kind: str, group_id: str) -> Any:
+        groups = self.tables[kind]
+        ids = [groups.id(i) for i in range(len(groups))]
+        return self.profiles.members(kind, ids).get(group_id)
+
+    def profile_count(self, kind: str, group_id: str) -> int:
+        members = self.members(kind, group_id)
+        return 0 if members is None else len(members)
+
+    # truth ---------------------------------------------------------------------------------------
+
+    def truth(self, resource: str) -> list[dict[str, Any]]:
+        if resource in ("list-memberships", "segment-memberships"):
+            kind = resource.split("-")[0] + "s"
+            key = kind[:-1] + "_id"
+            groups = self.tables[kind]
+            ids = [groups.id(i) for i in range(len(groups))]
+            members = self.profiles.members(kind, ids)
+            return [{key: g, "profile_id": self.profiles.id(i)} for g in ids for i in members[g]]
+        table = self.tables.get(resource)
+        if table is None or resource == "tag-groups":
+            raise KeyError(resource)
+        return [table.truth_row(i) for i in range(len(table))]
+
+    # time moves ----------------------------------------------------------------------------------
+
+    def mutate(self, resource: str, add: int = 0, update: int = 0, archive: int = 0) -> dict[str, list[str]]:
+        """Add, update (bump `updated`/`updated_at` to now) or archive records, stamped with the real now."""
+        if resource not in self.tables or resource == "tag-groups":
+            raise KeyError(resource)
+        if min(add, update, archive) < 0:
+            raise ValueError("counts must be >= 0")
+        if archive and resource not in ("campaigns", "flows"):
+            raise ValueError("only campaigns and flows can be archived")
+        if update and resource == "events":
+            raise ValueError("events are immutable; only add")
+        now = int(time.time())
+        result: dict[str, list[str]] = {"added": [], "updated": [], "archived": []}
+        with self.lock:
+            self._mutations += 1
+            rnd = random.Random(mix(self.seed, salt("mutate"), self._mutations))
+            table = self.tables[resource]
+            for _ in range(add):
+                result["added"] += self._add(resource, now)
+            if update:
+                candidates = [i for i in range(len(table)) if table.id(i) not in result["added"]]
+                for i in rnd.sample(candidates, min(update, len(candidates))):
+                    self._touch(resource, i, now)
+                    result["updated"].append(table.id(i))
+            if archive:
+                candidates = [i for i in range(len(table)) if not table.value("archived", i)]
+                for i in rnd.sample(candidates, min(archive, len(candidates))):
+                    row = table.rows[i]  # type: ignore[attr-defined]
+                    row["attributes"]["archived"] = True
+                    row["truth"]["archived"] = True
+                    self._touch(resource, i, now)
+                    result["archived"].append(table.id(i))
+            for t in self.tables.values():
+                t.touched()  # child tables change too when parents gain children
+            self.generation += 1
+        return result
+
+    def _add(self, resource: str, now: int) -> list[str]:
+        if resource == "events":
+            return [self.events.id(self.events.add(now))]
+        if resource == "profiles":
+            self.profiles.created.append(now)
+            self.profiles.updated.append(now)
+            self.profiles.touched()
+            return [self.profiles.id(len(self.profiles) - 1)]
+        return self.catalog.add(resource, now=now)
+
+    def _touch(self, resource: str, index: int, now: int) -> None:
+        if resource == "profiles":
+            self.profiles.updated[index] = now
+            return
+        table = self.tables[resource]
+        field = "updated_at" if table.cursor_field == "updated_at" else "updated"
+        row = table.rows[index]  # type: ignore[attr-defined]
+        if field in row["attributes"]:
+            row["attributes"][field] = iso(now)
+            row["keys"][field] = now

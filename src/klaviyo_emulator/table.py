@@ -1,0 +1,119 @@
+"""The read interface every resource offers the query engine, and the small-resource implementation.
+
+A table is addressed by a dense record index. Filters and sorts read `value(field, i)` (datetimes as epoch
+seconds), so neither needs a rendered record; `order(field)` is a cached index permutation, which makes a
+range filter on the sort field a binary search and a page a slice.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Rel = tuple[str, str] | list[tuple[str, str]] | None  # to-one (type, id), to-many, or links only
+
+
+def sort_key(value: Any, index: int) -> tuple[int, Any, int]:
+    """Nulls first, then by value, then by index so the order is total (keyset cursors need that)."""
+    return (0, 0, index) if value is None else (1, value, index)
+
+
+class Table:
+    type: str = ""
+    cursor_field: str = "updated"  # the attribute the truth endpoint reports
+
+    def __init__(self) -> None:
+        self.version = 0  # bumped by every mutation; keys the order and page caches
+        self._orders: dict[str, tuple[int, list[int]]] = {}
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def id(self, index: int) -> str:
+        raise NotImplementedError
+
+    def index_of(self, record_id: str) -> int | None:
+        raise NotImplementedError
+
+    def value(self, field: str, index: int) -> Any:
+        raise NotImplementedError
+
+    def attributes(self, index: int, additional: frozenset[str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def relationships(self, index: int) -> dict[str, Rel]:
+        return {}
+
+    def truth_row(self, index: int) -> dict[str, Any]:
+        return {
+            "id": self.id(index),
+            self.cursor_field: self.attributes(index, frozenset())[self.cursor_field],
+        }
+
+    def order(self, field: str) -> Sequence[int]:
+        cached = self._orders.get(field)
+        if cached and cached[0] == self.version:
+            return cached[1]
+        value = self.value
+        order = sorted(range(len(self)), key=lambda i: sort_key(value(field, i), i))
+        self._orders[field] = (self.version, order)
+        return order
+
+    def position_after(self, field: str, order: Sequence[int], key: tuple) -> int:
+        """Index into `order` of the first record sorting strictly after `key` (a keyset cursor)."""
+        value = self.value
+        return bisect_right(order, key, key=lambda i: sort_key(value(field, i), i))
+
+    def touched(self) -> None:
+        self.version += 1
+
+
+class RowTable(Table):
+    """A resource small enough to hold as dicts (everything but profiles and events)."""
+
+    def __init__(self, type_: str, cursor_field: str, rows: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.type = type_
+        self.cursor_field = cursor_field
+        self.rows = rows
+        self._by_id = {row["id"]: i for i, row in enumerate(rows)}
+        self.extra_truth: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def id(self, index: int) -> str:
+        return self.rows[index]["id"]
+
+    def index_of(self, record_id: str) -> int | None:
+        return self._by_id.get(record_id)
+
+    def value(self, field: str, index: int) -> Any:
+        row = self.rows[index]
+        if field == "id":
+            return row["id"]
+        keys = row["keys"]
+        return keys[field] if field in keys else row["attributes"].get(field)
+
+    def attributes(self, index: int, additional: frozenset[str]) -> dict[str, Any]:
+        row = self.rows[index]
+        attributes = dict(row["attributes"])
+        for name, value in row.get("additional", {}).items():
+            if name in additional:
+                attributes[name] = value
+        return attributes
+
+    def relationships(self, index: int) -> dict[str, Rel]:
+        return self.rows[index]["rels"]
+
+    def truth_row(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        out = {"id": row["id"], self.cursor_field: row["attributes"][self.cursor_field]}
+        out.update(row.get("truth", {}))
+        return out
+
+    def append(self, row: dict[str, Any]) -> None:
+        self._by_id[row["id"]] = len(self.rows)
+        self.rows.append(row)
+        self.touched()
