@@ -1,0 +1,332 @@
+"""Compute the schema change log: per stream and per breaking version, what a user's records lose.
+
+    ./dev run python tools/schema_changelog.py                  # rewrite src/source_klaviyo/schema_changes.json
+    ./dev run python tools/schema_changelog.py --check          # exit 1 if the committed file drifted
+    ./dev run python tools/schema_changelog.py --reference DIR  # another copy of airbyte-2.x-schemas/
+
+Two kinds of entries, kept apart:
+
+* **1.0.0 and 2.0.0 are hand-written facts** (`HISTORICAL_BREAKS`, from
+  `reference/legacy-shapes.md` §2 and §4): no schema of those releases is at hand to diff.
+* **3.0.0 is computed**: every 2.x reference schema (2.1.0, 2.13.1; read from `--reference` at run
+  time, never copied into the repo) is flattened to JSON paths such as
+  `attributes.subscriptions.email.marketing.suppression[]` and compared with our generated schema in
+  `src/source_klaviyo/schemas/`.
+
+What counts as breaking — a change that leaves existing destination data or columns wrong:
+removed fields, renamed fields (a removal plus an addition recorded in `KNOWN_RENAMES`) and retyped
+fields, where "type" is the column type a destination would create (`integer` -> `number` is a
+change; `string` -> `timestamp_with_timezone` is a change). Adding or dropping `"null"` is not a
+change (destination columns are nullable anyway), nor is a new field, nor a format such as `uri`
+that no destination types by. Only the topmost path of a removed, added or renamed subtree is listed.
+
+Output is deterministic: sorted keys, sorted lists, 2-space indent, trailing newline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "airbyte-2.x-schemas"
+SCHEMAS_DIR = REPO_ROOT / "src" / "source_klaviyo" / "schemas"
+DEFAULT_OUT = REPO_ROOT / "src" / "source_klaviyo" / "schema_changes.json"
+REFERENCE_VERSIONS = ("2.1.0", "2.13.1")
+TARGET_VERSION = "3.0.0"
+
+Schema = dict[str, Any]
+Flat = dict[str, tuple[str, ...]]
+
+# --------------------------------------------------------------------------- hand-written facts
+
+# Which streams each release line had (legacy-shapes.md §2); "first" is the first version with it.
+STREAM_INTRODUCED: dict[str, str] = {
+    "campaigns": "0.1.0",
+    "events": "0.1.0",
+    "global_exclusions": "0.1.0",
+    "lists": "0.1.0",
+    "metrics": "0.1.0",
+    "flows": "0.1.4",
+    "profiles": "0.2.0",
+    "email_templates": "0.3.0",
+    "campaigns_detailed": "2.6.0",
+    "lists_detailed": "2.6.0",
+    "events_detailed": "2.7.0",
+    "flow_series_reports": "2.14.0",
+    "campaign_values_reports": "2.14.0",
+}
+
+# Streams that existed in 2.14+ (manifest-only releases) but for which no 2.x schema is at hand.
+UNVERIFIED_STREAMS: dict[str, str] = {
+    "flow_series_reports": "existed in the manifest-only 2.14+ releases; no 2.x schema to compare with",
+    "campaign_values_reports": "existed in the manifest-only 2.14+ releases; no 2.x schema to compare with",
+}
+
+_V2_MOVE = (
+    "Moved from Klaviyo's v1/v2 API to the JSON:API revisions: every record became "
+    "{type, id, attributes{...}, links{self}, relationships{...}} with a top-level copy of the cursor; "
+    "the primary key is the string `id`."
+)
+
+HISTORICAL_BREAKS: dict[str, dict[str, Any]] = {
+    "1.0.0": {
+        "source": "hand-written (reference/legacy-shapes.md §4, events 1.0.0)",
+        "summary": "events: `event_properties.items[].quantity` changed from integer to number.",
+        "streams": {
+            "events": {
+                "retyped": [{"path": "event_properties.items[].quantity", "from": ["integer"], "to": ["number"]}],
+            },
+        },
+    },
+    "2.0.0": {
+        "source": "hand-written (reference/legacy-shapes.md §2 and §4, 2.0.0)",
+        "summary": "Seven v1-API streams moved to the JSON:API revisions; their record shape changed entirely.",
+        "streams": {
+            name: {"restructured": _V2_MOVE}
+            for name in ("campaigns", "email_templates", "events", "flows", "global_exclusions", "lists", "metrics")
+        },
+    },
+}
+
+# A removal + an addition that are one field under a new name. Checked against the computed diff:
+# a pair is recorded only when both halves are really there.
+KNOWN_RENAMES: dict[str, tuple[tuple[str, str, str], ...]] = {
+    stream: (
+        (
+            "attributes.subscriptions.email.marketing.suppressions",
+            "attributes.subscriptions.email.marketing.suppression",
+            "Klaviyo's revisions since 2024 return the singular `suppression`; 3.0.0 exposes it as the API names it.",
+        ),
+        (
+            "attributes.subscriptions.sms.transactional.can_receive_sms_marketing",
+            "attributes.subscriptions.sms.transactional.can_receive_sms_transactional",
+            "2.x declared the marketing flag's name on the transactional object; the API names it `can_receive_sms_transactional`.",
+        ),
+        (
+            "attributes.subscriptions.mobile_push.marketing.can_receive_sms_marketing",
+            "attributes.subscriptions.mobile_push.marketing.can_receive_push_marketing",
+            "2.x declared the SMS flag's name on mobile push; the API names it `can_receive_push_marketing`.",
+        ),
+    )
+    for stream in ("profiles", "global_exclusions")
+}
+
+# Why a removed field is gone, where the reason is known (legacy-shapes.md §4).
+REMOVAL_NOTES: dict[tuple[str, str], str] = {
+    **{
+        (stream, "attributes.message"): (
+            "no longer returned by the API; the campaign-message id is in "
+            "`relationships.campaign-messages.data[].id`"
+        )
+        for stream in ("campaigns", "campaigns_detailed")
+    },
+    **{
+        (stream, "attributes.channel"): (
+            "no longer returned by the API; the channel is on each campaign message "
+            "(`campaign_messages` stream)"
+        )
+        for stream in ("campaigns", "campaigns_detailed")
+    },
+}
+
+# --------------------------------------------------------------------------- flattening
+
+
+def column_types(schema: Schema) -> tuple[str, ...]:
+    """The destination column types a schema allows, without "null": e.g. ("timestamp_with_timezone",)."""
+    if "anyOf" in schema or "oneOf" in schema:
+        found: set[str] = set()
+        for option in schema.get("anyOf", schema.get("oneOf", [])):
+            found.update(column_types(option))
+        return tuple(sorted(found))
+    declared = schema.get("type")
+    if declared is None:
+        return ("any",)
+    names = [declared] if isinstance(declared, str) else list(declared)
+    result = set()
+    for name in names:
+        if name == "null":
+            continue
+        if name == "string":
+            name = _string_column(schema)
+        result.add(name)
+    return tuple(sorted(result))
+
+
+def _string_column(schema: Schema) -> str:
+    fmt = schema.get("format")
+    if fmt == "date-time":
+        if schema.get("airbyte_type") == "timestamp_without_timezone":
+            return "timestamp_without_timezone"
+        return "timestamp_with_timezone"
+    if fmt == "date":
+        return "date"
+    if fmt == "time":
+        return "time_with_timezone" if schema.get("airbyte_type") != "time_without_timezone" else "time_without_timezone"
+    return "string"
+
+
+def flatten(schema: Schema, prefix: str = "", out: Flat | None = None) -> Flat:
+    """Every path of a schema with its column types: `a.b`, `a.list[]`, `a.list[].c`."""
+    out = {} if out is None else out
+    if prefix:
+        out[prefix] = column_types(schema)
+    for option in schema.get("anyOf", []) + schema.get("oneOf", []):
+        _flatten_children(option, prefix, out)
+    _flatten_children(schema, prefix, out)
+    return out
+
+
+def _flatten_children(schema: Schema, prefix: str, out: Flat) -> None:
+    for key, child in (schema.get("properties") or {}).items():
+        flatten(child, f"{prefix}.{key}" if prefix else key, out)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        flatten(items, f"{prefix}[]", out)
+
+
+def _is_under(path: str, ancestor: str) -> bool:
+    return path.startswith(ancestor + ".") or path.startswith(ancestor + "[]")
+
+
+def _topmost(paths: Iterable[str]) -> list[str]:
+    ordered = sorted(paths)
+    kept: list[str] = []
+    for path in ordered:
+        if not any(_is_under(path, top) for top in kept):
+            kept.append(path)
+    return kept
+
+
+# --------------------------------------------------------------------------- diffing
+
+
+def diff(stream: str, old: Flat, new: Flat) -> dict[str, list]:
+    """The field changes from `old` to `new`; each subtree is reported once, at its top."""
+    removed = set(old) - set(new)
+    added = set(new) - set(old)
+    retyped = sorted(
+        path for path in set(old) & set(new)
+        if old[path] != new[path] and "any" not in old[path] and "any" not in new[path]
+    )
+    # A container that changed kind (object -> array) carries its children with it.
+    removed = {p for p in removed if not any(_is_under(p, r) for r in retyped)}
+    added = {p for p in added if not any(_is_under(p, r) for r in retyped)}
+
+    renamed = []
+    for before, after, note in KNOWN_RENAMES.get(stream, ()):
+        if before in removed and after in added:
+            renamed.append({"from": before, "to": after, "note": note})
+            removed = {p for p in removed if p != before and not _is_under(p, before)}
+            added = {p for p in added if p != after and not _is_under(p, after)}
+
+    removed_entries = []
+    for path in _topmost(removed):
+        entry: dict[str, Any] = {"path": path, "types": list(old[path])}
+        if (stream, path) in REMOVAL_NOTES:
+            entry["note"] = REMOVAL_NOTES[(stream, path)]
+        removed_entries.append(entry)
+    return {
+        "added": _topmost(added),
+        "removed": removed_entries,
+        "renamed": renamed,
+        "retyped": [{"path": p, "from": list(old[p]), "to": list(new[p])} for p in _topmost(retyped)],
+    }
+
+
+def is_breaking(changes: dict[str, Any]) -> bool:
+    return bool(changes.get("removed") or changes.get("renamed") or changes.get("retyped")
+                or changes.get("restructured"))
+
+
+def load_json(path: Path) -> Schema:
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def current_streams() -> list[str]:
+    return sorted(p.stem for p in SCHEMAS_DIR.glob("*.json") if not p.stem.startswith("_"))
+
+
+def compute(reference: Path) -> dict[str, Any]:
+    streams = current_streams()
+    target: dict[str, Any] = {}
+    for stream in streams:
+        new = flatten(load_json(SCHEMAS_DIR / f"{stream}.json"))
+        since: dict[str, Any] = {}
+        for version in REFERENCE_VERSIONS:
+            old_file = reference / version / f"{stream}.json"
+            if old_file.exists():
+                since[version] = diff(stream, flatten(load_json(old_file)), new)
+        if since:
+            breaking = any(is_breaking(changes) for changes in since.values())
+            entry = {"status": "changed" if breaking else "compatible", "breaking": breaking, "since": since}
+        elif stream in UNVERIFIED_STREAMS:
+            entry = {"status": "unverified", "breaking": False, "note": UNVERIFIED_STREAMS[stream]}
+        else:
+            entry = {"status": "added", "breaking": False}
+        entry["introduced"] = STREAM_INTRODUCED.get(stream, TARGET_VERSION)
+        target[stream] = entry
+
+    versions: dict[str, Any] = {}
+    for version, fact in HISTORICAL_BREAKS.items():
+        streams_changed = {name: {**changes, "breaking": True} for name, changes in fact["streams"].items()}
+        versions[version] = {
+            "source": fact["source"],
+            "summary": fact["summary"],
+            "breaking_streams": sorted(streams_changed),
+            "streams": streams_changed,
+        }
+    versions[TARGET_VERSION] = {
+        "source": f"computed: diff of airbyte-2.x-schemas/{{{','.join(REFERENCE_VERSIONS)}}} "
+        "against src/source_klaviyo/schemas/",
+        "summary": "Every stream on Klaviyo API revision 2026-07-15; schemas generated from Klaviyo's OpenAPI spec.",
+        "compared_with": list(REFERENCE_VERSIONS),
+        "breaking_streams": sorted(s for s, e in target.items() if e["breaking"]),
+        "added_streams": sorted(s for s, e in target.items() if e["status"] == "added"),
+        "unverified_streams": sorted(s for s, e in target.items() if e["status"] == "unverified"),
+        "streams": target,
+    }
+    return {
+        "generated_by": "tools/schema_changelog.py",
+        "breaking_rule": (
+            "removed, renamed or retyped fields (type = the destination column type, ignoring null); "
+            "new fields and nullability changes are not breaking"
+        ),
+        "stream_introduced": dict(sorted(STREAM_INTRODUCED.items())),
+        "versions": versions,
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
+                        help="directory holding the 2.x reference schemas (2.1.0/, 2.13.1/)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--check", action="store_true", help="exit 1 if --out differs from a fresh computation")
+    args = parser.parse_args(argv)
+    if not all((args.reference / v).is_dir() for v in REFERENCE_VERSIONS):
+        print(f"schema_changelog: no reference schemas under {args.reference}", file=sys.stderr)
+        return 2
+    text = render(compute(args.reference))
+    if args.check:
+        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+        if current != text:
+            print(f"schema_changelog: {args.out} is out of date; rerun tools/schema_changelog.py", file=sys.stderr)
+            return 1
+        return 0
+    args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
