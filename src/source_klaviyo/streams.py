@@ -64,6 +64,8 @@ class Incremental:
     lookback: timedelta = timedelta(0)
     # Records stamped later than "now" (clock skew, scheduled objects) never move state past now.
     never_past_now: bool = True
+    # The config's `lookback_window` (days) applies: events arrive late (eventually consistent API).
+    config_lookback: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,15 @@ class Stream:
     detail: Detail | None = None
     hook: str | None = None  # named record hook in hooks.py
     kind: Literal["collection", "report"] = "collection"
+    # The attribute copied to the record's top level; defaults to the incremental cursor.
+    lifted: str | None = None
     default_cursor_field: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         cursor = (self.incremental.cursor,) if self.incremental else ()
         object.__setattr__(self, "default_cursor_field", cursor)
+        if self.lifted is None and self.incremental:
+            object.__setattr__(self, "lifted", self.incremental.cursor)
 
     @property
     def schema_name(self) -> str:
@@ -134,7 +140,7 @@ _CAMPAIGN_PARTITIONS = (
 )
 _CAMPAIGNS_INCREMENTAL = Incremental(cursor="updated_at", assume_sorted=False)
 _PROFILES_INCREMENTAL = _updated(lower_operator="greater-than")
-_EVENTS_INCREMENTAL = Incremental(cursor="datetime", window=timedelta(days=30))
+_EVENTS_INCREMENTAL = Incremental(cursor="datetime", window=timedelta(days=30), config_lookback=True)
 
 STREAMS: tuple[Stream, ...] = (
     Stream("campaigns", "/api/campaigns", incremental=_CAMPAIGNS_INCREMENTAL,
@@ -156,13 +162,14 @@ STREAMS: tuple[Stream, ...] = (
            partitions=(PartitionAxis("archived", ("false", "true"), "equals(archived,{value})"),),
            page_size=50, resource_type="flow", tier="S"),
     Stream("flow_actions", "/api/flows/{id}/flow-actions", page_size=50, resource_type="flow-action",
-           tier="S", parent=Parent("flows", "/api/flows/{id}/flow-actions", "flow_id")),
+           tier="S", lifted="updated", parent=Parent("flows", "/api/flows/{id}/flow-actions", "flow_id")),
     Stream("flow_messages", "/api/flow-actions/{id}/flow-messages", page_size=50,
-           resource_type="flow-message", tier="S",
+           resource_type="flow-message", tier="S", lifted="updated",
            parent=Parent("flow_actions", "/api/flow-actions/{id}/flow-messages", "flow_action_id")),
     Stream("global_exclusions", "/api/profiles", incremental=_PROFILES_INCREMENTAL,
            filter="greater-than(subscriptions.email.marketing.suppression.timestamp,1970-01-01T00:00:00+00:00)",
-           page_size=100, additional_fields=("subscriptions",), resource_type="profile"),
+           page_size=100, additional_fields=("subscriptions",), resource_type="profile",
+           hook="only_suppressed"),
     Stream("lists", "/api/lists",
            incremental=_updated(lower_operator="greater-than", supports_less_than_filter=False),
            page_size=10, resource_type="list"),

@@ -1,0 +1,578 @@
+"""The read engine: interprets the stream table (`streams.py`) with one `KlaviyoClient` per run.
+
+In-process API (stable; the DuckDB `sync` and the tests build on it)::
+
+    class Sink(Protocol):
+        def records(self, stream: str, records: list[dict]) -> None           # in emission order
+        def state(self, stream: str, stream_state: dict, record_count: int) -> None
+            # every record the state covers was passed to records() before
+        def stream_status(self, stream: str, status: str) -> None  # STARTED|RUNNING|COMPLETE|INCOMPLETE
+        def error(self, stream: str | None, error: SourceError) -> None
+        def log(self, level: str, message: str) -> None
+
+    reader = Reader(config, configured, state, sink, client=None)
+    reader.progress            # dict[str, StreamProgress], live while running (poll it)
+    result = await reader.run()  # ReadResult(statuses, progress, errors, client_stats)
+
+    result = await read_streams(config, configured, state, sink, client=None)  # the same, in one call
+
+`state` maps a stream name to its 3.0.0 stream state (already migrated). `client` is any object with
+the `KlaviyoClient` API (`get`, `stats`); when None the engine opens its own `KlaviyoClient`.
+
+Incremental semantics — one rule everywhere: a saved cursor `S` means every record whose cursor is
+`< S` was emitted (see `checkpoint.py`). A read covers `[start, upper)` where
+`start = max(S - lookback, start_date)` and `upper = now - UPPER_MARGIN` (never past now: records
+stamped later, e.g. in the future, are left for a later sync). The lower bound is inclusive:
+`greater-or-equal(S)`, or `greater-than(S - 1 s)` plus a client-side `>= S` check where the endpoint
+has only `greater-than`; the upper bound is `less-than(upper)` server-side where supported, else
+checked here. Windows are half-open and disjoint, so a read never emits a record twice; a read that
+resumes from a mid-window checkpoint `S` may re-emit the records stamped exactly `S` (at-least-once;
+the destination de-duplicates by primary key). After a complete read the state is `upper`, so the
+next read returns exactly the records changed since.
+
+Checkpoints: sorted streams emit a state at least every `CHECKPOINT_EVERY_PAGES` pages and at every
+window end; unsorted streams (`assume_sorted=False`) only when a whole window/partition is done;
+partitioned streams keep one cursor per partition (`{"states": [{"partition", "cursor"}]}`).
+
+Errors: a failing stream gets a TRACE ERROR and INCOMPLETE, keeps its last emitted state, and the
+others go on; a 401 stops the whole read with one config_error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import orjson
+
+from .catalog import ConfiguredStream
+from .checkpoint import Checkpointer
+from .datetimes import ONE_SECOND, floor_second, format_datetime, parse_datetime, utc_now
+from .errors import ApiError, SourceError
+from .hooks import HOOKS
+from .streams import STREAMS_BY_NAME, TIERS, Stream
+
+UPPER_MARGIN = timedelta(seconds=5)
+CHECKPOINT_EVERY_PAGES = 10
+# A stand-in lower edge for a stream read without any lower bound (no state, no start_date).
+NO_LOWER_BOUND = datetime(1970, 1, 1, tzinfo=UTC)
+
+Record = dict[str, Any]
+Partition = dict[str, str]
+
+
+class Sink(Protocol):
+    def records(self, stream: str, records: list[Record]) -> None: ...
+    def state(self, stream: str, stream_state: dict[str, Any], record_count: int) -> None: ...
+    def stream_status(self, stream: str, status: str) -> None: ...
+    def error(self, stream: str | None, error: SourceError) -> None: ...
+    def log(self, level: str, message: str) -> None: ...
+
+
+@dataclass
+class StreamProgress:
+    """Live counters of one stream, for a progress display to poll."""
+
+    records: int = 0
+    pages: int = 0
+    partitions_done: int = 0
+    partitions_total: int = 0
+    windows_done: int = 0
+    windows_total: int = 0
+    status: str = "PENDING"
+
+
+@dataclass
+class ReadResult:
+    statuses: dict[str, str]
+    progress: dict[str, StreamProgress]
+    errors: list[tuple[str | None, SourceError]] = field(default_factory=list)
+    client_stats: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return all(status == "COMPLETE" for status in self.statuses.values())
+
+
+class _Unauthorized(Exception):
+    def __init__(self, error: SourceError) -> None:
+        self.error = error
+
+
+# -- page parsing: the hot path ----------------------------------------------------------------------
+_DIGITS_ONLY = bytes(48 if 48 <= byte <= 57 else 120 for byte in range(256))
+_LONG_NUMBER = b"0" * 20  # 20 digits in a row: possibly an integer beyond 64 bits
+
+
+def parse_page(body: bytes) -> dict[str, Any]:
+    """Parse a JSON:API page. orjson turns integers beyond 64 bits into floats silently, so a page
+    holding a run of 20+ digits is parsed by `json` instead, which keeps them exact (rare, slower)."""
+    try:
+        if body.translate(_DIGITS_ONLY).find(_LONG_NUMBER) < 0:
+            return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # e.g. a lone surrogate escape, which `json` accepts
+    try:
+        page = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise SourceError("Klaviyo returned a page that is not valid JSON", f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(page, dict):
+        raise SourceError("Klaviyo returned a page that is not a JSON object")
+    return page
+
+
+def _cursor_value(value: Any) -> datetime | None:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return None
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return None
+
+
+# -- request building --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Chain:
+    """One chain of pages: a first request, then `links.next` until there is none."""
+
+    path: str
+    params: list[tuple[str, str]]
+    bucket: str
+    tier: str
+    partition: Partition = field(default_factory=dict)
+    parent_id: str | None = None
+    lower: datetime | None = None  # checked here (inclusive) when the server cannot
+    upper: datetime | None = None  # checked here (exclusive) when the server cannot
+
+
+def partitions_of(stream: Stream) -> list[Partition]:
+    axes = stream.partitions
+    return [dict(zip((a.key for a in axes), values, strict=True))
+            for values in itertools.product(*(a.values for a in axes))]
+
+
+def _tier_and_fields(stream: Stream, config: Any) -> tuple[str, tuple[str, ...]]:
+    fields, tier = stream.additional_fields, stream.tier
+    if stream.reduced_tier is not None:
+        extra, reduced, flag = stream.reduced_tier
+        if getattr(config, flag, False):
+            fields = tuple(f for f in fields if f != extra)
+        elif extra in fields:
+            tier = reduced
+    return tier, fields
+
+
+def build_chain(stream: Stream, config: Any, *, partition: Partition | None = None,
+                lower: datetime | None = None, upper: datetime | None = None,
+                path: str | None = None, parent_id: str | None = None, page_size: int | None = None,
+                ) -> Chain:
+    """The first request of a chain, from the declaration; bounds are `[lower, upper)`."""
+    partition = partition or {}
+    filters = [stream.filter] if stream.filter else []
+    for axis in stream.partitions:
+        filters.append(axis.filter.format(value=partition[axis.key]))
+    check_lower = check_upper = None
+    inc = stream.incremental
+    if inc is not None:
+        cursor = inc.cursor
+        if lower is not None:
+            if inc.server_side_filter and inc.lower_operator == "greater-or-equal":
+                filters.append(f"greater-or-equal({cursor},{format_datetime(lower)})")
+            else:
+                if inc.server_side_filter and inc.lower_operator == "greater-than":
+                    filters.append(f"greater-than({cursor},{format_datetime(lower - ONE_SECOND)})")
+                check_lower = lower
+        if upper is not None:
+            if inc.server_side_filter and inc.supports_less_than_filter:
+                filters.append(f"less-than({cursor},{format_datetime(upper)})")
+            else:
+                check_upper = upper
+    params: list[tuple[str, str]] = []
+    size = page_size or stream.page_size
+    if size:
+        params.append(("page[size]", str(size)))
+    if filters:
+        params.append(("filter", ",".join(filters)))
+    if inc is not None and inc.sortable:
+        params.append(("sort", inc.cursor))
+    if stream.include:
+        params.append(("include", ",".join(stream.include)))
+    tier, additional = _tier_and_fields(stream, config)
+    if additional:
+        params.append((f"additional-fields[{stream.resource_type}]", ",".join(additional)))
+    template = stream.parent.path if stream.parent else stream.path
+    bucket = template + ("?" + ",".join(additional) if tier != stream.tier else "")
+    return Chain(path or stream.path, params, bucket, tier, partition, parent_id, check_lower, check_upper)
+
+
+# -- the reader ----------------------------------------------------------------------------------------
+class Reader:
+    """One read of the configured streams; see the module docstring."""
+
+    def __init__(self, config: Any, configured: list[ConfiguredStream], state: dict[str, dict] | None,
+                 sink: Sink, *, client: Any = None, clock: Callable[[], datetime] = utc_now) -> None:
+        self.config = config
+        self.configured = configured
+        self.state = state or {}
+        self.sink = sink
+        self.client = client
+        self.clock = clock
+        self.progress: dict[str, StreamProgress] = {cs.name: StreamProgress() for cs in configured}
+        self.errors: list[tuple[str | None, SourceError]] = []
+        self._requests = asyncio.Semaphore(max(1, config.num_workers))
+
+    async def run(self) -> ReadResult:
+        if self.client is None:
+            from .http import KlaviyoClient  # late: protocol commands never need aiohttp
+
+            async with KlaviyoClient(self.config) as client:
+                self.client = client
+                return await self._run_all()
+        return await self._run_all()
+
+    async def _run_all(self) -> ReadResult:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for cs in self.configured:
+                    group.create_task(self._run_stream(cs))
+        except* _Unauthorized as failures:
+            error = failures.exceptions[0].error  # type: ignore[attr-defined]
+            self.errors.append((None, error))
+            self.sink.error(None, error)
+            for name, progress in self.progress.items():
+                if progress.status not in ("COMPLETE", "INCOMPLETE"):
+                    self._status(name, "INCOMPLETE")
+        statuses = {name: p.status for name, p in self.progress.items()}
+        return ReadResult(statuses, self.progress, self.errors, getattr(self.client, "stats", None))
+
+    def _status(self, stream: str, status: str) -> None:
+        self.progress[stream].status = status
+        self.sink.stream_status(stream, status)
+
+    async def _run_stream(self, cs: ConfiguredStream) -> None:
+        self._status(cs.name, "STARTED")
+        try:
+            await _StreamRead(self, cs).run()
+        except asyncio.CancelledError:
+            raise
+        except ApiError as exc:
+            if exc.status == 401:
+                raise _Unauthorized(exc) from None
+            self._fail(cs.name, exc)
+        except SourceError as exc:
+            self._fail(cs.name, exc)
+        except Exception as exc:  # a bug: report it on this stream, keep the others going
+            error = SourceError(f"Stream {cs.name} failed unexpectedly: {type(exc).__name__}",
+                                "".join(traceback.format_exception(exc)))
+            error.__traceback__ = exc.__traceback__
+            self._fail(cs.name, error)
+        else:
+            self._status(cs.name, "COMPLETE")
+
+    def _fail(self, stream: str, error: SourceError) -> None:
+        self.errors.append((stream, error))
+        self.sink.error(stream, error)
+        self._status(stream, "INCOMPLETE")
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+    async def get(self, url: str, params: list[tuple[str, str]] | None, bucket: str, tier: str) -> bytes:
+        async with self._requests:
+            return await self.client.get(url, params, bucket=bucket, tier=tier)
+
+    async def pages(self, chain: Chain) -> AsyncIterator[tuple[list[Record], dict[str, Any]]]:
+        """Every page of a chain; refuses a `links.next` it has already followed (a server loop)."""
+        url: str | None = chain.path
+        params: list[tuple[str, str]] | None = chain.params
+        seen: set[str] = set()
+        while url is not None:
+            page = parse_page(await self.get(url, params, chain.bucket, chain.tier))
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise SourceError(f"Klaviyo answered {chain.path} without a data list")
+            yield data, page
+            next_url = (page.get("links") or {}).get("next")
+            if next_url is not None:
+                if next_url in seen:
+                    raise SourceError(f"Klaviyo returned the same next page twice for {chain.path}",
+                                      "pagination loop detected; refusing to follow it again")
+                seen.add(next_url)
+            url, params = next_url, None
+
+
+class _StreamRead:
+    """The read of one configured stream."""
+
+    def __init__(self, reader: Reader, cs: ConfiguredStream) -> None:
+        self.r = reader
+        self.cs = cs
+        self.stream = cs.stream
+        self.name = cs.name
+        self.progress = reader.progress[cs.name]
+        self.hook = HOOKS[self.stream.hook] if self.stream.hook else None
+        self.since_state = 0
+        self.running = False
+        self.incremental = cs.incremental and self.stream.incremental is not None
+        tier = TIERS[self.stream.tier]
+        self.concurrency = max(1, min(reader.config.num_workers, tier.burst_per_second))
+        self.positions: dict[str, Callable[[], datetime | None]] = {}
+        self.last_state: dict[str, Any] | None = None
+
+    async def run(self) -> None:
+        if self.stream.parent is not None:
+            await self._read_children()
+            return
+        partitions = partitions_of(self.stream)
+        self.progress.partitions_total = len(partitions)
+        upper = floor_second(self.r.clock()) - UPPER_MARGIN
+        await _run_bounded((self._read_partition(p, upper) for p in partitions), len(partitions))
+        if self.incremental:
+            self._emit_state(force=True)
+
+    # -- emission ------------------------------------------------------------------------------------
+    def _emit(self, records: list[Record]) -> None:
+        self.progress.pages += 1
+        if not records:
+            return
+        if not self.running:
+            self.running = True
+            self.r._status(self.name, "RUNNING")
+        self.r.sink.records(self.name, records)
+        self.progress.records += len(records)
+        self.since_state += len(records)
+
+    def _state_value(self) -> dict[str, Any] | None:
+        cursor = self.stream.incremental.cursor  # type: ignore[union-attr]
+        if not self.stream.partitions:
+            position = self.positions[""]() if "" in self.positions else None
+            return {cursor: format_datetime(position)} if position else None
+        states = []
+        for partition in partitions_of(self.stream):
+            position = self.positions.get(_key(partition), lambda: None)()
+            if position is not None:
+                states.append({"partition": partition, "cursor": {cursor: format_datetime(position)}})
+        return {"states": states} if states else None
+
+    def _emit_state(self, force: bool = False) -> None:
+        value = self._state_value()
+        if value is None or (value == self.last_state and not force):
+            return
+        self.r.sink.state(self.name, value, self.since_state)
+        self.last_state = value
+        self.since_state = 0
+
+    # -- incremental bounds ------------------------------------------------------------------------
+    def _saved(self, partition: Partition) -> datetime | None:
+        saved = self.r.state.get(self.name) or {}
+        cursor = self.stream.incremental.cursor if self.stream.incremental else ""
+        if self.stream.partitions:
+            entries = [s for s in saved.get("states") or () if s.get("partition") == partition]
+            value = (entries[0].get("cursor") or {}).get(cursor) if entries else None
+        else:
+            value = saved.get(cursor)
+        if value is None:
+            return None
+        try:
+            return parse_datetime(value)
+        except ValueError:
+            return None
+
+    def _start(self, partition: Partition, upper: datetime) -> datetime | None:
+        inc = self.stream.incremental
+        start_date = self.r.config.start_date
+        saved = self._saved(partition) if self.incremental else None
+        if saved is not None and inc is not None:
+            lookback = inc.lookback
+            if inc.config_lookback:
+                lookback += timedelta(days=self.r.config.lookback_window_days)
+            saved -= lookback
+        candidates = [moment for moment in (saved, start_date) if moment is not None]
+        if not candidates:
+            return None
+        return min(floor_second(max(candidates)), upper)
+
+    # -- partitions and windows ----------------------------------------------------------------------
+    async def _read_partition(self, partition: Partition, upper: datetime) -> None:
+        inc = self.stream.incremental
+        start = self._start(partition, upper) if inc else None
+        if inc is not None and inc.window is not None and start is None:
+            start = await self._earliest(partition, upper)
+        key = _key(partition)
+        if start is not None and start >= upper:  # nothing can have changed since
+            self.positions[key] = lambda: upper
+            self.progress.partitions_done += 1
+            return
+        checkpoint = Checkpointer(_window_edges(start or NO_LOWER_BOUND, upper, inc.window if inc else None))
+        self.positions[key] = lambda: None if (p := checkpoint.position()) == NO_LOWER_BOUND else p
+        self.progress.windows_total += checkpoint.windows
+        tasks = (self._read_window(partition, checkpoint, index, start is not None)
+                 for index in range(checkpoint.windows))
+        await _run_bounded(tasks, self.concurrency)
+        self.progress.partitions_done += 1
+
+    async def _read_window(self, partition: Partition, checkpoint: Checkpointer, index: int,
+                           bounded_below: bool) -> None:
+        low, high = checkpoint.window(index)
+        # A full refresh reads the last window open-ended: there is no state to keep consistent.
+        open_ended = not self.incremental and index == checkpoint.windows - 1
+        chain = build_chain(self.stream, self.r.config, partition=partition,
+                            lower=low if (index > 0 or bounded_below) else None,
+                            upper=None if open_ended else high)
+        inc = self.stream.incremental
+        sorted_pages = bool(inc and inc.sortable and inc.assume_sorted)
+        cursor = self.stream.lifted
+        pages = 0
+        async for data, page in self.r.pages(chain):
+            records = self._prepare(data, page, chain)
+            if self.stream.detail is not None:
+                records = await self._with_details(records)
+            self._emit(records)
+            pages += 1
+            if self.incremental and sorted_pages and data and cursor:
+                checkpoint.page_emitted(index, _cursor_value(data[-1].get(cursor)))
+                if pages % CHECKPOINT_EVERY_PAGES == 0:
+                    self._emit_state()
+        checkpoint.window_done(index)
+        self.progress.windows_done += 1
+        if self.incremental:
+            self._emit_state()
+
+    async def _earliest(self, partition: Partition, upper: datetime) -> datetime | None:
+        """The first cursor of a windowed stream without a start: one page of size 1, sorted."""
+        chain = build_chain(self.stream, self.r.config, partition=partition, upper=upper, page_size=1)
+        async for data, _page in self.r.pages(chain):
+            cursor = self.stream.lifted
+            first = _cursor_value((data[0].get("attributes") or {}).get(cursor)) if data and cursor else None
+            return floor_second(first) if first else None
+        return None
+
+    # -- records ---------------------------------------------------------------------------------------
+    def _prepare(self, data: list[Record], page: dict[str, Any], chain: Chain) -> list[Record]:
+        lifted = self.stream.lifted
+        if lifted:
+            try:
+                for record in data:
+                    record[lifted] = record["attributes"][lifted]
+            except (KeyError, TypeError):
+                for record in data:
+                    record[lifted] = (record.get("attributes") or {}).get(lifted)
+        if (chain.lower or chain.upper) and lifted:
+            data = [r for r in data if _within(_cursor_value(r.get(lifted)), chain.lower, chain.upper)]
+        if self.stream.parent is not None and self.stream.hook is None:
+            for record in data:
+                record[self.stream.parent.key] = chain.parent_id
+        if self.hook is not None:
+            key = self.stream.parent.key if self.stream.parent else None
+            data = self.hook(data, page, key, chain.parent_id)
+        return data
+
+    async def _with_details(self, records: list[Record]) -> list[Record]:
+        detail = self.stream.detail
+        assert detail is not None
+        limit = asyncio.Semaphore(max(1, TIERS[detail.tier].burst_per_second))
+
+        async def fetch(record: Record) -> None:
+            async with limit:
+                body = await self.r.get(detail.path.format(id=record["id"]), list(detail.params),
+                                        detail.path + "?" + "&".join("=".join(p) for p in detail.params),
+                                        detail.tier)
+            attributes = (parse_page(body).get("data") or {}).get("attributes") or {}
+            target = record.setdefault("attributes", {})
+            for name in detail.fields:
+                if name in attributes:
+                    target[name] = attributes[name]
+
+        await asyncio.gather(*(fetch(record) for record in records))
+        return records
+
+    # -- parent -> child fan-out (full refresh) ------------------------------------------------------
+    async def _read_children(self) -> None:
+        parent = self.stream.parent
+        assert parent is not None
+        ids = [pid async for pid in _ids_of(self.r, STREAMS_BY_NAME[parent.stream])]
+        self.progress.partitions_total = len(ids)
+
+        async def child(pid: str) -> None:
+            chain = build_chain(self.stream, self.r.config, path=parent.path.format(id=pid), parent_id=pid)
+            async for data, page in self.r.pages(chain):
+                self._emit(self._prepare(data, page, chain))
+            self.progress.partitions_done += 1
+
+        await _run_bounded((child(pid) for pid in ids), self.concurrency)
+
+
+async def _ids_of(reader: Reader, stream: Stream) -> AsyncIterator[str]:
+    """Every id of a (parent) stream, read in full whether or not it is selected."""
+    if stream.parent is not None:
+        parent = stream.parent
+        parent_ids = [pid async for pid in _ids_of(reader, STREAMS_BY_NAME[parent.stream])]
+        for pid in parent_ids:
+            chain = build_chain(stream, reader.config, path=parent.path.format(id=pid), parent_id=pid)
+            async for data, _page in reader.pages(chain):
+                for record in data:
+                    yield record["id"]
+        return
+    for partition in partitions_of(stream):
+        async for data, _page in reader.pages(build_chain(stream, reader.config, partition=partition)):
+            for record in data:
+                yield record["id"]
+
+
+def _within(value: datetime | None, lower: datetime | None, upper: datetime | None) -> bool:
+    if value is None:
+        return True
+    return (lower is None or value >= lower) and (upper is None or value < upper)
+
+
+def _key(partition: Partition) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(partition.items()))
+
+
+def _window_edges(start: datetime, upper: datetime, window: timedelta | None) -> list[datetime]:
+    if window is None or start == NO_LOWER_BOUND:
+        return [start, upper]
+    edges = [start]
+    while edges[-1] + window < upper:
+        edges.append(edges[-1] + window)
+    edges.append(upper)
+    return edges
+
+
+async def _run_bounded(coroutines: Iterable[Any], limit: int) -> None:
+    """Run coroutines with at most `limit` at once, in order of the iterable; the first error wins."""
+    iterator = iter(coroutines)
+    lock = asyncio.Lock()
+
+    async def worker() -> None:
+        while True:
+            async with lock:
+                coroutine = next(iterator, None)
+            if coroutine is None:
+                return
+            await coroutine
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, limit)):
+                group.create_task(worker())
+    except BaseExceptionGroup as failures:
+        raise _first_leaf(failures) from None
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The error that stopped a task group (the others were cancellations it caused)."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+async def read_streams(config: Any, configured: list[ConfiguredStream], state: dict[str, dict] | None,
+                       sink: Sink, *, client: Any = None,
+                       clock: Callable[[], datetime] = utc_now) -> ReadResult:
+    """Read `configured` streams into `sink`; see the module docstring for the contract."""
+    return await Reader(config, configured, state, sink, client=client, clock=clock).run()

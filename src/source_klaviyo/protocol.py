@@ -1,0 +1,148 @@
+"""Airbyte protocol messages, written as one orjson line each to a buffered binary stream.
+
+Messages are plain dicts; only RECORD lines take a faster path, because they are the hot path: the
+`{"type":"RECORD","record":{"stream":…,"emitted_at":…,"data":` prefix is encoded once per page and
+spliced around `orjson.dumps(record)`. Integers wider than 64 bits (seen in event properties) make
+orjson raise; such a record falls back to `json.dumps`, which writes them losslessly.
+
+The writer flushes at every STATE message (so the platform never sees a state before the records it
+covers) and at `close()`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from typing import Any, BinaryIO
+
+import orjson
+
+from .errors import SourceError
+
+_RECORD_SUFFIX = b"}}\n"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _dumps_slow(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def dumps(value: Any) -> bytes:
+    """One JSON document, compact; lossless for integers orjson cannot represent."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _dumps_slow(value)
+
+
+def trace_error_message(error: SourceError, stream: str | None = None) -> dict[str, Any]:
+    """A TRACE ERROR message; `stack_trace` only for system errors (bugs), never with a key in it."""
+    trace: dict[str, Any] = {
+        "message": error.message,
+        "internal_message": error.internal_message or error.message,
+        "failure_type": error.failure_type,
+    }
+    if stream is not None:
+        trace["stream_descriptor"] = {"name": stream}
+    if error.failure_type == "system_error" and error.__traceback__ is not None:
+        trace["stack_trace"] = "".join(traceback.format_exception(error))
+    return {"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": now_ms(), "error": trace}}
+
+
+class MessageWriter:
+    """Writes protocol messages to `out` (stdout's buffer by default)."""
+
+    def __init__(self, out: BinaryIO | None = None) -> None:
+        self._out = out if out is not None else sys.stdout.buffer
+        self._prefixes: dict[str, bytes] = {}
+
+    # -- records: the hot path ------------------------------------------------------------------
+    def records(self, stream: str, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        prefix = (
+            b'{"type":"RECORD","record":{"stream":'
+            + orjson.dumps(stream)
+            + b',"emitted_at":'
+            + str(now_ms()).encode()
+            + b',"data":'
+        )
+        suffix = _RECORD_SUFFIX
+        lines: list[bytes] = []
+        append = lines.append
+        for record in records:
+            try:
+                append(prefix + orjson.dumps(record) + suffix)
+            except TypeError:
+                append(prefix + _dumps_slow(record) + suffix)
+        self._out.write(b"".join(lines))
+
+    # -- everything else --------------------------------------------------------------------------
+    def write(self, message: dict[str, Any], *, flush: bool = False) -> None:
+        self._out.write(dumps(message) + b"\n")
+        if flush:
+            self._out.flush()
+
+    def state(self, stream: str, stream_state: dict[str, Any], record_count: int) -> None:
+        self.write(
+            {
+                "type": "STATE",
+                "state": {
+                    "type": "STREAM",
+                    "stream": {"stream_descriptor": {"name": stream}, "stream_state": stream_state},
+                    "sourceStats": {"recordCount": float(record_count)},
+                },
+            },
+            flush=True,
+        )
+
+    def stream_status(self, stream: str, status: str) -> None:
+        self.write(
+            {
+                "type": "TRACE",
+                "trace": {
+                    "type": "STREAM_STATUS",
+                    "emitted_at": now_ms(),
+                    "stream_status": {"stream_descriptor": {"name": stream}, "status": status},
+                },
+            }
+        )
+
+    def error(self, stream: str | None, error: SourceError) -> None:
+        self.write(trace_error_message(error, stream), flush=True)
+
+    def log(self, level: str, message: str) -> None:
+        self.write({"type": "LOG", "log": {"level": level.upper(), "message": message}})
+
+    def spec(self, specification: dict[str, Any]) -> None:
+        self.write({"type": "SPEC", "spec": specification})
+
+    def connection_status(self, succeeded: bool, message: str | None = None) -> None:
+        status: dict[str, Any] = {"status": "SUCCEEDED" if succeeded else "FAILED"}
+        if message:
+            status["message"] = message
+        self.write({"type": "CONNECTION_STATUS", "connectionStatus": status})
+
+    def catalog(self, catalog: dict[str, Any]) -> None:
+        self.write({"type": "CATALOG", "catalog": catalog})
+
+    def control_config(self, config: dict[str, Any]) -> None:
+        self.write(
+            {
+                "type": "CONTROL",
+                "control": {
+                    "type": "CONNECTOR_CONFIG",
+                    "emitted_at": now_ms(),
+                    "connectorConfig": {"config": config},
+                },
+            },
+            flush=True,
+        )
+
+    def flush(self) -> None:
+        self._out.flush()
