@@ -1,0 +1,124 @@
+"""The connector's Airbyte `ConnectorSpecification` (what `source-klaviyo spec` prints).
+
+Every field a 2.x config may carry is declared with the same type it had, so that a config saved by
+a 2.x UI validates unchanged; `config.parse_config` is the authority on what is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from source_klaviyo.config import DEFAULT_BASE_URL, DEFAULT_NUM_WORKERS, MAX_NUM_WORKERS
+
+DOCUMENTATION_URL = "https://docs.airbyte.com/integrations/sources/klaviyo"
+START_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+READ_SCOPES = (
+    "campaigns:read", "coupons:read", "events:read", "flows:read", "lists:read", "metrics:read",
+    "profiles:read", "segments:read", "tags:read", "templates:read",
+)
+
+
+def connection_specification() -> dict[str, Any]:
+    """The Airbyte protocol SPEC payload: `{"documentationUrl", "connectionSpecification", ...}`."""
+    return {
+        "documentationUrl": DOCUMENTATION_URL,
+        "connectionSpecification": {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "title": "Klaviyo Spec",
+            "type": "object",
+            "required": ["api_key"],
+            # 1.x/2.x configs carry keys we no longer use; they are kept and ignored.
+            "additionalProperties": True,
+            "properties": _properties(),
+        },
+        "supportsNormalization": False,
+        "supportsDBT": False,
+        # A source writes no destination; the field is part of the protocol shape only.
+        "supported_destination_sync_modes": [],
+    }
+
+
+def _properties() -> dict[str, Any]:
+    return {
+        "api_key": {
+            "type": "string",
+            "title": "Private API Key",
+            "description": (
+                "A Klaviyo private API key (starts with pk_). Create one in Klaviyo under Settings > "
+                "Account > API keys > Create Private API Key (https://www.klaviyo.com/settings/account/api-keys), "
+                "with Read-only access, or a custom key with these read scopes: "
+                + ", ".join(READ_SCOPES)
+                + ". See the <a href=\"https://docs.airbyte.com/integrations/sources/klaviyo\">docs</a>."
+            ),
+            "airbyte_secret": True,
+            "order": 0,
+        },
+        "start_date": {
+            "type": "string",
+            "title": "Start Date",
+            "description": (
+                "UTC date and time in the format 2017-01-25T00:00:00Z. Records updated (events: "
+                "happened) before it are not read. Optional: without it, everything is read."
+            ),
+            "pattern": START_DATE_PATTERN,
+            "examples": ["2017-01-25T00:00:00Z"],
+            "format": "date-time",
+            "order": 1,
+        },
+        "disable_fetching_predictive_analytics": {
+            "type": "boolean",
+            "title": "Disable Fetching Predictive Analytics",
+            "description": (
+                "Do not request predictive_analytics with profiles. Fetching them moves the profiles "
+                "endpoint to a lower rate-limit tier; when enabled, the predictive_analytics column stays empty."
+            ),
+            "default": False,
+            "order": 2,
+        },
+        "num_workers": {
+            "type": "integer",
+            "title": "Number of concurrent requests",
+            "description": (
+                "The most requests in flight at once. The rate limits of your Klaviyo account bound "
+                "what helps: https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling"
+            ),
+            "minimum": 1,
+            "maximum": MAX_NUM_WORKERS,
+            "default": DEFAULT_NUM_WORKERS,
+            "examples": [1, 2, 3],
+            "order": 3,
+        },
+        "lookback_window": {
+            "type": "integer",
+            "title": "Events lookback window (days)",
+            "description": (
+                "Each incremental events sync re-reads this many days before the saved cursor, to pick "
+                "up events Klaviyo records late. Duplicates are removed by primary key downstream."
+            ),
+            "minimum": 0,
+            "default": 0,
+            "order": 4,
+        },
+        "metric_ids": {
+            "type": "string",
+            "title": "Metric IDs for reports",
+            "description": (
+                "Comma-separated Klaviyo metric ids (e.g. RESQ6t,ABC123) that limit the conversion "
+                "metrics of the report streams. Optional: without it, every metric is reported, which "
+                "is slow under the reporting rate limits."
+            ),
+            "examples": ["RESQ6t,ABC123"],
+            "order": 5,
+        },
+        "base_url": {
+            "type": "string",
+            "title": "API base URL",
+            "description": (
+                "The Klaviyo API host. Change it only to point at a test server; plain http is "
+                "accepted for loopback hosts only."
+            ),
+            "default": DEFAULT_BASE_URL,
+            "pattern": "^https?://",
+            "order": 6,
+        },
+    }
