@@ -127,10 +127,16 @@ REMOVAL_NOTES: dict[tuple[str, str], str] = {
     },
     **{
         (stream, "attributes.channel"): (
-            "no longer returned by the API; the channel is on each campaign message "
-            "(`campaign_messages` stream)"
+            "no longer returned by the API; the channel is in `attributes.definition` of each "
+            "campaign message (`campaign_messages` stream)"
         )
         for stream in ("campaigns", "campaigns_detailed")
+    },
+    **{
+        ("campaigns_detailed", f"campaign_messages[].attributes.{name}"): (
+            f"moved to `campaign_messages[].attributes.definition.{name}` at revision 2026-07-15"
+        )
+        for name in ("channel", "content", "label", "render_options")
     },
 }
 
