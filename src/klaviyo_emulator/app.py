@@ -70,7 +70,6 @@ class Stats:
         return {
             "requests_total": self.total,
             "requests": {route: dict(statuses) for route, statuses in self.requests.items()},
-            "by_status": dict(self.by_status),
             "throttled": self.throttled,
             "faults": dict(self.faults),
             "bytes_sent": self.bytes_sent,

@@ -103,7 +103,14 @@ class World:
             for _ in range(add):
                 result["added"] += self._add(resource, now)
             if update:
-                candidates = [i for i in range(len(table)) if table.id(i) not in result["added"]]
+                # records dated in the future are left alone: "now" would move them backwards
+                added = set(result["added"])
+                cursor = table.cursor_field
+                candidates = [
+                    i
+                    for i in range(len(table))
+                    if table.id(i) not in added and not (table.value(cursor, i) or 0) > now
+                ]
                 for i in rnd.sample(candidates, min(update, len(candidates))):
                     self._touch(resource, i, now)
                     result["updated"].append(table.id(i))

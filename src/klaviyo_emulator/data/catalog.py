@@ -178,6 +178,7 @@ class Catalog:
                         "properties": {"id": None, "css_class": None},
                         "styles": {"background_color": "#ffffff"},
                     },
+                    "styles": [],
                 }
             }
         return row
@@ -215,7 +216,7 @@ class Catalog:
                 "measurement_filter": {
                     "type": "numeric",
                     "operator": "greater-than",
-                    "value": rnd.randrange(0, 5),
+                    "value": rnd.randrange(0, 5) + 0.5,  # oneOf integer|number: an int would match both
                 },
                 "timeframe_filter": {"type": "date", "operator": "alltime"},
                 "metric_filters": None,
@@ -265,13 +266,19 @@ class Catalog:
         return row
 
     def _add_child(
-        self, resource: str, created: int, updated: int, now: int | None, parent: tuple[str, str]
+        self,
+        resource: str,
+        created: int,
+        updated: int,
+        now: int | None,
+        parent: tuple[str, str],
+        **extra: Any,
     ) -> str:
         table = self.tables[resource]
         index = len(table)
         rnd = record_rng(self.seed, resource, index)
         builder = getattr(self, "_make_" + resource.replace("-", "_"))
-        row = builder(index, rnd, now, parent=parent, span=(created, updated))
+        row = builder(index, rnd, now, parent=parent, span=(created, updated), **extra)
         table.append(row)
         return row["id"]
 
@@ -321,7 +328,12 @@ class Catalog:
             }
         else:
             message_id = self._add_child(
-                "flow-messages", created, updated, now, parent=("flow-action", action_id)
+                "flow-messages",
+                created,
+                updated,
+                now,
+                parent=("flow-action", action_id),
+                channel="sms" if kind == "send-sms" else "email",
             )
             row["rels"]["flow-messages"].append(("flow-message", message_id))
             message = self.tables["flow-messages"].rows[-1]["attributes"]["definition"]
@@ -339,6 +351,7 @@ class Catalog:
         now: int | None,
         parent: tuple[str, str] | None = None,
         span: tuple[int, int] | None = None,
+        channel: str | None = None,
     ) -> dict[str, Any]:
         if parent is None:
             actions = self.tables["flow-actions"]
@@ -347,7 +360,7 @@ class Catalog:
         templates = self.tables["templates"]
         template_id = templates.id(rnd.randrange(len(templates))) if len(templates) else None
         name = f"{_title(rnd)} message {i}"
-        channel = "sms" if i % 3 == 2 else "email"
+        channel = channel or ("sms" if i % 3 == 2 else "email")
         definition: dict[str, Any]
         if channel == "email":
             definition = {
