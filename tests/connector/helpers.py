@@ -7,6 +7,7 @@ import copy
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from source_klaviyo.config import parse_config
 from source_klaviyo.datetimes import ONE_SECOND, utc_now
 from source_klaviyo.engine import UPPER_MARGIN, ReadResult, read_streams
 from source_klaviyo.errors import SourceError
+from source_klaviyo.http import KlaviyoClient
 
 API_KEY = "pk_emulator"
 
@@ -73,13 +75,34 @@ def configured(names: list[str], sync_mode: str = "incremental") -> list[Configu
     return parse_configured_catalog(configured_catalog(names, sync_mode))  # type: ignore[arg-type]
 
 
+class InstantClock:
+    """Simulated time for the client's pacing: sleeping only moves the clock (the emulators of this
+    suite have no rate limits, and the limiter's own behaviour is tested in test_ratelimit.py)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        self.offset += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
 def read_in_process(url: str, names: list[str], *, sync_mode: str = "incremental",
-                    state: dict[str, dict] | None = None, clock: Callable[[], datetime] = clock_ahead,
-                    **config_extra: Any) -> tuple[CollectingSink, ReadResult]:
-    config, _ = parse_config(config_for(url, **config_extra))
+                    state: dict[str, dict] | None = None, clock: Callable[[], datetime] = utc_now,
+                    api_key: str = API_KEY, **config_extra: Any) -> tuple[CollectingSink, ReadResult]:
+    """Read `names` with the engine in-process into a CollectingSink."""
+    config, _ = parse_config({**config_for(url, **config_extra), "api_key": api_key})
     sink = CollectingSink()
-    result = asyncio.run(read_streams(config, configured(names, sync_mode), state or {}, sink, clock=clock))
-    return sink, result
+
+    async def read() -> ReadResult:
+        async with KlaviyoClient(config, clock=InstantClock()) as client:
+            return await read_streams(config, configured(names, sync_mode), state or {}, sink,
+                                      client=client, clock=clock)
+
+    return sink, asyncio.run(read())
 
 
 @dataclass
