@@ -1,0 +1,67 @@
+"""The stream table is consistent with the schemas, the state shapes, the hooks and the tiers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from source_klaviyo.config import Config
+from source_klaviyo.engine import build_chain, partitions_of
+from source_klaviyo.hooks import HOOKS
+from source_klaviyo.schemas import STREAM_SCHEMAS
+from source_klaviyo.state_migrations import state_target
+from source_klaviyo.streams import STREAMS, TIERS
+
+CORE = {"campaigns", "email_templates", "events", "flows", "global_exclusions", "lists", "metrics", "profiles"}
+
+
+@pytest.mark.parametrize("stream", STREAMS, ids=lambda s: s.name)
+def test_every_stream_is_well_formed(stream):
+    assert stream.schema_name in STREAM_SCHEMAS
+    assert stream.tier in TIERS
+    assert stream.hook is None or stream.hook in HOOKS
+    assert stream.detail is None or stream.detail.tier in TIERS
+    target = state_target(stream.name)
+    if stream.incremental:
+        assert target is not None
+        assert target.cursor == stream.incremental.cursor
+    if stream.partitions and stream.incremental:
+        assert {(axis.key, frozenset(axis.values)) for axis in stream.partitions} == {
+            (key, frozenset(values)) for key, values in target.axes}
+
+
+def test_the_core_streams_are_declared():
+    assert {stream.name for stream in STREAMS} >= CORE
+
+
+def test_campaign_requests_are_partitioned_by_channel_and_archived():
+    campaigns = next(s for s in STREAMS if s.name == "campaigns")
+    partitions = partitions_of(campaigns)
+    assert len(partitions) == 6
+    lower = datetime(2024, 1, 1, tzinfo=UTC)
+    chain = build_chain(campaigns, Config(api_key="k"), partition={"campaign_type": "sms", "archived": "true"},
+                        lower=lower, upper=datetime(2024, 2, 1, tzinfo=UTC))
+    params = dict(chain.params)
+    assert params["filter"] == ("equals(messages.channel,'sms'),equals(archived,true),"
+                                "greater-or-equal(updated_at,2024-01-01T00:00:00+00:00),"
+                                "less-than(updated_at,2024-02-01T00:00:00+00:00)")
+    assert params["sort"] == "updated_at"
+    assert chain.lower is None and chain.upper is None  # both bounds applied by the server
+
+
+def test_profiles_tier_follows_predictive_analytics():
+    profiles = next(s for s in STREAMS if s.name == "profiles")
+    with_pa = build_chain(profiles, Config(api_key="k"))
+    without = build_chain(profiles, Config(api_key="k", disable_fetching_predictive_analytics=True))
+    assert (with_pa.tier, dict(with_pa.params)["additional-fields[profile]"]) == ("M", "subscriptions,predictive_analytics")
+    assert (without.tier, dict(without.params)["additional-fields[profile]"]) == ("L", "subscriptions")
+    assert with_pa.bucket != without.bucket
+
+
+def test_greater_than_only_endpoints_overlap_one_second_and_check_here():
+    lists = next(s for s in STREAMS if s.name == "lists")
+    lower = datetime(2024, 1, 1, tzinfo=UTC)
+    chain = build_chain(lists, Config(api_key="k"), lower=lower, upper=datetime(2024, 2, 1, tzinfo=UTC))
+    assert dict(chain.params)["filter"] == "greater-than(updated,2023-12-31T23:59:59+00:00)"
+    assert chain.lower == lower and chain.upper is not None
