@@ -54,6 +54,7 @@ class Profiles(Table):
                 updated = created + rnd.randrange(0, anchor - created)
             self.created.append(created)
             self.updated.append(updated)
+        self._ids: dict[int, str] = {}
         self._memberships: dict[str, tuple[int, dict[str, array]]] = {}
 
     # identity -------------------------------------------------------------------------------------
@@ -62,7 +63,13 @@ class Profiles(Table):
         return len(self.created)
 
     def id(self, index: int) -> str:
-        return ulid(self.seed, "profiles", index)
+        # events name their profile on every row; a small memo saves re-deriving hot ids
+        cached = self._ids.get(index)
+        if cached is None:
+            if len(self._ids) > 50_000:
+                self._ids.clear()
+            cached = self._ids[index] = ulid(self.seed, "profiles", index)
+        return cached
 
     def index_of(self, record_id: str) -> int | None:
         if len(record_id) != 26 or not record_id.startswith("01"):

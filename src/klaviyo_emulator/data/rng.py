@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import random
 from datetime import UTC, datetime
 
@@ -64,5 +65,12 @@ def short_id(seed: int, resource: str, index: int, width: int = 6) -> str:
 
 
 def ulid(seed: int, resource: str, index: int) -> str:
-    """26-char ULID-like ids that sort in index order (so `sort=id` is the natural order)."""
-    return "01" + base32(index, 8) + base32(mix(seed, salt(resource), index), 16)
+    """26-char ULID-like ids that sort in index order (so `sort=id` is the natural order).
+
+    base64's base32 runs in C; mapping its alphabet position-wise onto Crockford's keeps the order."""
+    h = mix(seed, salt(resource), index)
+    raw = index.to_bytes(5, "big") + (h << 16 | h >> 48).to_bytes(10, "big")
+    return "01" + base64.b32encode(raw).decode().translate(_TO_CROCKFORD)[:24]
+
+
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _B32)
