@@ -111,13 +111,90 @@ _LONG_NUMBER = b"0" * 20  # 20 digits in a row: possibly an integer beyond 64 bi
 
 
 def parse_page(body: bytes) -> dict[str, Any]:
-    """Parse a JSON:API page. orjson turns integers beyond 64 bits into floats silently, so a page
-    holding a run of 20+ digits is parsed by `json` instead, which keeps them exact (rare, slower)."""
-    try:
-        if body.translate(_DIGITS_ONLY).find(_LONG_NUMBER) < 0:
+    """Parse a JSON:API page with orjson, keeping integers beyond 64 bits exact.
+
+    orjson turns such integers into floats silently. A page holding a run of 20+ digits is scanned
+    for integer tokens that long; the floats they became are put back as Python ints (orjson cannot
+    write them; the protocol writer falls back to `json` for those records). When two tokens would
+    collapse to the same float, the page is parsed by `json` instead (rare, slower, always exact)."""
+    digits = body.translate(_DIGITS_ONLY)
+    if digits.find(_LONG_NUMBER) < 0:
+        try:
             return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return _parse_slow(body)  # e.g. a lone surrogate escape, which `json` accepts
+    tokens = _big_integer_tokens(body, digits)
+    try:
+        page = orjson.loads(body)
     except orjson.JSONDecodeError:
-        pass  # e.g. a lone surrogate escape, which `json` accepts
+        return _parse_slow(body)
+    if tokens and _restore(_holders(page, body, tokens), tokens, [0]) != len(tokens):
+        return _parse_slow(body)  # a token we could not place: let `json` do it exactly
+    return page
+
+
+def _holders(page: dict[str, Any], body: bytes, tokens: list[int]) -> list[Any]:
+    """The records of `data` that hold the tokens: the nearest `"id"` before each token names its
+    record (type and id come first in Klaviyo's resources). A wrong guess is caught by the caller,
+    which then parses the page with `json`."""
+    ids: set[str] = set()
+    for number in tokens:
+        text = str(number).encode()
+        at = body.find(text)
+        key = body.rfind(b'"id"', 0, at)
+        if at < 0 or key < 0:
+            return [page]
+        quote = body.find(b'"', body.find(b":", key + 4) + 1)
+        ids.add(body[quote + 1:body.find(b'"', quote + 1)].decode("utf-8", "replace"))
+    data = page.get("data")
+    if not isinstance(data, list):
+        return [page]
+    return [record for record in data if isinstance(record, dict) and record.get("id") in ids]
+
+
+_BEFORE = frozenset(b":,[ \t\r\n")
+_AFTER = frozenset(b",}] \t\r\n")
+_INT64_RANGE = 2.0**63
+
+
+def _big_integer_tokens(body: bytes, digits: bytes) -> list[int]:
+    """The integer tokens of 20+ digits, in document order (runs inside strings are skipped)."""
+    tokens: list[int] = []
+    position = digits.find(_LONG_NUMBER)
+    while position >= 0:
+        end = digits.find(b"x", position)
+        end = len(body) if end < 0 else end
+        start, sign = position, 1
+        if start > 0 and body[start - 1] == 0x2D:  # '-'
+            start, sign = start - 1, -1
+        if (start == 0 or body[start - 1] in _BEFORE) and (end == len(body) or body[end] in _AFTER):
+            tokens.append(sign * int(body[position:end]))
+        position = digits.find(_LONG_NUMBER, end)
+    return tokens
+
+
+def _restore(node: Any, tokens: list[int], placed: list[int]) -> int:
+    """Walk in document order (orjson keeps key order) and put the k-th token back where orjson left
+    the k-th float outside the 64-bit range; stops once every token is placed. Returns how many were."""
+    if isinstance(node, dict):
+        items: Iterable[tuple[Any, Any]] = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return placed[0]
+    for key, value in items:
+        if placed[0] >= len(tokens):
+            break
+        if type(value) is float:
+            if abs(value) >= _INT64_RANGE and float(tokens[placed[0]]) == value:
+                node[key] = tokens[placed[0]]
+                placed[0] += 1
+        elif isinstance(value, dict | list):
+            _restore(value, tokens, placed)
+    return placed[0]
+
+
+def _parse_slow(body: bytes) -> dict[str, Any]:
     try:
         page = json.loads(body)
     except (ValueError, RecursionError) as exc:
