@@ -15,8 +15,10 @@ OpenAPI 3.0 is not JSON Schema: ``nullable: true`` is translated to JSON Schema 
 ``"null"``, an ``enum`` gains ``None``, a ``$ref``/``oneOf``/``allOf`` is wrapped in
 ``anyOf: [..., {"type": "null"}]``) before anything is compiled.  ``$ref`` s resolve against the
 whole (translated) spec through a ``referencing`` registry.  Known places where the live API
-departs from its spec (``LIVE_API_NULLABLE``: ``links.next: null``) are accepted unless
-``live_api_deviations=False``.  ``date-time`` and ``date`` formats
+departs from its spec are accepted unless ``live_api_deviations=False``: ``links.next: null``
+(``LIVE_API_NULLABLE``), and ``oneOf`` read as ``anyOf`` — the spec's ``oneOf`` branches overlap
+(no ``additionalProperties: false``, no discriminator: ``{"use_smart_sending": true}`` is at once
+Email-, SMS- and PushSendOptions), so a strict "exactly one" rejects every real body.  ``date-time`` and ``date`` formats
 are checked (RFC 3339 / ISO dates).  Compiled validators are cached per (operation, status).
 """
 
@@ -67,8 +69,9 @@ def _pointer(*parts: str) -> str:
     return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def nullable_to_json_schema(node: Any) -> Any:
-    """Return a copy of an OpenAPI 3.0 schema tree where ``nullable: true`` is plain JSON Schema.
+def nullable_to_json_schema(node: Any, overlapping_one_of: bool = False) -> Any:
+    """Return a copy of an OpenAPI 3.0 schema tree where ``nullable: true`` is plain JSON Schema
+    (and, with ``overlapping_one_of``, every ``oneOf`` is an ``anyOf``).
 
     >>> nullable_to_json_schema({"type": "string", "enum": ["a"], "nullable": True})
     {'type': ['string', 'null'], 'enum': ['a', None]}
@@ -76,10 +79,16 @@ def nullable_to_json_schema(node: Any) -> Any:
     {'anyOf': [{'$ref': '#/x'}, {'type': 'null'}]}
     """
     if isinstance(node, list):
-        return [nullable_to_json_schema(item) for item in node]
+        return [nullable_to_json_schema(item, overlapping_one_of) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {key: nullable_to_json_schema(value) for key, value in node.items() if key != "nullable"}
+    out = {
+        ("anyOf" if key == "oneOf" and overlapping_one_of else key): nullable_to_json_schema(
+            value, overlapping_one_of
+        )
+        for key, value in node.items()
+        if key != "nullable"
+    }
     if node.get("nullable") is not True:
         return out
     if "type" in out:
@@ -135,7 +144,7 @@ class OpenAPIValidator:
         if live_api_deviations:
             for pointer in LIVE_API_NULLABLE:
                 _resolve(doc, pointer)["nullable"] = True
-        self._schema_doc = nullable_to_json_schema(doc)
+        self._schema_doc = nullable_to_json_schema(doc, overlapping_one_of=live_api_deviations)
         resource = Resource.from_contents(self._schema_doc, default_specification=DRAFT202012)
         self._registry = Registry().with_resource(SPEC_URI, resource)
         self._format_checker = _format_checker()

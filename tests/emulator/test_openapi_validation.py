@@ -91,3 +91,17 @@ def test_error_statuses_resolve_to_the_shared_error_schemas(spec, status):
 def test_request_bodies_are_validated(spec):
     with pytest.raises(SpecValidationError):
         spec.validate_request("query_campaign_values", {"data": {"type": "campaign-values-report"}})
+
+
+def test_overlapping_one_of_branches_accept_a_body_matching_several(spec):
+    body = {
+        "data": {
+            "type": "campaign",
+            "id": "C1",
+            "attributes": {"send_options": {"use_smart_sending": True}},
+            "links": {"self": "http://h/c"},
+        }
+    }
+    assert not any("send_options" in p for p in spec.errors("get_campaign", 200, body))
+    body["data"]["attributes"]["send_options"] = {"use_smart_sending": "yes"}
+    assert any("send_options" in p for p in spec.errors("get_campaign", 200, body))

@@ -8,8 +8,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from tests.emulator.helpers import burst, request
+
+from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 
 CAMPAIGN_VALUES = {
     "data": {
@@ -81,7 +82,7 @@ def test_each_endpoint_reports_its_tier(limited, path, params, steady):
 def test_rate_limit_scale_raises_limits_proportionally():
     options = EmulatorOptions(seed=13, rate_limits=True, rate_limit_scale=4.0)
     with run_emulator_in_thread(options) as emu:
-        assert request(emu.url, "/api/flows").header_int("RateLimit-Limit") == 240
+        assert request(emu.url, "/api/tags").header_int("RateLimit-Limit") == 240  # S tier x4
         statuses = _statuses(burst(lambda: request(emu.url, "/api/flows"), 60))  # S tier x4: 12/s
     assert 12 <= statuses[200] <= 24
     assert statuses[429] == 60 - statuses[200]
