@@ -70,7 +70,7 @@ def test_spec_starts_fast_and_imports_no_duckdb():
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "source_klaviyo", "spec"],
                           capture_output=True, text=True, check=True)
     elapsed = time.perf_counter() - started
-    assert elapsed < 1.0  # generous for CI; ≈0.15 s on the dev machine
+    assert elapsed < 3.0  # generous for a loaded CI box; ≈0.15 s on an idle dev machine
     assert "duckdb" not in done.stderr and "rich" not in done.stderr.split()
     assert '"type":"SPEC"' in done.stdout
 
