@@ -1,0 +1,334 @@
+"""The DuckDB file: stream tables, bookkeeping tables, and the one transaction per checkpoint.
+
+Every write is `write_batch`: records bulk-loaded from newline-delimited JSON, upserted by primary key,
+and the stream's state saved, all in one transaction. A crash therefore leaves each table exactly as
+of its last committed state, and the next run, starting from that state, re-reads at most what came
+after it; the upsert makes the re-read harmless.
+
+A full refresh writes into a staging table (with its own state slot, so an interrupted refresh can
+continue) and `publish` swaps it in, in one transaction, once the stream completed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import orjson
+
+from source_klaviyo.errors import ConfigError
+from source_klaviyo.sync.layout import Column, TableLayout, quote, staging_table
+
+STATE_TABLE = "_source_klaviyo_state"
+SYNCS_TABLE = "_source_klaviyo_syncs"
+VERSIONS_TABLE = "_source_klaviyo_versions"
+
+Slot = Literal["live", "staging"]
+
+_BOOKKEEPING_DDL = (
+    f"""CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+        stream VARCHAR, slot VARCHAR, state JSON, schema_fingerprint VARCHAR, sync_id VARCHAR,
+        checkpoints BIGINT, updated_at TIMESTAMPTZ, PRIMARY KEY (stream, slot))""",
+    f"""CREATE TABLE IF NOT EXISTS {SYNCS_TABLE} (
+        sync_id VARCHAR PRIMARY KEY, connector_version VARCHAR, command VARCHAR, started_at TIMESTAMPTZ,
+        finished_at TIMESTAMPTZ, status VARCHAR, summary JSON)""",
+    f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
+        sync_id VARCHAR, stream VARCHAR, connector_version VARCHAR, schema_fingerprint VARCHAR,
+        recorded_at TIMESTAMPTZ, PRIMARY KEY (sync_id, stream))""",
+)
+
+
+@dataclass
+class Target:
+    """Where one stream's records go during this sync: its live table, or its staging table."""
+
+    layout: TableLayout
+    slot: Slot
+    extra_columns: list[str] = field(default_factory=list)  # top-level fields the schema lacks
+    # Rows re-read unchanged are told apart from updates only where the table had rows to begin
+    # with (an incremental run); a staging table is compared with the live one when published.
+    classify_changes: bool = False
+
+    @property
+    def stream(self) -> str:
+        return self.layout.stream
+
+    @property
+    def table(self) -> str:
+        return self.layout.stream if self.slot == "live" else staging_table(self.layout.stream)
+
+
+@dataclass
+class BatchCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0  # keys re-read with the cursor they already had (inclusive lower bounds)
+    removed: int = 0  # full refresh only: keys gone since the previous table
+    skipped: int = 0  # records without a primary key value
+
+    def add(self, other: BatchCounts) -> None:
+        self.new += other.new
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.removed += other.removed
+        self.skipped += other.skipped
+
+
+def dumps_line(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(record)
+    except TypeError:
+        # orjson refuses integers beyond 64 bits; the stdlib writes them digit for digit.
+        return json.dumps(record, separators=(",", ":"), default=str).encode()
+
+
+class Store:
+    """One open DuckDB file; single writer (DuckDB locks the file for the process holding it)."""
+
+    def __init__(self, path: str | Path, *, sync_id: str, connector_version: str) -> None:
+        self.path = Path(path)
+        self.sync_id = sync_id
+        self.connector_version = connector_version
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.IOException as error:
+            raise ConfigError(
+                f"cannot open {self.path}: {error}. Is another sync or a DuckDB shell using it?"
+            ) from None
+        self.con.execute("SET TimeZone = 'UTC'")
+        for ddl in _BOOKKEEPING_DDL:
+            self.con.execute(ddl)
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="source-klaviyo-sync-")
+        self._batch_file = os.path.join(self._tmpdir.name, "batch.ndjson")
+        self._versioned: set[str] = set()
+
+    def close(self) -> None:
+        self.con.close()
+        self._tmpdir.cleanup()
+
+    # -- reading bookkeeping ------------------------------------------------------------------
+
+    def table_exists(self, table: str) -> bool:
+        row = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+            [table],
+        ).fetchall()
+        return bool(row[0][0])
+
+    def saved_state(self, stream: str, slot: Slot) -> tuple[dict[str, Any], str | None] | None:
+        """(state, schema fingerprint) of a slot, or None when that slot holds nothing."""
+        rows = self.con.execute(
+            f"SELECT state, schema_fingerprint FROM {STATE_TABLE} WHERE stream = ? AND slot = ?", [stream, slot]
+        ).fetchall()
+        if not rows:
+            return None
+        row = rows[0]
+        return (json.loads(row[0]) if row[0] is not None else {}), row[1]
+
+    def live_fingerprint(self, stream: str) -> str | None:
+        row = self.con.execute(
+            f"SELECT schema_fingerprint FROM {VERSIONS_TABLE} WHERE stream = ? "
+            "ORDER BY recorded_at DESC LIMIT 1",
+            [stream],
+        ).fetchall()
+        return row[0][0] if row else None
+
+    def columns_of(self, table: str) -> list[str]:
+        rows = self.con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
+            "AND table_name = ? ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def count(self, table: str) -> int:
+        return int(self.con.execute(f"SELECT count(*) FROM {quote(table)}").fetchall()[0][0])
+
+    # -- preparing targets --------------------------------------------------------------------
+
+    def open_target(self, layout: TableLayout, slot: Slot, *, fresh: bool) -> Target:
+        """The table records of `layout.stream` go to; a fresh staging table starts empty."""
+        target = Target(layout, slot)
+        self.con.execute("BEGIN")
+        try:
+            if fresh and slot == "staging":
+                self.con.execute(f"DROP TABLE IF EXISTS {quote(target.table)}")
+                self.con.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ? AND slot = 'staging'", [layout.stream])
+            if not self.table_exists(target.table):
+                self.con.execute(layout.create_sql(target.table))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        target.classify_changes = slot == "live" and self.count(target.table) > 0
+        known = set(layout.column_names)
+        target.extra_columns = [c for c in self.columns_of(target.table) if c not in known and not c.startswith("_")]
+        return target
+
+    def drop_staging(self, stream: str) -> None:
+        self.con.execute("BEGIN")
+        self.con.execute(f"DROP TABLE IF EXISTS {quote(staging_table(stream))}")
+        self.con.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ? AND slot = 'staging'", [stream])
+        self.con.execute("COMMIT")
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write_batch(self, target: Target, records: list[dict[str, Any]], state: dict[str, Any] | None) -> BatchCounts:
+        """Upsert `records` and, when given, save `state`, in one transaction."""
+        counts = BatchCounts()
+        rows = self._dedupe(target.layout.primary_key, records, counts)
+        if rows:
+            with open(self._batch_file, "wb") as out:
+                out.write(b"\n".join(map(dumps_line, rows)))
+        self.con.execute("BEGIN")
+        try:
+            if rows:
+                self._add_unknown_columns(target, rows)
+                self._upsert(target, len(rows), counts)
+            if state is not None:
+                self._save_state(target, state)
+            if target.slot == "live":
+                self._record_version(target.layout)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return counts
+
+    def publish(self, target: Target, final_state: dict[str, Any] | None) -> BatchCounts:
+        """Swap a complete staging table in for the live one, with its state, in one transaction."""
+        assert target.slot == "staging"
+        layout, live, staging = target.layout, quote(target.stream), quote(target.table)
+        counts = BatchCounts()
+        self.con.execute("BEGIN")
+        try:
+            if self.table_exists(target.stream):
+                joined = " AND ".join(f"s.{quote(k)} = l.{quote(k)}" for k in layout.primary_key)
+                changed = (
+                    f"s.{quote(layout.cursor)} IS DISTINCT FROM l.{quote(layout.cursor)}" if layout.cursor else "false"
+                )
+                (row,) = self.con.execute(
+                    f"""SELECT count(*) FILTER (WHERE l.{quote(layout.primary_key[0])} IS NULL),
+                               count(*) FILTER (WHERE s.{quote(layout.primary_key[0])} IS NULL),
+                               count(*) FILTER (WHERE s.{quote(layout.primary_key[0])} IS NOT NULL
+                                                AND l.{quote(layout.primary_key[0])} IS NOT NULL AND {changed})
+                        FROM {staging} s FULL OUTER JOIN {live} l ON {joined}"""
+                ).fetchall()
+                counts.new, counts.removed, counts.updated = int(row[0]), int(row[1]), int(row[2])
+                self.con.execute(f"DROP TABLE {live}")
+            else:
+                counts.new = self.count(target.table)
+            self.con.execute(f"ALTER TABLE {staging} RENAME TO {live}")
+            self.con.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ?", [target.stream])
+            if final_state is not None and layout.cursor is not None:
+                target.slot = "live"
+                self._save_state(target, final_state)
+            target.slot = "live"
+            self._record_version(layout)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            target.slot = "staging"
+            raise
+        return counts
+
+    def _dedupe(self, key: tuple[str, ...], records: Iterable[dict[str, Any]], counts: BatchCounts) -> list[dict]:
+        # One row per key, the last one read winning: a record updated during the read comes twice.
+        latest: dict[Any, dict[str, Any]] = {}
+        if len(key) == 1:
+            (name,) = key
+            for record in records:
+                value = record.get(name)
+                if value is None:
+                    counts.skipped += 1
+                else:
+                    latest[value] = record
+        else:
+            for record in records:
+                values = tuple(record.get(name) for name in key)
+                if None in values:
+                    counts.skipped += 1
+                else:
+                    latest[values] = record
+        return list(latest.values())
+
+    def _add_unknown_columns(self, target: Target, rows: list[dict[str, Any]]) -> None:
+        # Klaviyo may add a top-level field before our schema knows it: keep it, as a JSON column.
+        seen: set[str] = set()
+        for row in rows:
+            seen.update(row)
+        known = set(target.layout.column_names) | set(target.extra_columns)
+        for name in sorted(seen - known):
+            if name.startswith("_"):
+                continue  # never shadow our own metadata columns
+            self.con.execute(f"ALTER TABLE {quote(target.table)} ADD COLUMN {quote(name)} JSON")
+            target.extra_columns.append(name)
+
+    def _upsert(self, target: Target, distinct_rows: int, counts: BatchCounts) -> None:
+        layout, table = target.layout, quote(target.table)
+        columns = list(layout.columns) + [Column(name, "JSON") for name in target.extra_columns]
+        read_columns = "{" + ", ".join(f"'{c.name.replace(chr(39), chr(39) * 2)}': '{c.read_type}'" for c in columns) + "}"
+        path = self._batch_file.replace("'", "''")
+        selects = ", ".join(c.select_expression() for c in columns)
+        source = (
+            f"read_json('{path}', format = 'newline_delimited', columns = {read_columns}, "
+            "maximum_object_size = 134217728)"
+        )
+        before = self.count(target.table)
+        if target.classify_changes and layout.cursor is not None:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _batch AS SELECT {selects} FROM {source}")
+            joined = " AND ".join(f"b.{quote(k)} = t.{quote(k)}" for k in layout.primary_key)
+            (row,) = self.con.execute(
+                f"SELECT count(*) FROM _batch b JOIN {table} t ON {joined} "
+                f"WHERE b.{quote(layout.cursor)} IS NOT DISTINCT FROM t.{quote(layout.cursor)}"
+            ).fetchall()
+            counts.unchanged = int(row[0])
+            source, selects = "_batch", ", ".join(quote(c.name) for c in columns)
+        names = ", ".join(quote(c.name) for c in columns)
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {table} ({names}, _extracted_at, _sync_id) "
+            f"SELECT {selects}, now(), ? FROM {source}",
+            [self.sync_id],
+        )
+        counts.new = self.count(target.table) - before
+        counts.updated = distinct_rows - counts.new - counts.unchanged
+        if source == "_batch":
+            self.con.execute("DROP TABLE _batch")
+
+    def _save_state(self, target: Target, state: dict[str, Any]) -> None:
+        self.con.execute(
+            f"""INSERT INTO {STATE_TABLE} VALUES (?, ?, ?, ?, ?, 1, now())
+                ON CONFLICT (stream, slot) DO UPDATE SET state = excluded.state,
+                    schema_fingerprint = excluded.schema_fingerprint, sync_id = excluded.sync_id,
+                    checkpoints = {STATE_TABLE}.checkpoints + 1, updated_at = excluded.updated_at""",
+            [target.stream, target.slot, dumps_line(state).decode(), target.layout.fingerprint, self.sync_id],
+        )
+
+    def _record_version(self, layout: TableLayout) -> None:
+        if layout.stream in self._versioned:
+            return
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {VERSIONS_TABLE} VALUES (?, ?, ?, ?, now())",
+            [self.sync_id, layout.stream, self.connector_version, layout.fingerprint],
+        )
+        self._versioned.add(layout.stream)
+
+    # -- sync log -----------------------------------------------------------------------------
+
+    def sync_started(self, command: str) -> None:
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {SYNCS_TABLE} VALUES (?, ?, ?, now(), NULL, 'RUNNING', NULL)",
+            [self.sync_id, self.connector_version, command],
+        )
+
+    def sync_finished(self, status: str, summary: dict[str, Any]) -> None:
+        self.con.execute(
+            f"UPDATE {SYNCS_TABLE} SET finished_at = now(), status = ?, summary = ? WHERE sync_id = ?",
+            [status, dumps_line(summary).decode(), self.sync_id],
+        )

@@ -1,0 +1,110 @@
+"""How a stream's records become a DuckDB table: columns, their types and the schema fingerprint.
+
+Top-level fields become columns typed from the stream's JSON schema: strings `VARCHAR`, `date-time`
+strings `TIMESTAMPTZ`, integers `BIGINT`, numbers `DOUBLE`, booleans `BOOLEAN`; everything nested
+(`attributes`, `relationships`, `links`, arrays, fields of several types) is `JSON`. JSON rather than
+STRUCT because Klaviyo adds attributes without notice: a STRUCT column would need an `ALTER` (or a
+rebuild) for every new key and rejects a value whose shape differs, while a JSON column takes any
+shape, keeps integers wider than 64 bits as written, and still queries pleasantly
+(`attributes->>'email'`, `attributes->'event_properties'->>'$value'`).
+
+    >>> layout = table_layout(STREAMS_BY_NAME["events"], {"properties": {"id": {"type": "string"},
+    ...     "datetime": {"type": ["string", "null"], "format": "date-time"}, "attributes": {"type": "object"}}})
+    >>> [(c.name, c.sql_type) for c in layout.columns]
+    [('id', 'VARCHAR'), ('datetime', 'TIMESTAMPTZ'), ('attributes', 'JSON')]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from source_klaviyo.streams import STREAMS_BY_NAME, Stream  # noqa: F401  (doctest)
+
+# Bumped whenever the mapping below changes, so that every table is rebuilt in the new layout.
+LAYOUT_VERSION = 1
+BOOKKEEPING_PREFIX = "_source_klaviyo_"
+STAGING_PREFIX = BOOKKEEPING_PREFIX + "staging__"
+METADATA_COLUMNS: tuple[tuple[str, str], ...] = (("_extracted_at", "TIMESTAMPTZ"), ("_sync_id", "VARCHAR"))
+
+_SCALARS = {"string": "VARCHAR", "integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN"}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+
+    @property
+    def read_type(self) -> str:
+        """The type `read_json` parses the field as; casts to the column type happen in SQL.
+
+        Scalars are read as text and cast with TRY_CAST, so one odd value (an empty date, an id sent
+        as a number) lands as NULL or text instead of failing the whole batch.
+        """
+        return "JSON" if self.sql_type == "JSON" else "VARCHAR"
+
+    def select_expression(self) -> str:
+        name = quote(self.name)
+        if self.sql_type in ("JSON", "VARCHAR"):
+            return name
+        return f"TRY_CAST({name} AS {self.sql_type}) AS {name}"
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    stream: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    cursor: str | None
+    fingerprint: str
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def create_sql(self, table: str) -> str:
+        columns = [f"{quote(c.name)} {c.sql_type}" for c in self.columns]
+        columns += [f"{quote(name)} {sql_type}" for name, sql_type in METADATA_COLUMNS]
+        key = ", ".join(quote(k) for k in self.primary_key)
+        return f"CREATE TABLE {quote(table)} ({', '.join(columns)}, PRIMARY KEY ({key}))"
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def staging_table(stream: str) -> str:
+    return STAGING_PREFIX + stream
+
+
+def column_type(prop: dict[str, Any]) -> str:
+    types = prop.get("type", [])
+    types = [types] if isinstance(types, str) else [t for t in types if t != "null"]
+    if len(types) != 1:
+        return "JSON"
+    if types[0] == "string" and prop.get("format") == "date-time":
+        return "TIMESTAMPTZ"
+    return _SCALARS.get(types[0], "JSON")
+
+
+def schema_fingerprint(schema: dict[str, Any]) -> str:
+    canonical = orjson.dumps({"layout": LAYOUT_VERSION, "schema": schema}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def table_layout(stream: Stream, schema: dict[str, Any]) -> TableLayout:
+    properties: dict[str, Any] = schema.get("properties") or {}
+    cursor = stream.incremental.cursor if stream.incremental else None
+    # Keys, type and cursor first: what `SELECT *` should show before the wide JSON columns.
+    columns = {key: Column(key, "VARCHAR") for key in stream.primary_key}  # keys compare as text
+    if "type" in properties:
+        columns["type"] = Column("type", column_type(properties["type"]))
+    if cursor is not None:
+        columns[cursor] = Column(cursor, "TIMESTAMPTZ")
+    for name, prop in properties.items():
+        columns.setdefault(name, Column(name, column_type(prop)))
+    return TableLayout(stream.name, tuple(columns.values()), stream.primary_key, cursor, schema_fingerprint(schema))

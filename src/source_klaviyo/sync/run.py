@@ -1,0 +1,142 @@
+"""One sync: plan every stream from the DuckDB file, run the engine in-process into the sink, summarise."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+
+from source_klaviyo.catalog import ConfiguredStream
+from source_klaviyo.engine import Reader
+from source_klaviyo.errors import ConfigError
+from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, Stream
+from source_klaviyo.sync.duckdb_store import Store
+from source_klaviyo.sync.plan import StreamPlan, plan_stream
+from source_klaviyo.sync.progress import Progress
+from source_klaviyo.sync.sink import DuckDBSink
+from source_klaviyo.sync.summary import SyncSummary, render, stream_summary
+
+
+def connector_version() -> str:
+    try:
+        return metadata.version("source-klaviyo")
+    except metadata.PackageNotFoundError:
+        return "3.0.0"
+
+
+def new_sync_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def select_streams(names: list[str] | None) -> list[Stream]:
+    if not names:
+        return list(STREAMS)
+    unknown = [name for name in names if name not in STREAMS_BY_NAME]
+    if unknown:
+        raise ConfigError(f"unknown stream(s) {', '.join(unknown)}; the streams are: {', '.join(STREAMS_BY_NAME)}")
+    return [STREAMS_BY_NAME[name] for name in dict.fromkeys(names)]
+
+
+@dataclass
+class SyncOptions:
+    db_path: Path
+    streams: list[str] | None = None
+    full_refresh: bool = False
+    live_progress: bool = False  # rich redraws in place; else plain lines
+    quiet: bool = False  # neither progress nor summary
+    checkpoint_log: Path | None = None  # a line per committed checkpoint (tests kill on it)
+    flush_records: int = 5000
+    flush_seconds: float = 1.0
+    command: str = "sync"
+
+
+async def sync(config: Any, options: SyncOptions, *, client: Any = None, stderr: TextIO | None = None) -> SyncSummary:
+    """Sync the selected streams into `options.db_path`; the returned summary says what happened."""
+    started = time.monotonic()
+    streams = select_streams(options.streams)
+    store = Store(options.db_path, sync_id=new_sync_id(), connector_version=connector_version())
+    try:
+        store.sync_started(options.command)
+        plans = [plan_stream(store, stream, full_refresh=options.full_refresh) for stream in streams]
+        targets = {plan.name: store.open_target(plan.layout, plan.slot, fresh=plan.fresh) for plan in plans}
+        configured = [
+            ConfiguredStream(plan.stream, "incremental" if plan.stream.incremental else "full_refresh")
+            for plan in plans
+        ]
+        states = {plan.name: plan.state for plan in plans if plan.state}
+        reader_box: list[Reader] = []
+        out = stderr or sys.stderr
+        # Off a terminal rich assumes 80 columns, which folds the summary table into a tall mess.
+        console = Console(file=out, highlight=False, width=None if out.isatty() else 132)
+        progress = Progress(
+            {},
+            engine_progress=lambda: reader_box[0].progress if reader_box else {},
+            http_stats=lambda: getattr(reader_box[0].client, "stats", None) if reader_box else None,
+            live=options.live_progress and not options.quiet,
+            stream=console.file,
+        )
+        sink = DuckDBSink(
+            store, targets, flush_records=options.flush_records, flush_seconds=options.flush_seconds,
+            on_checkpoint=_checkpoint_logger(options.checkpoint_log), on_log=progress.log,
+        )
+        progress.tallies = sink.tallies
+        reader = Reader(config, configured, states, sink, client=client)
+        reader_box.append(reader)
+        if not options.quiet:
+            progress.start()
+        try:
+            await _with_ticks(reader.run(), None if options.quiet else progress.refresh)
+        finally:
+            if not options.quiet:
+                progress.stop()
+        sink.finish()
+        summary = _summarise(store, plans, sink, reader, time.monotonic() - started, str(options.db_path))
+        store.sync_finished(summary.status, summary.to_json())
+    finally:
+        store.close()
+    if not options.quiet:
+        render(summary, console)
+    return summary
+
+
+async def _with_ticks(work: Any, tick: Callable[[], None] | None) -> Any:
+    task = asyncio.ensure_future(work)
+    while tick is not None and not task.done():
+        await asyncio.wait([task], timeout=0.5)
+        tick()
+    return await task
+
+
+def _checkpoint_logger(path: Path | None) -> Callable[[str, int], None] | None:
+    if path is None:
+        return None
+    log = path.open("a", buffering=1, encoding="utf-8")  # line-buffered: a reader sees each commit
+
+    def write(stream: str, checkpoints: int) -> None:
+        log.write(f"{stream}\t{checkpoints}\n")
+
+    return write
+
+
+def _summarise(store: Store, plans: list[StreamPlan], sink: DuckDBSink, reader: Reader, seconds: float,
+               db_path: str) -> SyncSummary:
+    stats = getattr(reader.client, "stats", None)
+    summary = SyncSummary(
+        sync_id=store.sync_id, db_path=db_path, seconds=seconds,
+        requests=getattr(stats, "requests", 0), throttled=getattr(stats, "throttled", 0),
+        retries=getattr(stats, "retries", 0), rate_limit_wait_seconds=getattr(stats, "rate_limit_wait_seconds", 0.0),
+        errors=list(sink.global_errors),
+    )
+    for plan in plans:
+        rows = store.count(plan.name) if store.table_exists(plan.name) else 0
+        summary.streams.append(stream_summary(plan, sink.tallies[plan.name], rows))
+    return summary

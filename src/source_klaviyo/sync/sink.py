@@ -1,0 +1,173 @@
+"""The engine's sink for the DuckDB sync: buffers records per stream, commits them with their state.
+
+The engine calls `state()` only after every record that state covers went through `records()`, so
+at that moment the buffer is exactly what the state covers: writing both in one transaction keeps
+the file consistent at every instant. Records may also be written ahead of any state (a full buffer,
+a stream that ends without state): an upsert of a record read again later is harmless, while a state
+ahead of its records would lose data.
+
+Checkpoints are coalesced (a commit costs ~5 ms): the buffer is written at the first `state()` after
+`flush_records` records or `flush_seconds` seconds, so a crash costs at most that much re-reading.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from source_klaviyo.errors import SourceError
+from source_klaviyo.sync.duckdb_store import BatchCounts, Store, Target
+
+TERMINAL = ("COMPLETE", "INCOMPLETE")
+
+
+@dataclass
+class StreamTally:
+    """What the sink saw and wrote for one stream during this sync."""
+
+    records: int = 0
+    checkpoints: int = 0
+    status: str = "PENDING"
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    errors: list[str] = field(default_factory=list)
+    published: bool = False
+    broken: bool = False  # a write failed: nothing more is written for this stream in this sync
+    first_record_at: float | None = None
+    last_record_at: float | None = None
+
+    @property
+    def rate(self) -> float:
+        if self.first_record_at is None or self.last_record_at is None:
+            return 0.0
+        return self.records / max(self.last_record_at - self.first_record_at, 1.0)
+
+
+@dataclass
+class _Buffer:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    state: dict[str, Any] | None = None  # the latest state the engine gave
+    state_pending: bool = False  # ... and it is not committed yet
+    last_flush: float = field(default_factory=time.monotonic)
+
+
+class DuckDBSink:
+    def __init__(
+        self,
+        store: Store,
+        targets: dict[str, Target],
+        *,
+        flush_records: int = 5000,
+        flush_seconds: float = 1.0,
+        max_buffered: int = 50_000,
+        on_checkpoint: Callable[[str, int], None] | None = None,
+        on_log: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.targets = targets
+        self.flush_records = flush_records
+        self.flush_seconds = flush_seconds
+        self.max_buffered = max_buffered
+        self.on_checkpoint = on_checkpoint
+        self.on_log = on_log
+        self.tallies: dict[str, StreamTally] = {name: StreamTally() for name in targets}
+        self.global_errors: list[str] = []
+        self._buffers: dict[str, _Buffer] = {name: _Buffer() for name in targets}
+
+    # -- the engine's Sink protocol -----------------------------------------------------------
+
+    def records(self, stream: str, records: list[dict[str, Any]]) -> None:
+        if not records or self.tallies[stream].broken:
+            return
+        buffer, tally = self._buffers[stream], self.tallies[stream]
+        buffer.records.extend(records)
+        now = time.monotonic()
+        if tally.first_record_at is None:
+            tally.first_record_at = now
+        tally.last_record_at = now
+        tally.records += len(records)
+        if len(buffer.records) >= self.max_buffered:
+            self._flush(stream, with_state=False)  # bound memory when a stream checkpoints rarely
+
+    def state(self, stream: str, stream_state: dict[str, Any], record_count: int = 0) -> None:
+        if self.tallies[stream].broken:
+            return
+        buffer = self._buffers[stream]
+        buffer.state = stream_state
+        buffer.state_pending = True
+        due = len(buffer.records) >= self.flush_records or time.monotonic() - buffer.last_flush >= self.flush_seconds
+        if due:
+            self._flush(stream)
+
+    def stream_status(self, stream: str, status: str) -> None:
+        tally = self.tallies[stream]
+        if tally.status in TERMINAL:
+            return
+        tally.status = status
+        if status not in TERMINAL or tally.broken:
+            return
+        target = self.targets[stream]
+        try:
+            self._flush(stream)
+            if status == "COMPLETE" and target.slot == "staging":
+                # What changed is measured against the table being replaced, not the staging loads.
+                published = self.store.publish(target, self._buffers[stream].state)
+                published.skipped = tally.counts.skipped
+                tally.counts = published
+                tally.published = True
+        except Exception as exc:
+            # Reported on the stream, not raised: the engine calls this outside its per-stream guard.
+            tally.status = "INCOMPLETE"
+            if not tally.errors:
+                tally.errors.append(f"writing to DuckDB failed: {exc}")
+            return
+        # An incomplete staging table stays, with its state, for the next run to continue.
+
+    def error(self, stream: str | None, error: SourceError | BaseException) -> None:
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        if stream is not None and stream in self.tallies:
+            self.tallies[stream].errors.append(message)
+        else:
+            self.global_errors.append(message)
+
+    def log(self, level: str, message: str) -> None:
+        if self.on_log is not None:
+            self.on_log(level, message)
+
+    # -- for the runner -----------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Commit what is buffered of streams the engine never closed (e.g. after it failed)."""
+        for stream, tally in self.tallies.items():
+            if tally.status not in TERMINAL:
+                if not tally.broken:
+                    self._flush(stream)
+                if tally.status != "PENDING" or tally.records:
+                    tally.status = "INCOMPLETE"
+                    if not tally.errors:
+                        tally.errors.append("the read ended before the stream completed")
+
+    def _flush(self, stream: str, *, with_state: bool = True) -> None:
+        buffer = self._buffers[stream]
+        state = buffer.state if with_state and buffer.state_pending else None
+        if not buffer.records and state is None:
+            return
+        tally = self.tallies[stream]
+        try:
+            counts = self.store.write_batch(self.targets[stream], buffer.records, state)
+        except Exception as exc:
+            # The transaction rolled back: the table and its state are as of the last commit.
+            tally.broken = True
+            tally.status = "INCOMPLETE"
+            tally.errors.append(f"writing to DuckDB failed: {exc}")
+            buffer.records = []
+            raise
+        tally.counts.add(counts)
+        buffer.records = []
+        buffer.last_flush = time.monotonic()
+        if state is not None:
+            buffer.state_pending = False
+            tally.checkpoints += 1
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(stream, tally.checkpoints)

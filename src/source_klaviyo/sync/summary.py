@@ -1,0 +1,87 @@
+"""The end-of-sync summary: one row per stream, totals, resets, and why a stream is incomplete."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from source_klaviyo.sync.plan import StreamPlan
+from source_klaviyo.sync.sink import StreamTally
+
+
+@dataclass
+class StreamSummary:
+    stream: str
+    status: str
+    mode: str
+    records: int
+    new: int
+    updated: int
+    unchanged: int
+    removed: int
+    rows: int  # rows in the stream's (live) table after the sync
+    reset_reason: str | None
+    errors: list[str]
+
+
+@dataclass
+class SyncSummary:
+    sync_id: str
+    db_path: str
+    seconds: float
+    requests: int
+    throttled: int
+    retries: int
+    rate_limit_wait_seconds: float
+    streams: list[StreamSummary] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # not tied to one stream (e.g. a refused key)
+
+    @property
+    def incomplete(self) -> list[StreamSummary]:
+        return [s for s in self.streams if s.status != "COMPLETE"]
+
+    @property
+    def status(self) -> str:
+        return "SUCCEEDED" if not self.incomplete and not self.errors else "INCOMPLETE"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"status": self.status}
+
+
+def stream_summary(plan: StreamPlan, tally: StreamTally, rows: int) -> StreamSummary:
+    counts = tally.counts
+    status = tally.status if tally.status in ("COMPLETE", "INCOMPLETE") else "INCOMPLETE"
+    return StreamSummary(
+        stream=plan.name, status=status, mode=plan.mode, records=tally.records, new=counts.new,
+        updated=counts.updated, unchanged=counts.unchanged, removed=counts.removed, rows=rows,
+        reset_reason=plan.reset_reason, errors=list(tally.errors),
+    )
+
+
+def render(summary: SyncSummary, console: Console) -> None:
+    table = Table(title=f"Sync {summary.sync_id} into {summary.db_path}", title_justify="left")
+    for header in ("stream", "status", "mode", "records", "new", "updated", "unchanged", "removed", "rows"):
+        table.add_column(header, justify="left" if header in ("stream", "status", "mode") else "right")
+    for s in summary.streams:
+        style = "" if s.status == "COMPLETE" else "red"
+        table.add_row(s.stream, s.status.lower(), s.mode, f"{s.records:,}", f"{s.new:,}", f"{s.updated:,}",
+                      f"{s.unchanged:,}", f"{s.removed:,}", f"{s.rows:,}", style=style)
+    console.print(table)
+    console.print(
+        f"{summary.seconds:,.1f}s, {summary.requests:,} requests, {summary.throttled} throttled (429), "
+        f"{summary.retries} retries, {summary.rate_limit_wait_seconds:,.1f}s waiting on rate limits",
+        markup=False,
+    )
+    for s in summary.streams:
+        if s.reset_reason:
+            outcome = "replaced" if s.status == "COMPLETE" else "kept, the replacement resumes next run"
+            console.print(f"reset {s.stream}: {s.reset_reason} (old table {outcome})", markup=False)
+    for message in summary.errors:
+        console.print(f"error: {message}", markup=False)
+    for s in summary.incomplete:
+        why = "; ".join(s.errors) or "the read did not complete"
+        console.print(f"INCOMPLETE {s.stream}: {why}", style="red", markup=False)
+    console.print(f"status: {summary.status}", style="bold green" if summary.status == "SUCCEEDED" else "bold red")

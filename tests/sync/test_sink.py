@@ -1,0 +1,176 @@
+"""The DuckDB sink fed by a fake engine: state moves only together with the records it covers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from source_klaviyo.schemas import load_schema
+from source_klaviyo.streams import STREAMS_BY_NAME
+from source_klaviyo.sync.duckdb_store import STATE_TABLE, Store
+from source_klaviyo.sync.layout import table_layout
+from source_klaviyo.sync.plan import plan_stream
+from source_klaviyo.sync.sink import DuckDBSink
+
+
+def profile(n: int, updated: str = "2024-01-01T00:00:00+00:00", **attributes: Any) -> dict[str, Any]:
+    return {"type": "profile", "id": f"p{n}", "updated": updated, "attributes": {"n": n, **attributes},
+            "relationships": {}, "links": {"self": f"https://a.klaviyo.com/api/profiles/p{n}/"}}
+
+
+def open_sink(db: Path, *streams: str, full_refresh: bool = False, **options: Any) -> tuple[Store, DuckDBSink]:
+    store = Store(db, sync_id="test", connector_version="test")
+    targets = {}
+    for name in streams:
+        plan = plan_stream(store, STREAMS_BY_NAME[name], full_refresh=full_refresh)
+        targets[name] = store.open_target(plan.layout, plan.slot, fresh=plan.fresh)
+    return store, DuckDBSink(store, targets, flush_records=options.pop("flush_records", 1), **options)
+
+
+def saved_state(db: Path, stream: str) -> Any:
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(f"SELECT state FROM {STATE_TABLE} WHERE stream = ? AND slot = 'live'", [stream]).fetchall()
+    return json.loads(rows[0][0]) if rows else None
+
+
+def ids(db: Path, table: str) -> list[str]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return [row[0] for row in con.execute(f'SELECT id FROM "{table}" ORDER BY id').fetchall()]
+
+
+def test_state_is_committed_only_together_with_the_records_it_covers(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "profiles", flush_records=10_000, flush_seconds=3600)
+    sink.records("profiles", [profile(1), profile(2)])
+    sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 2)  # coalesced: not yet due
+    assert store.saved_state("profiles", "live") is None and store.count("profiles") == 0
+    sink.records("profiles", [profile(3)])
+    sink.stream_status("profiles", "COMPLETE")  # flushes everything with the latest state
+    assert store.saved_state("profiles", "live") == ({"updated": "2024-01-01T00:00:00+00:00"}, store.live_fingerprint("profiles"))
+    store.close()
+    assert ids(db, "profiles") == ["p1", "p2", "p3"]
+
+
+def test_a_failed_batch_leaves_the_previous_state_and_rows(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "profiles")
+    sink.records("profiles", [profile(1)])
+    sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 1)
+    real_write = store.write_batch
+
+    def failing_write(target: Any, records: list[dict], state: Any) -> Any:
+        def explode(*_: Any, **__: Any) -> None:
+            raise duckdb.IOException("disk full")
+
+        store._save_state = explode  # type: ignore[method-assign]  # fails after the upsert, inside the tx
+        return real_write(target, records, state)
+
+    store.write_batch = failing_write  # type: ignore[method-assign]
+    sink.records("profiles", [profile(2)])
+    with pytest.raises(duckdb.IOException):
+        sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)
+    assert sink.tallies["profiles"].status == "INCOMPLETE"
+    sink.stream_status("profiles", "INCOMPLETE")
+    store.close()
+    assert saved_state(db, "profiles") == {"updated": "2024-01-01T00:00:00+00:00"}
+    assert ids(db, "profiles") == ["p1"]  # p2's upsert rolled back with the state
+
+
+def test_upsert_counts_new_updated_and_unchanged_and_never_duplicates(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "profiles")
+    sink.records("profiles", [profile(1), profile(2), profile(2, "2024-01-02T00:00:00+00:00")])
+    sink.stream_status("profiles", "COMPLETE")
+    store.close()
+    store, sink = open_sink(db, "profiles")
+    sink.records("profiles", [profile(2, "2024-01-02T00:00:00+00:00"), profile(1, "2024-03-01T00:00:00+00:00"),
+                              profile(3)])
+    sink.state("profiles", {"updated": "2024-03-01T00:00:00+00:00"}, 3)
+    sink.stream_status("profiles", "COMPLETE")
+    counts = sink.tallies["profiles"].counts
+    assert (counts.new, counts.updated, counts.unchanged) == (1, 1, 1)
+    store.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT id, strftime(updated, '%Y-%m-%d') FROM profiles ORDER BY id").fetchall()
+    assert rows == [("p1", "2024-03-01"), ("p2", "2024-01-02"), ("p3", "2024-01-01")]
+
+
+def test_integers_beyond_64_bits_survive_in_json_columns(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "profiles")
+    sink.records("profiles", [profile(1, big=18446744073709551616123)])
+    sink.stream_status("profiles", "COMPLETE")
+    store.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        (value,) = con.execute("SELECT attributes->>'big' FROM profiles").fetchone() or (None,)
+    assert value == "18446744073709551616123"
+
+
+def test_composite_keys_upsert_flat_records(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "list_memberships")
+    members = [{"list_id": "L1", "profile_id": "p1", "joined_group_at": "2024-01-01T00:00:00+00:00"},
+               {"list_id": "L1", "profile_id": "p2", "joined_group_at": "2024-01-02T00:00:00+00:00"},
+               {"list_id": "L2", "profile_id": "p1", "joined_group_at": None}]
+    sink.records("list_memberships", members + members[:1])
+    sink.stream_status("list_memberships", "COMPLETE")
+    store.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM list_memberships").fetchone() == (3,)
+        (column_type,) = con.execute("SELECT data_type FROM information_schema.columns WHERE "
+                                     "table_name = 'list_memberships' AND column_name = 'joined_group_at'").fetchone() or ("",)
+    assert column_type == "TIMESTAMP WITH TIME ZONE"
+
+
+def test_full_refresh_keeps_the_old_table_until_the_new_one_is_complete(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    tags = [{"type": "tag", "id": f"t{n}", "attributes": {"name": f"tag {n}"}, "links": {}} for n in range(3)]
+    store, sink = open_sink(db, "tags")
+    sink.records("tags", tags)
+    sink.stream_status("tags", "COMPLETE")
+    store.close()
+    store, sink = open_sink(db, "tags")
+    sink.records("tags", [*tags[1:], {"type": "tag", "id": "t9", "attributes": {}, "links": {}}])
+    sink.stream_status("tags", "INCOMPLETE")  # the new table is not swapped in
+    store.close()
+    assert ids(db, "tags") == ["t0", "t1", "t2"]
+    store, sink = open_sink(db, "tags")
+    sink.records("tags", [*tags[1:], {"type": "tag", "id": "t9", "attributes": {}, "links": {}}])
+    sink.stream_status("tags", "COMPLETE")
+    counts = sink.tallies["tags"].counts
+    assert (counts.new, counts.removed) == (1, 1)
+    store.close()
+    assert ids(db, "tags") == ["t1", "t2", "t9"]
+
+
+def test_a_changed_schema_rebuilds_the_table_from_a_fresh_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "profiles")
+    sink.records("profiles", [profile(1)])
+    sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 1)
+    sink.stream_status("profiles", "COMPLETE")
+    store.close()
+
+    schema = load_schema("profiles")
+    schema["properties"]["segments"] = {"type": ["object", "null"]}
+    monkeypatch.setattr("source_klaviyo.sync.plan.load_schema", lambda _name: schema)
+    store = Store(db, sync_id="second", connector_version="test")
+    plan = plan_stream(store, STREAMS_BY_NAME["profiles"], full_refresh=False)
+    assert plan.slot == "staging" and plan.state is None
+    assert plan.reset_reason is not None and plan.reset_reason.startswith("schema changed")
+    assert plan.layout == table_layout(STREAMS_BY_NAME["profiles"], schema)
+    store.close()
+
+
+def test_unknown_top_level_fields_become_json_columns(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "profiles")
+    sink.records("profiles", [profile(1) | {"brand_new": {"x": 1}}])
+    sink.stream_status("profiles", "COMPLETE")
+    store.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT brand_new->>'x' FROM profiles").fetchone() == ("1",)
