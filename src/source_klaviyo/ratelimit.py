@@ -22,9 +22,11 @@ server's windows start, so each `TierLimiter` (one per endpoint bucket and tier)
    scaled in proportion; Klaviyo reports only the steady window); `RateLimit-Remaining` /
    `RateLimit-Reset` give a budget for the rest of the server's current window, reduced by our own
    requests still in flight (the server may not have counted them yet) and only ever lowered within
-   one window (a stale response must not raise it). When that budget is lower than our own pace
-   would use, requests are spread evenly over the time left; at zero we wait for the window to
-   reset (+ a guard, since Reset is whole seconds). A 429's `Retry-After` blocks the whole bucket.
+   one window (a stale response must not raise it). Where Remaining falls faster than our own
+   requests explain, the difference is another integration's use: we estimate its rate and leave
+   it its share of what is left. When the budget left for us is lower than our own pace would use,
+   requests are spread evenly over the time left; at zero we wait for the window to reset (+ a
+   guard, since Reset is whole seconds). A 429's `Retry-After` blocks the whole bucket.
    Absent headers leave the local model in charge; the IETF draft forms
    (`RateLimit-Limit: 150, 150;w=60` and the combined `RateLimit: limit=…, remaining=…, reset=…`)
    are read too.
@@ -63,6 +65,7 @@ BURST_WINDOW = 1.0
 DAY = 86_400.0
 _GUARD = 0.5  # seconds added to every window: arrival-time jitter and whole-second Reset values
 _DEFAULT_MARGIN = 0.03
+_EPSILON = 1e-6
 
 
 class Clock(Protocol):
@@ -194,7 +197,10 @@ class TierLimiter:
         self._refilled_at = self._clock.monotonic()
         self._blocked_until = 0.0
         self._server_end = 0.0  # end of the server's steady window as last reported
-        self._server_left = math.inf  # what the server still allows us before `_server_end`
+        self._server_left = math.inf  # what the server still allows before `_server_end`
+        self._window_seen_at = 0.0  # when we first heard of the current server window
+        self._foreign_taken = 0.0  # requests others made in it (shared quota), estimated
+        self._foreign_rate = 0.0  # per second, estimated
         self.inflight = 0
 
     def __repr__(self) -> str:
@@ -217,7 +223,7 @@ class TierLimiter:
             while True:
                 now = self._clock.monotonic()
                 delay = self._delay(now)
-                if delay <= 0:
+                if delay <= _EPSILON:  # float residue of an exact wait must not cause a re-sleep
                     self._take(now)
                     return waited
                 if max_wait is not None and delay > max_wait:
@@ -244,13 +250,15 @@ class TierLimiter:
         return delay
 
     def _server_delay(self, now: float) -> float:
-        if self._server_left <= 0:
-            return self._server_end + _GUARD - now
         time_left = self._server_end - now
-        if self._server_left / time_left >= self._rate:
+        # Leave what the other integrations of the account will take before the window resets.
+        ours = self._server_left - self._foreign_rate * time_left
+        if ours < 1:
+            return self._server_end + _GUARD - now
+        if ours / time_left >= self._rate:
             return 0.0  # the server's budget is not tighter than our own pace
-        # Spread what the server still allows evenly over the rest of its window.
-        spacing = time_left / self._server_left
+        # Spread what is left evenly over the rest of the server's window.
+        spacing = time_left / (ours + 1)
         last = self._steady_log.starts[-1] if self._steady_log.starts else -math.inf
         return last + spacing - now
 
@@ -282,11 +290,19 @@ class TierLimiter:
         end = now + info.reset
         left = info.remaining - self.inflight  # ours in flight may not be counted yet
         if abs(end - self._server_end) <= 2 * _GUARD + 1.0:
-            # Same server window: Remaining only goes down, so never let a stale answer raise it.
+            # Same server window. What the server's count fell by beyond our own requests was
+            # taken by someone else: a signed sum, so in-flight noise averages out.
+            self._foreign_taken += self._server_left - left
+            # Remaining only goes down within a window: a stale answer must never raise it.
             self._server_left = min(self._server_left, left)
             self._server_end = max(self._server_end, end)
+            span = now - self._window_seen_at
+            if span >= 1.0:
+                self._foreign_rate = max(0.0, self._foreign_taken / span)
         else:
+            # A new window: the other integrations' rate of the last one is our best guess for it.
             self._server_end, self._server_left = end, left
+            self._window_seen_at, self._foreign_taken = now, 0.0
 
     def block(self, seconds: float) -> None:
         """A 429 said `Retry-After: seconds`: no request of this bucket starts before then."""
