@@ -61,6 +61,7 @@ class Pass:
     bytes: int
     seconds: float
     cpu_seconds: float
+    cache_hits: int | None = None  # from /_emulator/stats page_cache, when the emulator reports it
 
     @property
     def pages_per_s(self) -> float:
@@ -154,6 +155,16 @@ async def cold_walk(session: aiohttp.ClientSession, base: str, path: str, params
     return urls, records, size
 
 
+async def cache_hits(session: aiohttp.ClientSession, base: str) -> int | None:
+    async with session.get(f"{base}/_emulator/stats") as resp:
+        stats = await resp.json(content_type=None)
+    return (stats.get("page_cache") or {}).get("hits")
+
+
+def _delta(after: int | None, before: int | None) -> int | None:
+    return None if after is None or before is None else after - before
+
+
 async def bench(base: str, pid: int, pages: int) -> list[Pass]:
     results: list[Pass] = []
     connector = aiohttp.TCPConnector(limit=1, force_close=False)
@@ -162,22 +173,29 @@ async def bench(base: str, pid: int, pages: int) -> list[Pass]:
         async with session.get(f"{base}/api/metrics") as resp:
             await resp.read()
         for resource, (path, params) in WALKS.items():
+            hits0 = await cache_hits(session, base)
             cpu0, t0 = cpu_seconds(pid), time.perf_counter()
             urls, records, size = await cold_walk(session, base, path, params, pages)
             t1, cpu1 = time.perf_counter(), cpu_seconds(pid)
-            results.append(Pass(resource, "cold", len(urls), records, size, t1 - t0, cpu1 - cpu0))
+            hits1 = await cache_hits(session, base)
+            cold = Pass(resource, "cold", len(urls), records, size, t1 - t0, cpu1 - cpu0, _delta(hits1, hits0))
             cpu0, t0 = cpu_seconds(pid), time.perf_counter()
             records, size = await fetch_all(session, urls)
             t1, cpu1 = time.perf_counter(), cpu_seconds(pid)
-            results.append(Pass(resource, "warm", len(urls), records, size, t1 - t0, cpu1 - cpu0))
+            warm_hits = _delta(await cache_hits(session, base), hits1)
+            results += [cold, Pass(resource, "warm", len(urls), records, size, t1 - t0, cpu1 - cpu0, warm_hits)]
     return results
 
 
 def table(results: list[Pass]) -> str:
-    head = f"{'resource':<9} {'pass':<5} {'pages':>6} {'records':>8} {'MB':>7} {'pages/s':>8} {'records/s':>10} {'CPU ms/page':>12}"
+    head = (
+        f"{'resource':<9} {'pass':<5} {'pages':>6} {'records':>8} {'MB':>7} {'pages/s':>8} "
+        f"{'records/s':>10} {'CPU ms/page':>12} {'cache hits':>10}"
+    )
     rows = [
         f"{r.resource:<9} {r.phase:<5} {r.pages:>6} {r.records:>8} {r.bytes / 1e6:>7.1f} "
-        f"{r.pages_per_s:>8.1f} {r.records_per_s:>10.0f} {r.cpu_ms_per_page:>12.2f}"
+        f"{r.pages_per_s:>8.1f} {r.records_per_s:>10.0f} {r.cpu_ms_per_page:>12.2f} "
+        f"{'-' if r.cache_hits is None else r.cache_hits:>10}"
         for r in results
     ]
     return "\n".join([head, "-" * len(head), *rows])
