@@ -297,6 +297,8 @@ class KlaviyoClient:
         bucket: str,
         tier: str,
     ) -> bytes:
+        if self._session is None:
+            raise RuntimeError("use `async with KlaviyoClient(config) as client:` before requesting")
         target = self._target(url, params)
         path = target.path
         limiter = self.limiters.get(bucket, tier)
@@ -305,12 +307,12 @@ class KlaviyoClient:
         attempt = 0
         while True:
             attempt += 1
-            waited = await limiter.acquire(max_wait=self.max_retry_after)
+            # The limiter hands over a slot of the in-flight semaphore with the rate-limit slot.
+            waited = await limiter.acquire(max_wait=self.max_retry_after, gate=self._semaphore)
             self.stats.rate_limit_wait_seconds += waited
             ordered_wait += waited
             try:
-                async with self._semaphore:
-                    return await self._attempt(method, target, data, path, limiter)
+                return await self._attempt(method, target, data, path, limiter)
             except _Retry as retry:
                 delay = self._next_delay(retry, attempt, limiter)
                 failing_time = self._clock.monotonic() - started - ordered_wait
@@ -346,7 +348,7 @@ class KlaviyoClient:
     async def _attempt(
         self, method: str, target: URL, data: bytes | None, path: str, limiter: TierLimiter
     ) -> bytes:
-        assert self._session is not None, "use `async with KlaviyoClient(...)` before requesting"
+        assert self._session is not None
         headers = {"Content-Type": JSONAPI} if data is not None else None
         self.stats.requests += 1
         response_headers: CIMultiDict[str] | None = None
@@ -366,6 +368,7 @@ class KlaviyoClient:
             raise _Retry(self._mask(f"{type(exc).__name__}: {exc}")) from None
         finally:
             limiter.release(response_headers)
+            self._semaphore.release()
 
     def _check(self, response: aiohttp.ClientResponse, body: bytes, path: str) -> bytes:
         status = response.status

@@ -16,7 +16,8 @@ server's windows start, so each `TierLimiter` (one per endpoint bucket and tier)
    followed by ~50 s of idling: the average is the same, but the engine's pipeline stalls, progress
    stutters and, on a quota shared with other integrations, we would collide with them at each
    window start. Evenly paced at 97 % we sustain >= 95 % of the ceiling; the first minute (burst +
-   pacing) briefly meets the 60 s log, which holds us at exactly `steady` for that window.
+   pacing) briefly meets the 60 s log, which holds us at exactly `steady` for that window. The
+   first request of a bucket goes alone: its answer's headers calibrate the limits (see 3).
 3. **Server feedback.** Private keys share one quota with every other integration of the account,
    so we also trust the server: `RateLimit-Limit` lower than the table lowers our limits (burst
    scaled in proportion; Klaviyo reports only the steady window); `RateLimit-Remaining` /
@@ -195,6 +196,7 @@ class TierLimiter:
         self._capacity = float(self.burst)  # the first burst; 1 once it has been spent
         self._tokens = float(self.burst)
         self._refilled_at = self._clock.monotonic()
+        self._opened_at: float | None = None
         self._blocked_until = 0.0
         self._server_end = 0.0  # end of the server's steady window as last reported
         self._server_left = math.inf  # what the server still allows before `_server_end`
@@ -202,6 +204,7 @@ class TierLimiter:
         self._foreign_taken = 0.0  # requests others made in it (shared quota), estimated
         self._foreign_rate = 0.0  # per second, estimated
         self.inflight = 0
+        self._heard = asyncio.Event()  # set by the first answer (or failure) of this bucket
 
     def __repr__(self) -> str:
         return f"TierLimiter({self.name!r}, burst={self.burst}/s, steady={self.steady}/min)"
@@ -212,27 +215,49 @@ class TierLimiter:
 
     # -- acquiring ---------------------------------------------------------------------------
 
-    async def acquire(self, *, max_wait: float | None = None) -> float:
-        """Wait until a request may start and count it; returns the seconds waited.
+    async def acquire(self, *, max_wait: float | None = None, gate: asyncio.Semaphore | None = None) -> float:
+        """Wait until a request may start and count it; returns the seconds waited on rate limits.
+
+        `gate` (the client's in-flight semaphore) is taken last, just before the start is counted,
+        and stays held for the caller to release when the request ends: the count then matches
+        the moment the request really leaves, and no worker slot is held while we sleep on a limit.
 
         Raises `TransientError` if a single wait would exceed `max_wait` (e.g. a used-up daily
         budget), without counting a request.
         """
         waited = 0.0
-        async with self._lock:
-            while True:
-                now = self._clock.monotonic()
-                delay = self._delay(now)
-                if delay <= _EPSILON:  # float residue of an exact wait must not cause a re-sleep
-                    self._take(now)
-                    return waited
-                if max_wait is not None and delay > max_wait:
-                    raise TransientError(
-                        f"the rate limit of {self.name} would need a wait of {delay:.0f} s "
-                        f"(more than the {max_wait:.0f} s allowed); try again later"
-                    )
-                await self._clock.sleep(delay)
-                waited += delay
+        holding = False
+        try:
+            async with self._lock:
+                while True:
+                    if not self._heard.is_set() and self.inflight > 0:
+                        # Until the first answer we know neither the account's real limits nor how
+                        # much of the quota others use: the bucket's first request goes alone.
+                        await self._heard.wait()
+                    now = self._clock.monotonic()
+                    delay = self._delay(now)
+                    if delay <= _EPSILON:  # float residue of an exact wait must not cause a re-sleep
+                        if gate is not None and not holding:
+                            await gate.acquire()
+                            holding = True
+                            continue  # time passed and answers came in while we queued: re-check
+                        self._take(now)
+                        return waited
+                    if holding:
+                        assert gate is not None
+                        gate.release()
+                        holding = False
+                    if max_wait is not None and delay > max_wait:
+                        raise TransientError(
+                            f"the rate limit of {self.name} would need a wait of {delay:.0f} s "
+                            f"(more than the {max_wait:.0f} s allowed); try again later"
+                        )
+                    await self._clock.sleep(delay)
+                    waited += delay
+        except BaseException:
+            if holding and gate is not None:
+                gate.release()
+            raise
 
     def _refill(self, now: float) -> None:
         elapsed = now - self._refilled_at
@@ -264,8 +289,13 @@ class TierLimiter:
 
     def _take(self, now: float) -> None:
         self._tokens -= 1.0
-        if self._tokens < 1.0:
-            self._capacity = 1.0  # the opening burst is over: pace evenly from now on
+        if self._opened_at is None:
+            self._opened_at = now
+        if self._tokens < 1.0 or now - self._opened_at > 2 * BURST_WINDOW:
+            # The opening burst is spent or its moment has passed: pace evenly from now on, so
+            # saved-up tokens never turn into a burst at a window start (others may be there).
+            self._capacity = 1.0
+            self._tokens = min(self._tokens, 1.0)
         for log in self._logs:
             log.starts.append(now)
         if now < self._server_end:
@@ -277,6 +307,7 @@ class TierLimiter:
     def release(self, headers: Mapping[str, str] | None = None) -> None:
         """A request started by `acquire` finished; `headers` of its response, if any."""
         self.inflight = max(0, self.inflight - 1)
+        self._heard.set()
         if headers is not None:
             self.observe(parse_rate_limit_headers(headers))
 

@@ -210,6 +210,44 @@ def test_a_shared_quota_used_by_another_integration_costs_429s_only_in_the_first
     assert ok >= 0.5 * 150 * minutes
 
 
+def test_the_first_request_of_a_bucket_goes_alone_and_its_answer_calibrates_the_rest() -> None:
+    async def scenario(clock: FakeClock) -> tuple[list[float], TierLimiter]:
+        limiter = TierLimiter(TIERS["XL"], clock=clock)
+        starts: list[float] = []
+
+        async def one(first: bool) -> None:
+            await limiter.acquire()
+            starts.append(clock.now)
+            await clock.sleep(0.2)  # the answer takes 200 ms
+            limiter.release({"RateLimit-Limit": "175", "RateLimit-Remaining": "170", "RateLimit-Reset": "50"})
+
+        await asyncio.gather(*(one(i == 0) for i in range(30)))
+        return starts, limiter
+
+    starts, limiter = simulate(scenario)  # type: ignore[misc]
+    assert starts[0] == 0.0
+    assert starts[1] == pytest.approx(0.2)  # the others waited for the first answer
+    # Then the learned burst (350 * 175/3500 = 17), not Klaviyo's table burst of 350.
+    assert sum(1 for t in starts if t < 1.0) == 17
+    assert max(sum(1 for u in starts if t <= u < t + 1.0) for t in starts) == 17
+    assert limiter.burst == 17
+
+
+def test_the_in_flight_gate_is_taken_last_and_given_back_if_acquire_fails() -> None:
+    async def scenario(clock: FakeClock) -> tuple[int, int]:
+        gate = asyncio.Semaphore(2)
+        limiter = TierLimiter(TIERS["REPORTING"], clock=clock)
+        await limiter.acquire(gate=gate)
+        held = gate._value  # one slot handed to the caller with the rate-limit slot
+        limiter.release()
+        gate.release()
+        with pytest.raises(TransientError):
+            await limiter.acquire(max_wait=1.0, gate=gate)  # the next slot is ~31 s away
+        return held, gate._value
+
+    assert simulate(scenario) == (1, 2)
+
+
 def test_retry_after_blocks_the_whole_bucket() -> None:
     async def scenario(clock: FakeClock) -> list[float]:
         limiter = TierLimiter(TIERS["XL"], clock=clock)
@@ -231,7 +269,11 @@ def test_retry_after_blocks_the_whole_bucket() -> None:
 def test_acquire_reports_the_seconds_it_waited() -> None:
     async def scenario(clock: FakeClock) -> list[float]:
         limiter = TierLimiter(TIERS["XS"], clock=clock)
-        return [await limiter.acquire() for _ in range(3)]
+        waits = []
+        for _ in range(3):
+            waits.append(await limiter.acquire())
+            limiter.release()
+        return waits
 
     waits: list[float] = simulate(scenario)  # type: ignore[assignment]
     assert waits[0] == 0.0
