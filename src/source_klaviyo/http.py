@@ -23,7 +23,7 @@ import asyncio
 import ipaddress
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -36,7 +36,7 @@ from yarl import URL
 from source_klaviyo import __version__
 from source_klaviyo.errors import ApiError, SourceError, TransientError
 from source_klaviyo.ratelimit import Clock, RateLimiters, SystemClock, TierLimiter, parse_retry_after
-from source_klaviyo.streams import API_REVISION
+from source_klaviyo.streams import API_REVISION, TIERS, Tier
 
 __all__ = ["HttpStats", "KlaviyoClient", "encode_params"]
 
@@ -166,6 +166,7 @@ class KlaviyoClient:
         retry_time_budget: float = 600.0,
         max_retry_after: float = 900.0,
         rate_limit_margin: float = 0.03,
+        tiers: Mapping[str, Tier] = TIERS,
         rng: random.Random | None = None,
     ) -> None:
         self._key = config.api_key
@@ -186,7 +187,7 @@ class KlaviyoClient:
         self.retry_time_budget = retry_time_budget
         self.max_retry_after = max_retry_after
         self._rng = rng or random.Random()
-        self.limiters = RateLimiters(clock=self._clock, margin=rate_limit_margin)
+        self.limiters = RateLimiters(clock=self._clock, margin=rate_limit_margin, tiers=tiers)
         self.stats = HttpStats()
         self._session: aiohttp.ClientSession | None = None
         self._semaphore = asyncio.Semaphore(self._num_workers)

@@ -353,18 +353,25 @@ class TierLimiter:
 class RateLimiters:
     """The limiters of one run, one per (bucket, tier): Klaviyo counts per endpoint per account."""
 
-    def __init__(self, *, clock: Clock | None = None, margin: float = _DEFAULT_MARGIN) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        margin: float = _DEFAULT_MARGIN,
+        tiers: Mapping[str, Tier] = TIERS,
+    ) -> None:
         self._clock = clock
         self._margin = margin
+        self._tiers = tiers  # e.g. Klaviyo's table scaled to match an emulator's --rate-limit-scale
         self._limiters: dict[tuple[str, str], TierLimiter] = {}
 
     def get(self, bucket: str, tier: str) -> TierLimiter:
         key = (bucket, tier)
         limiter = self._limiters.get(key)
         if limiter is None:
-            if tier not in TIERS:
-                raise ValueError(f"unknown rate-limit tier {tier!r}; expected one of {sorted(TIERS)}")
-            limiter = TierLimiter(TIERS[tier], clock=self._clock, margin=self._margin, name=bucket)
+            if tier not in self._tiers:
+                raise ValueError(f"unknown rate-limit tier {tier!r}; expected one of {sorted(self._tiers)}")
+            limiter = TierLimiter(self._tiers[tier], clock=self._clock, margin=self._margin, name=bucket)
             self._limiters[key] = limiter
         return limiter
 

@@ -21,7 +21,7 @@ from source_klaviyo.ratelimit import (
     parse_rate_limit_headers,
     parse_retry_after,
 )
-from source_klaviyo.streams import TIERS
+from source_klaviyo.streams import TIERS, Tier
 
 
 class FakeClock:
@@ -369,6 +369,12 @@ def test_each_bucket_and_tier_has_its_own_limiter() -> None:
     assert limiters.get("/api/lists/{id}+profile_count", "XS") is not limiters.get("/api/lists/{id}", "L")
     with pytest.raises(ValueError, match="unknown rate-limit tier"):
         limiters.get("/api/events", "XXL")
+
+
+def test_a_run_may_use_its_own_tier_table() -> None:
+    scaled = {"XL": Tier("XL", 17, 175)}  # e.g. an emulator started with --rate-limit-scale 0.05
+    limiter = RateLimiters(clock=FakeClock(), tiers=scaled).get("/api/events", "XL")
+    assert (limiter.burst, limiter.steady) == (17, 175)
 
 
 # -- headers -----------------------------------------------------------------------------------
