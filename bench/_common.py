@@ -1,0 +1,142 @@
+"""Helpers shared by the connector benchmark: the emulator as a subprocess, /proc CPU, its stats.
+
+`cpu_seconds` and `emulator_command` come from `emulator_bench.py` (one definition of each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from emulator_bench import cpu_seconds, emulator_command
+
+__all__ = ["Emulator", "cpu_seconds", "emulator_command", "rss_mb"]
+
+URL = re.compile(r"https?://[\w.\-]+:\d+")
+
+
+def rss_mb(pid: int) -> float:
+    """Current resident set size of a process (VmRSS), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Emulator:
+    """`klaviyo-emulator serve` in a subprocess; use as a context manager."""
+
+    scale: str
+    seed: int = 1
+    rate_limits: bool = False
+    rate_limit_scale: float = 1.0
+    latency_ms: float = 0.0
+    startup_timeout: float = 600.0
+    url: str = ""
+    startup_seconds: float = 0.0
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def args(self) -> list[str]:
+        args = ["serve", "--port", "0", "--scale", self.scale, "--seed", str(self.seed),
+                "--latency-ms", str(self.latency_ms), "--rate-limit-scale", str(self.rate_limit_scale)]
+        if not self.rate_limits:
+            args.append("--no-rate-limits")
+        return args
+
+    def __enter__(self) -> Emulator:
+        started = time.perf_counter()
+        self.proc = subprocess.Popen([*emulator_command(), *self.args()], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+        lines: queue.Queue[str] = queue.Queue()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = started + self.startup_timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.01, deadline - time.perf_counter()))
+            except queue.Empty:
+                self.__exit__()
+                raise SystemExit(f"emulator printed no URL within {self.startup_timeout}s") from None
+            match = URL.search(line)
+            if match:
+                self.url = match.group(0)
+                self.startup_seconds = time.perf_counter() - started
+                return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def _call(self, path: str, payload: dict | None = None, timeout: float = 600.0) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(self.url + path, data=data, method="GET" if data is None else "POST")
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("/_emulator/stats")
+
+    def reset_stats(self) -> None:
+        self._call("/_emulator/stats/reset", {})
+
+    def truth_count(self, resource: str, cursor: str, before: float) -> int:
+        """Records of `resource` whose cursor is before the epoch second `before` (what a read
+        started at `before + 5 s` emits: the engine never reads past now - 5 s)."""
+        from datetime import UTC, datetime
+
+        limit = datetime.fromtimestamp(int(before), UTC)
+        rows = self._call(f"/_emulator/truth/{resource}")["data"]
+        return sum(1 for row in rows if datetime.fromisoformat(row[cursor].replace("Z", "+00:00")) < limit)
+
+    def add(self, resource: str, count: int) -> None:
+        self._call("/_emulator/mutate", {"resource": resource, "add": count})
+
+
+def emulator_requests(stats: dict[str, Any], route_prefix: str | None = None) -> tuple[int, int]:
+    """(requests, 429s) in a `/_emulator/stats` snapshot, for API routes starting with `route_prefix`."""
+    requests = throttled = 0
+    for route, statuses in stats.get("requests", {}).items():
+        if not route.startswith("/api/") or (route_prefix and not route.startswith(route_prefix)):
+            continue
+        for status, count in statuses.items():
+            requests += count
+            if status == "429":
+                throttled += count
+    return requests, throttled
+
+
+def machine() -> dict[str, Any]:
+    load = os.getloadavg()
+    return {"cpus": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in load]}

@@ -1,0 +1,437 @@
+"""The connector's CPU per record, its rate-limit ceiling, its memory and its start-up, measured.
+
+Every scenario runs the connector as its own process against `klaviyo-emulator serve` (another
+process, whose CPU is read from /proc and reported separately):
+
+- **cpu**: `source-klaviyo read` of events, then of profiles, stdout to /dev/null, and
+  `python -m source_klaviyo.sync sync --streams events` into a fresh DuckDB file; emulator at
+  `--scale` (default large) with no rate limits and no latency. The connector's user+sys CPU comes
+  from `os.wait4` (that process only, all its threads); records from the emulator's truth (checked
+  against a pipe count with `--verify-records`), or from the DuckDB table for `sync`.
+- **memory**: `sync` of events + profiles at `--memory-scales` (default medium,large): peak RSS
+  (`ru_maxrss`) must stay flat as the data grows.
+- **ceiling**: `read` of one stream with rate limits on, `--latency-ms 150` (the emulator jitters
+  it uniformly over 0.5x-1.5x), for `--ceiling-seconds` (default 200). Records are counted from a
+  pipe every second. The steady window is `[start + 60 s, end]`, start being the connector's spawn:
+  the first minute holds the opening burst and the first full 60-s window of the limiter's log. The
+  ceiling is `round(tier steady/min x rate_limit_scale) / 60 x page size` records/s (the emulator
+  rounds the scaled limit the same way); 429s come from the emulator's `/_emulator/stats`, and
+  "late 429s" are those after the first 5 s (the first burst). The four streams run at the same time,
+  each against its own emulator (they are latency-bound, not CPU-bound).
+- **startup**: `source-klaviyo spec`, wall time of the whole process, median of 7.
+
+    ./dev run python bench/connector_bench.py                        # everything (~25 min)
+    ./dev run python bench/connector_bench.py --scenarios cpu --repeat 3
+    ./dev run python bench/connector_bench.py --quick                # harness smoke test, < 1 min
+
+Prints a table and writes `bench/results/connector.json`. Linux only (/proc, wait4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Emulator, emulator_requests, machine
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "bench" / "results" / "connector.json"
+BIN = Path(sys.executable).parent
+RECORD = b'"type":"RECORD"'
+
+# stream -> (emulator route, rate_limit_scale, records to add before the run, extra config)
+# Why these scale factors: see docs/performance.md ("Ceiling"). In short, each one keeps the emulator
+# far from CPU-bound on this 2-core machine while leaving >= 150 requests/min per bucket, so one
+# request is < 1 % of the steady window's count.
+CEILING = {
+    "events": ("/api/events", 0.05, None, {}),
+    "profiles": ("/api/profiles", 1.0, None, {}),
+    "campaigns": ("/api/campaigns", 1.0, ("campaigns", 60_000), {}),
+    "lists": ("/api/lists", 0.2, ("lists", 6_000), {}),
+}
+TRUTH = {"events": ("events", "datetime"), "profiles": ("profiles", "updated")}  # resource, cursor
+
+
+@dataclass
+class Row:
+    scenario: str
+    scale: str
+    records: int = 0
+    requests: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    cpu_us_per_record: float | None = None
+    achieved_per_s: float | None = None
+    ceiling_per_s: float | None = None
+    achieved_pct: float | None = None
+    throttled: int = 0
+    late_throttled: int = 0
+    peak_rss_mb: float = 0.0
+    emulator_cpu_s: float = 0.0
+    exit_code: int = 0
+    notes: list[str] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- running one connector process --------------------------------------------------------------------
+@dataclass
+class Proc:
+    wall_s: float
+    user_s: float
+    sys_s: float
+    maxrss_mb: float
+    exit_code: int
+    records: int | None = None
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+
+def _reap(proc: subprocess.Popen, started: float) -> Proc:
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Proc(wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode)
+
+
+def run_to_devnull(cmd: list[str]) -> Proc:
+    started = time.perf_counter()
+    with open(os.devnull, "wb") as null:
+        proc = subprocess.Popen(cmd, stdout=null, stderr=subprocess.PIPE)
+    err = threading.Thread(target=_drain, args=(proc.stderr, []), daemon=True)
+    err.start()
+    result = _reap(proc, started)
+    err.join(1)
+    return result
+
+
+def _drain(stream: Any, sink: list[bytes]) -> None:
+    for chunk in iter(lambda: stream.read(65536), b""):
+        if len(sink) < 64:
+            sink.append(chunk)
+
+
+class RecordCounter(threading.Thread):
+    """Reads a connector's stdout and counts RECORD lines (split on whole lines only)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.records = 0
+
+    def run(self) -> None:
+        rest = b""
+        fd = self.stream.fileno()
+        while chunk := os.read(fd, 1 << 20):
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                rest += chunk
+                continue
+            self.records += (rest + chunk[: cut + 1]).count(RECORD)
+            rest = chunk[cut + 1 :]
+
+
+def run_counted(cmd: list[str], *, seconds: float | None = None, tick: Any = None) -> Proc:
+    """Run with stdout to a pipe, count records every second; stop it (SIGTERM) after `seconds`."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    counter = RecordCounter(proc.stdout)
+    counter.start()
+    timeline: list[tuple[float, int]] = []
+    while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:  # not reaped
+        now = time.perf_counter() - started
+        timeline.append((now, counter.records))
+        if tick is not None:
+            tick(now)
+        if seconds is not None and now >= seconds:
+            proc.terminate()
+            break
+        time.sleep(max(0.0, len(timeline) - (time.perf_counter() - started)))  # a 1 s grid
+    result = _reap(proc, started)
+    counter.join(5)
+    result.records = counter.records
+    timeline.append((result.wall_s, counter.records))
+    result.timeline = timeline
+    return result
+
+
+# -- inputs -------------------------------------------------------------------------------------------
+class Inputs:
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+
+    def config(self, name: str, url: str, **extra: Any) -> str:
+        path = self.dir / f"config-{name}.json"
+        path.write_text(json.dumps({"api_key": "pk_emulator", "base_url": url, **extra}))
+        return str(path)
+
+    def catalog(self, streams: list[str]) -> str:
+        from source_klaviyo.catalog import configured_catalog
+
+        path = self.dir / f"catalog-{'-'.join(streams)}.json"
+        path.write_text(json.dumps(configured_catalog(streams)))
+        return str(path)
+
+
+def read_cmd(config: str, catalog: str) -> list[str]:
+    return [str(BIN / "source-klaviyo"), "read", "--config", config, "--catalog", catalog]
+
+
+def sync_cmd(config: str, db: Path, streams: list[str]) -> list[str]:
+    return [sys.executable, "-m", "source_klaviyo.sync", "sync", "--config", config, "--db", str(db),
+            "--streams", ",".join(streams), "--quiet"]
+
+
+def _runs_summary(row: Row, procs: list[Proc], records: int, emulator_cpu: list[float]) -> Row:
+    row.records = records
+    row.runs = [asdict(p) | {"cpu_s": round(p.cpu_s, 3)} for p in procs]
+    for run in row.runs:
+        run.pop("timeline", None)
+    row.wall_s = statistics.median(p.wall_s for p in procs)
+    row.cpu_s = statistics.median(p.cpu_s for p in procs)
+    row.cpu_us_per_record = 1e6 * row.cpu_s / records if records else None
+    row.peak_rss_mb = max(p.maxrss_mb for p in procs)
+    row.emulator_cpu_s = statistics.median(emulator_cpu)
+    row.exit_code = max(p.exit_code for p in procs)
+    if len(procs) > 1:
+        row.notes.append(f"median of {len(procs)} runs; CPU µs/record per run: "
+                         + ", ".join(f"{1e6 * p.cpu_s / records:.1f}" for p in procs if records))
+    return row
+
+
+# -- scenarios ---------------------------------------------------------------------------------------
+def scenario_cpu(inputs: Inputs, scale: str, repeat: int, verify: bool, log: Any) -> list[Row]:
+    rows: list[Row] = []
+    with Emulator(scale) as emu:
+        log(f"emulator {scale}: {emu.url} (started in {emu.startup_seconds:.1f}s)")
+        config = inputs.config(f"cpu-{scale}", emu.url)
+        for stream in ("events", "profiles"):
+            records = emu.truth_count(*TRUTH[stream], before=time.time() - 5)
+            catalog = inputs.catalog([stream])
+            procs, emu_cpu, requests = [], [], 0
+            for i in range(repeat):
+                emu.reset_stats()
+                cpu0 = emu.cpu()
+                procs.append(run_to_devnull(read_cmd(config, catalog)))
+                emu_cpu.append(emu.cpu() - cpu0)
+                requests = emulator_requests(emu.stats())[0]
+                log(f"  read {stream} run {i + 1}: {procs[-1].cpu_s:.2f}s CPU, {procs[-1].wall_s:.1f}s wall, "
+                    f"{1e6 * procs[-1].cpu_s / records:.1f} µs/record, exit {procs[-1].exit_code}")
+            row = _runs_summary(Row(f"cpu: read {stream}", scale), procs, records, emu_cpu)
+            row.requests = requests
+            if verify:
+                counted = run_counted(read_cmd(config, catalog))
+                row.notes.append(f"pipe count {counted.records} vs truth {records}")
+                if counted.records != records:
+                    row.notes.append("RECORD COUNT MISMATCH")
+            rows.append(row)
+        rows.append(_sync_row(inputs, emu, config, ["events"], "cpu: sync events", scale, repeat, log))
+    return rows
+
+
+def _sync_row(inputs: Inputs, emu: Emulator, config: str, streams: list[str], name: str, scale: str,
+              repeat: int, log: Any) -> Row:
+    import duckdb
+
+    procs, emu_cpu, records, requests = [], [], 0, 0
+    for i in range(repeat):
+        db = inputs.dir / f"sync-{scale}-{'-'.join(streams)}-{i}.duckdb"
+        db.unlink(missing_ok=True)
+        emu.reset_stats()
+        cpu0 = emu.cpu()
+        procs.append(run_to_devnull(sync_cmd(config, db, streams)))
+        emu_cpu.append(emu.cpu() - cpu0)
+        requests = emulator_requests(emu.stats())[0]
+        with duckdb.connect(str(db), read_only=True) as con:
+            records = sum(con.execute(f'SELECT count(*) FROM "{s}"').fetchone()[0] for s in streams)
+        db.unlink(missing_ok=True)
+        log(f"  {name} run {i + 1}: {records} rows, {procs[-1].cpu_s:.2f}s CPU, {procs[-1].wall_s:.1f}s wall, "
+            f"peak RSS {procs[-1].maxrss_mb:.0f} MB, exit {procs[-1].exit_code}")
+    row = _runs_summary(Row(name, scale), procs, records, emu_cpu)
+    row.requests = requests
+    row.notes.append("records = rows in the DuckDB tables after the sync")
+    return row
+
+
+def scenario_memory(inputs: Inputs, scales: list[str], log: Any) -> list[Row]:
+    rows = []
+    for scale in scales:
+        with Emulator(scale) as emu:
+            log(f"emulator {scale}: {emu.url}")
+            config = inputs.config(f"mem-{scale}", emu.url)
+            rows.append(_sync_row(inputs, emu, config, ["events", "profiles"], "memory: sync events+profiles",
+                                  scale, 1, log))
+    return rows
+
+
+def ceiling_of(stream_name: str, config_extra: dict[str, Any], factor: float) -> tuple[str, int, float]:
+    """(tier, page size, records/s) for a stream under the emulator's scaled limits."""
+    from source_klaviyo.streams import STREAMS_BY_NAME, TIERS
+
+    stream = STREAMS_BY_NAME[stream_name]
+    tier = stream.tier
+    if stream.reduced_tier is not None:
+        extra, reduced, flag = stream.reduced_tier
+        if not config_extra.get(flag) and extra in stream.additional_fields:
+            tier = reduced
+    steady = max(1, round(TIERS[tier].steady_per_minute * factor))
+    page = stream.page_size or 1
+    return tier, page, steady / 60 * page
+
+
+def scenario_ceiling(inputs: Inputs, stream: str, scale: str, seconds: float, warmup: float,
+                     latency_ms: float, log: Any) -> Row:
+    route, factor, add, extra = CEILING[stream]
+    tier, page, ceiling = ceiling_of(stream, extra, factor)
+    row = Row(f"ceiling: read {stream}", scale)
+    with Emulator(scale, rate_limits=True, rate_limit_scale=factor, latency_ms=latency_ms) as emu:
+        if add:
+            emu.add(*add)
+            time.sleep(6)  # reads stop at now - 5 s: let the added records (stamped now) fall inside
+        config = inputs.config(f"ceiling-{stream}", emu.url, **extra)
+        catalog = inputs.catalog([stream])
+        emu.reset_stats()
+        cpu0 = emu.cpu()
+        throttles: list[tuple[float, int]] = []
+
+        def tick(now: float) -> None:
+            throttles.append((now, emulator_requests(emu.stats(), route)[1]))
+
+        proc = run_counted(read_cmd(config, catalog), seconds=seconds, tick=tick)
+        row.emulator_cpu_s = emu.cpu() - cpu0
+        requests, throttled = emulator_requests(emu.stats(), route)
+    row.requests, row.throttled = requests, throttled
+    row.late_throttled = throttled - max((n for t, n in throttles if t <= 5.0), default=0)
+    row.records, row.wall_s, row.cpu_s = proc.records or 0, proc.wall_s, proc.cpu_s
+    row.cpu_us_per_record = 1e6 * proc.cpu_s / row.records if row.records else None
+    row.peak_rss_mb, row.exit_code = proc.maxrss_mb, proc.exit_code
+    # steady window: from the first sample at or after `warmup` to the last sample
+    samples = [(t, n) for t, n in proc.timeline if t >= warmup]
+    if len(samples) >= 2:
+        (t0, n0), (t1, n1) = samples[0], samples[-1]
+        row.achieved_per_s = (n1 - n0) / (t1 - t0)
+        row.notes.append(f"steady window {t0:.0f}-{t1:.0f} s ({t1 - t0:.0f} s), {n1 - n0} records")
+        if t1 - t0 < 120:
+            row.notes.append("steady window shorter than 120 s")
+    row.ceiling_per_s = ceiling
+    row.achieved_pct = 100 * row.achieved_per_s / ceiling if row.achieved_per_s else None
+    row.notes.append(f"tier {tier}, page {page}, rate_limit_scale {factor}, latency {latency_ms} ms ±50 %")
+    log(f"  ceiling {stream}: {row.achieved_per_s or 0:.1f}/s of {ceiling:.1f}/s, 429s {throttled} "
+        f"(late {row.late_throttled})")
+    return row
+
+
+def scenario_startup(runs: int, log: Any) -> Row:
+    cmd = [str(BIN / "source-klaviyo"), "spec"]
+    procs = [run_to_devnull(cmd) for _ in range(runs)]
+    row = Row("startup: spec", "-", wall_s=statistics.median(p.wall_s for p in procs),
+              cpu_s=statistics.median(p.cpu_s for p in procs), peak_rss_mb=max(p.maxrss_mb for p in procs),
+              exit_code=max(p.exit_code for p in procs))
+    row.notes.append(f"median of {runs}; walls " + ", ".join(f"{p.wall_s:.3f}" for p in procs))
+    log(f"  spec: {row.wall_s:.3f}s wall (median of {runs})")
+    return row
+
+
+# -- output -----------------------------------------------------------------------------------------
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(rows: list[Row]) -> str:
+    head = (f"{'scenario':<31} {'scale':<6} {'records':>9} {'requests':>8} {'wall s':>7} {'CPU µs/rec':>10} "
+            f"{'ach/ceil %':>10} {'429s':>9} {'RSS MB':>7} {'emu CPU s':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ach = _fmt(r.achieved_pct, ".1f")
+        lines.append(
+            f"{r.scenario:<31} {r.scale:<6} {r.records:>9} {r.requests:>8} {r.wall_s:>7.2f} "
+            f"{_fmt(r.cpu_us_per_record, '.1f'):>10} {ach:>10} {f'{r.throttled}/{r.late_throttled}':>9} "
+            f"{r.peak_rss_mb:>7.0f} {r.emulator_cpu_s:>9.1f}"
+        )
+    lines.append("429s: total/after the first 5 s. CPU: user+sys of the connector process only.")
+    for r in rows:
+        for note in r.notes:
+            lines.append(f"  {r.scenario} [{r.scale}]: {note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default="cpu,ceiling,memory,startup")
+    parser.add_argument("--scale", default="large", choices=["tiny", "small", "medium", "large"])
+    parser.add_argument("--memory-scales", default="medium,large")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each cpu scenario (median reported)")
+    parser.add_argument("--ceiling-streams", default=",".join(CEILING))
+    parser.add_argument("--ceiling-seconds", type=float, default=200.0)
+    parser.add_argument("--warmup-seconds", type=float, default=60.0)
+    parser.add_argument("--latency-ms", type=float, default=150.0)
+    parser.add_argument("--verify-records", action="store_true", help="also count RECORD lines through a pipe")
+    parser.add_argument("--quick", action="store_true", help="small and short: a smoke test of the harness")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.scale, args.memory_scales, args.verify_records = "tiny", "tiny,small", True
+        args.ceiling_seconds, args.warmup_seconds = 20.0, 8.0
+    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    started = time.time()
+    conditions = machine()
+
+    def log(message: str) -> None:
+        print(f"[{time.time() - started:6.0f}s] {message}", file=sys.stderr, flush=True)
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="connector-bench-") as tmp:
+        inputs = Inputs(Path(tmp))
+        if "startup" in scenarios:
+            rows.append(scenario_startup(7, log))
+        if "ceiling" in scenarios:
+            streams = [s.strip() for s in args.ceiling_streams.split(",") if s.strip()]
+            scale = "small" if args.quick else args.scale
+            results: dict[str, Row] = {}
+
+            def one(stream: str) -> None:
+                results[stream] = scenario_ceiling(inputs, stream, scale, args.ceiling_seconds,
+                                                   args.warmup_seconds, args.latency_ms, log)
+
+            threads = [threading.Thread(target=one, args=(s,)) for s in streams]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            rows.extend(results[s] for s in streams if s in results)
+        if "cpu" in scenarios:
+            rows.extend(scenario_cpu(inputs, args.scale, args.repeat, args.verify_records, log))
+        if "memory" in scenarios:
+            rows.extend(scenario_memory(inputs, [s.strip() for s in args.memory_scales.split(",")], log))
+    print(table(rows))
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "argv": sys.argv[1:] if argv is None else argv,
+        "python": platform.python_version(),
+        **conditions,
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "rows": [asdict(r) for r in rows],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
