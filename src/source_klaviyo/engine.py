@@ -138,12 +138,14 @@ def _holders(page: dict[str, Any], body: bytes, tokens: list[int]) -> list[Any]:
     record (type and id come first in Klaviyo's resources). A wrong guess is caught by the caller,
     which then parses the page with `json`."""
     ids: set[str] = set()
+    after = 0  # tokens are in document order: a value seen twice is looked up past the previous one
     for number in tokens:
         text = str(number).encode()
-        at = body.find(text)
+        at = body.find(text, after)
         key = body.rfind(b'"id"', 0, at)
         if at < 0 or key < 0:
             return [page]
+        after = at + len(text)
         quote = body.find(b'"', body.find(b":", key + 4) + 1)
         ids.add(body[quote + 1:body.find(b'"', quote + 1)].decode("utf-8", "replace"))
     data = page.get("data")
