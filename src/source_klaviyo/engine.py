@@ -360,9 +360,11 @@ class Reader:
         self._status(stream, "INCOMPLETE")
 
     # -- HTTP ----------------------------------------------------------------------------------------
-    async def get(self, url: str, params: list[tuple[str, str]] | None, bucket: str, tier: str) -> bytes:
+    async def get(self, url: str, params: list[tuple[str, str]] | None, bucket: str, tier: str) -> dict[str, Any]:
+        """The parsed page; parsing happens inside the client's retries, so a 200 whose JSON was cut
+        short is fetched again instead of failing the stream."""
         async with self._requests:
-            return await self.client.get(url, params, bucket=bucket, tier=tier)
+            return await self.client.get(url, params, bucket=bucket, tier=tier, parse=parse_page)
 
     async def pages(self, chain: Chain) -> AsyncIterator[tuple[list[Record], dict[str, Any]]]:
         """Every page of a chain; refuses a `links.next` it has already followed (a server loop)."""
@@ -370,7 +372,7 @@ class Reader:
         params: list[tuple[str, str]] | None = chain.params
         seen: set[str] = set()
         while url is not None:
-            page = parse_page(await self.get(url, params, chain.bucket, chain.tier))
+            page = await self.get(url, params, chain.bucket, chain.tier)
             data = page.get("data")
             if not isinstance(data, list):
                 raise SourceError(f"Klaviyo answered {chain.path} without a data list")
@@ -557,10 +559,10 @@ class _StreamRead:
 
         async def fetch(record: Record) -> None:
             async with limit:
-                body = await self.r.get(detail.path.format(id=record["id"]), list(detail.params),
-                                        detail.path + "?" + "&".join("=".join(p) for p in detail.params),
-                                        detail.tier)
-            attributes = (parse_page(body).get("data") or {}).get("attributes") or {}
+                answer = await self.r.get(detail.path.format(id=record["id"]), list(detail.params),
+                                          detail.path + "?" + "&".join("=".join(p) for p in detail.params),
+                                          detail.tier)
+            attributes = (answer.get("data") or {}).get("attributes") or {}
             target = record.setdefault("attributes", {})
             for name in detail.fields:
                 if name in attributes:

@@ -23,7 +23,7 @@ import asyncio
 import ipaddress
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -253,10 +253,13 @@ class KlaviyoClient:
         *,
         bucket: str,
         tier: str,
-    ) -> bytes:
+        parse: Callable[[bytes], Any] | None = None,
+    ) -> Any:
         """GET a path (`/api/events`, joined to base_url) or an absolute `links.next` URL, which is
-        followed verbatim. Returns the raw body of a complete 2xx answer."""
-        return await self._request("GET", url, params, None, bucket=bucket, tier=tier)
+        followed verbatim. Returns the raw body of a complete 2xx answer, or `parse(body)`: a body
+        that `parse` rejects (`ValueError` or `SourceError`, e.g. JSON cut short right after a
+        nested `}`) is retried like any incomplete body."""
+        return await self._request("GET", url, params, None, bucket=bucket, tier=tier, parse=parse)
 
     async def post(
         self,
@@ -297,7 +300,8 @@ class KlaviyoClient:
         *,
         bucket: str,
         tier: str,
-    ) -> bytes:
+        parse: Callable[[bytes], Any] | None = None,
+    ) -> Any:
         if self._session is None:
             raise RuntimeError("use `async with KlaviyoClient(config) as client:` before requesting")
         target = self._target(url, params)
@@ -313,7 +317,8 @@ class KlaviyoClient:
             self.stats.rate_limit_wait_seconds += waited
             ordered_wait += waited
             try:
-                return await self._attempt(method, target, data, path, limiter)
+                body = await self._attempt(method, target, data, path, limiter)
+                return body if parse is None else self._parsed(body, parse)
             except _Retry as retry:
                 delay = self._next_delay(retry, attempt, limiter)
                 failing_time = self._clock.monotonic() - started - ordered_wait
@@ -326,6 +331,13 @@ class KlaviyoClient:
                 logger.info("retrying %s %s in %.2f s after: %s", method, path, delay, retry.cause)
                 if not retry.throttled:  # a throttle blocked the bucket: the next acquire() waits it out
                     await self._clock.sleep(delay)
+
+    @staticmethod
+    def _parsed(body: bytes, parse: Callable[[bytes], Any]) -> Any:
+        try:
+            return parse(body)
+        except (ValueError, SourceError):
+            raise _Retry(f"response body is not valid JSON ({len(body)} bytes)") from None
 
     def _next_delay(self, retry: _Retry, attempt: int, limiter: TierLimiter) -> float:
         if retry.throttled:
