@@ -41,6 +41,7 @@ others go on; a 401 stops the whole read with one config_error.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import traceback
@@ -60,6 +61,7 @@ from .streams import STREAMS_BY_NAME, TIERS, Stream
 
 UPPER_MARGIN = timedelta(seconds=5)
 CHECKPOINT_EVERY_PAGES = 10
+GC_THRESHOLD = 50_000  # gen-0 allocations between collections while reading (default 700)
 # A stand-in lower edge for a stream read without any lower bound (no state, no start_date).
 NO_LOWER_BOUND = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -307,13 +309,21 @@ class Reader:
         self._requests = asyncio.Semaphore(max(1, config.num_workers))
 
     async def run(self) -> ReadResult:
-        if self.client is None:
-            from .http import KlaviyoClient  # late: protocol commands never need aiohttp
+        # Parsed pages are acyclic and freed by reference counting, but with the default gen-0
+        # threshold (700) the collector traverses each page while orjson builds it (~30,000
+        # containers per 1,000 events): ~4 µs of CPU per record. Restored when the read ends.
+        threshold = gc.get_threshold()
+        gc.set_threshold(GC_THRESHOLD, *threshold[1:])
+        try:
+            if self.client is None:
+                from .http import KlaviyoClient  # late: protocol commands never need aiohttp
 
-            async with KlaviyoClient(self.config) as client:
-                self.client = client
-                return await self._run_all()
-        return await self._run_all()
+                async with KlaviyoClient(self.config) as client:
+                    self.client = client
+                    return await self._run_all()
+            return await self._run_all()
+        finally:
+            gc.set_threshold(*threshold)
 
     async def _run_all(self) -> ReadResult:
         try:
@@ -374,11 +384,14 @@ class Reader:
         while url is not None:
             page = await self.get(url, params, chain.bucket, chain.tier)
             data = page.get("data")
-            if not isinstance(data, list):
-                raise SourceError(f"Klaviyo answered {chain.path} without a data list")
+            if not isinstance(data, list) or not all(type(record) is dict for record in data):
+                raise SourceError(f"Klaviyo answered {chain.path} without a data list of resource objects")
             yield data, page
-            next_url = (page.get("links") or {}).get("next")
+            links = page.get("links")
+            next_url = links.get("next") if isinstance(links, dict) else None
             if next_url is not None:
+                if not isinstance(next_url, str):
+                    raise SourceError(f"Klaviyo answered {chain.path} with a links.next that is not a URL")
                 if next_url in seen:
                     raise SourceError(f"Klaviyo returned the same next page twice for {chain.path}",
                                       "pagination loop detected; refusing to follow it again")
