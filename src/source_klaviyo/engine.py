@@ -397,6 +397,7 @@ class Reader:
                                       "pagination loop detected; refusing to follow it again")
                 seen.add(next_url)
             url, params = next_url, None
+            del page, data, links  # not held while the next page is fetched: 4 MB per events page
 
 
 class _StreamRead:
@@ -531,6 +532,7 @@ class _StreamRead:
                 checkpoint.page_emitted(index, _cursor_value(data[-1].get(cursor)))
                 if pages % CHECKPOINT_EVERY_PAGES == 0:
                     self._emit_state()
+            del data, page, records  # free the page before awaiting the next one (peak RSS)
         checkpoint.window_done(index)
         self.progress.windows_done += 1
         if self.incremental:
