@@ -26,6 +26,8 @@ from .protocol import MessageWriter
 
 # name -> "module:function(subparsers) -> parser"; imported lazily.
 EXTRA_COMMANDS: dict[str, str] = {
+    "sync": "source_klaviyo.sync.commands:add_sync_command",
+    "demo": "source_klaviyo.sync.commands:add_demo_command",
     "upgrade-plan": "source_klaviyo.upgrade:add_upgrade_plan_command",
 }
 

@@ -2,9 +2,10 @@
 
     parser = argparse.ArgumentParser(prog="source-klaviyo")
     subparsers = parser.add_subparsers(dest="command")
-    add_sync_commands(subparsers)          # adds `sync` and `demo`, each with `func` set
+    add_sync_command(subparsers)           # adds `sync`, with `handler` set
+    add_demo_command(subparsers)           # adds `demo`, with `handler` set
     args = parser.parse_args()
-    return args.func(args)                 # run_sync(args) / run_demo(args) -> exit status
+    return args.handler(args)              # run_sync(args) / run_demo(args) -> exit status
 """
 
 from __future__ import annotations
@@ -21,22 +22,24 @@ DEFAULT_DB = "klaviyo.duckdb"
 DEFAULT_DEMO_DB = "klaviyo-demo.duckdb"
 
 
-def add_sync_commands(subparsers: Any) -> None:
+def add_sync_command(subparsers: Any) -> None:
     sync = subparsers.add_parser("sync", help="read Klaviyo into a local DuckDB file (incremental on the next run)")
     sync.add_argument("--config", required=True, help="the connector config JSON file")
     sync.add_argument("--db", default=DEFAULT_DB, help=f"the DuckDB file (default {DEFAULT_DB})")
     sync.add_argument("--streams", help="comma-separated stream names (default: every stream)")
     sync.add_argument("--full-refresh", action="store_true", help="re-read every stream from the start")
     _add_output_options(sync)
-    sync.set_defaults(func=run_sync)
+    sync.set_defaults(handler=run_sync)
 
+
+def add_demo_command(subparsers: Any) -> None:
     demo = subparsers.add_parser("demo", help="sync the bundled Klaviyo emulator into DuckDB; no key needed")
     demo.add_argument("--db", default=DEFAULT_DEMO_DB, help=f"the DuckDB file (default {DEFAULT_DEMO_DB})")
     demo.add_argument("--scale", default="small", choices=("tiny", "small", "medium", "large"))
     demo.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
     demo.add_argument("--streams", help="comma-separated stream names (default: every stream)")
     _add_output_options(demo)
-    demo.set_defaults(func=run_demo)
+    demo.set_defaults(handler=run_demo)
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +94,8 @@ def run_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """`python -m source_klaviyo.sync sync|demo …`: the same commands without the CLI around them."""
     parser = argparse.ArgumentParser(prog="python -m source_klaviyo.sync")
-    add_sync_commands(parser.add_subparsers(dest="command", required=True))
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_sync_command(subparsers)
+    add_demo_command(subparsers)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    return int(args.handler(args))
