@@ -49,6 +49,18 @@ class Resource:
     merge_included: tuple[str, str] | None = None
     # (record key, included type): full included resources of that type as a top-level array.
     embed_included: tuple[str, str] | None = None
+    # The JSON:API type of the record, where `FORMAT_OVERRIDES` has an entry for it.
+    resource_type: str | None = None
+
+
+# Hand overrides of the spec, kept minimal and listed in docs/schemas.md: resource type ->
+# attribute -> the `format` the API's values really have. The spec types metric `created` and
+# `updated` as bare strings, but the API returns ISO 8601 date-times there (as every other
+# resource's created/updated), and 2.x declared them `date-time`; without this, metrics would be a
+# breaking column retype string <- timestamp in 3.0.0 for no change in the data.
+FORMAT_OVERRIDES: dict[str, dict[str, str]] = {
+    "metric": {"created": "date-time", "updated": "date-time"},
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,7 @@ STREAMS: dict[str, Resource | Membership | Report] = {
     ),
     "events": Resource("get_events", cursor="datetime"),
     "events_detailed": Resource("get_events", cursor="datetime", merge_included=("metric", "metric")),
-    "metrics": Resource("get_metrics", cursor="updated"),
+    "metrics": Resource("get_metrics", cursor="updated", resource_type="metric"),
     "campaigns": Resource("get_campaigns", cursor="updated_at"),
     "campaigns_detailed": Resource(
         "get_campaigns", cursor="updated_at", embed_included=("campaign_messages", "campaign-message")
@@ -360,13 +372,15 @@ def build_resource(spec: Spec, stream: Resource) -> Schema:
         for name, schema in attributes["properties"].items()
         if name not in gated or name in stream.additional_fields
     }
+    if stream.resource_type:
+        _override_formats(stream.resource_type, attributes)
     properties = {key: item["properties"][key] for key in RESOURCE_KEYS if key in item["properties"]}
     if stream.merge_included:
         relationship, included_type = stream.merge_included
         data = prop(properties["relationships"], relationship, "data")
-        data["properties"].update(
-            prop(spec.included(stream.operation, included_type), "attributes")["properties"]
-        )
+        included = prop(spec.included(stream.operation, included_type), "attributes")
+        _override_formats(included_type, included)
+        data["properties"].update(included["properties"])
     if stream.embed_included:
         key, included_type = stream.embed_included
         properties[key] = {"type": ["array"], "items": spec.included(stream.operation, included_type)}
@@ -375,6 +389,15 @@ def build_resource(spec: Spec, stream: Resource) -> Schema:
     if stream.cursor:
         properties[stream.cursor] = _lifted_cursor(prop(attributes, stream.cursor), stream.cursor)
     return properties
+
+
+def _override_formats(resource_type: str, attributes: Schema) -> None:
+    """Apply `FORMAT_OVERRIDES`; an override of an attribute the spec lacks is an error."""
+    for name, fmt in FORMAT_OVERRIDES.get(resource_type, {}).items():
+        attribute = prop(attributes, name)
+        if "string" not in attribute.get("type", ()):
+            raise SpecError(f"format override {resource_type}.{name}: not a string in the spec")
+        attribute["format"] = fmt
 
 
 def _additional_fields(spec: Spec, operation_id: str, item: Schema) -> set[str]:

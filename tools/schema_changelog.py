@@ -19,6 +19,8 @@ fields, where "type" is the column type a destination would create (`integer` ->
 change; `string` -> `timestamp_with_timezone` is a change). Adding or dropping `"null"` is not a
 change (destination columns are nullable anyway), nor is a new field, nor a format such as `uri`
 that no destination types by. Only the topmost path of a removed, added or renamed subtree is listed.
+A removal or retype of a field that no 2.x record ever carried (`NEVER_EMITTED`, each with its
+reason) is listed under `not_breaking` instead: it leaves nothing to reset.
 
 Output is deterministic: sorted keys, sorted lists, 2-space indent, trailing newline.
 """
@@ -140,6 +142,31 @@ REMOVAL_NOTES: dict[tuple[str, str], str] = {
     },
 }
 
+# Fields a 2.x schema declared that no 2.x record ever carried a value in, so that their removal or
+# retype leaves no destination data or column wrong and needs no reset. Each is listed in the change
+# log under `not_breaking`, with the reason. Keyed by (stream, path as the diff reports it).
+_FLOW_TRIGGERS_NOTE = (
+    "2.x declared an object, but no 2.x record carried it: a to-many relationship has `data` only "
+    "when `include=flow-triggers` is asked, which neither 2.x nor 3.0.0 does (the spec types it as "
+    "an array of {id, type})"
+)
+# Keyed by (stream, path, reference version or "*" for every version).
+NEVER_EMITTED: dict[tuple[str, str, str], str] = {
+    **{
+        (stream, "relationships.flow-triggers.data", "*"): _FLOW_TRIGGERS_NOTE
+        for stream in ("lists", "lists_detailed", "metrics")
+    },
+    # Only against 2.13.1: whether 2.1.0's template revision still returned it is not known.
+    ("email_templates", "attributes.company_id", "2.13.1"): (
+        "the API dropped it from templates between revisions 2023-02-22 and 2023-10-15 "
+        "(reference/klaviyo-api.md), so 2.13.x, on revision 2024-10-15, always wrote null there"
+    ),
+}
+
+
+def _never_emitted(stream: str, path: str, version: str | None) -> str | None:
+    return NEVER_EMITTED.get((stream, path, "*")) or NEVER_EMITTED.get((stream, path, version or ""))
+
 # --------------------------------------------------------------------------- flattening
 
 
@@ -212,7 +239,7 @@ def _topmost(paths: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------- diffing
 
 
-def diff(stream: str, old: Flat, new: Flat) -> dict[str, list]:
+def diff(stream: str, old: Flat, new: Flat, version: str | None = None) -> dict[str, list]:
     """The field changes from `old` to `new`; each subtree is reported once, at its top."""
     removed = set(old) - set(new)
     added = set(new) - set(old)
@@ -232,17 +259,31 @@ def diff(stream: str, old: Flat, new: Flat) -> dict[str, list]:
             added = {p for p in added if p != after and not _is_under(p, after)}
 
     removed_entries = []
+    not_breaking = []
     for path in _topmost(removed):
         entry: dict[str, Any] = {"path": path, "types": list(old[path])}
+        if note := _never_emitted(stream, path, version):
+            not_breaking.append({**entry, "change": "removed", "note": note})
+            continue
         if (stream, path) in REMOVAL_NOTES:
             entry["note"] = REMOVAL_NOTES[(stream, path)]
         removed_entries.append(entry)
-    return {
+    retyped_entries = []
+    for path in _topmost(retyped):
+        change = {"path": path, "from": list(old[path]), "to": list(new[path])}
+        if note := _never_emitted(stream, path, version):
+            not_breaking.append({**change, "change": "retyped", "note": note})
+        else:
+            retyped_entries.append(change)
+    result: dict[str, Any] = {
         "added": _topmost(added),
         "removed": removed_entries,
         "renamed": renamed,
-        "retyped": [{"path": p, "from": list(old[p]), "to": list(new[p])} for p in _topmost(retyped)],
+        "retyped": retyped_entries,
     }
+    if not_breaking:
+        result["not_breaking"] = not_breaking
+    return result
 
 
 def is_breaking(changes: dict[str, Any]) -> bool:
@@ -268,7 +309,7 @@ def compute(reference: Path) -> dict[str, Any]:
         for version in REFERENCE_VERSIONS:
             old_file = reference / version / f"{stream}.json"
             if old_file.exists():
-                since[version] = diff(stream, flatten(load_json(old_file)), new)
+                since[version] = diff(stream, flatten(load_json(old_file)), new, version)
         if since:
             breaking = any(is_breaking(changes) for changes in since.values())
             entry = {"status": "changed" if breaking else "compatible", "breaking": breaking, "since": since}

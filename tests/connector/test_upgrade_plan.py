@@ -123,8 +123,13 @@ def test_two_0_user_with_archived_campaign_state(tmp_path):
     assert "campaigns state has an `archived` sub-state" in plan["from_version"]["clues"]
     assert _decisions(plan) == {
         "campaigns": "reset", "email_templates": "reset", "events": "continue", "flows": "continue",
-        "global_exclusions": "reset", "lists": "reset", "metrics": "reset", "profiles": "reset",
+        "global_exclusions": "reset", "lists": "continue", "metrics": "continue", "profiles": "reset",
     }
+    # Only declared-but-never-emitted fields changed in lists and metrics (schema_changes.json
+    # `not_breaking`): nothing to reset. email_templates: 2.1.0 may still have had `company_id`.
+    for stream in ("lists", "metrics"):
+        assert _stream(plan, stream)["reasons"] == ["schema compatible; resumes from the migrated state"]
+    assert "`attributes.company_id` removed" in " ".join(_stream(plan, "email_templates")["reasons"])
     assert _stream(plan, "events")["cursor"] == "2023-03-01T00:00:00+00:00"
     flows = _stream(plan, "flows")
     assert flows["cursor"] == "2021-01-01T00:00:00+00:00"
@@ -173,8 +178,8 @@ def test_two_13_user_with_partitioned_states(tmp_path):
     assert plan["from_version"]["low"] == "2.13.0"
     assert _decisions(plan) == {
         "events": "continue", "events_detailed": "continue", "profiles": "reset", "global_exclusions": "reset",
-        "campaigns": "reset", "campaigns_detailed": "reset", "flows": "continue", "lists_detailed": "reset",
-        "metrics": "reset", "email_templates": "reset",
+        "campaigns": "reset", "campaigns_detailed": "reset", "flows": "continue", "lists_detailed": "continue",
+        "metrics": "full_refresh", "email_templates": "continue",
     }
     assert _stream(plan, "events")["cursor"] == "2024-05-01T10:00:00+00:00"
     assert _stream(plan, "events")["state"] == {"datetime": "2024-05-01T10:00:00+00:00"}
