@@ -60,7 +60,7 @@ class DuckDBSink:
         *,
         flush_records: int = 5000,
         flush_seconds: float = 1.0,
-        max_buffered: int = 50_000,
+        max_buffered: int = 10_000,  # ~45 MB of parsed events; DuckDB needs several times a batch to load it
         on_checkpoint: Callable[[str, int], None] | None = None,
         on_log: Callable[[str, str], None] | None = None,
     ) -> None:
