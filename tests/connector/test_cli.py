@@ -7,10 +7,10 @@ import sys
 import time
 
 import pytest
-from tests.connector.helpers import API_KEY, config_for, read_in_process, run_cli
 
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 from source_klaviyo.catalog import configured_catalog
+from tests.connector.helpers import API_KEY, config_for, read_in_process, run_cli
 
 SECRET = "pk_secret_never_printed_0123456789"
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 from airbyte_protocol.models import AirbyteMessage
-from tests.connector.helpers import config_for, run_cli
 
 from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.engine import parse_page
 from source_klaviyo.errors import ConfigError
 from source_klaviyo.protocol import MessageWriter
+from tests.connector.helpers import config_for, run_cli
 
 STREAMS = ["campaigns", "events", "flows", "lists", "metrics", "profiles", "email_templates", "global_exclusions"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import jsonschema
 import pytest
-from tests.connector.helpers import read_in_process
 
 from source_klaviyo.schemas import load_schema
+from tests.connector.helpers import read_in_process
 
 # stream -> (emulator resource, predicate on a truth row)
 CORE_STREAMS = {

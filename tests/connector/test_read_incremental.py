@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.connector.helpers import clock_ahead, read_in_process
 
 # stream -> (emulator resource, mutation, keep-predicate on a truth row)

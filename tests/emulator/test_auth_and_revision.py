@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 from tests.emulator.helpers import request
 

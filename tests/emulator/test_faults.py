@@ -8,6 +8,7 @@ import json
 import urllib.error
 
 import pytest
+
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 from tests.emulator.helpers import request
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from tests.emulator.helpers import get_json, memberships, records, walk
 
 COSTLY = {"subscriptions", "predictive_analytics"}

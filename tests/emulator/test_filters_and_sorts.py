@@ -7,6 +7,7 @@ import operator
 from collections import Counter
 
 import pytest
+
 from tests.emulator.helpers import (
     COLLECTIONS,
     assert_unique,

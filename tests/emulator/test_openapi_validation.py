@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.openapi_validation import SpecValidationError, nullable_to_json_schema
 
 ERROR = {"errors": [{"id": "e1", "status": 400, "code": "invalid", "title": "Invalid input.", "detail": "x"}]}

@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from tests.emulator.helpers import burst, request
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from tests.emulator.helpers import burst, request
 
 CAMPAIGN_VALUES = {
     "data": {

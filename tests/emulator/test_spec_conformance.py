@@ -4,6 +4,7 @@ body the OpenAPI spec (revision 2026-07-15) allows for that operation and status
 from __future__ import annotations
 
 import pytest
+
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 from tests.emulator.helpers import CHANNELS, REVISION, request, walk
 

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.connector.helpers import CollectingSink, InstantClock
-
 from source_klaviyo.catalog import ConfiguredStream
 from source_klaviyo.config import parse_config
 from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
 from source_klaviyo.engine import UPPER_MARGIN, ReadResult, read_streams
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.streams import STREAMS_BY_NAME
+from tests.connector.helpers import CollectingSink, InstantClock
 
 API_KEY = "pk_emulator"
 # Small enough that a `timeout` fault costs well under a second, large enough that a 1,000-event

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from tests.reliability.helpers import ServerThread, fast_read
 
 from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.cli import main
 from source_klaviyo.datetimes import utc_now
+from tests.reliability.helpers import ServerThread, fast_read
 
 KEY = "pk_SECRET_badinput_7f3a9c"
 URL = "http://127.0.0.1:9"  # nothing listens: a config error must be found before any request

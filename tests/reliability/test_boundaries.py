@@ -9,6 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from source_klaviyo import engine
+from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
 from tests.reliability.helpers import (
     assert_exact,
     configured,
@@ -23,10 +27,6 @@ from tests.reliability.helpers import (
     truth_rows,
     upper_for,
 )
-
-from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
-from source_klaviyo import engine
-from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
 NOW = ANCHOR + timedelta(hours=1)  # the emulator plants a few records days after its anchor: the future

@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from source_klaviyo.catalog import configured_catalog
+from source_klaviyo.errors import SourceError
 from tests.connector.helpers import CollectingSink
 from tests.reliability.helpers import (
     CORE_STREAMS,
@@ -27,10 +31,6 @@ from tests.reliability.helpers import (
     keys_read,
     states_cursor,
 )
-
-from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
-from source_klaviyo.catalog import configured_catalog
-from source_klaviyo.errors import SourceError
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)  # every record, even the "future" ones, is in our past
 KILLS = 22

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from source_klaviyo.datetimes import utc_now
 from tests.reliability.helpers import (
     CORE_STREAMS,
     HANG_SECONDS,
@@ -23,9 +26,6 @@ from tests.reliability.helpers import (
     states_cursor,
     upper_for,
 )
-
-from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
-from source_klaviyo.datetimes import utc_now
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
 # The emulator generates its data up to its anchor, plus a few records dated after it.

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from tests.reliability.helpers import CORE_STREAMS, ServerThread, fast_read
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.protocol import trace_error_message
 from source_klaviyo.spec import connection_specification
+from tests.reliability.helpers import CORE_STREAMS, ServerThread, fast_read
 
 KEY = f"pk_SECRET_{secrets.token_hex(12)}"
 # Forms a leak could take besides the key itself: its distinctive part, URL- or JSON-escaped, base64.

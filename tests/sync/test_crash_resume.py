@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.sync.helpers import TRUTH, table_rows, truth
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from source_klaviyo.datetimes import utc_now
+from tests.sync.helpers import TRUTH, table_rows, truth
 
 # Cursor streams (one partitioned, one windowed) and full-refresh ones (a parent fan-out among them),
 # none bound by the slow XS tier the subprocess would pace at Klaviyo's real speed.

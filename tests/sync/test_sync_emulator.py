@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.sync.helpers import TRUTH, run_sync, table_rows, truth
-
 from klaviyo_emulator.runner import RunningEmulator
 from source_klaviyo.datetimes import utc_now
 from source_klaviyo.engine import UPPER_MARGIN
+from tests.sync.helpers import TRUTH, run_sync, table_rows, truth
 
 
 def assert_equals_truth(emulator: RunningEmulator, db: Path, read_at) -> None:  # type: ignore[no-untyped-def]
