@@ -212,7 +212,10 @@ def _channel_filter(filter_: str | None) -> str | None:
 
 def campaign_values(world: World, body: bytes) -> dict[str, Any]:
     attributes = _attributes(body, "campaign-values-report")
-    _timeframe(attributes.get("timeframe"))
+    start, end = _timeframe(attributes.get("timeframe"))
+    # Values depend on the timeframe and the conversion metric (a connector must ask for the right
+    # days and metric to get the right numbers); a campaign not sent before the end has none.
+    window = mix(int(start.timestamp()), int(end.timestamp()), salt(attributes["conversion_metric_id"]))
     group_by = _group_by(attributes, CAMPAIGN_GROUP_BY, ("campaign_id", "campaign_message_id"))
     channel_only = _channel_filter(attributes.get("filter"))
     campaigns = world.table("campaigns")
@@ -221,14 +224,17 @@ def campaign_values(world: World, body: bytes) -> dict[str, Any]:
     for i in range(len(campaigns)):
         row = campaigns.rows[i]  # type: ignore[attr-defined]
         channel = row["keys"]["messages.channel"]
-        if row["attributes"]["send_time"] is None or (channel_only and channel != channel_only):
+        send_time = row["attributes"]["send_time"]
+        if send_time is None or (channel_only and channel != channel_only):
+            continue
+        if datetime.fromisoformat(send_time) >= end:
             continue
         ids.append(row["id"])
         for _, message_id in row["rels"]["campaign-messages"]:
             groupings: dict[str, Any] = {"campaign_id": row["id"], "campaign_message_id": message_id}
             if "send_channel" in group_by:
                 groupings["send_channel"] = channel
-            key = mix(world.seed, salt(message_id))
+            key = mix(world.seed, salt(message_id), window)
             results.append(
                 {
                     "groupings": groupings,
@@ -258,10 +264,13 @@ def flow_series(world: World, body: bytes) -> dict[str, Any]:
     channel_only = _channel_filter(attributes.get("filter"))
     step = INTERVALS[interval]
     date_times = []
+    stamps = []  # a value belongs to its date, whichever window it is asked in
     t = start
     while t < end:
         date_times.append(t.isoformat())
+        stamps.append(int(t.timestamp()))
         t += step
+    metric = salt(attributes["conversion_metric_id"])
     messages = world.table("flow-messages")
     actions = world.table("flow-actions")
     results = []
@@ -277,10 +286,8 @@ def flow_series(world: World, body: bytes) -> dict[str, Any]:
         groupings: dict[str, Any] = {"flow_id": flow_id, "flow_message_id": row["id"]}
         if "send_channel" in group_by:
             groupings["send_channel"] = channel
-        key = mix(world.seed, salt(row["id"]))
-        stats = {
-            s: [_statistic(s, mix(key, n)) for n in range(len(date_times))] for s in attributes["statistics"]
-        }
+        key = mix(world.seed, salt(row["id"]), metric)
+        stats = {s: [_statistic(s, mix(key, stamp)) for stamp in stamps] for s in attributes["statistics"]}
         results.append({"groupings": groupings, "statistics": stats})
         if flow_id not in flows:
             flows.append(flow_id)

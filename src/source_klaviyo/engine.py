@@ -419,6 +419,11 @@ class _StreamRead:
         self.last_state: dict[str, Any] | None = None
 
     async def run(self) -> None:
+        if self.stream.report is not None:
+            from .reports import read_report  # late: reports.py builds on this module
+
+            await read_report(self)
+            return
         if self.stream.parent is not None:
             await self._read_children()
             return

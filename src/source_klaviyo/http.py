@@ -269,9 +269,11 @@ class KlaviyoClient:
         bucket: str,
         tier: str,
         params: Sequence[tuple[str, str]] | None = None,
-    ) -> bytes:
-        """POST a JSON:API document (the reporting endpoints); same policy as `get`."""
-        return await self._request("POST", path, params, orjson.dumps(body), bucket=bucket, tier=tier)
+        parse: Callable[[bytes], Any] | None = None,
+    ) -> Any:
+        """POST a JSON:API document (the reporting endpoints); same policy as `get`, `parse` too."""
+        return await self._request("POST", path, params, orjson.dumps(body), bucket=bucket, tier=tier,
+                                   parse=parse)
 
     # -- the policy --------------------------------------------------------------------------------
 

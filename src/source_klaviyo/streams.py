@@ -97,6 +97,21 @@ class Detail:
 
 
 @dataclass(frozen=True)
+class Report:
+    """A POST reporting query (`kind="report"`, read by `reports.py`): one record per day and grouping,
+    for each conversion metric (config `metric_ids`, else the account's "Placed Order" metrics).
+
+    A series report answers one value per day for up to `days_per_request` days; a values report
+    has no series, so each request covers one day (`days_per_request=1`)."""
+
+    type: str  # the request document's JSON:API type
+    group_by: tuple[str, ...]
+    days_per_request: int
+    interval: str | None = None  # "daily" for a series report; None: values over the timeframe
+    default_days: int = 30  # how far back a stream without state or start_date starts
+
+
+@dataclass(frozen=True)
 class Stream:
     name: str
     path: str
@@ -115,6 +130,7 @@ class Stream:
     detail: Detail | None = None
     hook: str | None = None  # named record hook in hooks.py
     kind: Literal["collection", "report"] = "collection"
+    report: Report | None = None  # kind "report": the reporting query
     # The attribute copied to the record's top level; defaults to the incremental cursor.
     lifted: str | None = None
     default_cursor_field: tuple[str, ...] = field(init=False)
@@ -140,6 +156,9 @@ _CAMPAIGN_PARTITIONS = (
 )
 _CAMPAIGNS_INCREMENTAL = Incremental(cursor="updated_at", assume_sorted=False)
 _PROFILES_INCREMENTAL = _updated(lower_operator="greater-than")
+# Report records are whole days: read once the day is over (see reports.py), never filtered by the server.
+_REPORTS_INCREMENTAL = Incremental(cursor="date", lower_operator=None, supports_less_than_filter=False,
+                                   server_side_filter=False, sortable=False)
 _EVENTS_INCREMENTAL = Incremental(cursor="datetime", window=timedelta(days=30), config_lookback=True)
 
 STREAMS: tuple[Stream, ...] = (
@@ -196,6 +215,16 @@ STREAMS: tuple[Stream, ...] = (
            parent=Parent("segments", "/api/segments/{id}/profiles", "segment_id"), hook="membership_record"),
     Stream("tags", "/api/tags", page_size=50, resource_type="tag", tier="S"),
     Stream("coupons", "/api/coupons", page_size=100, resource_type="coupon"),
+    Stream("campaign_values_reports", "/api/campaign-values-reports",
+           primary_key=("date", "conversion_metric_id", "campaign_message_id"), incremental=_REPORTS_INCREMENTAL,
+           tier="REPORTING", kind="report", resource_type="campaign-values-report",
+           report=Report("campaign-values-report", ("campaign_id", "campaign_message_id", "send_channel"),
+                         days_per_request=1, default_days=30)),
+    Stream("flow_series_reports", "/api/flow-series-reports",
+           primary_key=("date", "conversion_metric_id", "flow_message_id"), incremental=_REPORTS_INCREMENTAL,
+           tier="REPORTING", kind="report", resource_type="flow-series-report",
+           report=Report("flow-series-report", ("flow_id", "flow_message_id", "send_channel"),
+                         days_per_request=60, interval="daily", default_days=365)),
 )
 
 STREAMS_BY_NAME: dict[str, Stream] = {stream.name: stream for stream in STREAMS}

@@ -1,0 +1,196 @@
+"""The report streams (`kind="report"`): Klaviyo's POST reporting API, flattened to one record per day.
+
+Klaviyo allows the reporting endpoints 1 request/s, 2/min and **225 a day** per endpoint and account,
+so a report stream plans its requests before sending any:
+
+- **Days.** A record is one whole UTC day, read once the day is over: the plan covers the days from
+  the saved cursor (a state `{"date": D}` means every day before D was emitted) or else `start_date`
+  (the first whole day at or after it) or else the declaration's `default_days`, up to the start of
+  today. The state never passes now, and a sync on a day already read sends no report request.
+- **Requests.** `flow_series_reports` asks a daily series of up to 60 days per request (the API's
+  maximum for `interval: daily`); `campaign_values_reports` has no series, so it asks one day per
+  request. Each window is asked once per conversion metric: `metric_ids` from the config, else every
+  metric named "Placed Order" (one GET /api/metrics chain, shared by both streams) — never all metrics.
+  `plan_windows(...)` x metrics is the exact number of report requests of a sync.
+- **Budget.** One sync spends at most `REQUESTS_PER_SYNC` requests per report stream (less than half of
+  the endpoint's 225 a day, leaving room for a retried or second sync that day and other integrations).
+  A plan over it reads the oldest windows that fit, checkpoints after each, and ends the stream
+  INCOMPLETE with a transient_error naming the day it reached: the next sync resumes there. A stream
+  is never COMPLETE with days missing.
+- **Records.** `{date, <group_by groupings>, conversion_metric_id, statistics{...}}`, statistics being
+  every name the stream's schema declares (the request's whole `statistics` enum).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import weakref
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .datetimes import format_datetime, parse_datetime
+from .errors import ConfigError, SourceError, TransientError
+from .schemas import load_schema
+from .streams import STREAMS_BY_NAME, TIERS, Report, Stream
+
+if TYPE_CHECKING:
+    from .engine import _StreamRead
+
+REQUESTS_PER_SYNC = 100
+DEFAULT_CONVERSION_METRIC = "Placed Order"
+ONE_DAY = timedelta(days=1)
+
+Record = dict[str, Any]
+Window = tuple[datetime, datetime]
+
+# Values computed once per read and shared by its report streams (the default conversion metrics).
+_SHARED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def start_of_day(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def first_whole_day(moment: datetime) -> datetime:
+    day = start_of_day(moment)
+    return day if day == moment else day + ONE_DAY
+
+
+def plan_windows(report: Report, saved: datetime | None, start_date: datetime | None,
+                 now: datetime) -> tuple[datetime, list[Window]]:
+    """(first day, the request windows `[low, high)` up to the start of today, oldest first)."""
+    upper = start_of_day(now)
+    candidates = []
+    if saved is not None:
+        candidates.append(start_of_day(saved))  # a mid-day legacy cursor: that day is read again
+    if start_date is not None:
+        candidates.append(first_whole_day(start_date))
+    start = max(candidates) if candidates else upper - report.default_days * ONE_DAY
+    start = min(start, upper)  # a state in the future is pulled back to today
+    step = report.days_per_request * ONE_DAY
+    windows: list[Window] = []
+    low = start
+    while low < upper:
+        windows.append((low, min(low + step, upper)))
+        low += step
+    return start, windows
+
+
+def request_body(stream: Stream, metric_id: str, low: datetime, high: datetime) -> dict[str, Any]:
+    report = stream.report
+    assert report is not None
+    attributes: dict[str, Any] = {
+        "statistics": statistics_of(stream),
+        "timeframe": {"start": format_datetime(low), "end": format_datetime(high)},
+        "conversion_metric_id": metric_id,
+        "group_by": list(report.group_by),
+    }
+    if report.interval:
+        attributes["interval"] = report.interval
+    return {"data": {"type": report.type, "attributes": attributes}}
+
+
+def statistics_of(stream: Stream) -> list[str]:
+    """Every statistic the stream's schema declares (the request's `statistics` enum)."""
+    return sorted(load_schema(stream.schema_name)["properties"]["statistics"]["properties"])
+
+
+def records_of(stream: Stream, page: dict[str, Any], metric_id: str, low: datetime, high: datetime) -> list[Record]:
+    """The records of one report answer: one per grouping (values) or per grouping and date (series)."""
+    report = stream.report
+    assert report is not None
+    data = page.get("data")
+    attributes = data.get("attributes") if isinstance(data, dict) else None
+    results = attributes.get("results") if isinstance(attributes, dict) else None
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise SourceError(f"Klaviyo answered {stream.path} without data.attributes.results")
+    records: list[Record] = []
+    if report.interval is None:
+        date = format_datetime(low)
+        for result in results:
+            records.append({"date": date, **(result.get("groupings") or {}), "conversion_metric_id": metric_id,
+                            "statistics": dict(result.get("statistics") or {})})
+        return records
+    date_times = attributes.get("date_times")  # type: ignore[union-attr]
+    if not isinstance(date_times, list):
+        raise SourceError(f"Klaviyo answered {stream.path} without data.attributes.date_times")
+    dates = []
+    for value in date_times:
+        try:
+            dates.append(parse_datetime(value))
+        except ValueError:
+            raise SourceError(f"Klaviyo answered {stream.path} with a date_times entry {value!r}") from None
+    for result in results:
+        groupings = result.get("groupings") or {}
+        statistics = result.get("statistics") or {}
+        for index, moment in enumerate(dates):
+            if not low <= moment < high:
+                continue
+            values = {name: (series[index] if isinstance(series, list) and index < len(series) else None)
+                      for name, series in statistics.items()}
+            records.append({"date": format_datetime(moment), **groupings, "conversion_metric_id": metric_id,
+                            "statistics": values})
+    return records
+
+
+async def conversion_metrics(read: _StreamRead) -> tuple[str, ...]:
+    """`metric_ids` from the config, else the account's "Placed Order" metrics (found once per read)."""
+    reader = read.r
+    if reader.config.metric_ids:
+        return tuple(reader.config.metric_ids)
+    shared = _SHARED.setdefault(reader, {"lock": asyncio.Lock()})
+    async with shared["lock"]:
+        if "metrics" not in shared:
+            from .engine import build_chain
+
+            metrics = STREAMS_BY_NAME["metrics"]
+            found: set[str] = set()
+            async for data, _page in reader.pages(build_chain(metrics, reader.config)):
+                found |= {record["id"] for record in data
+                          if (record.get("attributes") or {}).get("name") == DEFAULT_CONVERSION_METRIC}
+            shared["metrics"] = tuple(sorted(found))
+    if not shared["metrics"]:
+        raise ConfigError(f"{read.name}: the account has no {DEFAULT_CONVERSION_METRIC!r} metric to report "
+                          "conversions by; set metric_ids to the conversion metrics to report")
+    return shared["metrics"]
+
+
+async def read_report(read: _StreamRead) -> None:
+    """Read one report stream as planned (see the module docstring); called by the engine."""
+    from .engine import UPPER_MARGIN, parse_page
+
+    stream, reader = read.stream, read.r
+    assert stream.report is not None
+    saved = read._saved({}) if read.incremental else None
+    start, windows = plan_windows(stream.report, saved, reader.config.start_date,
+                                  reader.clock() - UPPER_MARGIN)
+    position = start
+    read.positions[""] = lambda: position
+    if windows:
+        metrics = await conversion_metrics(read)
+        allowed = min(REQUESTS_PER_SYNC, TIERS[stream.tier].daily or math.inf)
+        fit = int(allowed // len(metrics))
+        needed = len(windows) * len(metrics)
+        reader.sink.log("INFO", f"{read.name}: {needed} report requests planned ({len(windows)} windows of up "
+                                f"to {stream.report.days_per_request} days x {len(metrics)} conversion metrics)")
+        read.progress.windows_total = min(len(windows), fit)
+        for low, high in windows[:fit]:
+            for metric_id in metrics:
+                body = request_body(stream, metric_id, low, high)
+                async with reader._requests:
+                    page = await reader.client.post(stream.path, body, bucket=stream.path, tier=stream.tier,
+                                                    parse=parse_page)
+                read._emit(records_of(stream, page, metric_id, low, high))
+            position = high
+            read.progress.windows_done += 1
+            if read.incremental:
+                read._emit_state()
+        if fit < len(windows):
+            raise TransientError(
+                f"{read.name} needs {needed} report requests ({len(windows)} windows x {len(metrics)} conversion "
+                f"metrics), more than the {int(allowed)} one sync may spend of Klaviyo's reporting budget "
+                f"(225 a day); read the days before {format_datetime(position)}, the next sync resumes there",
+                internal_message=f"plan {needed} requests, budget {int(allowed)} per sync")
+    if read.incremental:
+        read._emit_state(force=True)
