@@ -94,17 +94,17 @@ def cmd_read(args: argparse.Namespace, writer: MessageWriter) -> int:
     from .catalog import parse_configured_catalog
     from .config import read_json_file
     from .engine import read_streams
-    from .state_migrations import migrate_stream_state, split_state_input
+    from .state_migrations import migrate_state
 
     config = _load_config(args.config, writer)
     configured = parse_configured_catalog(read_json_file(args.catalog, "catalog"))
-    raw_states = split_state_input(read_json_file(args.state, "state")) if args.state else {}
-    state: dict[str, dict] = {}
-    for cs in configured:
-        if cs.incremental and cs.name in raw_states:
-            migrated = migrate_stream_state(cs.name, raw_states[cs.name], config.start_date)
-            if migrated is not None:
-                state[cs.name] = migrated
+    # The whole state is migrated (a state we cannot understand is a config_error, even for a stream
+    # not selected now); its warnings (unknown streams, cursors in the future) go out as LOG WARN.
+    migrated = migrate_state(read_json_file(args.state, "state") if args.state else None, config.start_date)
+    for warning in migrated.warnings:
+        writer.log("WARN", warning)
+    state = {cs.name: migrated.streams[cs.name] for cs in configured
+             if cs.incremental and cs.name in migrated.streams}
     result = asyncio.run(read_streams(config, configured, state, ProtocolSink(writer)))
     return 0 if result.ok else 1
 

@@ -1,0 +1,184 @@
+"""Helpers of the migration suite: run `read` through the CLI's own code path against an emulator
+whose data is generated around a legacy cursor, and compute what it must return from `truth()`."""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import sys
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import source_klaviyo.http
+from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from source_klaviyo.catalog import configured_catalog
+from source_klaviyo.cli import main
+from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
+from source_klaviyo.streams import STREAMS_BY_NAME, TIERS
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
+FIXTURE_KEY = "pk_fixture_0123456789abcdef"  # the key every legacy config fixture holds
+SEED = 5
+PROBE_ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
+
+# stream -> (truth resource, cursor in truth, keep only suppressed profiles)
+TRUTH: dict[str, tuple[str, str, bool]] = {
+    "campaigns": ("campaigns", "updated_at", False),
+    "campaigns_detailed": ("campaigns", "updated_at", False),
+    "email_templates": ("templates", "updated", False),
+    "events": ("events", "datetime", False),
+    "events_detailed": ("events", "datetime", False),
+    "flows": ("flows", "updated", False),
+    "global_exclusions": ("profiles", "updated", True),
+    "lists": ("lists", "updated", False),
+    "lists_detailed": ("lists", "updated", False),
+    "metrics": ("metrics", "updated", False),
+    "profiles": ("profiles", "updated", False),
+    "segments": ("segments", "updated", False),
+}
+
+
+def fixture_paths(prefix: str) -> list[Path]:
+    return sorted(p for p in FIXTURES.glob(f"{prefix}_*.json") if not p.name.endswith(".expected.json"))
+
+
+def expected_of(path: Path) -> dict[str, Any]:
+    return json.loads(path.with_name(path.name.removesuffix(".json") + ".expected.json").read_text())
+
+
+def emulator_at(anchor: datetime | None, api_key: str = FIXTURE_KEY):
+    return run_emulator_in_thread(EmulatorOptions(seed=SEED, scale="tiny", rate_limits=False, api_key=api_key,
+                                                  anchor=anchor))
+
+
+_MEDIAN_AGE: dict[str, timedelta] = {}
+
+
+def median_age(stream: str) -> timedelta:
+    """How long before the anchor the median record of `stream` is stamped (data shifts with the anchor)."""
+    if stream not in _MEDIAN_AGE:
+        resource, cursor, _ = TRUTH[stream]
+        with emulator_at(PROBE_ANCHOR) as probe:
+            stamps = sorted(parse_datetime(row[cursor]).timestamp() for row in probe.truth(resource))
+        _MEDIAN_AGE[stream] = PROBE_ANCHOR - datetime.fromtimestamp(statistics.median(stamps), UTC)
+    return _MEDIAN_AGE[stream]
+
+
+def cursors_of(state: dict[str, Any]) -> list[datetime]:
+    cursors = [entry["cursor"] for entry in state["states"]] if "states" in state else [state]
+    return [parse_datetime(value) for cursor in cursors for value in cursor.values()]
+
+
+def anchor_for(stream: str, migrated_state: dict[str, Any]) -> datetime:
+    """An anchor that puts the middle of the legacy cursors at the median of the stream's data; a
+    state in the future keeps today's data (all of it in the past, so nothing is read)."""
+    cursors = cursors_of(migrated_state)
+    now = utc_now()
+    past = [c for c in cursors if c < now]
+    if not past:
+        return now - timedelta(days=4)
+    middle = datetime.fromtimestamp(statistics.median(c.timestamp() for c in past), UTC)
+    return min(middle + median_age(stream), now - timedelta(days=4))
+
+
+def partition_of(stream: str, row: dict[str, Any]) -> dict[str, str]:
+    if stream in ("campaigns", "campaigns_detailed"):
+        return {"archived": "true" if row["archived"] else "false", "campaign_type": row["channel"]}
+    if stream == "flows":
+        return {"archived": "true" if row["archived"] else "false"}
+    return {}
+
+
+def saved_cursor(state: dict[str, Any] | None, partition: dict[str, str]) -> datetime | None:
+    if not state:
+        return None
+    if "states" in state:
+        for entry in state["states"]:
+            if entry["partition"] == partition:
+                return parse_datetime(next(iter(entry["cursor"].values())))
+        return None
+    return parse_datetime(next(iter(state.values())))
+
+
+def expected_ids(emulator: RunningEmulator, stream: str, state: dict[str, Any] | None,
+                 start_date: datetime | None, lookback_days: int = 0) -> set[str]:
+    """The truth rows a read from `state` must emit: cursor >= max(saved - lookback, start_date)."""
+    resource, cursor, suppressed_only = TRUTH[stream]
+    inc = STREAMS_BY_NAME[stream].incremental
+    assert inc is not None
+    lookback = inc.lookback + (timedelta(days=lookback_days) if inc.config_lookback else timedelta(0))
+    ids = set()
+    for row in emulator.truth(resource):
+        if suppressed_only and not row.get("suppressed"):
+            continue
+        saved = saved_cursor(state, partition_of(stream, row))
+        bounds = [b for b in (saved - lookback if saved else None, start_date) if b is not None]
+        if not bounds or parse_datetime(row[cursor]) >= floor_second(max(bounds)):
+            ids.add(row["id"])
+    return ids
+
+
+@dataclass
+class Run:
+    code: int
+    messages: list[dict[str, Any]]
+    requests: int
+    bytes_sent: int
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["type"] == kind]
+
+    def ids(self, stream: str) -> list[str]:
+        return [m["record"]["data"]["id"] for m in self.of_type("RECORD") if m["record"]["stream"] == stream]
+
+    def states(self, stream: str) -> list[dict[str, Any]]:
+        return [m["state"] for m in self.of_type("STATE")
+                if m["state"]["stream"]["stream_descriptor"]["name"] == stream]
+
+    def warnings(self) -> list[str]:
+        return [m["log"]["message"] for m in self.of_type("LOG") if m["log"]["level"] == "WARN"]
+
+    def errors(self) -> list[dict[str, Any]]:
+        return [m["trace"]["error"] for m in self.of_type("TRACE") if m["trace"]["type"] == "ERROR"]
+
+
+# The emulators of this suite have no rate limits: the client's own pacing (lists_detailed's detail
+# calls are tier XS, 15 a minute) would only make the tests slow. Pacing is tested in test_ratelimit.py.
+_FAST_TIERS = {name: replace(tier, burst_per_second=tier.burst_per_second * 1000,
+                             steady_per_minute=tier.steady_per_minute * 1000, daily=None)
+               for name, tier in TIERS.items()}
+
+
+class _UnpacedClient(source_klaviyo.http.KlaviyoClient):
+    def __init__(self, config: Any, **kwargs: Any) -> None:
+        super().__init__(config, **{"tiers": _FAST_TIERS, **kwargs})
+
+
+def run_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: str, *,
+                config: dict[str, Any] | str, streams: list[str] | None = None, state: Any = None,
+                emulator: RunningEmulator | None = None) -> Run:
+    """`source-klaviyo COMMAND` in-process through `cli.main`, exactly as the console script runs it."""
+    files = {"config": config}
+    argv = [command, "--config", str(tmp_path / "config.json")]
+    if streams is not None:
+        files["catalog"] = configured_catalog(streams, "incremental")
+        argv += ["--catalog", str(tmp_path / "catalog.json")]
+    if state is not None:
+        files["state"] = state
+        argv += ["--state", str(tmp_path / "state.json")]
+    for name, content in files.items():
+        (tmp_path / f"{name}.json").write_text(content if isinstance(content, str) else json.dumps(content))
+    if emulator is not None:
+        emulator.reset_stats()
+    monkeypatch.setattr(source_klaviyo.http, "KlaviyoClient", _UnpacedClient)
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="utf-8"))
+    code = main(argv)
+    stats = emulator.stats() if emulator is not None else {"requests_total": 0, "bytes_sent": 0}
+    messages = [json.loads(line) for line in out.getvalue().decode().splitlines() if line.strip()]
+    return Run(code, messages, stats["requests_total"], stats["bytes_sent"])
