@@ -113,12 +113,20 @@ class Emulator:
 
     def truth_count(self, resource: str, cursor: str, before: float) -> int:
         """Records of `resource` whose cursor is before the epoch second `before` (what a read
-        started at `before + 5 s` emits: the engine never reads past now - 5 s)."""
-        from datetime import UTC, datetime
-
-        limit = datetime.fromtimestamp(int(before), UTC)
-        rows = self._call(f"/_emulator/truth/{resource}")["data"]
-        return sum(1 for row in rows if datetime.fromisoformat(row[cursor].replace("Z", "+00:00")) < limit)
+        started at `before + 5 s` emits: the engine never reads past now - 5 s). Counted in a child
+        process: a million truth rows would leave this process at ~500 MB, and a child forked from it
+        would inherit that as its `ru_maxrss`."""
+        code = (
+            "import json, sys, urllib.request\n"
+            "from datetime import UTC, datetime\n"
+            "url, cursor, before = sys.argv[1], sys.argv[2], int(float(sys.argv[3]))\n"
+            "limit = datetime.fromtimestamp(before, UTC)\n"
+            "rows = json.loads(urllib.request.urlopen(url, timeout=600).read())['data']\n"
+            "print(sum(1 for r in rows if datetime.fromisoformat(r[cursor].replace('Z', '+00:00')) < limit))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code, f"{self.url}/_emulator/truth/{resource}", cursor,
+                              str(before)], capture_output=True, text=True, check=True)
+        return int(out.stdout)
 
     def add(self, resource: str, count: int) -> None:
         self._call("/_emulator/mutate", {"resource": resource, "add": count})
@@ -135,6 +143,17 @@ def emulator_requests(stats: dict[str, Any], route_prefix: str | None = None) ->
             if status == "429":
                 throttled += count
     return requests, throttled
+
+
+def table_rows(db: Path, tables: list[str]) -> int:
+    """Rows in DuckDB tables, counted in a child process (keeps duckdb out of this one's RSS)."""
+    code = (
+        "import sys, duckdb\n"
+        "con = duckdb.connect(sys.argv[1], read_only=True)\n"
+        "print(sum(con.execute(f'SELECT count(*) FROM \"{t}\"').fetchone()[0] for t in sys.argv[2:]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(db), *tables], capture_output=True, text=True, check=True)
+    return int(out.stdout)
 
 
 def machine() -> dict[str, Any]:

@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Emulator, emulator_requests, machine
+from _common import Emulator, emulator_requests, machine, rss_mb, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "connector.json"
@@ -215,12 +215,13 @@ def _runs_summary(row: Row, procs: list[Proc], records: int, emulator_cpu: list[
 
 
 # -- scenarios ---------------------------------------------------------------------------------------
-def scenario_cpu(inputs: Inputs, scale: str, repeat: int, verify: bool, log: Any) -> list[Row]:
+def scenario_cpu(inputs: Inputs, scale: str, repeat: int, verify: bool, log: Any,
+                 streams: tuple[str, ...] = ("events", "profiles"), sync: bool = True) -> list[Row]:
     rows: list[Row] = []
     with Emulator(scale) as emu:
         log(f"emulator {scale}: {emu.url} (started in {emu.startup_seconds:.1f}s)")
         config = inputs.config(f"cpu-{scale}", emu.url)
-        for stream in ("events", "profiles"):
+        for stream in streams:
             records = emu.truth_count(*TRUTH[stream], before=time.time() - 5)
             catalog = inputs.catalog([stream])
             procs, emu_cpu, requests = [], [], 0
@@ -240,14 +241,13 @@ def scenario_cpu(inputs: Inputs, scale: str, repeat: int, verify: bool, log: Any
                 if counted.records != records:
                     row.notes.append("RECORD COUNT MISMATCH")
             rows.append(row)
-        rows.append(_sync_row(inputs, emu, config, ["events"], "cpu: sync events", scale, repeat, log))
+        if sync:
+            rows.append(_sync_row(inputs, emu, config, ["events"], "cpu: sync events", scale, repeat, log))
     return rows
 
 
 def _sync_row(inputs: Inputs, emu: Emulator, config: str, streams: list[str], name: str, scale: str,
               repeat: int, log: Any) -> Row:
-    import duckdb
-
     procs, emu_cpu, records, requests = [], [], 0, 0
     for i in range(repeat):
         db = inputs.dir / f"sync-{scale}-{'-'.join(streams)}-{i}.duckdb"
@@ -257,8 +257,7 @@ def _sync_row(inputs: Inputs, emu: Emulator, config: str, streams: list[str], na
         procs.append(run_to_devnull(sync_cmd(config, db, streams)))
         emu_cpu.append(emu.cpu() - cpu0)
         requests = emulator_requests(emu.stats())[0]
-        with duckdb.connect(str(db), read_only=True) as con:
-            records = sum(con.execute(f'SELECT count(*) FROM "{s}"').fetchone()[0] for s in streams)
+        records = table_rows(db, streams)
         db.unlink(missing_ok=True)
         log(f"  {name} run {i + 1}: {records} rows, {procs[-1].cpu_s:.2f}s CPU, {procs[-1].wall_s:.1f}s wall, "
             f"peak RSS {procs[-1].maxrss_mb:.0f} MB, exit {procs[-1].exit_code}")
@@ -364,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="cpu,ceiling,memory,startup")
     parser.add_argument("--scale", default="large", choices=["tiny", "small", "medium", "large"])
     parser.add_argument("--memory-scales", default="medium,large")
+    parser.add_argument("--cpu-streams", default="events,profiles", help="streams read by cpu/memory")
+    parser.add_argument("--no-sync", action="store_true", help="skip the DuckDB sync run of cpu/memory")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each cpu scenario (median reported)")
     parser.add_argument("--ceiling-streams", default=",".join(CEILING))
     parser.add_argument("--ceiling-seconds", type=float, default=200.0)
@@ -407,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         if "memory" in scenarios:  # the same runs at more scales: peak RSS must not grow with the data
             scales += [s.strip() for s in args.memory_scales.split(",") if s.strip() not in scales]
         for scale in scales:
-            rows.extend(scenario_cpu(inputs, scale, args.repeat, args.verify_records, log))
+            rows.extend(scenario_cpu(inputs, scale, args.repeat, args.verify_records, log,
+                                     tuple(s.strip() for s in args.cpu_streams.split(",") if s.strip()),
+                                     not args.no_sync))
     print(table(rows))
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -415,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         **conditions,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        # ru_maxrss of a child includes the image it was forked from: keep this well below the rows'
+        "bench_process_rss_mb_at_end": round(rss_mb(os.getpid()), 1),
         "rows": [asdict(r) for r in rows],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
