@@ -96,7 +96,7 @@ def build_app(world: World, options: Any) -> web.Application:
     settings = Settings(options)
     faults = FaultPlan.parse(options.faults, options.seed)
     limiter = RateLimiter(options.rate_limit_scale)
-    cache = PageCache()
+    cache = PageCache(int(getattr(options, "page_cache_mb", 96.0) * 1024 * 1024))
     api = Api(world)
     stats = Stats()
     latency_rng = random.Random(mix(options.seed, salt("latency")))
@@ -114,6 +114,9 @@ def build_app(world: World, options: Any) -> web.Application:
             response = error_response(ApiError(status, detail))
         except asyncio.CancelledError:
             raise
+        except ConnectionResetError:  # the client went away mid-response: nothing to answer, not an error
+            log.debug("client disconnected during %s", request.path_qs)
+            response = web.Response(status=499)
         except Exception:  # never leak a stack trace to a client
             log.exception("emulator error on %s", request.path_qs)
             response = error_response(ApiError(500, "An internal error occurred in the emulator."))
@@ -165,8 +168,11 @@ def build_app(world: World, options: Any) -> web.Application:
         stream = web.StreamResponse(status=response.status, headers=headers)
         stream.content_type = JSONAPI
         stream.content_length = len(body)
-        await stream.prepare(request)
-        await stream.write(cut)
+        try:
+            await stream.prepare(request)
+            await stream.write(cut)
+        except ConnectionResetError:
+            pass  # the client hung up first (or the transport is closing): the reset happened anyway
         transport = request.transport
         if transport is not None:
             transport.abort()  # connection reset mid-body

@@ -207,7 +207,15 @@ def select(
         else:
             lo = max(lo, bisect_right(order, after, key=keyf))
     checks = [(c.field, predicate(c)) for c in rest]
-    picked: list[int] = []
+    if not checks:  # a slice of the order (events pages: no per-record test at all)
+        if descending:
+            picked = [order[pos] for pos in range(hi - 1, max(lo, hi - limit - 1) - 1, -1)]
+        else:
+            picked = list(order[lo : min(hi, lo + limit + 1)])
+        more = len(picked) > limit
+        del picked[limit:]
+        return Selection(picked, more, keyf(picked[-1]) if picked else None)
+    picked = []
     positions = range(hi - 1, lo - 1, -1) if descending else range(lo, hi)
     more = False
     for pos in positions:

@@ -116,7 +116,7 @@ class Renderer:
 class PageCache:
     """LRU of rendered bodies, bounded in bytes so memory does not grow with pages served."""
 
-    def __init__(self, max_bytes: int = 48 * 1024 * 1024) -> None:
+    def __init__(self, max_bytes: int = 96 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self.size = 0
         self.entries: OrderedDict[tuple, bytes] = OrderedDict()

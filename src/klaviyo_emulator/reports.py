@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from .data.rng import mix, salt
+from .data.rng import absorb, mix, mix_from, salt
 from .errors import invalid
 from .store import World
 
@@ -187,20 +187,43 @@ def _group_by(attributes: dict[str, Any], allowed: frozenset[str], required: tup
     return group_by
 
 
-def _statistic(name: str, key: int) -> float | int:
-    h = mix(key, salt(name))
-    if name.endswith("_rate") or name in ("click_to_open_rate",):
-        return round((h % 10_000) / 10_000 * 0.6, 4)
-    if name in (
+MONEY = frozenset(
+    [
         "conversion_value",
         "average_order_value",
         "revenue_per_recipient",
         "text_message_spend",
         "text_message_roi",
         "text_message_credit_usage_amount",
-    ):
+    ]
+)
+
+
+def _statistic(name: str, key: int) -> float | int:
+    return _value(name, mix(key, salt(name)))
+
+
+def _value(name: str, h: int) -> float | int:
+    if name.endswith("_rate") or name in ("click_to_open_rate",):
+        return round((h % 10_000) / 10_000 * 0.6, 4)
+    if name in MONEY:
         return round((h % 1_000_000) / 100, 2)
     return h % 20_000
+
+
+def _series(names: list[str], keys: list[int]) -> dict[str, list[float | int]]:
+    """`{s: [_statistic(s, k) for k in keys] for s in names}`, hashing each key's prefix once."""
+    prefixes = [absorb(k) for k in keys]
+    out: dict[str, list[float | int]] = {}
+    for name in names:
+        name_salt = salt(name)
+        if name.endswith("_rate"):
+            out[name] = [round((mix_from(p, name_salt) % 10_000) / 10_000 * 0.6, 4) for p in prefixes]
+        elif name in MONEY:
+            out[name] = [round((mix_from(p, name_salt) % 1_000_000) / 100, 2) for p in prefixes]
+        else:
+            out[name] = [mix_from(p, name_salt) % 20_000 for p in prefixes]
+    return out
 
 
 def _channel_filter(filter_: str | None) -> str | None:
@@ -287,7 +310,7 @@ def flow_series(world: World, body: bytes) -> dict[str, Any]:
         if "send_channel" in group_by:
             groupings["send_channel"] = channel
         key = mix(world.seed, salt(row["id"]), metric)
-        stats = {s: [_statistic(s, mix(key, stamp)) for stamp in stamps] for s in attributes["statistics"]}
+        stats = _series(attributes["statistics"], [mix(key, stamp) for stamp in stamps])
         results.append({"groupings": groupings, "statistics": stats})
         if flow_id not in flows:
             flows.append(flow_id)

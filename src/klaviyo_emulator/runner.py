@@ -35,6 +35,7 @@ class EmulatorOptions:
         None  # data is generated relative to this instant; default: now floored to the hour
     )
     hang_seconds: float = 600.0  # how long a `timeout` fault hangs
+    page_cache_mb: float = 96.0  # bound of the rendered-page LRU (docs/emulator.md, "Serving cost")
     host: str = "127.0.0.1"
     port: int = 0
 

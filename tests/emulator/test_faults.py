@@ -98,3 +98,27 @@ def test_different_seed_gives_a_different_fault_sequence():
 def test_fault_rate_is_roughly_the_requested_share():
     statuses = _sequence(31, faults="503=0.25", n=200)
     assert 25 <= statuses.count(503) <= 75
+
+
+def test_reset_fault_to_a_client_that_already_hung_up_logs_no_error(caplog):
+    """A client that sends a request and closes at once: writing the half body meets a closing
+    transport, which is the reset the fault promised, not an emulator error with a traceback."""
+    import socket
+    from urllib.parse import urlsplit
+
+    caplog.set_level("DEBUG", logger="klaviyo_emulator")
+    with faulty("reset=1.0") as emu:
+        host, port = urlsplit(emu.url).hostname, urlsplit(emu.url).port
+        raw = (
+            b"GET /api/events?page%5Bsize%5D=1000 HTTP/1.1\r\nHost: x\r\nrevision: 2026-07-15\r\n"
+            b"Authorization: Klaviyo-API-Key pk_emulator\r\n\r\n"
+        )
+        for _ in range(20):
+            with socket.create_connection((host, port)) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                sock.sendall(raw)  # and close with RST (linger 0) before the answer
+        assert request(emu.url, "/_emulator/stats").status == 200  # still serving
+        faults = emu.stats()["faults"].get("reset", 0)
+    assert faults >= 1
+    errors = [r for r in caplog.records if r.name.startswith("klaviyo_emulator") and r.levelno >= 30]
+    assert not errors, [r.getMessage() for r in errors]

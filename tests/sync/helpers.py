@@ -12,7 +12,7 @@ import duckdb
 from source_klaviyo.config import parse_config
 from source_klaviyo.datetimes import parse_datetime
 from source_klaviyo.http import KlaviyoClient
-from source_klaviyo.sync.demo import ScaledRateLimiters
+from source_klaviyo.sync.demo import scaled_tiers
 from source_klaviyo.sync.run import SyncOptions, sync
 from source_klaviyo.sync.summary import SyncSummary
 
@@ -41,8 +41,7 @@ def run_sync(url: str, db: Path, streams: list[str] | None = None, **options: An
 
     async def go() -> SyncSummary:
         config = config_for(url)
-        async with KlaviyoClient(config) as client:
-            client.limiters = ScaledRateLimiters(100)
+        async with KlaviyoClient(config, tiers=scaled_tiers(100)) as client:
             return await sync(config, SyncOptions(db_path=db, streams=streams, quiet=True, **options), client=client)
 
     return asyncio.run(go())

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..jsontext import BigInt
 from ..table import Rel, Table
-from .rng import iso, mix, record_rng, salt, ulid
+from .rng import absorb, iso, mix, record_rng, salt, ulid_from
 from .words import CITIES, FIRST_NAMES, LAST_NAMES, LOCALES, ORGANIZATIONS, TITLES
 
 DAY = 86_400
@@ -54,7 +54,9 @@ class Profiles(Table):
                 updated = created + rnd.randrange(0, anchor - created)
             self.created.append(created)
             self.updated.append(updated)
-        self._ids: dict[int, str] = {}
+        self._id_prefix = absorb(seed, self._salt)  # ulid(seed, "profiles", i) == ulid_from(prefix, i)
+        # every event names its profile: the ids are derived once (~4 µs each, 0.8 s at large scale)
+        self._ids = [ulid_from(self._id_prefix, i) for i in range(count)]
         self._memberships: dict[str, tuple[int, dict[str, array]]] = {}
 
     # identity -------------------------------------------------------------------------------------
@@ -63,13 +65,8 @@ class Profiles(Table):
         return len(self.created)
 
     def id(self, index: int) -> str:
-        # events name their profile on every row; a small memo saves re-deriving hot ids
-        cached = self._ids.get(index)
-        if cached is None:
-            if len(self._ids) > 50_000:
-                self._ids.clear()
-            cached = self._ids[index] = ulid(self.seed, "profiles", index)
-        return cached
+        ids = self._ids
+        return ids[index] if index < len(ids) else ulid_from(self._id_prefix, index)  # added by mutations
 
     def index_of(self, record_id: str) -> int | None:
         if len(record_id) != 26 or not record_id.startswith("01"):

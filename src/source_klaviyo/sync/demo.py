@@ -11,14 +11,12 @@ import argparse
 import asyncio
 import sys
 from dataclasses import replace
-from typing import Any
 
 import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from source_klaviyo.ratelimit import RateLimiters, TierLimiter
-from source_klaviyo.streams import TIERS
+from source_klaviyo.streams import TIERS, Tier
 from source_klaviyo.sync.run import SyncOptions, sync
 from source_klaviyo.sync.summary import SyncSummary
 
@@ -54,25 +52,17 @@ GROUP BY reason ORDER BY profiles DESC""",
 )
 
 
-class ScaledRateLimiters(RateLimiters):
+def scaled_tiers(scale: float) -> dict[str, Tier]:
     """Klaviyo's tiers multiplied by `scale`, to match an emulator started with the same scale."""
-
-    def __init__(self, scale: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._scale = scale
-
-    def get(self, bucket: str, tier: str) -> TierLimiter:
-        key = (bucket, tier)
-        if key not in self._limiters and tier in TIERS:
-            base = TIERS[tier]
-            scaled = replace(
-                base,
-                burst_per_second=max(1, int(base.burst_per_second * self._scale)),
-                steady_per_minute=max(1, int(base.steady_per_minute * self._scale)),
-                daily=int(base.daily * self._scale) if base.daily else None,
-            )
-            self._limiters[key] = TierLimiter(scaled, clock=self._clock, margin=self._margin, name=bucket)
-        return super().get(bucket, tier)
+    return {
+        name: replace(
+            tier,
+            burst_per_second=max(1, int(tier.burst_per_second * scale)),
+            steady_per_minute=max(1, int(tier.steady_per_minute * scale)),
+            daily=int(tier.daily * scale) if tier.daily else None,
+        )
+        for name, tier in TIERS.items()
+    }
 
 
 def demo(args: argparse.Namespace, options: SyncOptions) -> int:
@@ -91,8 +81,10 @@ async def _sync_emulator(args: argparse.Namespace, options: SyncOptions, out: Co
     from source_klaviyo.config import parse_config
     from source_klaviyo.http import KlaviyoClient
 
+    # the demo reads each page once: a small page cache is enough (retries of faulted pages only)
     emulator_options = EmulatorOptions(seed=args.seed, scale=args.scale, rate_limits=True,
-                                       rate_limit_scale=RATE_LIMIT_SCALE, api_key=DEMO_API_KEY)
+                                       rate_limit_scale=RATE_LIMIT_SCALE, api_key=DEMO_API_KEY,
+                                       page_cache_mb=8)
     handle, url = await start_emulator(emulator_options)
     try:
         out.print(
@@ -102,8 +94,7 @@ async def _sync_emulator(args: argparse.Namespace, options: SyncOptions, out: Co
             markup=False,
         )
         config, _ = parse_config({"api_key": DEMO_API_KEY, "base_url": url})
-        async with KlaviyoClient(config) as client:
-            client.limiters = ScaledRateLimiters(RATE_LIMIT_SCALE)
+        async with KlaviyoClient(config, tiers=scaled_tiers(RATE_LIMIT_SCALE)) as client:
             return await sync(config, options, client=client)
     finally:
         await handle.close()
