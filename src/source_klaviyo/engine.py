@@ -36,6 +36,12 @@ partitioned streams keep one cursor per partition (`{"states": [{"partition", "c
 
 Errors: a failing stream gets a TRACE ERROR and INCOMPLETE, keeps its last emitted state, and the
 others go on; a 401 stops the whole read with one config_error.
+
+Heartbeat: a read that has passed nothing to the sink for `heartbeat_seconds` (waiting out a rate
+limit or a long Retry-After, or paging slowly) sends a RUNNING stream status for every stream still
+in progress, so the platform (`maxSecondsBetweenMessages`) never sees a silent connector. The default
+is `HEARTBEAT_SECONDS`; the environment variable `SOURCE_KLAVIYO_HEARTBEAT_SECONDS` overrides it
+(tests use a fraction of a second).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ import asyncio
 import gc
 import itertools
 import json
+import os
+import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -62,6 +70,8 @@ from .streams import STREAMS_BY_NAME, TIERS, Stream
 UPPER_MARGIN = timedelta(seconds=5)
 CHECKPOINT_EVERY_PAGES = 10
 GC_THRESHOLD = 50_000  # gen-0 allocations between collections while reading (default 700)
+HEARTBEAT_SECONDS = 30.0  # the longest silence of a read; Airbyte's maxSecondsBetweenMessages is 600
+HEARTBEAT_ENV = "SOURCE_KLAVIYO_HEARTBEAT_SECONDS"
 # A stand-in lower edge for a stream read without any lower bound (no state, no start_date).
 NO_LOWER_BOUND = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -100,6 +110,43 @@ class ReadResult:
     @property
     def ok(self) -> bool:
         return all(status == "COMPLETE" for status in self.statuses.values())
+
+
+def heartbeat_seconds_from_env() -> float:
+    """`SOURCE_KLAVIYO_HEARTBEAT_SECONDS` when it is a positive number, else `HEARTBEAT_SECONDS`."""
+    try:
+        seconds = float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS))
+    except ValueError:
+        return HEARTBEAT_SECONDS
+    return seconds if seconds > 0 else HEARTBEAT_SECONDS
+
+
+class _Stamped:
+    """The sink, noting when it last passed anything on (what the heartbeat measures silence by)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.inner = sink
+        self.last = time.monotonic()
+
+    def records(self, stream: str, records: list[Record]) -> None:
+        self.last = time.monotonic()
+        self.inner.records(stream, records)
+
+    def state(self, stream: str, stream_state: dict[str, Any], record_count: int) -> None:
+        self.last = time.monotonic()
+        self.inner.state(stream, stream_state, record_count)
+
+    def stream_status(self, stream: str, status: str) -> None:
+        self.last = time.monotonic()
+        self.inner.stream_status(stream, status)
+
+    def error(self, stream: str | None, error: SourceError) -> None:
+        self.last = time.monotonic()
+        self.inner.error(stream, error)
+
+    def log(self, level: str, message: str) -> None:
+        self.last = time.monotonic()
+        self.inner.log(level, message)
 
 
 class _Unauthorized(Exception):
@@ -297,11 +344,13 @@ class Reader:
     """One read of the configured streams; see the module docstring."""
 
     def __init__(self, config: Any, configured: list[ConfiguredStream], state: dict[str, dict] | None,
-                 sink: Sink, *, client: Any = None, clock: Callable[[], datetime] = utc_now) -> None:
+                 sink: Sink, *, client: Any = None, clock: Callable[[], datetime] = utc_now,
+                 heartbeat_seconds: float | None = None) -> None:
         self.config = config
         self.configured = configured
         self.state = state or {}
-        self.sink = sink
+        self.sink = _Stamped(sink)
+        self.heartbeat_seconds = heartbeat_seconds or heartbeat_seconds_from_env()
         self.client = client
         self.clock = clock
         self.progress: dict[str, StreamProgress] = {cs.name: StreamProgress() for cs in configured}
@@ -326,6 +375,7 @@ class Reader:
             gc.set_threshold(*threshold)
 
     async def _run_all(self) -> ReadResult:
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             async with asyncio.TaskGroup() as group:
                 for cs in self.configured:
@@ -337,8 +387,20 @@ class Reader:
             for name, progress in self.progress.items():
                 if progress.status not in ("COMPLETE", "INCOMPLETE"):
                     self._status(name, "INCOMPLETE")
+        finally:
+            heartbeat.cancel()
         statuses = {name: p.status for name, p in self.progress.items()}
         return ReadResult(statuses, self.progress, self.errors, getattr(self.client, "stats", None))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            silent = time.monotonic() - self.sink.last
+            if silent >= self.heartbeat_seconds:
+                for name, progress in self.progress.items():
+                    if progress.status in ("STARTED", "RUNNING"):
+                        self.sink.stream_status(name, "RUNNING")
+                silent = 0.0
+            await asyncio.sleep(self.heartbeat_seconds - silent)
 
     def _status(self, stream: str, status: str) -> None:
         self.progress[stream].status = status
@@ -674,6 +736,8 @@ def _first_leaf(error: BaseException) -> BaseException:
 
 async def read_streams(config: Any, configured: list[ConfiguredStream], state: dict[str, dict] | None,
                        sink: Sink, *, client: Any = None,
-                       clock: Callable[[], datetime] = utc_now) -> ReadResult:
+                       clock: Callable[[], datetime] = utc_now,
+                       heartbeat_seconds: float | None = None) -> ReadResult:
     """Read `configured` streams into `sink`; see the module docstring for the contract."""
-    return await Reader(config, configured, state, sink, client=client, clock=clock).run()
+    return await Reader(config, configured, state, sink, client=client, clock=clock,
+                        heartbeat_seconds=heartbeat_seconds).run()

@@ -6,7 +6,7 @@ spliced around `orjson.dumps(record)`. Integers wider than 64 bits (seen in even
 orjson raise; such a record falls back to `json.dumps`, which writes them losslessly.
 
 The writer flushes at every STATE message (so the platform never sees a state before the records it
-covers) and at `close()`.
+covers), at every stream status (the engine's heartbeat is one) and at `close()`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ class MessageWriter:
                     "emitted_at": now_ms(),
                     "stream_status": {"stream_descriptor": {"name": stream}, "status": status},
                 },
-            }
+            },
+            flush=True,  # rare, and the heartbeat: the platform must see it now, not when a buffer fills
         )
 
     def error(self, stream: str | None, error: SourceError) -> None:
