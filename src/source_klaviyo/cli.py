@@ -48,6 +48,9 @@ def cmd_spec(args: argparse.Namespace, writer: MessageWriter) -> int:
     return 0
 
 
+CHECK_ATTEMPTS = 3
+
+
 def cmd_check(args: argparse.Namespace, writer: MessageWriter) -> int:
     config = _load_config(args.config, writer)
     import asyncio  # late: importing asyncio is ~90 ms of CPU that `spec` does not need
@@ -67,7 +70,9 @@ async def _check(config: Any) -> tuple[bool, str | None]:
     from .http import KlaviyoClient
 
     try:
-        async with KlaviyoClient(config) as client:
+        # A check is interactive: a wrong host must fail in seconds, not after a read's 8 attempts
+        # (~30 s of backoff); three still ride out a blip.
+        async with KlaviyoClient(config, max_attempts=CHECK_ATTEMPTS) as client:
             await client.get("/api/metrics", None, bucket="/api/metrics", tier="M")
     except SourceError as exc:
         status = getattr(exc, "status", None)
