@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import duckdb
 
@@ -36,13 +36,18 @@ def config_for(url: str) -> Any:
     return config
 
 
-def run_sync(url: str, db: Path, streams: list[str] | None = None, **options: Any) -> SyncSummary:
-    """A quiet in-process sync; the client's tiers are scaled up (the emulator runs without limits)."""
+def run_sync(url: str, db: Path, streams: list[str] | None = None, *, stderr: TextIO | None = None,
+             **options: Any) -> SyncSummary:
+    """An in-process sync, quiet unless `stderr` is given (then it gets the progress lines and summary).
+
+    The client's tiers are scaled up (the emulator runs without limits).
+    """
 
     async def go() -> SyncSummary:
         config = config_for(url)
         async with KlaviyoClient(config, tiers=scaled_tiers(100)) as client:
-            return await sync(config, SyncOptions(db_path=db, streams=streams, quiet=True, **options), client=client)
+            return await sync(config, SyncOptions(db_path=db, streams=streams, quiet=stderr is None, **options),
+                              client=client, stderr=stderr)
 
     return asyncio.run(go())
 

@@ -132,12 +132,16 @@ class Store:
         return (json.loads(row[0]) if row[0] is not None else {}), row[1]
 
     def live_fingerprint(self, stream: str) -> str | None:
+        return self.live_version(stream)[1]
+
+    def live_version(self, stream: str) -> tuple[str | None, str | None]:
+        """(connector version, schema fingerprint) the stream's table was last written with."""
         row = self.con.execute(
-            f"SELECT schema_fingerprint FROM {VERSIONS_TABLE} WHERE stream = ? "
+            f"SELECT connector_version, schema_fingerprint FROM {VERSIONS_TABLE} WHERE stream = ? "
             "ORDER BY recorded_at DESC LIMIT 1",
             [stream],
         ).fetchall()
-        return row[0][0] if row else None
+        return (row[0][0], row[0][1]) if row else (None, None)
 
     def columns_of(self, table: str) -> list[str]:
         rows = self.con.execute(

@@ -49,10 +49,12 @@ def plan_stream(store: Store, stream: Stream, *, full_refresh: bool) -> StreamPl
         return StreamPlan(stream, layout, "staging", True, None, "full refresh", "--full-refresh")
     if not store.table_exists(name):
         return StreamPlan(stream, layout, "live", False, None, "initial")
-    stored = store.live_fingerprint(name)
+    # Only the schema decides: a new connector version with the same schema continues incrementally.
+    version, stored = store.live_version(name)
     if stored is not None and stored != layout.fingerprint:
         return StreamPlan(stream, layout, "staging", True, None, "full refresh",
-                          f"schema changed (fingerprint {stored[:8]} -> {layout.fingerprint[:8]})")
+                          f"schema changed from version {version or 'unknown'} to {store.connector_version} "
+                          f"(fingerprint {stored[:8]} -> {layout.fingerprint[:8]})")
     saved = store.saved_state(name, "live")
     if saved is None:
         return StreamPlan(stream, layout, "live", False, None, "initial, resumed")

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from rich.console import Console
 
 from source_klaviyo.catalog import ConfiguredStream
+from source_klaviyo.datetimes import utc_now
 from source_klaviyo.engine import Reader
 from source_klaviyo.errors import ConfigError
 from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, Stream
@@ -57,6 +58,7 @@ class SyncOptions:
     flush_records: int = 5000
     flush_seconds: float = 1.0
     command: str = "sync"
+    clock: Callable[[], datetime] | None = None  # the engine's "now" (tests read ahead of it instead of sleeping)
 
 
 async def sync(config: Any, options: SyncOptions, *, client: Any = None, stderr: TextIO | None = None) -> SyncSummary:
@@ -89,7 +91,7 @@ async def sync(config: Any, options: SyncOptions, *, client: Any = None, stderr:
             on_checkpoint=_checkpoint_logger(options.checkpoint_log), on_log=progress.log,
         )
         progress.tallies = sink.tallies
-        reader = Reader(config, configured, states, sink, client=client)
+        reader = Reader(config, configured, states, sink, client=client, clock=options.clock or utc_now)
         reader_box.append(reader)
         if not options.quiet:
             progress.start()

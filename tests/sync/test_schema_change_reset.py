@@ -1,0 +1,213 @@
+"""Upgrading onto a DuckDB file written by an older connector: only streams whose schema changed are rebuilt.
+
+The file of a 2.13 user is simulated from a real first sync: its bookkeeping is rewritten to say
+2.13.0, with other schema fingerprints for `profiles` and `campaigns` (the 3.0.0 breaking set) and
+those tables in their 2.13 shape (profiles with the top-level `segments` column, campaigns with
+`message`/`channel` in their attributes, and a row each that no longer exists in Klaviyo).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from klaviyo_emulator.runner import RunningEmulator
+from source_klaviyo.datetimes import ONE_SECOND, floor_second, utc_now
+from source_klaviyo.engine import UPPER_MARGIN
+from source_klaviyo.schemas import load_schema
+from source_klaviyo.streams import STREAMS_BY_NAME
+from source_klaviyo.sync.layout import METADATA_COLUMNS, TableLayout, table_layout
+from source_klaviyo.sync.run import connector_version
+from source_klaviyo.sync.summary import SyncSummary
+from tests.sync.helpers import TRUTH, run_sync, table_rows, truth
+
+STREAMS = ["profiles", "events", "lists", "campaigns"]
+CHANGED = ["profiles", "campaigns"]  # their fingerprints differ in the aged file
+CONTINUED = ["events", "lists"]
+OLD_VERSION = "2.13.0"
+OLD_FINGERPRINTS = {"profiles": "2c7e9d0a51b3f4e6", "campaigns": "9a41f07bd2c58e13"}
+STALE_ID = "01STALE2X0000000000000000"
+
+
+def fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def upper_of(clock: Callable[[], datetime]) -> datetime:
+    """The engine's exclusive upper bound for a read at `clock()`: what truth must be cut at."""
+    return floor_second(clock()) - UPPER_MARGIN
+
+
+def ahead() -> Callable[[], datetime]:
+    # The engine reads up to now - UPPER_MARGIN: a clock that far ahead covers mutations made just
+    # now, without sleeping (mutations are stamped with the real, second-granular now).
+    return fixed(utc_now() + UPPER_MARGIN + 2 * ONE_SECOND)
+
+
+def requests_by_route(emulator: RunningEmulator) -> dict[str, int]:
+    return {route: sum(by_status.values()) for route, by_status in emulator.stats()["requests"].items()}
+
+
+def assert_equals_truth(emulator: RunningEmulator, db: Path, stream: str, read_at: datetime) -> None:
+    cursor = TRUTH[stream][1]
+    landed = table_rows(db, stream, f"id, {cursor}")
+    assert len(landed) == len({row[0] for row in landed}), f"duplicates in {stream}"
+    assert dict(landed) == truth(emulator, stream, read_at), stream
+
+
+def current_layout(stream: str) -> TableLayout:
+    return table_layout(STREAMS_BY_NAME[stream], load_schema(STREAMS_BY_NAME[stream].schema_name))
+
+
+def expected_columns(stream: str) -> list[str]:
+    return [*current_layout(stream).column_names, *(name for name, _type in METADATA_COLUMNS)]
+
+
+def columns(db: Path, table: str) -> list[str]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                           "ORDER BY ordinal_position", [table]).fetchall()
+    return [row[0] for row in rows]
+
+
+def old_campaign_attributes(db: Path) -> int:
+    where = "json_exists(attributes, '$.message') OR json_exists(attributes, '$.channel')"
+    return table_rows(db, "campaigns", f"count(*) FILTER (WHERE {where})")[0][0]
+
+
+def age_file(db: Path, *, fingerprints: dict[str, str], old_shapes: bool) -> None:
+    """Make `db` look written by connector 2.13.0 (with other fingerprints for `fingerprints`' streams)."""
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE _source_klaviyo_versions SET connector_version = ?", [OLD_VERSION])
+        con.execute("UPDATE _source_klaviyo_syncs SET connector_version = ?", [OLD_VERSION])
+        for stream, fingerprint in fingerprints.items():
+            con.execute("UPDATE _source_klaviyo_versions SET schema_fingerprint = ? WHERE stream = ?",
+                        [fingerprint, stream])
+            con.execute("UPDATE _source_klaviyo_state SET schema_fingerprint = ? WHERE stream = ?",
+                        [fingerprint, stream])
+        if old_shapes:
+            # 2.13 profiles carried `segments` at the top level; 2.13 campaigns had message and channel.
+            con.execute("ALTER TABLE profiles ADD COLUMN segments JSON")
+            con.execute("""UPDATE profiles SET segments = '{"data": []}'""")
+            con.execute("""INSERT INTO profiles (id, type, updated, attributes, segments)
+                           VALUES (?, 'profile', TIMESTAMPTZ '2024-03-01 00:00:00+00', '{}', '{"data": []}')""",
+                        [STALE_ID])
+            con.execute("""UPDATE campaigns SET attributes = json_merge_patch(attributes,
+                           '{"message": "01OLDMESSAGE", "channel": "email"}')""")
+            con.execute("""INSERT INTO campaigns (id, type, updated_at, attributes)
+                           VALUES (?, 'campaign', TIMESTAMPTZ '2024-03-01 00:00:00+00',
+                                   '{"message": "01OLDMESSAGE", "channel": "email"}')""", [STALE_ID])
+
+
+def mutate(emulator: RunningEmulator) -> dict[str, set[str]]:
+    """Changes on every stream; returns stream -> the ids an incremental read must fetch."""
+    changed: dict[str, set[str]] = {}
+    for stream, counts in (
+        ("profiles", {"add": 2, "update": 3}),
+        ("campaigns", {"add": 1, "update": 1}),
+        ("events", {"add": 4}),
+        ("lists", {"add": 1, "update": 2}),
+    ):
+        result = emulator.mutate(TRUTH[stream][0], **counts)
+        changed[stream] = set(result["added"]) | set(result["updated"])
+    return changed
+
+
+def first_sync(emulator: RunningEmulator, db: Path) -> tuple[SyncSummary, dict[str, int]]:
+    clock = fixed(utc_now())
+    summary = run_sync(emulator.url, db, STREAMS, clock=clock)
+    assert summary.status == "SUCCEEDED", summary.to_json()
+    for stream in STREAMS:
+        assert_equals_truth(emulator, db, stream, upper_of(clock))
+    requests = requests_by_route(emulator)
+    emulator.reset_stats()
+    return summary, requests
+
+
+def synced_in(db: Path, stream: str, sync_id: str) -> set[str]:
+    return {row[0] for row in table_rows(db, stream, f"id, _sync_id = '{sync_id}'") if row[1]}
+
+
+def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: RunningEmulator,
+                                                                 tmp_path: Path) -> None:
+    db = tmp_path / "klaviyo.duckdb"
+    _, initial_requests = first_sync(fresh_emulator, db)
+    age_file(db, fingerprints=OLD_FINGERPRINTS, old_shapes=True)
+    assert old_campaign_attributes(db) > 0 and "segments" in columns(db, "profiles")
+    changed = mutate(fresh_emulator)
+
+    printed = io.StringIO()
+    clock = ahead()
+    second = run_sync(fresh_emulator.url, db, STREAMS, clock=clock, stderr=printed)
+    assert second.status == "SUCCEEDED", second.to_json()
+    read_at, requests = upper_of(clock), requests_by_route(fresh_emulator)
+    by_stream = {s.stream: s for s in second.streams}
+    version = connector_version()
+    assert version == "3.0.0"
+
+    for stream in CHANGED:
+        summary = by_stream[stream]
+        assert summary.mode == "full refresh"
+        assert summary.reset_reason is not None
+        assert summary.reset_reason.startswith(f"schema changed from version {OLD_VERSION} to {version}")
+        assert f"reset {stream}: {summary.reset_reason} (old table replaced)" in printed.getvalue()
+        # a full read: the same requests as the first sync, every record of the truth read again ...
+        route = STREAMS_BY_NAME[stream].path
+        assert requests[route] == initial_requests[route], stream
+        assert summary.records == len(truth(fresh_emulator, stream, read_at)) == summary.rows
+        # ... and the table is exactly the truth in today's layout: no stale row, column or attribute
+        assert_equals_truth(fresh_emulator, db, stream, read_at)
+        assert columns(db, stream) == expected_columns(stream)
+        assert synced_in(db, stream, second.sync_id) == set(truth(fresh_emulator, stream, read_at))
+        assert summary.removed == 1  # the row gone from Klaviyo since the old table was written
+    assert old_campaign_attributes(db) == 0
+
+    for stream in CONTINUED:
+        summary = by_stream[stream]
+        assert (summary.mode, summary.reset_reason) == ("incremental", None)
+        assert f"reset {stream}:" not in printed.getvalue()
+        # only the changed records were read, in one page each (page sizes are 10 and 1000) ...
+        assert requests[STREAMS_BY_NAME[stream].path] == 1, stream
+        assert summary.records - summary.unchanged == len(changed[stream])
+        assert synced_in(db, stream, second.sync_id) == changed[stream]
+        # ... and the table still equals the truth
+        assert_equals_truth(fresh_emulator, db, stream, read_at)
+    assert (by_stream["events"].new, by_stream["lists"].new, by_stream["lists"].updated) == (4, 1, 2)
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        recorded = con.execute("SELECT stream, connector_version, schema_fingerprint FROM _source_klaviyo_versions "
+                               "WHERE sync_id = ?", [second.sync_id]).fetchall()
+    assert {stream: (v, f) for stream, v, f in recorded} == {
+        stream: (version, current_layout(stream).fingerprint)
+        for stream in STREAMS
+    }
+
+
+def test_a_new_connector_version_with_the_same_schemas_resets_nothing(fresh_emulator: RunningEmulator,
+                                                                       tmp_path: Path) -> None:
+    db = tmp_path / "klaviyo.duckdb"
+    first, _ = first_sync(fresh_emulator, db)
+    age_file(db, fingerprints={}, old_shapes=False)
+    changed = mutate(fresh_emulator)
+
+    printed = io.StringIO()
+    clock = ahead()
+    second = run_sync(fresh_emulator.url, db, STREAMS, clock=clock, stderr=printed)
+    assert second.status == "SUCCEEDED", second.to_json()
+    requests = requests_by_route(fresh_emulator)
+    assert "reset " not in printed.getvalue()
+    for summary in second.streams:
+        assert (summary.mode, summary.reset_reason) == ("incremental", None), summary
+        assert summary.records - summary.unchanged == len(changed[summary.stream])
+        assert synced_in(db, summary.stream, second.sync_id) == changed[summary.stream]
+        assert synced_in(db, summary.stream, first.sync_id) == (
+            set(truth(fresh_emulator, summary.stream, upper_of(clock))) - changed[summary.stream])
+        assert_equals_truth(fresh_emulator, db, summary.stream, upper_of(clock))
+    # profiles took 2 pages at first; campaigns are read per channel and archived flag (6 partitions)
+    assert {STREAMS_BY_NAME[s].path: requests[STREAMS_BY_NAME[s].path] for s in STREAMS} == {
+        "/api/profiles": 1, "/api/events": 1, "/api/lists": 1, "/api/campaigns": 6,
+    }
