@@ -44,6 +44,19 @@ _BOOKKEEPING_DDL = (
 )
 
 
+# The sync's CPU and memory budget (docs/performance.md, "sync"): one thread, a bounded buffer pool,
+# a checkpoint per ~256 MB of WAL (a checkpoint per 16 MB, the default, recompressed the table's
+# last row group over and over), and zstd for every column that supports it (half the checkpoint
+# CPU of the default analysis, and a file about a third the size).
+_SETTINGS = (
+    "SET threads = 1",
+    "SET preserve_insertion_order = false",
+    "SET memory_limit = '64MB'",
+    "SET checkpoint_threshold = '256MB'",
+    "SET force_compression = 'zstd'",
+)
+
+
 @dataclass
 class Target:
     """Where one stream's records go during this sync: its live table, or its staging table."""
@@ -54,6 +67,7 @@ class Target:
     # Rows re-read unchanged are told apart from updates only where the table had rows to begin
     # with (an incremental run); a staging table is compared with the live one when published.
     classify_changes: bool = False
+    has_rows: bool = True  # False while the table is known to be empty: nothing to replace
 
     @property
     def stream(self) -> str:
@@ -88,6 +102,59 @@ def dumps_line(record: dict[str, Any]) -> bytes:
         return json.dumps(record, separators=(",", ":"), default=str).encode()
 
 
+class Batch:
+    """One stream's records waiting for their transaction, serialized at once: NDJSON lines, one per key.
+
+    The last version of a key read wins (a record updated during the read arrives twice). Holding
+    bytes rather than dicts keeps a batch at about its JSON size.
+    """
+
+    __slots__ = ("bytes", "key", "known", "lines", "longest", "skipped", "unknown")
+
+    def __init__(self, key: tuple[str, ...], known: Iterable[str]) -> None:
+        self.key = key
+        self.lines: dict[Any, bytes] = {}
+        self.bytes = 0
+        self.longest = 0  # bytes of the longest line: read_json's buffer is sized from it
+        self.skipped = 0  # records without a primary key value
+        self.known = frozenset(known)  # top-level fields the table has a column for
+        self.unknown: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def add(self, records: Iterable[dict[str, Any]]) -> None:
+        lines, known, size, longest = self.lines, self.known, 0, self.longest
+        single = self.key[0] if len(self.key) == 1 else None
+        for record in records:
+            if single is not None:
+                value = record.get(single)
+                if value is None:
+                    self.skipped += 1
+                    continue
+                if value.__class__ is not str:
+                    value = str(value)  # keys are VARCHAR columns: 1 and "1" are the same row
+            else:
+                value = tuple(record.get(name) for name in self.key)
+                if None in value:
+                    self.skipped += 1
+                    continue
+                value = tuple(v if v.__class__ is str else str(v) for v in value)
+            try:
+                line = orjson.dumps(record)
+            except TypeError:
+                # orjson refuses integers beyond 64 bits; the stdlib writes them digit for digit.
+                line = json.dumps(record, separators=(",", ":"), default=str).encode()
+            lines[value] = line
+            size += len(line)
+            if len(line) > longest:
+                longest = len(line)
+            if not known.issuperset(record):
+                self.unknown.update(name for name in record if name not in known)
+        self.bytes += size
+        self.longest = longest
+
+
 class Store:
     """One open DuckDB file; single writer (DuckDB locks the file for the process holding it)."""
 
@@ -102,6 +169,8 @@ class Store:
                 f"cannot open {self.path}: {error}. Is another sync or a DuckDB shell using it?"
             ) from None
         self.con.execute("SET TimeZone = 'UTC'")
+        for setting in _SETTINGS:
+            self.con.execute(setting)
         for ddl in _BOOKKEEPING_DDL:
             self.con.execute(ddl)
         self._tmpdir = tempfile.TemporaryDirectory(prefix="source-klaviyo-sync-")
@@ -170,7 +239,8 @@ class Store:
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-        target.classify_changes = slot == "live" and self.count(target.table) > 0
+        target.has_rows = self.count(target.table) > 0
+        target.classify_changes = slot == "live" and target.has_rows
         known = set(layout.column_names)
         target.extra_columns = [c for c in self.columns_of(target.table) if c not in known and not c.startswith("_")]
         return target
@@ -183,18 +253,20 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def write_batch(self, target: Target, records: list[dict[str, Any]], state: dict[str, Any] | None) -> BatchCounts:
-        """Upsert `records` and, when given, save `state`, in one transaction."""
-        counts = BatchCounts()
-        rows = self._dedupe(target.layout.primary_key, records, counts)
-        if rows:
+    def new_batch(self, target: Target) -> Batch:
+        return Batch(target.layout.primary_key, [*target.layout.column_names, *target.extra_columns])
+
+    def write_batch(self, target: Target, batch: Batch, state: dict[str, Any] | None) -> BatchCounts:
+        """Upsert the batch's records and, when given, save `state`, in one transaction."""
+        counts = BatchCounts(skipped=batch.skipped)
+        if batch.lines:
             with open(self._batch_file, "wb") as out:
-                out.write(b"\n".join(map(dumps_line, rows)))
+                out.write(b"\n".join(batch.lines.values()))
         self.con.execute("BEGIN")
         try:
-            if rows:
-                self._add_unknown_columns(target, rows)
-                self._upsert(target, len(rows), counts)
+            if batch.lines:
+                self._add_unknown_columns(target, batch.unknown)
+                self._upsert(target, batch, counts)
             if state is not None:
                 self._save_state(target, state)
             if target.slot == "live":
@@ -242,31 +314,8 @@ class Store:
             raise
         return counts
 
-    def _dedupe(self, key: tuple[str, ...], records: Iterable[dict[str, Any]], counts: BatchCounts) -> list[dict]:
-        # One row per key, the last one read winning: a record updated during the read comes twice.
-        latest: dict[Any, dict[str, Any]] = {}
-        if len(key) == 1:
-            (name,) = key
-            for record in records:
-                value = record.get(name)
-                if value is None:
-                    counts.skipped += 1
-                else:
-                    latest[value] = record
-        else:
-            for record in records:
-                values = tuple(record.get(name) for name in key)
-                if None in values:
-                    counts.skipped += 1
-                else:
-                    latest[values] = record
-        return list(latest.values())
-
-    def _add_unknown_columns(self, target: Target, rows: list[dict[str, Any]]) -> None:
+    def _add_unknown_columns(self, target: Target, seen: set[str]) -> None:
         # Klaviyo may add a top-level field before our schema knows it: keep it, as a JSON column.
-        seen: set[str] = set()
-        for row in rows:
-            seen.update(row)
         known = set(target.layout.column_names) | set(target.extra_columns)
         for name in sorted(seen - known):
             if name.startswith("_"):
@@ -274,36 +323,40 @@ class Store:
             self.con.execute(f"ALTER TABLE {quote(target.table)} ADD COLUMN {quote(name)} JSON")
             target.extra_columns.append(name)
 
-    def _upsert(self, target: Target, distinct_rows: int, counts: BatchCounts) -> None:
+    def _upsert(self, target: Target, batch: Batch, counts: BatchCounts) -> None:
+        # No PRIMARY KEY constraint (its index stays in memory, ~110 MB per million keys): the rows of
+        # the batch's keys are deleted, then the batch inserted; the batch holds each key once.
         layout, table = target.layout, quote(target.table)
         columns = list(layout.columns) + [Column(name, "JSON") for name in target.extra_columns]
         read_columns = "{" + ", ".join(f"'{c.name.replace(chr(39), chr(39) * 2)}': '{c.read_type}'" for c in columns) + "}"
         path = self._batch_file.replace("'", "''")
         selects = ", ".join(c.select_expression() for c in columns)
-        source = (
-            f"read_json('{path}', format = 'newline_delimited', columns = {read_columns}, "
-            "maximum_object_size = 134217728)"
+        # read_json allocates buffers of twice its maximum object size: sized to this batch's longest line.
+        max_size = max(1 << 20, 1 << batch.longest.bit_length())
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _batch AS SELECT {selects} FROM read_json('{path}', "
+            f"format = 'newline_delimited', columns = {read_columns}, maximum_object_size = {max_size})"
         )
-        before = self.count(target.table)
+        joined = " AND ".join(f"b.{quote(k)} = t.{quote(k)}" for k in layout.primary_key)
         if target.classify_changes and layout.cursor is not None:
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _batch AS SELECT {selects} FROM {source}")
-            joined = " AND ".join(f"b.{quote(k)} = t.{quote(k)}" for k in layout.primary_key)
             (row,) = self.con.execute(
                 f"SELECT count(*) FROM _batch b JOIN {table} t ON {joined} "
                 f"WHERE b.{quote(layout.cursor)} IS NOT DISTINCT FROM t.{quote(layout.cursor)}"
             ).fetchall()
             counts.unchanged = int(row[0])
-            source, selects = "_batch", ", ".join(quote(c.name) for c in columns)
+        replaced = 0
+        if target.has_rows:
+            (row,) = self.con.execute(f"DELETE FROM {table} t USING _batch b WHERE {joined}").fetchall()
+            replaced = int(row[0])
         names = ", ".join(quote(c.name) for c in columns)
         self.con.execute(
-            f"INSERT OR REPLACE INTO {table} ({names}, _extracted_at, _sync_id) "
-            f"SELECT {selects}, now(), ? FROM {source}",
+            f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT {names}, now(), ? FROM _batch",
             [self.sync_id],
         )
-        counts.new = self.count(target.table) - before
-        counts.updated = distinct_rows - counts.new - counts.unchanged
-        if source == "_batch":
-            self.con.execute("DROP TABLE _batch")
+        target.has_rows = True
+        counts.new = len(batch) - replaced
+        counts.updated = replaced - counts.unchanged
+        self.con.execute("DROP TABLE _batch")
 
     def _save_state(self, target: Target, state: dict[str, Any]) -> None:
         self.con.execute(

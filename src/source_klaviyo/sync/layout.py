@@ -69,8 +69,9 @@ class TableLayout:
     def create_sql(self, table: str) -> str:
         columns = [f"{quote(c.name)} {c.sql_type}" for c in self.columns]
         columns += [f"{quote(name)} {sql_type}" for name, sql_type in METADATA_COLUMNS]
-        key = ", ".join(quote(k) for k in self.primary_key)
-        return f"CREATE TABLE {quote(table)} ({', '.join(columns)}, PRIMARY KEY ({key}))"
+        # No PRIMARY KEY: DuckDB keeps its index in memory (~110 MB per million keys) and cannot spill
+        # it; the store upserts by deleting the batch's keys before inserting (duckdb_store._upsert).
+        return f"CREATE TABLE {quote(table)} ({', '.join(columns)})"
 
 
 def quote(identifier: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from source_klaviyo.errors import SourceError
-from source_klaviyo.sync.duckdb_store import BatchCounts, Store, Target
+from source_klaviyo.sync.duckdb_store import Batch, BatchCounts, Store, Target
 
 TERMINAL = ("COMPLETE", "INCOMPLETE")
 
@@ -46,7 +46,7 @@ class StreamTally:
 
 @dataclass
 class _Buffer:
-    records: list[dict[str, Any]] = field(default_factory=list)
+    batch: Batch
     state: dict[str, Any] | None = None  # the latest state the engine gave
     state_pending: bool = False  # ... and it is not committed yet
     last_flush: float = field(default_factory=time.monotonic)
@@ -60,7 +60,8 @@ class DuckDBSink:
         *,
         flush_records: int = 5000,
         flush_seconds: float = 1.0,
-        max_buffered: int = 10_000,  # ~45 MB of parsed events; DuckDB needs several times a batch to load it
+        max_buffered: int = 10_000,  # records, or
+        max_buffered_bytes: int = 8 << 20,  # of JSON: a batch is written ahead of its state beyond either
         on_checkpoint: Callable[[str, int], None] | None = None,
         on_log: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -69,11 +70,12 @@ class DuckDBSink:
         self.flush_records = flush_records
         self.flush_seconds = flush_seconds
         self.max_buffered = max_buffered
+        self.max_buffered_bytes = max_buffered_bytes
         self.on_checkpoint = on_checkpoint
         self.on_log = on_log
         self.tallies: dict[str, StreamTally] = {name: StreamTally() for name in targets}
         self.global_errors: list[str] = []
-        self._buffers: dict[str, _Buffer] = {name: _Buffer() for name in targets}
+        self._buffers: dict[str, _Buffer] = {name: _Buffer(store.new_batch(target)) for name, target in targets.items()}
 
     # -- the engine's Sink protocol -----------------------------------------------------------
 
@@ -81,13 +83,13 @@ class DuckDBSink:
         if not records or self.tallies[stream].broken:
             return
         buffer, tally = self._buffers[stream], self.tallies[stream]
-        buffer.records.extend(records)
+        buffer.batch.add(records)
         now = time.monotonic()
         if tally.first_record_at is None:
             tally.first_record_at = now
         tally.last_record_at = now
         tally.records += len(records)
-        if len(buffer.records) >= self.max_buffered:
+        if len(buffer.batch) >= self.max_buffered or buffer.batch.bytes >= self.max_buffered_bytes:
             self._flush(stream, with_state=False)  # bound memory when a stream checkpoints rarely
 
     def state(self, stream: str, stream_state: dict[str, Any], record_count: int = 0) -> None:
@@ -96,7 +98,7 @@ class DuckDBSink:
         buffer = self._buffers[stream]
         buffer.state = stream_state
         buffer.state_pending = True
-        due = len(buffer.records) >= self.flush_records or time.monotonic() - buffer.last_flush >= self.flush_seconds
+        due = len(buffer.batch) >= self.flush_records or time.monotonic() - buffer.last_flush >= self.flush_seconds
         if due:
             self._flush(stream)
 
@@ -151,20 +153,20 @@ class DuckDBSink:
     def _flush(self, stream: str, *, with_state: bool = True) -> None:
         buffer = self._buffers[stream]
         state = buffer.state if with_state and buffer.state_pending else None
-        if not buffer.records and state is None:
+        if not buffer.batch.lines and not buffer.batch.skipped and state is None:
             return
         tally = self.tallies[stream]
         try:
-            counts = self.store.write_batch(self.targets[stream], buffer.records, state)
+            counts = self.store.write_batch(self.targets[stream], buffer.batch, state)
         except Exception as exc:
             # The transaction rolled back: the table and its state are as of the last commit.
             tally.broken = True
             tally.status = "INCOMPLETE"
             tally.errors.append(f"writing to DuckDB failed: {exc}")
-            buffer.records = []
+            buffer.batch = self.store.new_batch(self.targets[stream])
             raise
         tally.counts.add(counts)
-        buffer.records = []
+        buffer.batch = self.store.new_batch(self.targets[stream])
         buffer.last_flush = time.monotonic()
         if state is not None:
             buffer.state_pending = False
