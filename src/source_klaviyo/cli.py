@@ -119,6 +119,7 @@ class ProtocolSink:
 
     def __init__(self, writer: MessageWriter) -> None:
         self.records = writer.records
+        self.raw_records = writer.raw_records
         self.state = writer.state
         self.stream_status = writer.stream_status
         self.error = writer.error

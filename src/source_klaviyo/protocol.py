@@ -4,6 +4,7 @@ Messages are plain dicts; only RECORD lines take a faster path, because they are
 `{"type":"RECORD","record":{"stream":…,"emitted_at":…,"data":` prefix is encoded once per page and
 spliced around `orjson.dumps(record)`. Integers wider than 64 bits (seen in event properties) make
 orjson raise; such a record falls back to `json.dumps`, which writes them losslessly.
+`raw_records` takes records that are already JSON (the engine's raw path) and writes them as they are.
 
 The writer flushes at every STATE message (so the platform never sees a state before the records it
 covers), at every stream status (the engine's heartbeat is one) and at `close()`.
@@ -81,6 +82,19 @@ class MessageWriter:
             except TypeError:
                 append(prefix + _dumps_slow(record) + suffix)
         self._out.write(b"".join(lines))
+
+    def raw_records(self, stream: str, records: list[bytes]) -> None:
+        """Records that are already JSON objects (the engine's raw path): spliced, never re-encoded."""
+        if not records:
+            return
+        prefix = (
+            b'{"type":"RECORD","record":{"stream":'
+            + orjson.dumps(stream)
+            + b',"emitted_at":'
+            + str(now_ms()).encode()
+            + b',"data":'
+        )
+        self._out.write(prefix + (_RECORD_SUFFIX + prefix).join(records) + _RECORD_SUFFIX)
 
     # -- everything else --------------------------------------------------------------------------
     def write(self, message: dict[str, Any], *, flush: bool = False) -> None:
