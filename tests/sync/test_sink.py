@@ -174,3 +174,20 @@ def test_unknown_top_level_fields_become_json_columns(tmp_path: Path) -> None:
     store.close()
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT brand_new->>'x' FROM profiles").fetchone() == ("1",)
+
+
+def test_raw_records_land_byte_for_byte_last_version_winning(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "events")
+    old = b'{"datetime":"2024-01-01T00:00:00+00:00","type":"event","id":"e1","attributes":{"v":1}}'
+    new = b'{"datetime":"2024-01-02T00:00:00+00:00","type":"event","id":"e1","attributes":{"v":18446744073709551616123}}'
+    other = b'{"datetime":"2024-01-01T00:00:00+00:00","type":"event","id":"e2","attributes":{},"brand_new":[1]}'
+    sink.raw_records("events", [old, other, b'{"type":"event","id":null}'])
+    sink.raw_records("events", [new])
+    sink.stream_status("events", "COMPLETE")
+    counts = sink.tallies["events"].counts
+    assert (counts.new, counts.skipped) == (2, 1)
+    store.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT id, attributes->>'v', brand_new::VARCHAR FROM events ORDER BY id").fetchall()
+    assert rows == [("e1", "18446744073709551616123", None), ("e2", None, "[1]")]

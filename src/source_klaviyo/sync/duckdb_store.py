@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import msgspec
 import orjson
 
 from source_klaviyo.errors import ConfigError
@@ -124,35 +125,51 @@ class Batch:
         return len(self.lines)
 
     def add(self, records: Iterable[dict[str, Any]]) -> None:
-        lines, known, size, longest = self.lines, self.known, 0, self.longest
-        single = self.key[0] if len(self.key) == 1 else None
         for record in records:
-            if single is not None:
-                value = record.get(single)
-                if value is None:
-                    self.skipped += 1
-                    continue
-                if value.__class__ is not str:
-                    value = str(value)  # keys are VARCHAR columns: 1 and "1" are the same row
-            else:
-                value = tuple(record.get(name) for name in self.key)
-                if None in value:
-                    self.skipped += 1
-                    continue
-                value = tuple(v if v.__class__ is str else str(v) for v in value)
             try:
                 line = orjson.dumps(record)
             except TypeError:
                 # orjson refuses integers beyond 64 bits; the stdlib writes them digit for digit.
                 line = json.dumps(record, separators=(",", ":"), default=str).encode()
-            lines[value] = line
-            size += len(line)
-            if len(line) > longest:
-                longest = len(line)
-            if not known.issuperset(record):
-                self.unknown.update(name for name in record if name not in known)
-        self.bytes += size
-        self.longest = longest
+            self._put(record, line, _identity)
+
+    def add_raw(self, records: Iterable[bytes]) -> None:
+        """Records as the JSON objects Klaviyo sent (the engine's raw path): kept byte for byte; only
+        the top level is decoded, its values left raw, for the key and the field names."""
+        for line in records:
+            self._put(_decode_top_level(line), line, _decode_json)
+
+    def _put(self, fields: dict[str, Any], line: bytes, decode: Callable[[Any], Any]) -> None:
+        if len(self.key) == 1:
+            value = fields.get(self.key[0])
+            if value is not None:
+                value = decode(value)
+            if value is None:
+                self.skipped += 1
+                return
+            if value.__class__ is not str:
+                value = str(value)  # keys are VARCHAR columns: 1 and "1" are the same row
+        else:
+            values = [fields.get(name) for name in self.key]
+            values = [None if v is None else decode(v) for v in values]
+            if None in values:
+                self.skipped += 1
+                return
+            value = tuple(v if v.__class__ is str else str(v) for v in values)
+        self.lines[value] = line
+        self.bytes += len(line)
+        if len(line) > self.longest:
+            self.longest = len(line)
+        if not self.known.issuperset(fields):
+            self.unknown.update(name for name in fields if name not in self.known)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+_decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
+_decode_json = msgspec.json.decode
 
 
 class Store:
@@ -331,7 +348,7 @@ class Store:
         read_columns = "{" + ", ".join(f"'{c.name.replace(chr(39), chr(39) * 2)}': '{c.read_type}'" for c in columns) + "}"
         path = self._batch_file.replace("'", "''")
         selects = ", ".join(c.select_expression() for c in columns)
-        # read_json allocates buffers of twice its maximum object size: sized to this batch's longest line.
+        # read_json's buffer is twice its maximum object size (at least 32 MB): sized to the longest line.
         max_size = max(1 << 20, 1 << batch.longest.bit_length())
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE _batch AS SELECT {selects} FROM read_json('{path}', "

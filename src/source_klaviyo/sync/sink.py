@@ -80,15 +80,23 @@ class DuckDBSink:
     # -- the engine's Sink protocol -----------------------------------------------------------
 
     def records(self, stream: str, records: list[dict[str, Any]]) -> None:
-        if not records or self.tallies[stream].broken:
-            return
+        if records and not self.tallies[stream].broken:
+            self._buffers[stream].batch.add(records)
+            self._added(stream, len(records))
+
+    def raw_records(self, stream: str, records: list[bytes]) -> None:
+        """The engine's raw path: each record's JSON object as Klaviyo sent it, never parsed into dicts."""
+        if records and not self.tallies[stream].broken:
+            self._buffers[stream].batch.add_raw(records)
+            self._added(stream, len(records))
+
+    def _added(self, stream: str, count: int) -> None:
         buffer, tally = self._buffers[stream], self.tallies[stream]
-        buffer.batch.add(records)
         now = time.monotonic()
         if tally.first_record_at is None:
             tally.first_record_at = now
         tally.last_record_at = now
-        tally.records += len(records)
+        tally.records += count
         if len(buffer.batch) >= self.max_buffered or buffer.batch.bytes >= self.max_buffered_bytes:
             self._flush(stream, with_state=False)  # bound memory when a stream checkpoints rarely
 
