@@ -16,7 +16,7 @@ from source_klaviyo.sync.demo import QUERIES
 def test_demo_runs_without_a_tty_and_prints_the_queries(tmp_path: Path) -> None:
     db = tmp_path / "demo.duckdb"
     done = subprocess.run(
-        [sys.executable, "-m", "source_klaviyo.sync", "demo", "--db", str(db), "--scale", "tiny"],
+        [sys.executable, "-m", "source_klaviyo", "demo", "--db", str(db), "--scale", "tiny"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
