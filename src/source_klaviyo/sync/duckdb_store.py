@@ -52,7 +52,7 @@ _BOOKKEEPING_DDL = (
 _SETTINGS = (
     "SET threads = 1",
     "SET preserve_insertion_order = false",
-    "SET memory_limit = '256MB'",  # 64 MB ran out of memory on events_detailed batches
+    "SET memory_limit = '128MB'",  # 64 MB ran out of memory on events_detailed batches
     "SET checkpoint_threshold = '256MB'",
     "SET force_compression = 'zstd'",
 )
