@@ -55,6 +55,17 @@ def trace_error_message(error: SourceError, stream: str | None = None) -> dict[s
     return {"type": "TRACE", "trace": {"type": "ERROR", "emitted_at": now_ms(), "error": trace}}
 
 
+def _record_prefix(stream: str) -> bytes:
+    """Everything of a RECORD line before its data; one per batch, so a record costs one splice."""
+    return (
+        b'{"type":"RECORD","record":{"stream":'
+        + orjson.dumps(stream)
+        + b',"emitted_at":'
+        + str(now_ms()).encode()
+        + b',"data":'
+    )
+
+
 class MessageWriter:
     """Writes protocol messages to `out` (stdout's buffer by default)."""
 
@@ -66,13 +77,7 @@ class MessageWriter:
     def records(self, stream: str, records: list[dict[str, Any]]) -> None:
         if not records:
             return
-        prefix = (
-            b'{"type":"RECORD","record":{"stream":'
-            + orjson.dumps(stream)
-            + b',"emitted_at":'
-            + str(now_ms()).encode()
-            + b',"data":'
-        )
+        prefix = _record_prefix(stream)
         suffix = _RECORD_SUFFIX
         lines: list[bytes] = []
         append = lines.append
@@ -87,13 +92,7 @@ class MessageWriter:
         """Records that are already JSON objects (the engine's raw path): spliced, never re-encoded."""
         if not records:
             return
-        prefix = (
-            b'{"type":"RECORD","record":{"stream":'
-            + orjson.dumps(stream)
-            + b',"emitted_at":'
-            + str(now_ms()).encode()
-            + b',"data":'
-        )
+        prefix = _record_prefix(stream)
         self._out.write(prefix + (_RECORD_SUFFIX + prefix).join(records) + _RECORD_SUFFIX)
 
     # -- everything else --------------------------------------------------------------------------
