@@ -1,7 +1,4 @@
-"""Helpers shared by the connector benchmark: the emulator as a subprocess, /proc CPU, its stats.
-
-`cpu_seconds` and `emulator_command` come from `emulator_bench.py` (one definition of each).
-"""
+"""Helpers shared by the benchmarks: the emulator as a subprocess, /proc CPU and RSS, its stats."""
 
 from __future__ import annotations
 
@@ -9,6 +6,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,13 +16,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from emulator_bench import cpu_seconds, emulator_command
-
 __all__ = ["Emulator", "cpu_seconds", "emulator_command", "rss_mb"]
 
 URL = re.compile(r"https?://[\w.\-]+:\d+")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def emulator_command() -> list[str]:
+    script = Path(sys.executable).with_name("klaviyo-emulator")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("klaviyo-emulator")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from klaviyo_emulator.cli import main; sys.exit(main())"]
 
 
 def rss_mb(pid: int) -> float:

@@ -20,12 +20,7 @@ import asyncio
 import json
 import os
 import platform
-import queue
-import re
-import shutil
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +28,10 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 from yarl import URL as URL_
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Emulator, cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "emulator.json"
@@ -48,8 +47,6 @@ WALKS = {
         {"page[size]": "100", "additional-fields[profile]": "subscriptions,predictive_analytics"},
     ),
 }
-URL = re.compile(r"https?://[\w.\-]+:\d+")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -81,48 +78,6 @@ class Pass:
             "records_per_s": round(self.records_per_s),
             "cpu_ms_per_page": round(self.cpu_ms_per_page, 2),
         }
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def emulator_command() -> list[str]:
-    script = Path(sys.executable).with_name("klaviyo-emulator")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("klaviyo-emulator")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys; from klaviyo_emulator.cli import main; sys.exit(main())"]
-
-
-def start_emulator(scale: str, seed: int, startup_timeout: float) -> tuple[subprocess.Popen, str, float]:
-    args = ["serve", "--port", "0", "--scale", scale, "--seed", str(seed), "--no-rate-limits", "--latency-ms", "0"]
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [*emulator_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    )
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in proc.stdout:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = started + startup_timeout
-    while True:
-        try:
-            line = lines.get(timeout=max(0.01, deadline - time.perf_counter()))
-        except queue.Empty:
-            proc.kill()
-            raise SystemExit(f"emulator printed no URL within {startup_timeout}s") from None
-        match = URL.search(line)
-        if match:
-            return proc, match.group(0), time.perf_counter() - started
 
 
 async def fetch_all(session: aiohttp.ClientSession, urls: list[str]) -> tuple[int, int]:
@@ -210,15 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
-    proc, base, startup = start_emulator(args.scale, args.seed, args.startup_timeout)
-    try:
-        results = asyncio.run(bench(base, proc.pid, args.pages))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with Emulator(args.scale, seed=args.seed, startup_timeout=args.startup_timeout) as emulator:
+        base, startup = emulator.url, emulator.startup_seconds
+        results = asyncio.run(bench(base, emulator.pid, args.pages))
     print(f"emulator: scale={args.scale} seed={args.seed} startup={startup:.2f}s url={base}")
     print(table(results))
     report = {
