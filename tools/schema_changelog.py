@@ -30,9 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from source_klaviyo import schema_diff
+from source_klaviyo.schema_diff import Flat, Schema, column_types, flatten, is_breaking  # noqa: F401  (re-exported for tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "airbyte-2.x-schemas"
@@ -40,9 +44,6 @@ SCHEMAS_DIR = REPO_ROOT / "src" / "source_klaviyo" / "schemas"
 DEFAULT_OUT = REPO_ROOT / "src" / "source_klaviyo" / "schema_changes.json"
 REFERENCE_VERSIONS = ("2.1.0", "2.13.1")
 TARGET_VERSION = "3.0.0"
-
-Schema = dict[str, Any]
-Flat = dict[str, tuple[str, ...]]
 
 # --------------------------------------------------------------------------- hand-written facts
 
@@ -167,128 +168,18 @@ NEVER_EMITTED: dict[tuple[str, str, str], str] = {
 def _never_emitted(stream: str, path: str, version: str | None) -> str | None:
     return NEVER_EMITTED.get((stream, path, "*")) or NEVER_EMITTED.get((stream, path, version or ""))
 
-# --------------------------------------------------------------------------- flattening
-
-
-def column_types(schema: Schema) -> tuple[str, ...]:
-    """The destination column types a schema allows, without "null": e.g. ("timestamp_with_timezone",)."""
-    if "anyOf" in schema or "oneOf" in schema:
-        found: set[str] = set()
-        for option in schema.get("anyOf", schema.get("oneOf", [])):
-            found.update(column_types(option))
-        return tuple(sorted(found))
-    declared = schema.get("type")
-    if declared is None:
-        return ("any",)
-    names = [declared] if isinstance(declared, str) else list(declared)
-    result = set()
-    for name in names:
-        if name == "null":
-            continue
-        if name == "string":
-            name = _string_column(schema)
-        result.add(name)
-    return tuple(sorted(result))
-
-
-def _string_column(schema: Schema) -> str:
-    fmt = schema.get("format")
-    if fmt == "date-time":
-        if schema.get("airbyte_type") == "timestamp_without_timezone":
-            return "timestamp_without_timezone"
-        return "timestamp_with_timezone"
-    if fmt == "date":
-        return "date"
-    if fmt == "time":
-        return "time_with_timezone" if schema.get("airbyte_type") != "time_without_timezone" else "time_without_timezone"
-    return "string"
-
-
-def flatten(schema: Schema, prefix: str = "", out: Flat | None = None) -> Flat:
-    """Every path of a schema with its column types: `a.b`, `a.list[]`, `a.list[].c`."""
-    out = {} if out is None else out
-    if prefix:
-        out[prefix] = column_types(schema)
-    for option in schema.get("anyOf", []) + schema.get("oneOf", []):
-        _flatten_children(option, prefix, out)
-    _flatten_children(schema, prefix, out)
-    return out
-
-
-def _flatten_children(schema: Schema, prefix: str, out: Flat) -> None:
-    for key, child in (schema.get("properties") or {}).items():
-        flatten(child, f"{prefix}.{key}" if prefix else key, out)
-    items = schema.get("items")
-    if isinstance(items, dict):
-        flatten(items, f"{prefix}[]", out)
-
-
-def _is_under(path: str, ancestor: str) -> bool:
-    return path.startswith(ancestor + ".") or path.startswith(ancestor + "[]")
-
-
-def _topmost(paths: Iterable[str]) -> list[str]:
-    ordered = sorted(paths)
-    kept: list[str] = []
-    for path in ordered:
-        if not any(_is_under(path, top) for top in kept):
-            kept.append(path)
-    return kept
-
-
 # --------------------------------------------------------------------------- diffing
+# Flattening and the breaking rule live in `source_klaviyo.schema_diff`, shared with the DuckDB sync.
 
 
 def diff(stream: str, old: Flat, new: Flat, version: str | None = None) -> dict[str, list]:
-    """The field changes from `old` to `new`; each subtree is reported once, at its top."""
-    removed = set(old) - set(new)
-    added = set(new) - set(old)
-    retyped = sorted(
-        path for path in set(old) & set(new)
-        if old[path] != new[path] and "any" not in old[path] and "any" not in new[path]
+    """The field changes from `old` to `new`, with this stream's renames and notes."""
+    return schema_diff.diff(
+        old, new,
+        renames=KNOWN_RENAMES.get(stream, ()),
+        never_emitted=lambda path: _never_emitted(stream, path, version),
+        removal_notes={path: note for (name, path), note in REMOVAL_NOTES.items() if name == stream},
     )
-    # A container that changed kind (object -> array) carries its children with it.
-    removed = {p for p in removed if not any(_is_under(p, r) for r in retyped)}
-    added = {p for p in added if not any(_is_under(p, r) for r in retyped)}
-
-    renamed = []
-    for before, after, note in KNOWN_RENAMES.get(stream, ()):
-        if before in removed and after in added:
-            renamed.append({"from": before, "to": after, "note": note})
-            removed = {p for p in removed if p != before and not _is_under(p, before)}
-            added = {p for p in added if p != after and not _is_under(p, after)}
-
-    removed_entries = []
-    not_breaking = []
-    for path in _topmost(removed):
-        entry: dict[str, Any] = {"path": path, "types": list(old[path])}
-        if note := _never_emitted(stream, path, version):
-            not_breaking.append({**entry, "change": "removed", "note": note})
-            continue
-        if (stream, path) in REMOVAL_NOTES:
-            entry["note"] = REMOVAL_NOTES[(stream, path)]
-        removed_entries.append(entry)
-    retyped_entries = []
-    for path in _topmost(retyped):
-        change = {"path": path, "from": list(old[path]), "to": list(new[path])}
-        if note := _never_emitted(stream, path, version):
-            not_breaking.append({**change, "change": "retyped", "note": note})
-        else:
-            retyped_entries.append(change)
-    result: dict[str, Any] = {
-        "added": _topmost(added),
-        "removed": removed_entries,
-        "renamed": renamed,
-        "retyped": retyped_entries,
-    }
-    if not_breaking:
-        result["not_breaking"] = not_breaking
-    return result
-
-
-def is_breaking(changes: dict[str, Any]) -> bool:
-    return bool(changes.get("removed") or changes.get("renamed") or changes.get("retyped")
-                or changes.get("restructured"))
 
 
 def load_json(path: Path) -> Schema:

@@ -9,6 +9,7 @@ those tables in their 2.13 shape (profiles with the top-level `segments` column,
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -79,14 +80,29 @@ def old_campaign_attributes(db: Path) -> int:
     return table_rows(db, "campaigns", f"count(*) FILTER (WHERE {where})")[0][0]
 
 
-def age_file(db: Path, *, fingerprints: dict[str, str], old_shapes: bool) -> None:
-    """Make `db` look written by connector 2.13.0 (with other fingerprints for `fingerprints`' streams)."""
+def recorded_schema(stream: str, edit: Callable[[dict], None]) -> dict:
+    """The schema JSON the sync records for `stream` (layout version + schema), changed by `edit`."""
+    stored = json.loads(current_layout(stream).schema_json)
+    edit(stored["schema"])
+    return stored
+
+
+def age_file(db: Path, *, fingerprints: dict[str, str], old_shapes: bool,
+             schemas: dict[str, dict | None] | None = None) -> None:
+    """Make `db` look written by connector 2.13.0 (with other fingerprints for `fingerprints`' streams).
+
+    `schemas` sets the recorded schema JSON of a stream (None: not recorded, as in files written
+    before the schema itself was stored).
+    """
     with duckdb.connect(str(db)) as con:
         con.execute("UPDATE _source_klaviyo_versions SET connector_version = ?", [OLD_VERSION])
         con.execute("UPDATE _source_klaviyo_syncs SET connector_version = ?", [OLD_VERSION])
         for stream, fingerprint in fingerprints.items():
             con.execute("UPDATE _source_klaviyo_versions SET schema_fingerprint = ? WHERE stream = ?",
                         [fingerprint, stream])
+        for stream, schema in (schemas or {}).items():
+            con.execute("UPDATE _source_klaviyo_versions SET schema_json = ? WHERE stream = ?",
+                        [None if schema is None else json.dumps(schema), stream])
             con.execute("UPDATE _source_klaviyo_state SET schema_fingerprint = ? WHERE stream = ?",
                         [fingerprint, stream])
         if old_shapes:
@@ -136,7 +152,12 @@ def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: 
                                                                  tmp_path: Path) -> None:
     db = tmp_path / "klaviyo.duckdb"
     _, initial_requests = first_sync(fresh_emulator, db)
-    age_file(db, fingerprints=OLD_FINGERPRINTS, old_shapes=True)
+    # 2.13's profiles schema had a top-level `segments` (removed since: breaking); the campaigns
+    # row is as a file written before the schema was recorded: a reset without field-level reason.
+    old_profiles = recorded_schema("profiles", lambda schema: schema["properties"].update(
+        segments={"type": ["null", "object"]}))
+    age_file(db, fingerprints=OLD_FINGERPRINTS, old_shapes=True,
+             schemas={"profiles": old_profiles, "campaigns": None})
     assert old_campaign_attributes(db) > 0 and "segments" in columns(db, "profiles")
     changed = mutate(fresh_emulator)
 
@@ -154,6 +175,8 @@ def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: 
         assert summary.mode == "full refresh"
         assert summary.reset_reason is not None
         assert summary.reset_reason.startswith(f"schema changed from version {OLD_VERSION} to {version}")
+        assert summary.reset_reason.endswith(
+            {"profiles": ": removed: segments", "campaigns": f" -> {current_layout(stream).fingerprint[:8]})"}[stream])
         assert f"reset {stream}: {summary.reset_reason} (old table replaced)" in printed.getvalue()
         # a full read: the same requests as the first sync, every record of the truth read again ...
         route = STREAMS_BY_NAME[stream].path
@@ -210,4 +233,50 @@ def test_a_new_connector_version_with_the_same_schemas_resets_nothing(fresh_emul
     # profiles took 2 pages at first; campaigns are read per channel and archived flag (6 partitions)
     assert {STREAMS_BY_NAME[s].path: requests[STREAMS_BY_NAME[s].path] for s in STREAMS} == {
         "/api/profiles": 1, "/api/events": 1, "/api/lists": 1, "/api/campaigns": 6,
+    }
+
+
+def test_an_additive_schema_change_continues_incrementally(fresh_emulator: RunningEmulator, tmp_path: Path) -> None:
+    """A stored schema lacking fields ours has (nullable or new top-level) is extended, not reset."""
+    db = tmp_path / "klaviyo.duckdb"
+    first, _ = first_sync(fresh_emulator, db)
+    old_lists = recorded_schema("lists", lambda schema: schema["properties"]["attributes"]["properties"].pop(
+        "opt_in_process"))
+    old_events = recorded_schema("events", lambda schema: schema["properties"].pop("links"))
+    age_file(db, fingerprints={"lists": "5d1e0c3b7a9f2468", "events": "0b8c4e2f6a1d3957"}, old_shapes=False,
+             schemas={"lists": old_lists, "events": old_events})
+    with duckdb.connect(str(db)) as con:
+        con.execute("ALTER TABLE events DROP COLUMN links")  # the old layout had no such column
+    changed = mutate(fresh_emulator)
+
+    printed = io.StringIO()
+    clock = ahead()
+    second = run_sync(fresh_emulator.url, db, STREAMS, clock=clock, stderr=printed)
+    assert second.status == "SUCCEEDED", second.to_json()
+    requests = requests_by_route(fresh_emulator)
+    assert "reset " not in printed.getvalue()
+    by_stream = {s.stream: s for s in second.streams}
+    notes = {"lists": "schema extended (fields added: attributes.opt_in_process), continued",
+             "events": "schema extended (fields added: links), continued"}
+    for summary in second.streams:
+        assert (summary.mode, summary.reset_reason) == ("incremental", None), summary
+        assert summary.schema_note == notes.get(summary.stream)
+        assert synced_in(db, summary.stream, second.sync_id) == changed[summary.stream]
+        assert synced_in(db, summary.stream, first.sync_id) == (
+            set(truth(fresh_emulator, summary.stream, upper_of(clock))) - changed[summary.stream])
+        assert_equals_truth(fresh_emulator, db, summary.stream, upper_of(clock))
+    for stream, note in notes.items():
+        assert f"{stream}: {note}" in printed.getvalue()
+        assert requests[STREAMS_BY_NAME[stream].path] == 1, stream  # incremental requests only
+    assert (by_stream["events"].new, by_stream["lists"].new, by_stream["lists"].updated) == (4, 1, 2)
+    # the new top-level field got its column back, filled for the records read since
+    assert "links" in columns(db, "events")
+    filled = {row[0] for row in table_rows(db, "events", "id, links IS NOT NULL") if row[1]}
+    assert filled == changed["events"]
+    with duckdb.connect(str(db), read_only=True) as con:
+        recorded = con.execute("SELECT stream, schema_fingerprint, schema_json FROM _source_klaviyo_versions "
+                               "WHERE sync_id = ?", [second.sync_id]).fetchall()
+    assert {stream: (f, json.loads(j)) for stream, f, j in recorded} == {
+        stream: (current_layout(stream).fingerprint, json.loads(current_layout(stream).schema_json))
+        for stream in STREAMS
     }

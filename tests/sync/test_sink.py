@@ -156,12 +156,13 @@ def test_a_changed_schema_rebuilds_the_table_from_a_fresh_read(tmp_path: Path, m
     store.close()
 
     schema = load_schema("profiles")
-    schema["properties"]["segments"] = {"type": ["object", "null"]}
+    schema["properties"]["links"] = {"type": ["string", "null"]}  # retyped: a breaking change
     monkeypatch.setattr("source_klaviyo.sync.plan.load_schema", lambda _name: schema)
     store = Store(db, sync_id="second", connector_version="test")
     plan = plan_stream(store, STREAMS_BY_NAME["profiles"], full_refresh=False)
     assert plan.slot == "staging" and plan.state is None
     assert plan.reset_reason is not None and plan.reset_reason.startswith("schema changed")
+    assert plan.reset_reason.endswith(": retyped: links (object -> string)")
     assert plan.layout == table_layout(STREAMS_BY_NAME["profiles"], schema)
     store.close()
 

@@ -41,7 +41,9 @@ _BOOKKEEPING_DDL = (
         finished_at TIMESTAMPTZ, status VARCHAR, summary JSON)""",
     f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
         sync_id VARCHAR, stream VARCHAR, connector_version VARCHAR, schema_fingerprint VARCHAR,
-        recorded_at TIMESTAMPTZ, PRIMARY KEY (sync_id, stream))""",
+        recorded_at TIMESTAMPTZ, schema_json JSON, PRIMARY KEY (sync_id, stream))""",
+    # Files written before the schema itself was recorded: their rows have no schema (a reset).
+    f"ALTER TABLE {VERSIONS_TABLE} ADD COLUMN IF NOT EXISTS schema_json JSON",
 )
 
 
@@ -229,6 +231,14 @@ class Store:
         ).fetchall()
         return (row[0][0], row[0][1]) if row else (None, None)
 
+    def live_schema(self, stream: str) -> dict[str, Any] | None:
+        """The canonical schema JSON ({"layout", "schema"}) the stream's table was last written with, if recorded."""
+        row = self.con.execute(
+            f"SELECT schema_json FROM {VERSIONS_TABLE} WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",
+            [stream],
+        ).fetchall()
+        return json.loads(row[0][0]) if row and row[0][0] is not None else None
+
     def columns_of(self, table: str) -> list[str]:
         rows = self.con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
@@ -252,6 +262,13 @@ class Store:
                 self.con.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ? AND slot = 'staging'", [layout.stream])
             if not self.table_exists(target.table):
                 self.con.execute(layout.create_sql(target.table))
+            else:
+                # A live table continued after an additive schema change: the new fields' columns.
+                present = set(self.columns_of(target.table))
+                for column in layout.columns:
+                    if column.name not in present:
+                        self.con.execute(
+                            f"ALTER TABLE {quote(target.table)} ADD COLUMN {quote(column.name)} {column.sql_type}")
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -388,8 +405,9 @@ class Store:
         if layout.stream in self._versioned:
             return
         self.con.execute(
-            f"INSERT OR REPLACE INTO {VERSIONS_TABLE} VALUES (?, ?, ?, ?, now())",
-            [self.sync_id, layout.stream, self.connector_version, layout.fingerprint],
+            f"INSERT OR REPLACE INTO {VERSIONS_TABLE} (sync_id, stream, connector_version, schema_fingerprint, "
+            "recorded_at, schema_json) VALUES (?, ?, ?, ?, now(), ?)",
+            [self.sync_id, layout.stream, self.connector_version, layout.fingerprint, layout.schema_json or None],
         )
         self._versioned.add(layout.stream)
 

@@ -17,7 +17,7 @@ shape, keeps integers wider than 64 bits as written, and still queries pleasantl
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -61,6 +61,9 @@ class TableLayout:
     primary_key: tuple[str, ...]
     cursor: str | None
     fingerprint: str
+    # The canonical JSON the fingerprint hashes ({"layout": LAYOUT_VERSION, "schema": ...}): stored
+    # with it, so that a later connector can tell an additive schema change from a breaking one.
+    schema_json: str = field(default="", compare=False, repr=False)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -92,9 +95,12 @@ def column_type(prop: dict[str, Any]) -> str:
     return _SCALARS.get(types[0], "JSON")
 
 
+def canonical_schema(schema: dict[str, Any]) -> bytes:
+    return orjson.dumps({"layout": LAYOUT_VERSION, "schema": schema}, option=orjson.OPT_SORT_KEYS)
+
+
 def schema_fingerprint(schema: dict[str, Any]) -> str:
-    canonical = orjson.dumps({"layout": LAYOUT_VERSION, "schema": schema}, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()[:16]
+    return hashlib.sha256(canonical_schema(schema)).hexdigest()[:16]
 
 
 def table_layout(stream: Stream, schema: dict[str, Any]) -> TableLayout:
@@ -108,4 +114,5 @@ def table_layout(stream: Stream, schema: dict[str, Any]) -> TableLayout:
         columns[cursor] = Column(cursor, "TIMESTAMPTZ")
     for name, prop in properties.items():
         columns.setdefault(name, Column(name, column_type(prop)))
-    return TableLayout(stream.name, tuple(columns.values()), stream.primary_key, cursor, schema_fingerprint(schema))
+    return TableLayout(stream.name, tuple(columns.values()), stream.primary_key, cursor, schema_fingerprint(schema),
+                       canonical_schema(schema).decode())

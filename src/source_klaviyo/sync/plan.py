@@ -5,16 +5,23 @@
 | stream without a cursor                               | fresh staging | nothing (full read)  |
 | an interrupted full refresh with the current schema   | its staging   | the staging state    |
 | `--full-refresh`                                      | fresh staging | nothing              |
-| the stored schema fingerprint differs from ours       | fresh staging | nothing (a reset)    |
+| the stored schema differs from ours: breaking change  | fresh staging | nothing (a reset)    |
+|   (or the old schema was not recorded)                |               |                      |
+| the stored schema differs from ours: fields added only| live table    | the live state       |
 | a live table                                          | live table    | the live state       |
 | nothing yet                                           | new live table| nothing              |
+
+Breaking or not is decided by `source_klaviyo.schema_diff`, the rule `upgrade-plan` and the schema
+change log use: a field removed, renamed or retyped breaks; a new field or a nullability change does not.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
+from source_klaviyo import schema_diff
 from source_klaviyo.schemas import load_schema
 from source_klaviyo.streams import Stream
 from source_klaviyo.sync.duckdb_store import Slot, Store
@@ -30,6 +37,7 @@ class StreamPlan:
     state: dict[str, Any] | None
     mode: str  # shown in the summary
     reset_reason: str | None = None  # set when data already in the file is being replaced
+    schema_note: str | None = None  # set when the schema changed without breaking and the stream continued
 
     @property
     def name(self) -> str:
@@ -51,11 +59,31 @@ def plan_stream(store: Store, stream: Stream, *, full_refresh: bool) -> StreamPl
         return StreamPlan(stream, layout, "live", False, None, "initial")
     # Only the schema decides: a new connector version with the same schema continues incrementally.
     version, stored = store.live_version(name)
+    note = None
     if stored is not None and stored != layout.fingerprint:
-        return StreamPlan(stream, layout, "staging", True, None, "full refresh",
-                          f"schema changed from version {version or 'unknown'} to {store.connector_version} "
-                          f"(fingerprint {stored[:8]} -> {layout.fingerprint[:8]})")
+        reason = (f"schema changed from version {version or 'unknown'} to {store.connector_version} "
+                  f"(fingerprint {stored[:8]} -> {layout.fingerprint[:8]})")
+        breaking, note = _schema_change(store.live_schema(name), layout)
+        if breaking is not None:
+            return StreamPlan(stream, layout, "staging", True, None, "full refresh",
+                              f"{reason}: {breaking}" if breaking else reason)
     saved = store.saved_state(name, "live")
     if saved is None:
-        return StreamPlan(stream, layout, "live", False, None, "initial, resumed")
-    return StreamPlan(stream, layout, "live", False, saved[0], "incremental")
+        return StreamPlan(stream, layout, "live", False, None, "initial, resumed", schema_note=note)
+    return StreamPlan(stream, layout, "live", False, saved[0], "incremental", schema_note=note)
+
+
+def _schema_change(old: dict[str, Any] | None, layout: TableLayout) -> tuple[str | None, str | None]:
+    """(why a reset is needed, or None; the note when the stream continues) for a changed fingerprint.
+
+    The reason is "" when the stored schema cannot be compared (not recorded, another layout version).
+    """
+    new = json.loads(layout.schema_json)
+    if old is None or old.get("layout") != new["layout"]:
+        return "", None
+    changes = schema_diff.diff(schema_diff.flatten(old.get("schema") or {}), schema_diff.flatten(new["schema"]))
+    if schema_diff.is_breaking(changes):
+        return schema_diff.describe_breaking(changes), None
+    if changes["added"]:
+        return None, f"schema extended (fields added: {', '.join(changes['added'])}), continued"
+    return None, "schema changed without breaking (nullability or formats only), continued"

@@ -25,6 +25,7 @@ class StreamSummary:
     rows: int  # rows in the stream's (live) table after the sync
     reset_reason: str | None
     errors: list[str]
+    schema_note: str | None = None  # the schema changed without breaking: continued, no reset
 
 
 @dataclass
@@ -57,7 +58,7 @@ def stream_summary(plan: StreamPlan, tally: StreamTally, rows: int) -> StreamSum
     return StreamSummary(
         stream=plan.name, status=status, mode=plan.mode, records=tally.records, new=counts.new,
         updated=counts.updated, unchanged=counts.unchanged, removed=counts.removed, rows=rows,
-        reset_reason=plan.reset_reason, errors=list(tally.errors),
+        reset_reason=plan.reset_reason, errors=list(tally.errors), schema_note=plan.schema_note,
     )
 
 
@@ -78,7 +79,10 @@ def render(summary: SyncSummary, console: Console) -> None:
     for s in summary.streams:
         if s.reset_reason:
             outcome = "replaced" if s.status == "COMPLETE" else "kept, the replacement resumes next run"
-            console.print(f"reset {s.stream}: {s.reset_reason} (old table {outcome})", markup=False)
+            # soft_wrap: one line however long the field-level reason, so that it can be grepped
+            console.print(f"reset {s.stream}: {s.reset_reason} (old table {outcome})", markup=False, soft_wrap=True)
+        if s.schema_note:
+            console.print(f"{s.stream}: {s.schema_note}", markup=False, soft_wrap=True)
     for message in summary.errors:
         console.print(f"error: {message}", markup=False)
     for s in summary.incomplete:
