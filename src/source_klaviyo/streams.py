@@ -156,6 +156,8 @@ _CAMPAIGN_PARTITIONS = (
 )
 _CAMPAIGNS_INCREMENTAL = Incremental(cursor="updated_at", assume_sorted=False)
 _PROFILES_INCREMENTAL = _updated(lower_operator="greater-than")
+# lists and segments filter `updated` with greater-than only: the upper bound is checked here.
+_UPDATED_GREATER_THAN_ONLY = _updated(lower_operator="greater-than", supports_less_than_filter=False)
 # Report records are whole days: read once the day is over (see reports.py), never filtered by the server.
 _REPORTS_INCREMENTAL = Incremental(cursor="date", lower_operator=None, supports_less_than_filter=False,
                                    server_side_filter=False, sortable=False)
@@ -190,10 +192,10 @@ STREAMS: tuple[Stream, ...] = (
            page_size=100, additional_fields=("subscriptions",), resource_type="profile",
            hook="only_suppressed"),
     Stream("lists", "/api/lists",
-           incremental=_updated(lower_operator="greater-than", supports_less_than_filter=False),
+           incremental=_UPDATED_GREATER_THAN_ONLY,
            page_size=10, resource_type="list"),
     Stream("lists_detailed", "/api/lists",
-           incremental=_updated(lower_operator="greater-than", supports_less_than_filter=False),
+           incremental=_UPDATED_GREATER_THAN_ONLY,
            page_size=10, resource_type="list",
            detail=Detail("/api/lists/{id}", (("additional-fields[list]", "profile_count"),), "XS",
                          ("profile_count",))),
@@ -208,7 +210,7 @@ STREAMS: tuple[Stream, ...] = (
            additional_fields=("subscriptions", "predictive_analytics"), resource_type="profile",
            reduced_tier=("predictive_analytics", "M", "disable_fetching_predictive_analytics")),
     Stream("segments", "/api/segments",
-           incremental=_updated(lower_operator="greater-than", supports_less_than_filter=False),
+           incremental=_UPDATED_GREATER_THAN_ONLY,
            page_size=10, resource_type="segment"),
     Stream("segment_memberships", "/api/segments/{id}/profiles", primary_key=("segment_id", "profile_id"),
            page_size=100, resource_type="profile",
