@@ -315,9 +315,12 @@ class KlaviyoClient:
         while True:
             attempt += 1
             # The limiter hands over a slot of the in-flight semaphore with the rate-limit slot.
+            # All the time until it does (its own sleeps, and queueing behind other requests of a
+            # slowly paced bucket) is waiting the API ordered, not failing time for the budget.
+            queued_at = self._clock.monotonic()
             waited = await limiter.acquire(max_wait=self.max_retry_after, gate=self._semaphore)
             self.stats.rate_limit_wait_seconds += waited
-            ordered_wait += waited
+            ordered_wait += self._clock.monotonic() - queued_at
             try:
                 body = await self._attempt(method, target, data, path, limiter)
                 return body if parse is None else self._parsed(body, parse)

@@ -508,6 +508,32 @@ def test_the_time_budget_stops_retries_before_the_attempt_budget() -> None:
     assert sum(clock.sleeps) <= 25
 
 
+def test_queueing_behind_a_slowly_paced_bucket_is_not_failing_time() -> None:
+    """Found by the soak: with many requests on a slow bucket, a retry waited minutes for its turn
+    behind the others; counted as failing time, that ended the stream after 3 attempts."""
+    clock = FastClock()
+    answered = 0
+
+    async def every_other_fails(request: web.Request) -> web.StreamResponse:
+        nonlocal answered
+        answered += 1
+        return klaviyo_error(500, "error", "boom") if answered % 2 else OK()
+
+    async def scenario() -> Any:
+        async with (
+            serve({"/api/lists/{id}": every_other_fails}) as url,
+            client(url, clock=clock, num_workers=1, retry_time_budget=20, max_attempts=8) as c,
+        ):
+            # XS: 15 requests a minute, so 40 requests take ~160 s of virtual time: far past the budget.
+            await asyncio.gather(*(c.get(f"/api/lists/{n}", bucket="/api/lists/{id}", tier="XS")
+                                   for n in range(20)))
+        return c.stats
+
+    stats = run(scenario())
+    assert stats.retries >= 10
+    assert clock.now > 20  # the budget would have been exceeded had queueing counted
+
+
 def test_connection_errors_are_retried_then_reported() -> None:
     async def scenario() -> TransientError:
         async with client("http://127.0.0.1:9", max_attempts=3) as c:
