@@ -47,17 +47,22 @@ _BOOKKEEPING_DDL = (
 )
 
 
-# The sync's CPU and memory budget (docs/performance.md, "sync"): one thread, a bounded buffer pool,
-# a checkpoint per ~256 MB of WAL (a checkpoint per 16 MB, the default, recompressed the table's
-# last row group over and over), and zstd for every column that supports it (half the checkpoint
-# CPU of the default analysis, and a file about a third the size).
+# The sync's CPU and memory budget (docs/performance.md, "sync"): one thread, a 32 MB buffer pool,
+# and zstd for every column that supports it (half the checkpoint CPU of the default analysis, and a
+# file about a third the size). The pool holds a batch being loaded and the rows appended since the
+# last checkpoint; 16 MB ran out of memory loading a batch.
 _SETTINGS = (
     "SET threads = 1",
     "SET preserve_insertion_order = false",
-    "SET memory_limit = '128MB'",  # 64 MB ran out of memory on events_detailed batches
-    "SET checkpoint_threshold = '256MB'",
+    "SET memory_limit = '32MB'",
     "SET force_compression = 'zstd'",
 )
+# Rows per row group of the tables we write. DuckDB's default (122,880) is ~120 MB of events: every
+# checkpoint recompressed the open row group from the start, and with fewer checkpoints the appended
+# rows spilled to disk and were read back. At 16,384 a batch fills whole row groups, which the
+# default checkpoint (per 16 MB of WAL) writes once.
+ROW_GROUP_SIZE = 16_384
+_ALIAS = "sync_file"
 
 
 @dataclass
@@ -97,51 +102,66 @@ class BatchCounts:
         self.skipped += other.skipped
 
 
-def dumps_line(record: dict[str, Any]) -> bytes:
+def dumps_json(value: Any) -> bytes:
     try:
-        return orjson.dumps(record)
+        return orjson.dumps(value)
     except TypeError:
         # orjson refuses integers beyond 64 bits; the stdlib writes them digit for digit.
-        return json.dumps(record, separators=(",", ":"), default=str).encode()
+        return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+# Each batch row is the JSON text of each top-level field, in the batch's column order, separated by
+# this byte: JSON never holds a raw control character (msgspec and orjson refuse or escape them), so
+# no field needs quoting and DuckDB's CSV reader splits rows without parsing the JSON inside them.
+FIELD_SEPARATOR = b"\x1f"
+_NEWLINES = (b"\n", b"\r")
 
 
 class Batch:
-    """One stream's records waiting for their transaction, serialized at once: NDJSON lines, one per key.
+    """One stream's records waiting for their transaction, one row per key, as delimited JSON text.
 
-    The last version of a key read wins (a record updated during the read arrives twice). Holding
-    bytes rather than dicts keeps a batch at about its JSON size.
+    The last version of a key read wins (a record updated during the read arrives twice). A row holds
+    each top-level field's JSON text exactly as read (only the top level is decoded), so a batch is
+    about its JSON size and DuckDB parses nothing it does not type: see `Store._upsert`.
     """
 
-    __slots__ = ("bytes", "key", "known", "lines", "longest", "skipped", "unknown")
+    __slots__ = ("_initial", "_known", "bytes", "columns", "key", "longest", "padded", "rows", "skipped")
 
-    def __init__(self, key: tuple[str, ...], known: Iterable[str]) -> None:
+    def __init__(self, key: tuple[str, ...], columns: Iterable[str]) -> None:
         self.key = key
-        self.lines: dict[Any, bytes] = {}
+        self.rows: dict[Any, bytes] = {}
         self.bytes = 0
-        self.longest = 0  # bytes of the longest line: read_json's buffer is sized from it
+        self.longest = 0  # bytes of the longest row: the CSV reader's line limit is sized from it
         self.skipped = 0  # records without a primary key value
-        self.known = frozenset(known)  # top-level fields the table has a column for
-        self.unknown: set[str] = set()
+        # The table's columns, then top-level fields first seen in this batch (rows written before a
+        # field appeared are shorter; the reader pads them with NULLs).
+        self.columns = list(columns)
+        self._initial = len(self.columns)
+        self._known = set(self.columns)
+        self.padded = False
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.rows)
+
+    @property
+    def new_columns(self) -> list[str]:
+        return self.columns[self._initial :]
 
     def add(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
-            try:
-                line = orjson.dumps(record)
-            except TypeError:
-                # orjson refuses integers beyond 64 bits; the stdlib writes them digit for digit.
-                line = json.dumps(record, separators=(",", ":"), default=str).encode()
-            self._put(record, line, _identity)
+            self._put({name: dumps_json(value) for name, value in record.items()}, _decode_json)
 
     def add_raw(self, records: Iterable[bytes]) -> None:
-        """Records as the JSON objects Klaviyo sent (the engine's raw path): kept byte for byte; only
-        the top level is decoded, its values left raw, for the key and the field names."""
+        """Records as the JSON objects Klaviyo sent (the engine's raw path): only the top level is
+        decoded, each field's text kept byte for byte."""
         for line in records:
-            self._put(_decode_top_level(line), line, _decode_json)
+            fields = _decode_top_level(line)
+            if b"\n" in line or b"\r" in line:
+                # Whitespace between tokens (a pretty-printed body) would split the row: re-encode those fields.
+                fields = {name: _compact(raw) for name, raw in fields.items()}
+            self._put(fields, _decode_json)
 
-    def _put(self, fields: dict[str, Any], line: bytes, decode: Callable[[Any], Any]) -> None:
+    def _put(self, fields: dict[str, Any], decode: Callable[[Any], Any]) -> None:
         if len(self.key) == 1:
             value = fields.get(self.key[0])
             if value is not None:
@@ -158,16 +178,37 @@ class Batch:
                 self.skipped += 1
                 return
             value = tuple(v if v.__class__ is str else str(v) for v in values)
-        self.lines[value] = line
-        self.bytes += len(line)
-        if len(line) > self.longest:
-            self.longest = len(line)
-        if not self.known.issuperset(fields):
-            self.unknown.update(name for name in fields if name not in self.known)
+        if not self._known.issuperset(fields):
+            self._grow(fields)
+        row = FIELD_SEPARATOR.join([fields.get(name, b"") for name in self.columns]) + b"\n"
+        previous = self.rows.get(value)
+        if previous is not None:
+            self.bytes -= len(previous)
+        self.rows[value] = row
+        self.bytes += len(row)
+        if len(row) > self.longest:
+            self.longest = len(row)
+
+    def _grow(self, fields: dict[str, Any]) -> None:
+        # Klaviyo may add a top-level field before our schema knows it: it gets a JSON column.
+        # Names starting with "_" would shadow our metadata columns and are dropped.
+        for name in fields:
+            if name not in self._known:
+                self._known.add(name)
+                if not name.startswith("_"):
+                    self.columns.append(name)
+                    self.padded = bool(self.rows)
 
 
-def _identity(value: Any) -> Any:
-    return value
+def _compact(raw: msgspec.Raw) -> Any:
+    text = bytes(raw)
+    if b"\n" not in text and b"\r" not in text:
+        return raw
+    return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
@@ -181,19 +222,25 @@ class Store:
         self.path = Path(path)
         self.sync_id = sync_id
         self.connector_version = connector_version
-        try:
-            self.con = duckdb.connect(str(self.path))
-        except duckdb.IOException as error:
-            raise ConfigError(
-                f"cannot open {self.path}: {error}. Is another sync or a DuckDB shell using it?"
-            ) from None
+        # The file is attached rather than opened, because the row group size is an ATTACH option.
+        self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         for setting in _SETTINGS:
             self.con.execute(setting)
+        # Where DuckDB spills when it opens a file itself (an in-memory database would use ./.tmp).
+        self.con.execute(f"SET temp_directory = {_literal(str(self.path) + '.tmp')}")
+        try:
+            self.con.execute(f"ATTACH {_literal(str(self.path))} AS {_ALIAS} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+        except duckdb.IOException as error:
+            self.con.close()
+            raise ConfigError(
+                f"cannot open {self.path}: {error}. Is another sync or a DuckDB shell using it?"
+            ) from None
+        self.con.execute(f"USE {_ALIAS}")
         for ddl in _BOOKKEEPING_DDL:
             self.con.execute(ddl)
         self._tmpdir = tempfile.TemporaryDirectory(prefix="source-klaviyo-sync-")
-        self._batch_file = os.path.join(self._tmpdir.name, "batch.ndjson")
+        self._batch_file = os.path.join(self._tmpdir.name, "batch.txt")
         self._versioned: set[str] = set()
 
     def close(self) -> None:
@@ -204,7 +251,8 @@ class Store:
 
     def table_exists(self, table: str) -> bool:
         row = self.con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = 'main' AND table_name = ?",
             [table],
         ).fetchall()
         return bool(row[0][0])
@@ -241,7 +289,8 @@ class Store:
 
     def columns_of(self, table: str) -> list[str]:
         rows = self.con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' "
+            "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+            "AND table_schema = 'main' "
             "AND table_name = ? ORDER BY ordinal_position",
             [table],
         ).fetchall()
@@ -293,13 +342,13 @@ class Store:
     def write_batch(self, target: Target, batch: Batch, state: dict[str, Any] | None) -> BatchCounts:
         """Upsert the batch's records and, when given, save `state`, in one transaction."""
         counts = BatchCounts(skipped=batch.skipped)
-        if batch.lines:
+        if batch.rows:
             with open(self._batch_file, "wb") as out:
-                out.write(b"\n".join(batch.lines.values()))
+                out.writelines(batch.rows.values())
         self.con.execute("BEGIN")
         try:
-            if batch.lines:
-                self._add_unknown_columns(target, batch.unknown)
+            if batch.rows:
+                self._add_unknown_columns(target, batch.new_columns)
                 self._upsert(target, batch, counts)
             if state is not None:
                 self._save_state(target, state)
@@ -348,12 +397,9 @@ class Store:
             raise
         return counts
 
-    def _add_unknown_columns(self, target: Target, seen: set[str]) -> None:
+    def _add_unknown_columns(self, target: Target, names: list[str]) -> None:
         # Klaviyo may add a top-level field before our schema knows it: keep it, as a JSON column.
-        known = set(target.layout.column_names) | set(target.extra_columns)
-        for name in sorted(seen - known):
-            if name.startswith("_"):
-                continue  # never shadow our own metadata columns
+        for name in names:
             self.con.execute(f"ALTER TABLE {quote(target.table)} ADD COLUMN {quote(name)} JSON")
             target.extra_columns.append(name)
 
@@ -361,15 +407,21 @@ class Store:
         # No PRIMARY KEY constraint (its index stays in memory, ~110 MB per million keys): the rows of
         # the batch's keys are deleted, then the batch inserted; the batch holds each key once.
         layout, table = target.layout, quote(target.table)
-        columns = list(layout.columns) + [Column(name, "JSON") for name in target.extra_columns]
-        read_columns = "{" + ", ".join(f"'{c.name.replace(chr(39), chr(39) * 2)}': '{c.read_type}'" for c in columns) + "}"
-        path = self._batch_file.replace("'", "''")
+        typed = {column.name: column for column in layout.columns}
+        columns = [typed.get(name) or Column(name, "JSON") for name in batch.columns]
+        # Every field is read as text and typed in SQL. The line limit is sized to the longest row and
+        # the reader's buffer to twice that: with DuckDB's defaults (2 MB lines, 32 MB buffer) the
+        # buffer alone would take most of the sync's memory limit.
+        read_columns = "{" + ", ".join(f"'{c.name.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in columns) + "}"
+        path = _literal(self._batch_file)
         selects = ", ".join(c.select_expression() for c in columns)
-        # read_json's buffer is twice its maximum object size (at least 32 MB): sized to the longest line.
-        max_size = max(1 << 20, 1 << batch.longest.bit_length())
+        line_limit = max(1 << 20, 1 << (batch.longest + 1).bit_length())
+        separator = FIELD_SEPARATOR.decode()
         self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _batch AS SELECT {selects} FROM read_json('{path}', "
-            f"format = 'newline_delimited', columns = {read_columns}, maximum_object_size = {max_size})"
+            f"CREATE OR REPLACE TEMP TABLE _batch AS SELECT {selects} FROM read_csv({path}, "
+            f"delim = '{separator}', quote = '', escape = '', header = false, auto_detect = false, "
+            f"new_line = '\\n', null_padding = {str(batch.padded).lower()}, columns = {read_columns}, "
+            f"max_line_size = {line_limit}, buffer_size = {2 * line_limit})"
         )
         joined = " AND ".join(f"b.{quote(k)} = t.{quote(k)}" for k in layout.primary_key)
         if target.classify_changes and layout.cursor is not None:
@@ -398,7 +450,7 @@ class Store:
                 ON CONFLICT (stream, slot) DO UPDATE SET state = excluded.state,
                     schema_fingerprint = excluded.schema_fingerprint, sync_id = excluded.sync_id,
                     checkpoints = {STATE_TABLE}.checkpoints + 1, updated_at = excluded.updated_at""",
-            [target.stream, target.slot, dumps_line(state).decode(), target.layout.fingerprint, self.sync_id],
+            [target.stream, target.slot, dumps_json(state).decode(), target.layout.fingerprint, self.sync_id],
         )
 
     def _record_version(self, layout: TableLayout) -> None:
@@ -422,5 +474,5 @@ class Store:
     def sync_finished(self, status: str, summary: dict[str, Any]) -> None:
         self.con.execute(
             f"UPDATE {SYNCS_TABLE} SET finished_at = now(), status = ?, summary = ? WHERE sync_id = ?",
-            [status, dumps_line(summary).decode(), self.sync_id],
+            [status, dumps_json(summary).decode(), self.sync_id],
         )

@@ -38,20 +38,19 @@ class Column:
     name: str
     sql_type: str
 
-    @property
-    def read_type(self) -> str:
-        """The type `read_json` parses the field as; casts to the column type happen in SQL.
-
-        Scalars are read as text and cast with TRY_CAST, so one odd value (an empty date, an id sent
-        as a number) lands as NULL or text instead of failing the whole batch.
-        """
-        return "JSON" if self.sql_type == "JSON" else "VARCHAR"
-
     def select_expression(self) -> str:
+        """This column's value from its field's JSON text, as the batch file holds it (`Store._upsert`).
+
+        Scalars are cast with TRY_CAST, so one odd value (an empty date, an id sent as a number) lands
+        as NULL or text instead of failing the whole batch; a JSON `null` is SQL NULL in every column.
+        """
         name = quote(self.name)
-        if self.sql_type in ("JSON", "VARCHAR"):
-            return name
-        return f"TRY_CAST({name} AS {self.sql_type}) AS {name}"
+        if self.sql_type == "JSON":
+            return f"CAST(NULLIF({name}, 'null') AS JSON) AS {name}"
+        text = f"json_extract_string({name}, '$')"
+        if self.sql_type == "VARCHAR":
+            return f"{text} AS {name}"
+        return f"TRY_CAST({text} AS {self.sql_type}) AS {name}"
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,7 @@ class DuckDBSink:
     def _flush(self, stream: str, *, with_state: bool = True) -> None:
         buffer = self._buffers[stream]
         state = buffer.state if with_state and buffer.state_pending else None
-        if not buffer.batch.lines and not buffer.batch.skipped and state is None:
+        if not buffer.batch.rows and not buffer.batch.skipped and state is None:
             return
         tally = self.tallies[stream]
         try:
