@@ -226,7 +226,8 @@ def _as_integer(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+    # ASCII digits only: int() also takes Arabic-Indic or fullwidth digits, which no config writer means.
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value, re.ASCII):
         return int(value)
     return None
 

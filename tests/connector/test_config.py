@@ -138,6 +138,12 @@ def test_num_workers_is_a_whole_number_from_1_to_50(raw: Any, expected: int) -> 
     assert parse_config({"api_key": KEY, "num_workers": raw}, now=NOW)[0].num_workers == expected
 
 
+@pytest.mark.parametrize("raw", ["\u0667", "\uff11\uff12", "7.5", True, "", "seven"])
+def test_num_workers_refuses_what_is_not_a_plain_whole_number(raw: Any) -> None:
+    with pytest.raises(ConfigError, match="num_workers must be a whole number"):
+        parse_config({"api_key": KEY, "num_workers": raw}, now=NOW)
+
+
 @pytest.mark.parametrize(("raw", "expected"), [("A, B,,A", ("A", "B")), (["x", " y "], ("x", "y")), ("", ())])
 def test_metric_ids_become_a_tuple_without_blanks_or_duplicates(raw: Any, expected: tuple[str, ...]) -> None:
     assert parse_config({"api_key": KEY, "metric_ids": raw}, now=NOW)[0].metric_ids == expected
