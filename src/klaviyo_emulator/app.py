@@ -272,6 +272,7 @@ def build_app(world: World, options: Any) -> web.Application:
                 int(payload.get("add", 0)),
                 int(payload.get("update", 0)),
                 int(payload.get("archive", 0)),
+                int(payload.get("delete", 0)),
             )
         except KeyError as exc:
             raise ApiError(400, f"Unknown or missing resource: {exc}") from None

@@ -5,12 +5,13 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .endpoints import BOOL, DT, NUM, STR, Endpoint
 from .errors import invalid
 from .filters import Condition, DateTimeLiteral, parse_filter
-from .table import Table, sort_key
+from .table import Table
 
 CHANNELS = ("email", "sms", "mobile_push")
 RANGE_OPS = {"greater-than", "greater-or-equal", "less-than", "less-or-equal"}
@@ -182,7 +183,7 @@ def select(
     """
     order = table.order(sort) if order is None else order
     value = table.value
-    keyf: Callable[[int], tuple] = lambda i: sort_key(value(sort, i), i)  # noqa: E731
+    keyf: Callable[[int], tuple] = partial(table.key_of, sort)
     lo, hi = 0, len(order)
     rest: list[Condition] = []
     ranged = range_fields | {sort}

@@ -3,6 +3,7 @@
 with run_emulator_in_thread(EmulatorOptions(seed=7, scale="tiny")) as emu:
     requests.get(emu.url + "/api/profiles", headers={...})
     emu.mutate("profiles", add=3, update=2)
+    emu.mutate("tags", delete=1)
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ class EmulatorHandle:
     def world(self) -> World:
         return self.app[WORLD]
 
-    def mutate(self, resource: str, add: int = 0, update: int = 0, archive: int = 0) -> dict[str, list[str]]:
-        result = self.world.mutate(resource, add, update, archive)
+    def mutate(
+        self, resource: str, add: int = 0, update: int = 0, archive: int = 0, delete: int = 0
+    ) -> dict[str, list[str]]:
+        result = self.world.mutate(resource, add, update, archive, delete)
         self.app[CACHE].clear()
         return result
 
@@ -123,8 +126,10 @@ class RunningEmulator:
         assert self._handle is not None
         return self._handle
 
-    def mutate(self, resource: str, add: int = 0, update: int = 0, archive: int = 0) -> dict[str, list[str]]:
-        return self.handle.mutate(resource, add, update, archive)
+    def mutate(
+        self, resource: str, add: int = 0, update: int = 0, archive: int = 0, delete: int = 0
+    ) -> dict[str, list[str]]:
+        return self.handle.mutate(resource, add, update, archive, delete)
 
     def truth(self, resource: str) -> list[dict[str, Any]]:
         return self.handle.truth(resource)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from array import array
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,9 @@ from .scale import SCALES
 from .table import Table
 
 MUTABLE_CURSOR = {"updated", "updated_at"}
+# What Klaviyo lets an account delete (profiles by a data-privacy deletion request); children go with
+# their parent: a campaign's messages, a flow's actions and their messages, a profile's events.
+DELETABLE = ("profiles", "lists", "segments", "tags", "campaigns", "flows", "templates", "coupons")
 
 
 def default_anchor() -> datetime:
@@ -50,6 +54,10 @@ class World:
             "events": self.events,
             **self.catalog.tables,
         }
+        # The groups profiles join by the generation rule; added groups start empty.
+        self._group_slots = {
+            kind: [self.tables[kind].id(i) for i in range(len(self.tables[kind]))] for kind in ("lists", "segments")
+        }
         self._mutations = 0
         self.generation = 0  # bumped by every mutation; the page cache keys on it
 
@@ -59,9 +67,10 @@ class World:
     # memberships ---------------------------------------------------------------------------------
 
     def members(self, kind: str, group_id: str) -> Any:
-        groups = self.tables[kind]
-        ids = [groups.id(i) for i in range(len(groups))]
-        return self.profiles.members(kind, ids).get(group_id)
+        """The group's member profile indices; None when no such group exists (any more)."""
+        if self.tables[kind].index_of(group_id) is None:
+            return None
+        return self.profiles.members(kind, self._group_slots[kind]).get(group_id, array("l"))
 
     def profile_count(self, kind: str, group_id: str) -> int:
         members = self.members(kind, group_id)
@@ -75,27 +84,32 @@ class World:
             key = kind[:-1] + "_id"
             groups = self.tables[kind]
             ids = [groups.id(i) for i in range(len(groups))]
-            members = self.profiles.members(kind, ids)
-            return [{key: g, "profile_id": self.profiles.id(i)} for g in ids for i in members[g]]
+            members = self.profiles.members(kind, self._group_slots[kind])
+            return [{key: g, "profile_id": self.profiles.id(i)} for g in ids for i in members.get(g, ())]
         table = self.tables.get(resource)
         if table is None or resource == "tag-groups":
             raise KeyError(resource)
-        return [table.truth_row(i) for i in range(len(table))]
+        return [table.truth_row(i) for i in table.live()]
 
     # time moves ----------------------------------------------------------------------------------
 
-    def mutate(self, resource: str, add: int = 0, update: int = 0, archive: int = 0) -> dict[str, list[str]]:
-        """Add, update (bump `updated`/`updated_at` to now) or archive records, stamped with the real now."""
+    def mutate(
+        self, resource: str, add: int = 0, update: int = 0, archive: int = 0, delete: int = 0
+    ) -> dict[str, list[str]]:
+        """Add, update (bump `updated`/`updated_at` to now), archive or delete records, in that order,
+        stamped with the real now; a record is touched by at most one of them per call."""
         if resource not in self.tables or resource == "tag-groups":
             raise KeyError(resource)
-        if min(add, update, archive) < 0:
+        if min(add, update, archive, delete) < 0:
             raise ValueError("counts must be >= 0")
         if archive and resource not in ("campaigns", "flows"):
             raise ValueError("only campaigns and flows can be archived")
         if update and resource == "events":
             raise ValueError("events are immutable; only add")
+        if delete and resource not in DELETABLE:
+            raise ValueError(f"{resource} cannot be deleted; deletable: {', '.join(DELETABLE)}")
         now = int(time.time())
-        result: dict[str, list[str]] = {"added": [], "updated": [], "archived": []}
+        result: dict[str, list[str]] = {"added": [], "updated": [], "archived": [], "deleted": []}
         with self.lock:
             self._mutations += 1
             rnd = random.Random(mix(self.seed, salt("mutate"), self._mutations))
@@ -108,7 +122,7 @@ class World:
                 cursor = table.cursor_field
                 candidates = [
                     i
-                    for i in range(len(table))
+                    for i in table.live()
                     if table.id(i) not in added and not (table.value(cursor, i) or 0) > now
                 ]
                 for i in rnd.sample(candidates, min(update, len(candidates))):
@@ -122,6 +136,12 @@ class World:
                     row["truth"]["archived"] = True
                     self._touch(resource, i, now)
                     result["archived"].append(table.id(i))
+            if delete:
+                touched = {*result["added"], *result["updated"], *result["archived"]}
+                candidates = [i for i in table.live() if table.id(i) not in touched]
+                chosen = rnd.sample(candidates, min(delete, len(candidates)))
+                result["deleted"] = [table.id(i) for i in chosen]
+                self._delete(resource, chosen, result["deleted"])
             for t in self.tables.values():
                 t.touched()  # child tables change too when parents gain children
             self.generation += 1
@@ -136,6 +156,12 @@ class World:
             self.profiles.touched()
             return [self.profiles.id(len(self.profiles) - 1)]
         return self.catalog.add(resource, now=now)
+
+    def _delete(self, resource: str, indices: list[int], ids: list[str]) -> None:
+        if resource == "profiles":
+            self.profiles.delete(indices)  # memberships and events follow (profiles.py, events.py)
+        else:
+            self.catalog.delete(resource, set(ids))
 
     def _touch(self, resource: str, index: int, now: int) -> None:
         if resource == "profiles":

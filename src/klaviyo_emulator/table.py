@@ -8,7 +8,8 @@ range filter on the sort field a binary search and a page a slice.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 Rel = tuple[str, str] | list[tuple[str, str]] | None  # to-one (type, id), to-many, or links only
@@ -36,6 +37,10 @@ class Table:
     def index_of(self, record_id: str) -> int | None:
         raise NotImplementedError
 
+    def live(self) -> Iterable[int]:
+        """Indices of the records that exist: all of them, unless a mutation deleted some."""
+        return range(len(self))
+
     def value(self, field: str, index: int) -> Any:
         raise NotImplementedError
 
@@ -51,19 +56,21 @@ class Table:
             self.cursor_field: self.attributes(index, frozenset())[self.cursor_field],
         }
 
+    def key_of(self, field: str, index: int) -> tuple[int, Any, int]:
+        """The record's place in the order by `field` (what a keyset cursor carries)."""
+        return sort_key(self.value(field, index), index)
+
     def order(self, field: str) -> Sequence[int]:
         cached = self._orders.get(field)
         if cached and cached[0] == self.version:
             return cached[1]
-        value = self.value
-        order = sorted(range(len(self)), key=lambda i: sort_key(value(field, i), i))
+        order = sorted(self.live(), key=partial(self.key_of, field))
         self._orders[field] = (self.version, order)
         return order
 
     def position_after(self, field: str, order: Sequence[int], key: tuple) -> int:
         """Index into `order` of the first record sorting strictly after `key` (a keyset cursor)."""
-        value = self.value
-        return bisect_right(order, key, key=lambda i: sort_key(value(field, i), i))
+        return bisect_right(order, key, key=partial(self.key_of, field))
 
     def touched(self) -> None:
         self.version += 1
@@ -78,6 +85,11 @@ class RowTable(Table):
         self.cursor_field = cursor_field
         self.rows = rows
         self._by_id = {row["id"]: i for i, row in enumerate(rows)}
+        # Records ever appended: new ids derive from it, so an id freed by a deletion is never reused,
+        # and each row's `seq` (its tie-break in every order) stays put when rows before it go.
+        self.appended = len(rows)
+        for seq, row in enumerate(rows):
+            row["seq"] = seq
         self.extra_truth: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def __len__(self) -> int:
@@ -88,6 +100,10 @@ class RowTable(Table):
 
     def index_of(self, record_id: str) -> int | None:
         return self._by_id.get(record_id)
+
+    def key_of(self, field: str, index: int) -> tuple[int, Any, int]:
+        # the creation sequence, not the list position: a cursor stays valid across a deletion
+        return sort_key(self.value(field, index), self.rows[index]["seq"])
 
     def value(self, field: str, index: int) -> Any:
         row = self.rows[index]
@@ -115,5 +131,13 @@ class RowTable(Table):
 
     def append(self, row: dict[str, Any]) -> None:
         self._by_id[row["id"]] = len(self.rows)
+        row["seq"] = self.appended
         self.rows.append(row)
+        self.appended += 1
+        self.touched()
+
+    def remove(self, ids: set[str]) -> None:
+        """Delete the rows with these ids (indices of the others shift down: caches key on `version`)."""
+        self.rows[:] = [row for row in self.rows if row["id"] not in ids]
+        self._by_id = {row["id"]: i for i, row in enumerate(self.rows)}
         self.touched()

@@ -99,12 +99,32 @@ class Catalog:
     def add(self, resource: str, index: int | None = None, now: int | None = None) -> list[str]:
         """Add one record (and its children); returns the new ids of `resource`."""
         table = self.tables[resource]
-        index = len(table) if index is None else index
+        index = table.appended if index is None else index
         rnd = record_rng(self.seed, resource, index)
         builder = getattr(self, "_make_" + resource.replace("-", "_"))
         row = builder(index, rnd, now)
         table.append(row)
         return [row["id"]]
+
+    # deleting -----------------------------------------------------------------------------------
+
+    def delete(self, resource: str, ids: set[str]) -> None:
+        """Delete records with their children; every to-many relationship naming one forgets it
+        (a deleted tag leaves its lists and campaigns, a deleted campaign its tags)."""
+        gone: dict[str, set[str]] = {self.tables[resource].type: ids}
+        for child, key, parent in _CHILDREN:
+            parents = gone.get(self.tables[parent].type)
+            if parents:
+                rows = self.tables[child].rows
+                gone[self.tables[child].type] = {row["id"] for row in rows if row["keys"][key] in parents}
+        for table in self.tables.values():
+            if table.type in gone:
+                table.remove(gone[table.type])
+        for table in self.tables.values():
+            for row in table.rows:
+                for name, rel in row["rels"].items():
+                    if isinstance(rel, list) and any(rid in gone.get(type_, ()) for type_, rid in rel):
+                        row["rels"][name] = [(t, rid) for t, rid in rel if rid not in gone.get(t, ())]
 
     def _tags_for(self, rnd: random.Random) -> list[tuple[str, str]]:
         tags = self.tables["tags"]
@@ -275,7 +295,7 @@ class Catalog:
         **extra: Any,
     ) -> str:
         table = self.tables[resource]
-        index = len(table)
+        index = table.appended
         rnd = record_rng(self.seed, resource, index)
         builder = getattr(self, "_make_" + resource.replace("-", "_"))
         row = builder(index, rnd, now, parent=parent, span=(created, updated), **extra)
@@ -568,6 +588,14 @@ class Catalog:
                         entry = (table.type, row["id"])
                         if entry not in tags.rows[index]["rels"][resource]:
                             tags.rows[index]["rels"][resource].append(entry)
+
+
+# (child resource, its key naming the parent, parent resource), parents before their children
+_CHILDREN = (
+    ("campaign-messages", "campaign_id", "campaigns"),
+    ("flow-actions", "flow_id", "flows"),
+    ("flow-messages", "flow_action_id", "flow-actions"),
+)
 
 
 def _message_definition(channel: str, name: str, rnd: random.Random) -> dict[str, Any]:

@@ -7,12 +7,15 @@ import random
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..jsontext import BigInt, dumps
 from ..table import Rel, Table
 from .rng import _B62, _B62_PAIRS, base62, id_offset, iso, mix, salt, short_id
 from .words import PRODUCTS
+
+if TYPE_CHECKING:
+    from .profiles import Profiles
 
 DAY = 86_400
 BIG_INT = 18446744073709551616123  # the value that crashed a serializer upstream (Airbyte PR #51010)
@@ -30,7 +33,7 @@ class Events(Table):
         days: int,
         metric_ids: list[str],
         metric_names: list[str],
-        profiles: Table,
+        profiles: Profiles,
     ) -> None:
         super().__init__()
         self.seed = seed
@@ -49,6 +52,7 @@ class Events(Table):
             self._metric_cdf.append(int(acc * (1 << 32)))
         self.ts = _timeline(seed, count, anchor, days)
         self._order: array | None = None  # identity until an added event lands before future-dated ones
+        self._visible: tuple[int, array] | None = None  # the order without deleted profiles' events
         self._by_metric: tuple[int, dict[str, array]] | None = None
         self._base_ids = count
         self._blocks: dict[int, tuple[array, str]] = {}  # bounded: see _block
@@ -111,9 +115,19 @@ class Events(Table):
         return None
 
     def order(self, field: str):  # type: ignore[override]
-        if self._order is None:
-            return range(len(self))
-        return self._order
+        everything = range(len(self)) if self._order is None else self._order
+        gone = self.profiles.deleted
+        if not gone:
+            return everything
+        # A deleted profile's events go with it (Klaviyo's data-privacy deletion removes all its data).
+        if self._visible is None or self._visible[0] != self.version:
+            profile_of = self.profile_index
+            kept = array("l", (i for i in everything if profile_of(i) not in gone))
+            self._visible = (self.version, kept)
+        return self._visible[1]
+
+    def live(self):  # type: ignore[override]
+        return self.order("datetime") if self.profiles.deleted else range(len(self))
 
     def by_metric(self, metric_id: str) -> array:
         """Indices of one metric's events in datetime order, built once per data version."""

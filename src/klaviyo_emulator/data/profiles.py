@@ -57,7 +57,10 @@ class Profiles(Table):
         self._id_prefix = absorb(seed, self._salt)  # ulid(seed, "profiles", i) == ulid_from(prefix, i)
         # every event names its profile: the ids are derived once (~4 µs each, 0.8 s at large scale)
         self._ids = [ulid_from(self._id_prefix, i) for i in range(count)]
-        self._memberships: dict[str, tuple[int, dict[str, array]]] = {}
+        self._memberships: dict[str, tuple[tuple[int, int], dict[str, array]]] = {}
+        # Indices deleted by a mutation (data-privacy deletion): ids are derived from the index, so
+        # a deleted profile keeps its slot and is left out of every order, lookup and membership.
+        self.deleted: set[int] = set()
 
     # identity -------------------------------------------------------------------------------------
 
@@ -75,7 +78,19 @@ class Profiles(Table):
             index = int(record_id[2:10].translate(_FROM_B32), 32)
         except ValueError:
             return None
-        return index if index < len(self) and self.id(index) == record_id else None
+        if index >= len(self) or index in self.deleted:
+            return None
+        return index if self.id(index) == record_id else None
+
+    def live(self) -> range | list[int]:
+        if not self.deleted:
+            return range(len(self))
+        deleted = self.deleted
+        return [i for i in range(len(self)) if i not in deleted]
+
+    def delete(self, indices: list[int]) -> None:
+        self.deleted.update(indices)
+        self.touched()
 
     def email(self, index: int) -> str | None:
         h = mix(self.seed, self._salt, index, 1)
@@ -135,7 +150,7 @@ class Profiles(Table):
         return None
 
     def order(self, field: str):  # type: ignore[override]
-        if field == "id":
+        if field == "id" and not self.deleted:
             return range(len(self))  # ulids sort in index order
         return super().order(field)
 
@@ -334,14 +349,18 @@ class Profiles(Table):
     # memberships -------------------------------------------------------------------------------------
 
     def members(self, kind: str, group_ids: list[str]) -> dict[str, array]:
-        """Profile indices per list (or segment) id, built in one pass on first use and cached."""
+        """Profile indices per list (or segment) id, built in one pass on first use and cached.
+
+        `group_ids` are the groups a profile may join (the generated ones: their number is part of the
+        rule, so adding or deleting a group never moves another group's members)."""
+        version = (len(self), len(self.deleted))
         cached = self._memberships.get(kind)
-        if cached is not None and cached[0] == len(self):
+        if cached is not None and cached[0] == version:
             return cached[1]
         groups: dict[str, array] = {g: array("l") for g in group_ids}
         n_groups = len(group_ids)
         kind_salt = salt(kind)
-        for i in range(len(self)):
+        for i in self.live():
             h = mix(self.seed, kind_salt, i)
             # each profile joins 0-3 groups; group g's share falls with g so sizes vary
             for k in range(h % 4):
@@ -350,7 +369,7 @@ class Profiles(Table):
                 members = groups[group_ids[g]]
                 if not members or members[-1] != i:
                     members.append(i)
-        self._memberships[kind] = (len(self), groups)
+        self._memberships[kind] = (version, groups)
         return groups
 
     def joined_at(self, kind: str, group_id: str, index: int) -> int:
