@@ -9,8 +9,9 @@ from .errors import ApiError, invalid
 from .filters import Condition
 from .jsontext import dumps
 from .members import MemberView
-from .pagination import decode_cursor, encode_cursor, next_link, query_digest, self_link
+from .pagination import decode_cursor_and_held, encode_cursor, next_link, query_digest, self_link
 from .query import Query, parse_query, select
+from .quirks import serves_unsorted, unsorted_page
 from .render import Renderer
 from .reports import campaign_values, flow_series
 from .store import World
@@ -51,8 +52,9 @@ class Request:
 
 
 class Api:
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, unsorted_archived_campaigns: bool = True) -> None:
         self.world = world
+        self.unsorted_archived_campaigns = unsorted_archived_campaigns  # quirks.py
         self._member_views: dict[tuple[str, str], tuple[int, MemberView]] = {}
 
     def get(self, endpoint: Endpoint, req: Request) -> bytes:
@@ -129,10 +131,17 @@ class Api:
                 order = self.world.events.by_metric(metric[0].value)
                 conditions = [c for c in conditions if c is not metric[0]]
         digest = query_digest([*req.params, ("@path", req.path)])
-        after = decode_cursor(query.cursor, digest) if query.cursor is not None else None
-        picked = select(
-            table, conditions, query.sort, query.descending, after, query.page_size, order, range_fields
-        )
+        after, held = decode_cursor_and_held(query.cursor, digest) if query.cursor is not None else (None, [])
+        if self.unsorted_archived_campaigns and serves_unsorted(endpoint.route, conditions, query.sort):
+            unsorted = unsorted_page(
+                table, conditions, query.sort, query.descending, after, held, query.page_size, self.world.seed
+            )
+            picked, held = unsorted.selection, unsorted.held
+        else:
+            picked = select(
+                table, conditions, query.sort, query.descending, after, query.page_size, order, range_fields
+            )
+            held = []
         renderer = Renderer(req.base, query.fields, query.additional)
         events = self.world.events
         fast = table is events and "event" not in query.fields
@@ -144,7 +153,7 @@ class Api:
         }
         if picked.more and picked.last_key is not None:
             links["next"] = next_link(
-                req.base, req.path, req.raw_query, encode_cursor(picked.last_key, digest)
+                req.base, req.path, req.raw_query, encode_cursor(picked.last_key, digest, held)
             )
         doc: dict[str, Any] = {"data": data, "links": links}
         if query.includes:

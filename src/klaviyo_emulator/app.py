@@ -97,7 +97,7 @@ def build_app(world: World, options: Any) -> web.Application:
     faults = FaultPlan.parse(options.faults, options.seed)
     limiter = RateLimiter(options.rate_limit_scale)
     cache = PageCache(int(getattr(options, "page_cache_mb", 96.0) * 1024 * 1024))
-    api = Api(world)
+    api = Api(world, getattr(options, "unsorted_archived_campaigns", True))
     stats = Stats()
     latency_rng = random.Random(mix(options.seed, salt("latency")))
 

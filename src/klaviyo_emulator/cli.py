@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
         help="ISO instant the data is generated around (default: this hour)",
     )
     serve.add_argument("--hang-seconds", type=float, default=600.0, help="how long a `timeout` fault hangs")
+    serve.add_argument("--sorted-archived-campaigns", action="store_true",
+                       help="serve archived campaigns perfectly sorted (Klaviyo's are slightly unsorted)")
     return p
 
 
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         key_scopes=key_scopes,
         anchor=args.anchor,
         hang_seconds=args.hang_seconds,
+        unsorted_archived_campaigns=not args.sorted_archived_campaigns,
         host=args.host,
         port=args.port,
     )

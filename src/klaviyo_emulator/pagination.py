@@ -24,23 +24,35 @@ def query_digest(params: list[tuple[str, str]]) -> str:
     return hashlib.blake2b(orjson.dumps(canonical), digest_size=6).hexdigest()
 
 
-def encode_cursor(key: tuple, digest: str) -> str:
-    raw = orjson.dumps({"k": list(key), "q": digest})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def encode_cursor(key: tuple, digest: str, held: list[tuple] | None = None) -> str:
+    """`held`: keys of records sorting before `key` still to be served (quirks.py, unsorted pages)."""
+    payload: dict[str, Any] = {"k": list(key), "q": digest}
+    if held:
+        payload["h"] = [list(k) for k in held]
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
 
 
 def decode_cursor(token: str, digest: str) -> tuple:
+    return decode_cursor_and_held(token, digest)[0]
+
+
+def decode_cursor_and_held(token: str, digest: str) -> tuple[tuple, list[tuple]]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload: dict[str, Any] = orjson.loads(raw)
         key = payload["k"]
         if payload["q"] != digest:
             raise invalid("Invalid page cursor: it belongs to a different query", parameter=CURSOR_PARAM)
-        if not (isinstance(key, list) and len(key) == 3 and isinstance(key[2], int)):
+        held = payload.get("h", [])
+        if not (_is_key(key) and isinstance(held, list) and all(_is_key(k) for k in held)):
             raise ValueError
-        return tuple(key)
+        return tuple(key), [tuple(k) for k in held]
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         raise invalid("Invalid page cursor", parameter=CURSOR_PARAM) from None
+
+
+def _is_key(key: Any) -> bool:
+    return isinstance(key, list) and len(key) == 3 and isinstance(key[2], int)
 
 
 def next_link(base: str, path: str, raw_query: str, token: str) -> str:

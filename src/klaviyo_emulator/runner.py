@@ -37,6 +37,8 @@ class EmulatorOptions:
     )
     hang_seconds: float = 600.0  # how long a `timeout` fault hangs
     page_cache_mb: float = 96.0  # bound of the rendered-page LRU (docs/emulator.md, "Serving cost")
+    # Klaviyo's quirk: archived campaigns by updated_at come slightly unsorted (quirks.py); False sorts them.
+    unsorted_archived_campaigns: bool = True
     host: str = "127.0.0.1"
     port: int = 0
 
