@@ -233,9 +233,9 @@ class Store:
             self.con.execute(f"ATTACH {_literal(str(self.path))} AS {_ALIAS} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
         except duckdb.IOException as error:
             self.con.close()
-            raise ConfigError(
-                f"cannot open {self.path}: {error}. Is another sync or a DuckDB shell using it?"
-            ) from None
+            held = "lock" in str(error).lower()
+            hint = " Is another sync or a DuckDB shell using it?" if held else ""
+            raise ConfigError(f"cannot open {self.path}: {error}.{hint}") from None
         self.con.execute(f"USE {_ALIAS}")
         for ddl in _BOOKKEEPING_DDL:
             self.con.execute(ddl)
