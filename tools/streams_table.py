@@ -63,7 +63,7 @@ def requests_per_1000(stream: Stream) -> str:
         count = math.prod(len(axis.values) for axis in stream.partitions)
         extras.append(f"1 per partition, {count} partitions")
     if stream.incremental is not None and stream.incremental.window is not None:
-        extras.append(f"1 per {stream.incremental.window.days}-day window")
+        extras.append(f"1 per window of ≤ {stream.incremental.window.days} days, 1 more when a busy range is cut")
     if stream.parent is not None:
         extras.append(f"1 per {stream.parent.stream} record")
     if stream.detail is not None:

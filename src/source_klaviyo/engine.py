@@ -30,6 +30,10 @@ resumes from a mid-window checkpoint `S` may re-emit the records stamped exactly
 the destination de-duplicates by primary key). After a complete read the state is `upper`, so the
 next read returns exactly the records changed since.
 
+Windows (events): a read opens with the first page of its whole range; when that is all, it is the
+read. Otherwise the range is cut into windows of at most the declared length, as many as that page's
+density says it has pages, up to `WINDOWS_PER_REQUEST_SLOT` per concurrent request, read concurrently.
+
 Checkpoints: sorted streams emit a state at least every `CHECKPOINT_EVERY_PAGES` pages and at every
 window end; unsorted streams (`assume_sorted=False`) only when a whole window/partition is done;
 partitioned streams keep one cursor per partition (`{"states": [{"partition", "cursor"}]}`).
@@ -51,10 +55,11 @@ import functools
 import gc
 import itertools
 import json
+import math
 import os
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -72,6 +77,15 @@ from .streams import STREAMS_BY_NAME, TIERS, Stream
 
 UPPER_MARGIN = timedelta(seconds=5)
 CHECKPOINT_EVERY_PAGES = 10
+# A windowed read opens with the first page of its whole range. When that page is all there is, it
+# is the read (one request, as before). Otherwise its density says how many pages the range holds,
+# and the range is cut into that many windows, up to WINDOWS_PER_REQUEST_SLOT per concurrent
+# request (the declared window is the longest): one window is one chain of pages, read a page per
+# round trip, so a one-day incremental read of events was a single chain (a tenth of what the XL
+# limit allows), and a backfill ran its last "wave" of 30-day windows at part concurrency. When the
+# range is cut, the opening page is dropped (one request) and each window reads its own.
+WINDOWS_PER_REQUEST_SLOT = 4
+SHORTEST_WINDOW = timedelta(minutes=1)
 GC_THRESHOLD = 50_000  # gen-0 allocations between collections while reading (default 700)
 HEARTBEAT_SECONDS = 30.0  # the longest silence of a read; Airbyte's maxSecondsBetweenMessages is 600
 HEARTBEAT_ENV = "SOURCE_KLAVIYO_HEARTBEAT_SECONDS"
@@ -657,34 +671,59 @@ class _StreamRead:
     async def _read_partition(self, partition: Partition, upper: datetime) -> None:
         inc = self.stream.incremental
         start = self._start(partition, upper) if inc else None
-        if inc is not None and inc.window is not None and start is None:
-            start = await self._earliest(partition, upper)
         key = _key(partition)
         if start is not None and start >= upper:  # nothing can have changed since
             self.positions[key] = lambda: upper
             self.progress.partitions_done += 1
             return
-        checkpoint = Checkpointer(_window_edges(start or NO_LOWER_BOUND, upper, inc.window if inc else None))
+        window = inc.window if inc else None
+        opened: tuple[Chain, Any, AsyncGenerator[Any, None]] | None = None
+        if window is not None:
+            opened, first, last = await self._open_range(partition, start, upper)
+            if start is None:  # no state and no start_date: from the first record
+                start = floor_second(first) if first else None
+            if last is None:  # the opening page is the whole range
+                window = None
+            elif start is not None:
+                window = _window_length(window, upper - start, self._windows_for(start, last, upper))
+        checkpoint = Checkpointer(_window_edges(start or NO_LOWER_BOUND, upper, window))
+        if opened is not None and checkpoint.windows > 1:
+            await opened[2].aclose()
+            opened = None
         self.positions[key] = lambda: None if (p := checkpoint.position()) == NO_LOWER_BOUND else p
         self.progress.windows_total += checkpoint.windows
-        tasks = (self._read_window(partition, checkpoint, index, start is not None)
-                 for index in range(checkpoint.windows))
-        await _run_bounded(tasks, self.concurrency)
+        if opened is not None:
+            await self._read_window(partition, checkpoint, 0, start is not None, opened)
+        else:
+            tasks = (self._read_window(partition, checkpoint, index, start is not None)
+                     for index in range(checkpoint.windows))
+            await _run_bounded(tasks, self.concurrency)
         self.progress.partitions_done += 1
 
-    async def _read_window(self, partition: Partition, checkpoint: Checkpointer, index: int,
-                           bounded_below: bool) -> None:
-        low, high = checkpoint.window(index)
+    def _window_chain(self, partition: Partition, lower: datetime | None, upper: datetime, last: bool) -> Chain:
         # A full refresh reads the last window open-ended: there is no state to keep consistent.
-        open_ended = not self.incremental and index == checkpoint.windows - 1
-        chain = build_chain(self.stream, self.r.config, partition=partition,
-                            lower=low if (index > 0 or bounded_below) else None,
-                            upper=None if open_ended else high)
+        open_ended = not self.incremental and last
+        return build_chain(self.stream, self.r.config, partition=partition, lower=lower,
+                           upper=None if open_ended else upper)
+
+    async def _read_window(self, partition: Partition, checkpoint: Checkpointer, index: int,
+                           bounded_below: bool, opened: tuple[Chain, Any, AsyncGenerator[Any, None]] | None = None,
+                           ) -> None:
+        """One window's chain of pages; `opened`: its chain, first page and pages when under way."""
+        low, high = checkpoint.window(index)
+        source: AsyncIterator[Any]
+        if opened is not None:
+            chain, first_page, rest = opened
+            source = _replayed(first_page, rest)
+        else:
+            chain = self._window_chain(partition, low if (index > 0 or bounded_below) else None, high,
+                                       index == checkpoint.windows - 1)
+            source = self.r.pages(chain, self.parse)
         inc = self.stream.incremental
         sorted_pages = bool(inc and inc.sortable and inc.assume_sorted)
         cursor = self.stream.lifted
         pages = 0
-        async for data, page in self.r.pages(chain, self.parse):
+        async for data, page in source:
             if self.raw:
                 records = self._prepare_raw(data, chain)
             else:
@@ -704,14 +743,34 @@ class _StreamRead:
         if self.incremental:
             self._emit_state()
 
-    async def _earliest(self, partition: Partition, upper: datetime) -> datetime | None:
-        """The first cursor of a windowed stream without a start: one page of size 1, sorted."""
-        chain = build_chain(self.stream, self.r.config, partition=partition, upper=upper, page_size=1)
-        async for data, _page in self.r.pages(chain):
-            cursor = self.stream.lifted
-            first = _cursor_value((data[0].get("attributes") or {}).get(cursor)) if data and cursor else None
-            return floor_second(first) if first else None
-        return None
+    async def _open_range(self, partition: Partition, lower: datetime | None, upper: datetime,
+                          ) -> tuple[tuple[Chain, Any, AsyncGenerator[Any, None]] | None, datetime | None,
+                                     datetime | None]:
+        """A windowed range read as one window, its first page fetched: ((the chain, that page, the
+        rest of its pages), the first record's cursor, the last record's cursor when more pages
+        follow, else None)."""
+        chain = self._window_chain(partition, lower, upper, True)
+        pages = self.r.pages(chain, self.parse)
+        async for data, page in pages:
+            links = page.get("links")
+            more = isinstance(links, dict) and bool(links.get("next"))
+            first = self._cursor_of(data[0]) if data else None
+            last = self._cursor_of(data[-1]) if data and more else None
+            return (chain, (data, page), pages), first, last
+        return None, None, None
+
+    def _cursor_of(self, record: Any) -> datetime | None:
+        if self.raw:
+            return _cursor_value(_raw_cursor(record[1]))
+        return _cursor_value((record.get("attributes") or {}).get(self.stream.lifted))
+
+    def _windows_for(self, start: datetime, opened_to: datetime, upper: datetime) -> int:
+        """Windows for `[start, upper)` whose first page ended at `opened_to`: its pages at that
+        page's density, capped at what keeps every request slot busy. Up to two pages stay one chain:
+        cutting them would cost more requests than it saves round trips."""
+        covered = max((opened_to - start).total_seconds(), 1.0)
+        pages = math.ceil((upper - start).total_seconds() / covered)
+        return 1 if pages <= 2 else min(pages, WINDOWS_PER_REQUEST_SLOT * self.concurrency)
 
     # -- records ---------------------------------------------------------------------------------------
     def _prepare(self, data: list[Record], page: dict[str, Any], chain: Chain) -> list[Record]:
@@ -798,6 +857,19 @@ def _within(value: datetime | None, lower: datetime | None, upper: datetime | No
 
 def _key(partition: Partition) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(partition.items()))
+
+
+async def _replayed(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+def _window_length(declared: timedelta, span: timedelta, at_least: int) -> timedelta:
+    """The declared window, shortened so that `span` makes at least `at_least` windows (whole
+    seconds, never under `SHORTEST_WINDOW`)."""
+    shared = timedelta(seconds=int(span.total_seconds() // max(1, at_least)))
+    return max(SHORTEST_WINDOW, min(declared, shared))
 
 
 def _window_edges(start: datetime, upper: datetime, window: timedelta | None) -> list[datetime]:

@@ -15,9 +15,10 @@ from datetime import timedelta
 
 import pytest
 
+from source_klaviyo.config import Config
 from source_klaviyo.datetimes import format_datetime, parse_datetime, utc_now
-from source_klaviyo.engine import UPPER_MARGIN
-from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME
+from source_klaviyo.engine import UPPER_MARGIN, WINDOWS_PER_REQUEST_SLOT, _window_length
+from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, TIERS
 from tests.connector.helpers import read_in_process
 from tests.connector.test_reports import DAY, placed_order, today
 
@@ -56,15 +57,25 @@ def expected_requests(emu, stream: str, now) -> int:
         case "global_exclusions":
             return pages(sum(1 for row in emu.truth("profiles") if row["suppressed"]), size(stream))
         case "events" | "events_detailed":
-            stamps = sorted(parse_datetime(row["datetime"]) for row in emu.truth("events"))
+            # A full refresh: one chain over everything, unless its first page shows more than two
+            # pages, then windows (the declared 30 days at the longest), each a chain of its own.
             upper = now.replace(microsecond=0) - UPPER_MARGIN
+            stamps = sorted(parse_datetime(row["datetime"]) for row in emu.truth("events"))
+            start, page = stamps[0].replace(microsecond=0), size(stream)
             window = timedelta(days=30)
-            edges = [stamps[0].replace(microsecond=0)]
+            if len(stamps) > page:
+                estimated = math.ceil((upper - start) / max(stamps[page - 1] - start, timedelta(seconds=1)))
+                slots = min(Config.num_workers, TIERS[STREAMS_BY_NAME[stream].tier].burst_per_second)
+                wanted = 1 if estimated <= 2 else min(estimated, WINDOWS_PER_REQUEST_SLOT * slots)
+                window = _window_length(window, upper - start, wanted)
+            edges = [start]
             while edges[-1] + window < upper:
                 edges.append(edges[-1] + window)
             counts = [sum(1 for s in stamps if low <= s and (high is None or s < high))
                       for low, high in zip(edges, [*edges[1:], None], strict=True)]
-            return 1 + sum(pages(n, size(stream)) for n in counts)  # 1: the probe for the first event
+            if len(counts) == 1:
+                return pages(counts[0], page)  # the first page began the one chain
+            return 1 + sum(pages(n, page) for n in counts)  # 1: the first page, dropped when cut
         case "flows":
             return flow_pages
         case "flow_actions":
