@@ -55,29 +55,59 @@ def test_state_is_committed_only_together_with_the_records_it_covers(tmp_path: P
     assert ids(db, "profiles") == ["p1", "p2", "p3"]
 
 
+def _fail_the_next_write(store: Store) -> None:
+    real_write = store.write_batch
+
+    def failing_write(target: Any, batch: Any, state: Any) -> Any:
+        def explode(*_: Any, **__: Any) -> None:
+            raise duckdb.IOException("disk full")
+
+        store._save_state = explode  # type: ignore[method-assign]  # fails after the upsert, inside the tx
+        return real_write(target, batch, state)
+
+    store.write_batch = failing_write  # type: ignore[method-assign]
+
+
 def test_a_failed_batch_leaves_the_previous_state_and_rows(tmp_path: Path) -> None:
     db = tmp_path / "k.duckdb"
     store, sink = open_sink(db, "profiles")
     sink.records("profiles", [profile(1)])
     sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 1)
-    real_write = store.write_batch
-
-    def failing_write(target: Any, records: list[dict], state: Any) -> Any:
-        def explode(*_: Any, **__: Any) -> None:
-            raise duckdb.IOException("disk full")
-
-        store._save_state = explode  # type: ignore[method-assign]  # fails after the upsert, inside the tx
-        return real_write(target, records, state)
-
-    store.write_batch = failing_write  # type: ignore[method-assign]
+    _fail_the_next_write(store)
     sink.records("profiles", [profile(2)])
-    with pytest.raises(duckdb.IOException):
-        sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)
+    sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)  # written behind the read
+    sink.stream_status("profiles", "COMPLETE")  # waits for that write: it failed
     assert sink.tallies["profiles"].status == "INCOMPLETE"
-    sink.stream_status("profiles", "INCOMPLETE")
+    assert sink.tallies["profiles"].errors == ["writing to DuckDB failed: disk full"]
+    sink.finish()
     store.close()
     assert saved_state(db, "profiles") == {"updated": "2024-01-01T00:00:00+00:00"}
     assert ids(db, "profiles") == ["p1"]  # p2's upsert rolled back with the state
+
+
+def test_a_failed_write_is_raised_once_at_its_streams_next_call_and_spares_the_others(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "profiles", "tags")
+    real_write = store.write_batch
+
+    def profiles_fail(target: Any, batch: Any, state: Any) -> Any:
+        if target.stream == "profiles":
+            raise duckdb.IOException("disk full")
+        return real_write(target, batch, state)
+
+    store.write_batch = profiles_fail  # type: ignore[method-assign]
+    sink.records("profiles", [profile(1)])
+    sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)
+    tags = [{"type": "tag", "id": "t1", "attributes": {"name": "a"}, "links": {}}]
+    sink.records("tags", tags)
+    sink.stream_status("tags", "COMPLETE")  # its write waits for the failed one first
+    with pytest.raises(duckdb.IOException, match="disk full"):
+        sink.records("profiles", [profile(2)])
+    sink.records("profiles", [profile(3)])  # once: the engine has ended the stream by now
+    sink.finish()
+    store.close()
+    assert sink.tallies["tags"].status == "COMPLETE" and ids(db, "tags") == ["t1"]
+    assert sink.tallies["profiles"].status == "INCOMPLETE" and ids(db, "profiles") == []
 
 
 def test_upsert_counts_new_updated_and_unchanged_and_never_duplicates(tmp_path: Path) -> None:

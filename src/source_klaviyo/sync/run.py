@@ -66,6 +66,7 @@ async def sync(config: Any, options: SyncOptions, *, client: Any = None, stderr:
     started = time.monotonic()
     streams = select_streams(options.streams)
     store = Store(options.db_path, sync_id=new_sync_id(), connector_version=connector_version())
+    sink: DuckDBSink | None = None
     try:
         store.sync_started(options.command)
         plans = [plan_stream(store, stream, full_refresh=options.full_refresh) for stream in streams]
@@ -104,6 +105,8 @@ async def sync(config: Any, options: SyncOptions, *, client: Any = None, stderr:
         summary = _summarise(store, plans, sink, reader, time.monotonic() - started, str(options.db_path))
         store.sync_finished(summary.status, summary.to_json())
     finally:
+        if sink is not None:
+            sink.close()  # no write may still be running on the connection being closed
         store.close()
     if not options.quiet:
         render(summary, console)

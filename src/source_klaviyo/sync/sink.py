@@ -8,12 +8,20 @@ ahead of its records would lose data.
 
 Checkpoints are coalesced (a commit costs ~5 ms): the buffer is written at the first `state()` after
 `flush_records` records or `flush_seconds` seconds, so a crash costs at most that much re-reading.
+
+Writes run on one writer thread, one at a time and in order, while the engine goes on reading into
+the next batch: DuckDB releases the GIL while it loads, so the load no longer stalls the HTTP
+pipeline (events at Klaviyo's real XL limit: 30 s -> 21 s for a million, the read alone 20 s). A
+write's outcome (its counts, the checkpoint callback, or its failure) is taken in when the next write
+is handed over or the stream ends; a failed write is raised at that stream's next call, once, so
+the engine ends that stream. Nothing else touches the DuckDB connection while a write is in flight.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,16 +84,21 @@ class DuckDBSink:
         self.tallies: dict[str, StreamTally] = {name: StreamTally() for name in targets}
         self.global_errors: list[str] = []
         self._buffers: dict[str, _Buffer] = {name: _Buffer(store.new_batch(target)) for name, target in targets.items()}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
+        self._in_flight: tuple[str, Future[BatchCounts], bool] | None = None  # stream, write, with state
+        self._failed: dict[str, BaseException] = {}  # raised at the stream's next call
 
     # -- the engine's Sink protocol -----------------------------------------------------------
 
     def records(self, stream: str, records: list[dict[str, Any]]) -> None:
+        self._raise_failure(stream)
         if records and not self.tallies[stream].broken:
             self._buffers[stream].batch.add(records)
             self._added(stream, len(records))
 
     def raw_records(self, stream: str, records: list[bytes]) -> None:
         """The engine's raw path: each record's JSON object as Klaviyo sent it, never parsed into dicts."""
+        self._raise_failure(stream)
         if records and not self.tallies[stream].broken:
             self._buffers[stream].batch.add_raw(records)
             self._added(stream, len(records))
@@ -101,6 +114,7 @@ class DuckDBSink:
             self._flush(stream, with_state=False)  # bound memory when a stream checkpoints rarely
 
     def state(self, stream: str, stream_state: dict[str, Any], record_count: int = 0) -> None:
+        self._raise_failure(stream)
         if self.tallies[stream].broken:
             return
         buffer = self._buffers[stream]
@@ -120,6 +134,9 @@ class DuckDBSink:
         target = self.targets[stream]
         try:
             self._flush(stream)
+            self._settle()
+            if tally.broken:
+                return  # the write failed: its error is on the stream already
             if status == "COMPLETE" and target.slot == "staging":
                 # What changed is measured against the table being replaced, not the staging loads.
                 published = self.store.publish(target, self._buffers[stream].state)
@@ -153,31 +170,60 @@ class DuckDBSink:
             if tally.status not in TERMINAL:
                 if not tally.broken:
                     self._flush(stream)
+                    self._settle()
                 if tally.status != "PENDING" or tally.records:
                     tally.status = "INCOMPLETE"
                     if not tally.errors:
                         tally.errors.append("the read ended before the stream completed")
+        self.close()
+
+    def close(self) -> None:
+        """Wait for the write in flight (its outcome is kept) and stop the writer thread."""
+        self._settle()
+        self._writer.shutdown(wait=True)
 
     def _flush(self, stream: str, *, with_state: bool = True) -> None:
+        """Hand the stream's batch (and its pending state) to the writer, after the previous write."""
         buffer = self._buffers[stream]
         state = buffer.state if with_state and buffer.state_pending else None
         if not buffer.batch.rows and not buffer.batch.skipped and state is None:
             return
+        self._settle()
+        if self.tallies[stream].broken:
+            return
+        batch, target = buffer.batch, self.targets[stream]
+        buffer.batch = self.store.new_batch(target)
+        buffer.last_flush = time.monotonic()
+        if state is not None:
+            buffer.state_pending = False
+        self._in_flight = (stream, self._writer.submit(self.store.write_batch, target, batch, state), state is not None)
+
+    def _settle(self) -> None:
+        """Take in the outcome of the write in flight, if any."""
+        if self._in_flight is None:
+            return
+        stream, write, with_state = self._in_flight
+        self._in_flight = None
         tally = self.tallies[stream]
         try:
-            counts = self.store.write_batch(self.targets[stream], buffer.batch, state)
+            counts = write.result()
         except Exception as exc:
             # The transaction rolled back: the table and its state are as of the last commit.
             tally.broken = True
             tally.status = "INCOMPLETE"
             tally.errors.append(f"writing to DuckDB failed: {exc}")
-            buffer.batch = self.store.new_batch(self.targets[stream])
-            raise
+            self._failed[stream] = exc
+            self._buffers[stream].batch = self.store.new_batch(self.targets[stream])
+            return
         tally.counts.add(counts)
-        buffer.batch = self.store.new_batch(self.targets[stream])
-        buffer.last_flush = time.monotonic()
-        if state is not None:
-            buffer.state_pending = False
+        if with_state:
             tally.checkpoints += 1
             if self.on_checkpoint is not None:
                 self.on_checkpoint(stream, tally.checkpoints)
+
+    def _raise_failure(self, stream: str) -> None:
+        if self._in_flight is not None and self._in_flight[1].done():
+            self._settle()  # a finished write's failure is reported without waiting for the next one
+        failure = self._failed.pop(stream, None)
+        if failure is not None:
+            raise failure
