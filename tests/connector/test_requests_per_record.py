@@ -17,7 +17,7 @@ import pytest
 
 from source_klaviyo.config import Config
 from source_klaviyo.datetimes import format_datetime, parse_datetime, utc_now
-from source_klaviyo.engine import UPPER_MARGIN, WINDOWS_PER_REQUEST_SLOT, _window_length
+from source_klaviyo.engine import PAGES_PER_WINDOW, UPPER_MARGIN, WINDOWS_PER_REQUEST_SLOT, _window_length
 from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, TIERS
 from tests.connector.helpers import read_in_process
 from tests.connector.test_reports import DAY, placed_order, today
@@ -57,16 +57,16 @@ def expected_requests(emu, stream: str, now) -> int:
         case "global_exclusions":
             return pages(sum(1 for row in emu.truth("profiles") if row["suppressed"]), size(stream))
         case "events" | "events_detailed":
-            # A full refresh: one chain over everything, unless its first page shows more than two
-            # pages, then windows (the declared 30 days at the longest), each a chain of its own.
+            # A full refresh: one chain over everything, unless its first page shows more pages than
+            # one window takes, then windows (the declared 30 days at the longest), a chain each.
             upper = now.replace(microsecond=0) - UPPER_MARGIN
             stamps = sorted(parse_datetime(row["datetime"]) for row in emu.truth("events"))
             start, page = stamps[0].replace(microsecond=0), size(stream)
             window = timedelta(days=30)
             if len(stamps) > page:
-                estimated = math.ceil((upper - start) / max(stamps[page - 1] - start, timedelta(seconds=1)))
+                estimated = (upper - start) / max(stamps[page - 1] - start, timedelta(seconds=1))
                 slots = min(Config.num_workers, TIERS[STREAMS_BY_NAME[stream].tier].burst_per_second)
-                wanted = 1 if estimated <= 2 else min(estimated, WINDOWS_PER_REQUEST_SLOT * slots)
+                wanted = min(math.ceil(estimated / PAGES_PER_WINDOW), WINDOWS_PER_REQUEST_SLOT * slots)
                 window = _window_length(window, upper - start, wanted)
             edges = [start]
             while edges[-1] + window < upper:
