@@ -114,7 +114,6 @@ def dumps_json(value: Any) -> bytes:
 # this byte: JSON never holds a raw control character (msgspec and orjson refuse or escape them), so
 # no field needs quoting and DuckDB's CSV reader splits rows without parsing the JSON inside them.
 FIELD_SEPARATOR = b"\x1f"
-_NEWLINES = (b"\n", b"\r")
 
 
 class Batch:
@@ -149,42 +148,47 @@ class Batch:
 
     def add(self, records: Iterable[dict[str, Any]]) -> None:
         for record in records:
-            self._put({name: dumps_json(value) for name, value in record.items()}, _decode_json)
+            key = self._key(record, _identity)
+            if key is not None:
+                self._put(key, {name: dumps_json(value) for name, value in record.items()})
 
     def add_raw(self, records: Iterable[bytes]) -> None:
         """Records as the JSON objects Klaviyo sent (the engine's raw path): only the top level is
         decoded, each field's text kept byte for byte."""
         for line in records:
             fields = _decode_top_level(line)
-            if b"\n" in line or b"\r" in line:
+            if _spans_lines(line):
                 # Whitespace between tokens (a pretty-printed body) would split the row: re-encode those fields.
                 fields = {name: _compact(raw) for name, raw in fields.items()}
-            self._put(fields, _decode_json)
+            key = self._key(fields, _decode_json)
+            if key is not None:
+                self._put(key, fields)
 
-    def _put(self, fields: dict[str, Any], decode: Callable[[Any], Any]) -> None:
+    def _key(self, fields: dict[str, Any], decode: Callable[[Any], Any]) -> Any:
+        """The record's primary key as the table compares it (text), or None (counted as skipped)."""
         if len(self.key) == 1:
             value = fields.get(self.key[0])
             if value is not None:
                 value = decode(value)
             if value is None:
                 self.skipped += 1
-                return
-            if value.__class__ is not str:
-                value = str(value)  # keys are VARCHAR columns: 1 and "1" are the same row
-        else:
-            values = [fields.get(name) for name in self.key]
-            values = [None if v is None else decode(v) for v in values]
-            if None in values:
-                self.skipped += 1
-                return
-            value = tuple(v if v.__class__ is str else str(v) for v in values)
+                return None
+            return value if value.__class__ is str else str(value)  # 1 and "1" are the same row
+        values = [fields.get(name) for name in self.key]
+        values = [None if v is None else decode(v) for v in values]
+        if None in values:
+            self.skipped += 1
+            return None
+        return tuple(v if v.__class__ is str else str(v) for v in values)
+
+    def _put(self, key: Any, fields: dict[str, Any]) -> None:
         if not self._known.issuperset(fields):
             self._grow(fields)
         row = FIELD_SEPARATOR.join([fields.get(name, b"") for name in self.columns]) + b"\n"
-        previous = self.rows.get(value)
+        previous = self.rows.get(key)
         if previous is not None:
             self.bytes -= len(previous)
-        self.rows[value] = row
+        self.rows[key] = row
         self.bytes += len(row)
         if len(row) > self.longest:
             self.longest = len(row)
@@ -200,15 +204,23 @@ class Batch:
                     self.padded = bool(self.rows)
 
 
+def _spans_lines(text: bytes) -> bool:
+    return b"\n" in text or b"\r" in text
+
+
 def _compact(raw: msgspec.Raw) -> Any:
     text = bytes(raw)
-    if b"\n" not in text and b"\r" not in text:
+    if not _spans_lines(text):
         return raw
     return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
