@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,4 +28,30 @@ def emulator() -> Iterator[RunningEmulator]:
 def fresh_emulator() -> Iterator[RunningEmulator]:
     """An emulator of its own for a test that mutates data or counts requests."""
     with run_emulator_in_thread(EmulatorOptions(seed=11, scale="tiny", rate_limits=False)) as emu:
+        yield emu
+
+
+# Archived campaigns come back slightly unsorted (the emulator's default, as Klaviyo's): medium scale
+# has 37 archived campaigns per channel, many pages at a small page size.
+CAMPAIGNS_ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+@contextmanager
+def campaigns_emulator(**overrides: Any) -> Iterator[RunningEmulator]:
+    options = EmulatorOptions(seed=5, scale="medium", rate_limits=False, anchor=CAMPAIGNS_ANCHOR, **overrides)
+    with run_emulator_in_thread(options) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def faithful() -> Iterator[RunningEmulator]:
+    """Archived campaigns served slightly unsorted, as Klaviyo serves them."""
+    with campaigns_emulator() as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def perfectly_sorted() -> Iterator[RunningEmulator]:
+    """The same account with the quirk switched off."""
+    with campaigns_emulator(unsorted_archived_campaigns=False) as emu:
         yield emu

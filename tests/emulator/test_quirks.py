@@ -5,8 +5,7 @@ across page boundaries too, the same sequence for every page size; every record 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import pairwise
 
 import pytest
@@ -14,29 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from klaviyo_emulator.cli import parser
-from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from tests.conftest import CAMPAIGNS_ANCHOR, campaigns_emulator
 from tests.emulator.helpers import CHANNELS, assert_unique, ids, parse_dt, records, request, walk
 
-ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
+ANCHOR = CAMPAIGNS_ANCHOR
 FEW = settings(max_examples=15, deadline=None, derandomize=True,
                suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def _options(**overrides) -> EmulatorOptions:
-    # medium: 37 archived campaigns per channel, enough for many pages of a small size
-    return EmulatorOptions(seed=5, scale="medium", rate_limits=False, anchor=ANCHOR, **overrides)
-
-
-@pytest.fixture(scope="module")
-def faithful() -> Iterator[RunningEmulator]:
-    with run_emulator_in_thread(_options()) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def sorted_emulator() -> Iterator[RunningEmulator]:
-    with run_emulator_in_thread(_options(unsorted_archived_campaigns=False)) as emu:
-        yield emu
 
 
 def _archived(channel: str) -> str:
@@ -92,10 +74,10 @@ def test_other_campaign_queries_stay_sorted(faithful, sort, archived):
     assert len(values) > 5 and values == sorted(values)
 
 
-def test_the_quirk_can_be_switched_off(sorted_emulator):
+def test_the_quirk_can_be_switched_off(perfectly_sorted):
     for channel in CHANNELS:
-        flat = [record for page in _walk(sorted_emulator, channel, "updated_at", 4) for record in page]
-        assert [rid for rid, _ in flat] == _true_order(sorted_emulator, channel, False)
+        flat = [record for page in _walk(perfectly_sorted, channel, "updated_at", 4) for record in page]
+        assert [rid for rid, _ in flat] == _true_order(perfectly_sorted, channel, False)
     args = parser().parse_args(["serve", "--port", "0", "--sorted-archived-campaigns"])
     assert args.sorted_archived_campaigns is True
 
@@ -103,7 +85,7 @@ def test_the_quirk_can_be_switched_off(sorted_emulator):
 def test_updates_between_pages_never_skip_a_held_back_record():
     """Records updated mid-walk move to the end (keyset: served again, in their new version); no record
     still archived at the end of the walk is ever skipped, held back or not."""
-    with run_emulator_in_thread(_options()) as emu:
+    with campaigns_emulator() as emu:
         served: list[str] = []
         updated: set[str] = set()
         url: str | None = None

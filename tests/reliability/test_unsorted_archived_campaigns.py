@@ -18,43 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from klaviyo_emulator.runner import RunningEmulator
 from source_klaviyo import engine
 from source_klaviyo.config import parse_config
 from source_klaviyo.datetimes import parse_datetime
 from source_klaviyo.engine import ReadResult, read_streams
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.streams import STREAMS_BY_NAME
+from tests.conftest import CAMPAIGNS_ANCHOR
 from tests.connector.helpers import CollectingSink, InstantClock
 from tests.reliability.helpers import API_KEY, configured, fixed
 
-ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
+ANCHOR = CAMPAIGNS_ANCHOR
 NOW = ANCHOR + timedelta(hours=1)  # every campaign is stamped at or before the anchor
 PAGE_SIZE = 4  # medium scale: 37 archived campaigns per channel, 10 pages per archived partition
 STREAM = "campaigns"
-
-
-def _options(**overrides: Any) -> EmulatorOptions:
-    return EmulatorOptions(seed=5, scale="medium", rate_limits=False, anchor=ANCHOR, **overrides)
-
-
-@pytest.fixture(scope="module")
-def faithful() -> Iterator[RunningEmulator]:
-    with run_emulator_in_thread(_options()) as emu:
-        yield emu
-
-
-@pytest.fixture(scope="module")
-def perfectly_sorted() -> Iterator[RunningEmulator]:
-    with run_emulator_in_thread(_options(unsorted_archived_campaigns=False)) as emu:
-        yield emu
 
 
 @pytest.fixture(autouse=True)
