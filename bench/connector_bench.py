@@ -278,6 +278,13 @@ def _sync_row(inputs: Inputs, emu: Emulator, config: str, streams: list[str], na
     return row
 
 
+def _take_counted(row: Row, proc: Proc) -> None:
+    """A piped run's records (counted from its stdout), wall, CPU and memory into its row."""
+    row.records, row.wall_s, row.cpu_s = proc.records or 0, proc.wall_s, proc.cpu_s
+    row.cpu_us_per_record = 1e6 * proc.cpu_s / row.records if row.records else None
+    row.peak_rss_mb, row.exit_code = proc.maxrss_mb, proc.exit_code
+
+
 def ceiling_of(stream_name: str, config_extra: dict[str, Any], factor: float) -> tuple[str, int, float]:
     """(tier, page size, records/s) for a stream under the emulator's scaled limits."""
     from source_klaviyo.streams import STREAMS_BY_NAME, TIERS
@@ -316,9 +323,7 @@ def scenario_ceiling(inputs: Inputs, stream: str, scale: str, seconds: float, wa
         requests, throttled = emulator_requests(emu.stats(), route)
     row.requests, row.throttled = requests, throttled
     row.late_throttled = throttled - max((n for t, n in throttles if t <= 5.0), default=0)
-    row.records, row.wall_s, row.cpu_s = proc.records or 0, proc.wall_s, proc.cpu_s
-    row.cpu_us_per_record = 1e6 * proc.cpu_s / row.records if row.records else None
-    row.peak_rss_mb, row.exit_code = proc.maxrss_mb, proc.exit_code
+    _take_counted(row, proc)
     # steady window: from the first sample at or after `warmup` to the last sample
     samples = [(t, n) for t, n in proc.timeline if t >= warmup]
     if len(samples) >= 2:
@@ -352,9 +357,7 @@ def scenario_real_events_limit(inputs: Inputs, scale: str, latency_ms: float, lo
         row.requests, row.throttled = emulator_requests(emu.stats(), "/api/events")
         time.sleep(61)  # the emulator's 60 s window is fresh again, as it was for the read
         sync = _sync_row(inputs, emu, config, ["events"], "real limit: sync events", scale, 1, log)
-    row.records, row.wall_s, row.cpu_s = proc.records or 0, proc.wall_s, proc.cpu_s
-    row.cpu_us_per_record = 1e6 * proc.cpu_s / row.records if row.records else None
-    row.peak_rss_mb, row.exit_code = proc.maxrss_mb, proc.exit_code
+    _take_counted(row, proc)
     steps = list(itertools.pairwise(proc.timeline))
     rates = [(n1 - n0) / (t1 - t0) for (t0, n0), (t1, n1) in steps if t0 >= 3.0 and n1 <= 0.8 * row.records]
     if rates:
