@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from .contracts import JSON, JSONObject
 from .errors import ConfigError
 from .schemas import load_schema
 from .streams import STREAMS, STREAMS_BY_NAME, Stream
@@ -27,9 +28,9 @@ class ConfiguredStream:
         return self.sync_mode == "incremental"
 
 
-def stream_entry(stream: Stream) -> dict[str, Any]:
+def stream_entry(stream: Stream) -> JSONObject:
     """One AirbyteStream of the discovered catalog."""
-    entry: dict[str, Any] = {
+    entry: JSONObject = {
         "name": stream.name,
         "json_schema": load_schema(stream.schema_name),
         "supported_sync_modes": ["full_refresh", "incremental"] if stream.incremental else ["full_refresh"],
@@ -42,11 +43,11 @@ def stream_entry(stream: Stream) -> dict[str, Any]:
     return entry
 
 
-def discover() -> dict[str, Any]:
+def discover() -> JSONObject:
     return {"streams": [stream_entry(stream) for stream in STREAMS]}
 
 
-def parse_configured_catalog(raw: Any) -> list[ConfiguredStream]:
+def parse_configured_catalog(raw: JSON) -> list[ConfiguredStream]:
     """Validate the configured catalog; every problem is one `ConfigError` naming it."""
     if not isinstance(raw, dict) or not isinstance(raw.get("streams"), list):
         raise ConfigError('the catalog must be a JSON object with a "streams" list')
@@ -77,7 +78,7 @@ def parse_configured_catalog(raw: Any) -> list[ConfiguredStream]:
     return configured
 
 
-def configured_catalog(names: list[str] | None = None, sync_mode: SyncMode = "incremental") -> dict[str, Any]:
+def configured_catalog(names: list[str] | None = None, sync_mode: SyncMode = "incremental") -> JSONObject:
     """A configured catalog for `names` (default: all), incremental where the stream supports it."""
     selected = [STREAMS_BY_NAME[name] for name in names] if names else list(STREAMS)
     return {

@@ -19,10 +19,13 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError, SourceError
 from .protocol import MessageWriter
+
+if TYPE_CHECKING:
+    from .config import Config
 
 # name -> "module:function(subparsers) -> parser"; imported lazily.
 EXTRA_COMMANDS: dict[str, str] = {
@@ -32,7 +35,7 @@ EXTRA_COMMANDS: dict[str, str] = {
 }
 
 
-def _load_config(path: str, writer: MessageWriter) -> Any:
+def _load_config(path: str, writer: MessageWriter) -> Config:
     from .config import parse_config, read_json_file
 
     config, migrated = parse_config(read_json_file(path, "config"))
@@ -60,7 +63,7 @@ def cmd_check(args: argparse.Namespace, writer: MessageWriter) -> int:
     return 0
 
 
-async def _check(config: Any) -> tuple[bool, str | None]:
+async def _check(config: Config) -> tuple[bool, str | None]:
     """One cheap call every read-capable key can make: the first page of /api/metrics.
 
     Metrics (`metrics:read`) are what every Klaviyo integration reads first, are tiny, and their

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
+from source_klaviyo.contracts import JSON, JSONObject
 from source_klaviyo.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
@@ -68,7 +69,7 @@ class Config:
         return self.start_date or LEGACY_DEFAULT_START
 
 
-def read_json_file(path: str, what: str) -> Any:
+def read_json_file(path: str, what: str) -> JSON:
     """The parsed JSON of a file given on the command line; None for an empty file.
 
     `what` names the file in messages ("config", "catalog", "state"). Positions are reported, the
@@ -97,7 +98,7 @@ def read_json_file(path: str, what: str) -> Any:
         raise ConfigError(f"{prefix}: JSON nested too deeply") from None
 
 
-def parse_config(raw: Any, *, now: datetime | None = None) -> tuple[Config, dict | None]:
+def parse_config(raw: JSON, *, now: datetime | None = None) -> tuple[Config, JSONObject | None]:
     """Validate a raw config; return the `Config` and the rewritten raw config, or None if unchanged.
 
     Rewrite rule: a key is rewritten only when its stored value would fail the 3.0.0 spec
@@ -125,9 +126,9 @@ def parse_config(raw: Any, *, now: datetime | None = None) -> tuple[Config, dict
         raise ConfigError(_redact(exc.message, api_key), _redact(exc.internal_message, api_key)) from None
 
 
-def _parse_validated(raw: dict, api_key: str, now: datetime) -> tuple[Config, dict | None]:
+def _parse_validated(raw: JSONObject, api_key: str, now: datetime) -> tuple[Config, JSONObject | None]:
     rewritten = dict(raw)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {}  # Config's keyword arguments, each of its field's type (its parser's)
     for key, (attribute, parse) in _FIELDS.items():
         if key in raw and raw[key] is None:  # null fails the spec's type and means "not set"
             del rewritten[key]
@@ -147,10 +148,10 @@ def _parse_validated(raw: dict, api_key: str, now: datetime) -> tuple[Config, di
 # Each field parser returns (the Config value, the canonical raw value or _KEEP / _REMOVE).
 _KEEP = object()
 _REMOVE = object()
-_Parsed = tuple[Any, Any]
+_Parsed = tuple[object, object]
 
 
-def _api_key(value: Any) -> str:
+def _api_key(value: object) -> str:
     if value is None:
         raise ConfigError("api_key is missing: give the Klaviyo private API key (pk_...)")
     if not isinstance(value, str):
@@ -160,7 +161,7 @@ def _api_key(value: Any) -> str:
     return value.strip()
 
 
-def _start_date(value: Any, now: datetime) -> _Parsed:
+def _start_date(value: object, now: datetime) -> _Parsed:
     if not isinstance(value, str):
         raise ConfigError(f"start_date must be a string like 2017-01-25T00:00:00Z, got {_describe(value)}")
     if not value.strip():
@@ -192,8 +193,8 @@ def _parse_start_date(value: str) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
-def _boolean(name: str) -> Callable[[Any, datetime], _Parsed]:
-    def parse(value: Any, _now: datetime) -> _Parsed:
+def _boolean(name: str) -> Callable[[object, datetime], _Parsed]:
+    def parse(value: object, _now: datetime) -> _Parsed:
         if isinstance(value, bool):
             return value, _KEEP
         if isinstance(value, str) and value.strip().lower() in _BOOLEAN_STRINGS:
@@ -204,10 +205,10 @@ def _boolean(name: str) -> Callable[[Any, datetime], _Parsed]:
     return parse
 
 
-def _integer(name: str, low: int, high: int | None) -> Callable[[Any, datetime], _Parsed]:
+def _integer(name: str, low: int, high: int | None) -> Callable[[object, datetime], _Parsed]:
     bounds = f"between {low} and {high}" if high is not None else f"{low} or more"
 
-    def parse(value: Any, _now: datetime) -> _Parsed:
+    def parse(value: object, _now: datetime) -> _Parsed:
         number = _as_integer(value)
         if number is None:
             raise ConfigError(f"{name} must be a whole number {bounds}, got {_describe(value)}")
@@ -219,7 +220,7 @@ def _integer(name: str, low: int, high: int | None) -> Callable[[Any, datetime],
     return parse
 
 
-def _as_integer(value: Any) -> int | None:
+def _as_integer(value: object) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -232,7 +233,7 @@ def _as_integer(value: Any) -> int | None:
     return None
 
 
-def _base_url(value: Any, _now: datetime) -> _Parsed:
+def _base_url(value: object, _now: datetime) -> _Parsed:
     if not isinstance(value, str):
         raise ConfigError(f"base_url must be a string like {DEFAULT_BASE_URL}, got {_describe(value)}")
     text = value.strip()
@@ -268,10 +269,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _metric_ids(value: Any, _now: datetime) -> _Parsed:
+def _metric_ids(value: object, _now: datetime) -> _Parsed:
     if isinstance(value, str):
         items = value.split(",")
-        canonical: Any = _KEEP
+        canonical: object = _KEEP
     elif isinstance(value, list) and all(isinstance(item, str) for item in value):
         items = value
         canonical = ",".join(item.strip() for item in items if item.strip())
@@ -283,14 +284,14 @@ def _metric_ids(value: Any, _now: datetime) -> _Parsed:
     return ids, canonical
 
 
-def _timeout(value: Any, _now: datetime) -> _Parsed:
+def _timeout(value: object, _now: datetime) -> _Parsed:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
         raise ConfigError(f"request_timeout_seconds must be a number of seconds in (0, 3600], got {_describe(value)}")
     return float(value), _KEEP
 
 
 # raw key -> (Config attribute, parser). `api_key` is handled first, on its own.
-_FIELDS: dict[str, tuple[str, Callable[[Any, datetime], _Parsed]]] = {
+_FIELDS: dict[str, tuple[str, Callable[[object, datetime], _Parsed]]] = {
     "start_date": ("start_date", _start_date),
     "disable_fetching_predictive_analytics": (
         "disable_fetching_predictive_analytics",
@@ -304,14 +305,14 @@ _FIELDS: dict[str, tuple[str, Callable[[Any, datetime], _Parsed]]] = {
 }
 
 
-def _describe_type(value: Any) -> str:
+def _describe_type(value: object) -> str:
     return {
         bool: "a boolean", int: "a number", float: "a number", str: "a string",
         list: "a list", dict: "an object", type(None): "null",
     }.get(type(value), type(value).__name__)
 
 
-def _describe(value: Any) -> str:
+def _describe(value: object) -> str:
     """A short description of a bad value for a message: scalars are shown, containers only named."""
     if isinstance(value, bool | int | float):
         return f"{_describe_type(value)} ({json.dumps(value)})"
@@ -319,6 +320,14 @@ def _describe(value: Any) -> str:
         shown = value if len(value) <= 200 else value[:197] + "..."
         return f"{_describe_type(value)} ({shown!r})"
     return _describe_type(value)
+
+
+@overload
+def _redact(message: str, secret: str) -> str: ...
+@overload
+def _redact(message: None, secret: str) -> None: ...
+@overload
+def _redact(message: str | None, secret: str) -> str | None: ...
 
 
 def _redact(message: str | None, secret: str) -> str | None:

@@ -60,21 +60,26 @@ import math
 import os
 import time
 import traceback
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import msgspec
 import orjson
 
 from .catalog import ConfiguredStream
 from .checkpoint import Checkpointer
+from .contracts import JSON, Client, JSONObject, Record, StreamState
 from .datetimes import ONE_SECOND, floor_second, format_datetime, parse_datetime, utc_now
 from .errors import ApiError, SourceError
 from .hooks import HOOKS
 from .protocol import dumps
 from .streams import STREAMS_BY_NAME, TIERS, Stream
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .http import HttpStats
 
 UPPER_MARGIN = timedelta(seconds=5)
 CHECKPOINT_EVERY_PAGES = 10
@@ -95,15 +100,22 @@ HEARTBEAT_ENV = "SOURCE_KLAVIYO_HEARTBEAT_SECONDS"
 # A stand-in lower edge for a stream read without any lower bound (no state, no start_date).
 NO_LOWER_BOUND = datetime(1970, 1, 1, tzinfo=UTC)
 
-Record = dict[str, Any]
 Partition = dict[str, str]
 # A record on the raw path: its JSON object (lifted cursor spliced in) and the cursor's JSON text.
-RawRecord = tuple[bytes, Any]
+RawRecord = tuple[bytes, bytes | msgspec.Raw]
+# A record of a page: a `Record` (parsed path) or a `RawRecord` (raw path). Which one is fixed per
+# stream by its parser and checked once per page in `Reader.pages`; a union would need a check or a
+# cast per record on the hot path, hence Any.
+AnyRecord = Any
+# One page of a chain: its records and the whole parsed page (`links`, `included`).
+Page = tuple[list[AnyRecord], JSONObject]
+# A range read as one window, its first page fetched: the chain, that page, the rest of its pages.
+Opened = tuple["Chain", Page, AsyncGenerator[Page, None]]
 
 
 class Sink(Protocol):
     def records(self, stream: str, records: list[Record]) -> None: ...
-    def state(self, stream: str, stream_state: dict[str, Any], record_count: int) -> None: ...
+    def state(self, stream: str, stream_state: StreamState, record_count: int) -> None: ...
     def stream_status(self, stream: str, status: str) -> None: ...
     def error(self, stream: str | None, error: SourceError) -> None: ...
     def log(self, level: str, message: str) -> None: ...
@@ -129,7 +141,7 @@ class ReadResult:
     statuses: dict[str, str]
     progress: dict[str, StreamProgress]
     errors: list[tuple[str | None, SourceError]] = field(default_factory=list)
-    client_stats: Any = None
+    client_stats: HttpStats | None = None
 
     @property
     def ok(self) -> bool:
@@ -160,7 +172,7 @@ class _Stamped:
         self.last = time.monotonic()
         self.inner.raw_records(stream, records)  # type: ignore[attr-defined]
 
-    def state(self, stream: str, stream_state: dict[str, Any], record_count: int) -> None:
+    def state(self, stream: str, stream_state: StreamState, record_count: int) -> None:
         self.last = time.monotonic()
         self.inner.state(stream, stream_state, record_count)
 
@@ -187,7 +199,7 @@ _DIGITS_ONLY = bytes(48 if 48 <= byte <= 57 else 120 for byte in range(256))
 _LONG_NUMBER = b"0" * 20  # 20 digits in a row: possibly an integer beyond 64 bits
 
 
-def parse_page(body: bytes) -> dict[str, Any]:
+def parse_page(body: bytes) -> JSONObject:
     """Parse a JSON:API page with orjson, keeping integers beyond 64 bits exact.
 
     orjson turns such integers into floats silently. A page holding a run of 20+ digits is scanned
@@ -195,11 +207,13 @@ def parse_page(body: bytes) -> dict[str, Any]:
     write them; the protocol writer falls back to `json` for those records). When two tokens would
     collapse to the same float, the page is parsed by `json` instead (rare, slower, always exact)."""
     digits = body.translate(_DIGITS_ONLY)
+    page: JSONObject
     if digits.find(_LONG_NUMBER) < 0:
         try:
-            return orjson.loads(body)
+            page = orjson.loads(body)
         except orjson.JSONDecodeError:
             return _parse_slow(body)  # e.g. a lone surrogate escape, which `json` accepts
+        return page
     tokens = _big_integer_tokens(body, digits)
     try:
         page = orjson.loads(body)
@@ -210,7 +224,7 @@ def parse_page(body: bytes) -> dict[str, Any]:
     return page
 
 
-def _holders(page: dict[str, Any], body: bytes, tokens: list[int]) -> list[Any]:
+def _holders(page: JSONObject, body: bytes, tokens: list[int]) -> list[JSON]:
     """The records of `data` that hold the tokens: the nearest `"id"` before each token names its
     record (type and id come first in Klaviyo's resources). A wrong guess is caught by the caller,
     which then parses the page with `json`."""
@@ -252,11 +266,11 @@ def _big_integer_tokens(body: bytes, digits: bytes) -> list[int]:
     return tokens
 
 
-def _restore(node: Any, tokens: list[int], placed: list[int]) -> int:
+def _restore(node: JSON, tokens: list[int], placed: list[int]) -> int:
     """Walk in document order (orjson keeps key order) and put the k-th token back where orjson left
     the k-th float outside the 64-bit range; stops once every token is placed. Returns how many were."""
     if isinstance(node, dict):
-        items: Iterable[tuple[Any, Any]] = node.items()
+        items: Iterable[tuple[JSON, JSON]] = node.items()
     elif isinstance(node, list):
         items = enumerate(node)
     else:
@@ -273,9 +287,9 @@ def _restore(node: Any, tokens: list[int], placed: list[int]) -> int:
     return placed[0]
 
 
-def _parse_slow(body: bytes) -> dict[str, Any]:
+def _parse_slow(body: bytes) -> JSONObject:
     try:
-        page = json.loads(body)
+        page: JSON = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise SourceError("Klaviyo returned a page that is not valid JSON", f"{type(exc).__name__}: {exc}") from None
     if not isinstance(page, dict):
@@ -284,7 +298,7 @@ def _parse_slow(body: bytes) -> dict[str, Any]:
 
 
 class _RawLinks(msgspec.Struct):
-    next: Any = None
+    next: JSON = None
 
 
 class _RawPage(msgspec.Struct):
@@ -296,8 +310,15 @@ _RAW_PAGE = msgspec.json.Decoder(_RawPage)
 _NULL = msgspec.Raw(b"null")
 
 
+class _Resource(Protocol):
+    """What `raw_page_parser` decodes of a record (its Struct type is built at run time)."""
+
+    id: str
+    attributes: object | None
+
+
 @functools.cache
-def raw_page_parser(lifted: str | None) -> Callable[[bytes], dict[str, Any]]:
+def raw_page_parser(lifted: str | None) -> Callable[[bytes], JSONObject]:
     """A parser for streams whose records are passed on unparsed (`Sink.raw_records`): the page is
     split into its records' raw JSON and only `id` and the lifted cursor of each are decoded, so
     integers beyond 64 bits and every string pass through byte for byte. `data` holds `RawRecord`s:
@@ -307,18 +328,19 @@ def raw_page_parser(lifted: str | None) -> Callable[[bytes], dict[str, Any]]:
     UTF-8 (that alone would cost ~1.5 µs per 1 KB event)."""
     attributes = msgspec.defstruct("Attributes", [(lifted, msgspec.Raw, _NULL)] if lifted else [])
     record = msgspec.defstruct("Resource", [("id", str), ("attributes", attributes | None, None)])
-    decode_record = msgspec.json.Decoder(record).decode
+    decoder = msgspec.json.Decoder(record)
+    decode_record = cast("Callable[[msgspec.Raw], _Resource]", decoder.decode)
     head = orjson.dumps(lifted)[:-1] + b'":' if lifted else b""
 
-    def parse(body: bytes) -> dict[str, Any]:
+    def parse(body: bytes) -> JSONObject:
         try:
             page = _RAW_PAGE.decode(body)
-            data: list[Any] = []
+            data: list[RawRecord] = []
             append = data.append
             for raw in page.data:
                 if lifted:
                     found = decode_record(raw).attributes
-                    cursor = _NULL if found is None else getattr(found, lifted)
+                    cursor: msgspec.Raw = _NULL if found is None else getattr(found, lifted)
                     append((b"".join((b"{", head, cursor, b",", memoryview(raw)[1:])), cursor))
                 else:
                     decode_record(raw)
@@ -331,11 +353,11 @@ def raw_page_parser(lifted: str | None) -> Callable[[bytes], dict[str, Any]]:
     return parse
 
 
-def _reencoded(page: Any, lifted: str | None) -> Any:
+def _reencoded(page: JSONObject, lifted: str | None) -> JSONObject:
     data = page.get("data") if isinstance(page, dict) else None
     if not isinstance(data, list):
         return page
-    records: list[Any] = []
+    records: list[JSON] = []
     for record in data:
         if type(record) is not dict:
             records.append(record)  # refused by `Reader.pages`, as on the parsed path
@@ -348,14 +370,14 @@ def _reencoded(page: Any, lifted: str | None) -> Any:
     return page
 
 
-def _raw_cursor(text: bytes | msgspec.Raw) -> Any:
+def _raw_cursor(text: bytes | msgspec.Raw) -> JSON:
     try:
         return msgspec.json.decode(text)
     except msgspec.DecodeError:
         return None
 
 
-def _cursor_value(value: Any) -> datetime | None:
+def _cursor_value(value: object) -> datetime | None:
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         return None
     try:
@@ -385,7 +407,7 @@ def partitions_of(stream: Stream) -> list[Partition]:
             for values in itertools.product(*(a.values for a in axes))]
 
 
-def _tier_and_fields(stream: Stream, config: Any) -> tuple[str, tuple[str, ...]]:
+def _tier_and_fields(stream: Stream, config: Config) -> tuple[str, tuple[str, ...]]:
     fields, tier = stream.additional_fields, stream.tier
     if stream.reduced_tier is not None:
         extra, reduced, flag = stream.reduced_tier
@@ -396,7 +418,7 @@ def _tier_and_fields(stream: Stream, config: Any) -> tuple[str, tuple[str, ...]]
     return tier, fields
 
 
-def build_chain(stream: Stream, config: Any, *, partition: Partition | None = None,
+def build_chain(stream: Stream, config: Config, *, partition: Partition | None = None,
                 lower: datetime | None = None, upper: datetime | None = None,
                 path: str | None = None, parent_id: str | None = None, page_size: int | None = None,
                 ) -> Chain:
@@ -443,15 +465,15 @@ def build_chain(stream: Stream, config: Any, *, partition: Partition | None = No
 class Reader:
     """One read of the configured streams; see the module docstring."""
 
-    def __init__(self, config: Any, configured: list[ConfiguredStream], state: dict[str, dict] | None,
-                 sink: Sink, *, client: Any = None, clock: Callable[[], datetime] = utc_now,
+    def __init__(self, config: Config, configured: list[ConfiguredStream],
+                 state: dict[str, StreamState] | None, sink: Sink, *, client: Client | None = None, clock: Callable[[], datetime] = utc_now,
                  heartbeat_seconds: float | None = None) -> None:
         self.config = config
         self.configured = configured
         self.state = state or {}
         self.sink = _Stamped(sink)
         self.heartbeat_seconds = heartbeat_seconds or heartbeat_seconds_from_env()
-        self.client = client
+        self.client: Client | None = client  # set by run() when None
         self.clock = clock
         self.progress: dict[str, StreamProgress] = {cs.name: StreamProgress() for cs in configured}
         self.errors: list[tuple[str | None, SourceError]] = []
@@ -481,7 +503,7 @@ class Reader:
                 for cs in self.configured:
                     group.create_task(self._run_stream(cs))
         except* _Unauthorized as failures:
-            error = failures.exceptions[0].error  # type: ignore[attr-defined]
+            error = failures.exceptions[0].error  # type: ignore[union-attr]  # a task's leaf, never a group
             self.errors.append((None, error))
             self.sink.error(None, error)
             for name, progress in self.progress.items():
@@ -533,20 +555,22 @@ class Reader:
 
     # -- HTTP ----------------------------------------------------------------------------------------
     async def get(self, url: str, params: list[tuple[str, str]] | None, bucket: str, tier: str,
-                  parse: Callable[[bytes], Any] = parse_page) -> dict[str, Any]:
+                  parse: Callable[[bytes], JSONObject] = parse_page) -> JSONObject:
         """The parsed page; parsing happens inside the client's retries, so a 200 whose JSON was cut
         short is fetched again instead of failing the stream."""
+        client = self.client
+        assert client is not None, "run() opens the client before any request"
         async with self._requests:
-            return await self.client.get(url, params, bucket=bucket, tier=tier, parse=parse)
+            return await client.get(url, params, bucket=bucket, tier=tier, parse=parse)
 
-    async def pages(self, chain: Chain, parse: Callable[[bytes], Any] = parse_page,
-                    ) -> AsyncIterator[tuple[list[Any], dict[str, Any]]]:
+    async def pages(self, chain: Chain, parse: Callable[[bytes], JSONObject] = parse_page,
+                    ) -> AsyncGenerator[Page, None]:
         """Every page of a chain; refuses a `links.next` it has already followed (a server loop).
         Records are dicts, or `RawRecord`s with a `raw_page_parser`."""
         url: str | None = chain.path
         params: list[tuple[str, str]] | None = chain.params
         seen: set[str] = set()
-        kind = dict if parse is parse_page else tuple
+        kind: type = dict if parse is parse_page else tuple
         while url is not None:
             page = await self.get(url, params, chain.bucket, chain.tier, parse)
             data = page.get("data")
@@ -582,7 +606,7 @@ class _StreamRead:
         tier = TIERS[self.stream.tier]
         self.concurrency = max(1, min(reader.config.num_workers, tier.burst_per_second))
         self.positions: dict[str, Callable[[], datetime | None]] = {}
-        self.last_state: dict[str, Any] | None = None
+        self.last_state: StreamState | None = None
         # Records passed on unparsed when nothing here needs more of them than id and cursor.
         stream = self.stream
         self.raw = (hasattr(reader.sink.inner, "raw_records") and stream.hook is None
@@ -606,7 +630,7 @@ class _StreamRead:
             self._emit_state(force=True)
 
     # -- emission ------------------------------------------------------------------------------------
-    def _emit(self, records: list[Any]) -> None:
+    def _emit(self, records: list[AnyRecord]) -> None:
         self.progress.pages += 1
         if not records:
             return
@@ -620,7 +644,7 @@ class _StreamRead:
         self.progress.records += len(records)
         self.since_state += len(records)
 
-    def _state_value(self) -> dict[str, Any] | None:
+    def _state_value(self) -> StreamState | None:
         cursor = self.stream.incremental.cursor  # type: ignore[union-attr]
         if not self.stream.partitions:
             position = self.positions[""]() if "" in self.positions else None
@@ -680,7 +704,7 @@ class _StreamRead:
             self.progress.partitions_done += 1
             return
         window = inc.window if inc else None
-        opened: tuple[Chain, Any, AsyncGenerator[Any, None]] | None = None
+        opened: Opened | None = None
         if window is not None:
             opened, first, last = await self._open_range(partition, start, upper)
             if start is None:  # no state and no start_date: from the first record
@@ -710,11 +734,11 @@ class _StreamRead:
                            upper=None if open_ended else upper)
 
     async def _read_window(self, partition: Partition, checkpoint: Checkpointer, index: int,
-                           bounded_below: bool, opened: tuple[Chain, Any, AsyncGenerator[Any, None]] | None = None,
+                           bounded_below: bool, opened: Opened | None = None,
                            ) -> None:
         """One window's chain of pages; `opened`: its chain, first page and pages when under way."""
         low, high = checkpoint.window(index)
-        source: AsyncIterator[Any]
+        source: AsyncIterator[Page]
         if opened is not None:
             chain, first_page, rest = opened
             source = _replayed(first_page, rest)
@@ -726,13 +750,14 @@ class _StreamRead:
         sorted_pages = bool(inc and inc.sortable and inc.assume_sorted)
         cursor = self.stream.lifted
         pages = 0
+        records: list[AnyRecord]
         async for data, page in source:
-            if self.raw:
+            if self.raw:  # never a stream with details (see __init__)
                 records = self._prepare_raw(data, chain)
             else:
                 records = self._prepare(data, page, chain)
-            if self.stream.detail is not None:
-                records = await self._with_details(records)
+                if self.stream.detail is not None:
+                    records = await self._with_details(records)
             self._emit(records)
             pages += 1
             if self.incremental and sorted_pages and data and cursor:
@@ -747,8 +772,7 @@ class _StreamRead:
             self._emit_state()
 
     async def _open_range(self, partition: Partition, lower: datetime | None, upper: datetime,
-                          ) -> tuple[tuple[Chain, Any, AsyncGenerator[Any, None]] | None, datetime | None,
-                                     datetime | None]:
+                          ) -> tuple[Opened | None, datetime | None, datetime | None]:
         """A windowed range read as one window, its first page fetched: ((the chain, that page, the
         rest of its pages), the first record's cursor, the last record's cursor when more pages
         follow, else None)."""
@@ -762,7 +786,7 @@ class _StreamRead:
             return (chain, (data, page), pages), first, last
         return None, None, None
 
-    def _cursor_of(self, record: Any) -> datetime | None:
+    def _cursor_of(self, record: AnyRecord) -> datetime | None:
         if self.raw:
             return _cursor_value(_raw_cursor(record[1]))
         return _cursor_value((record.get("attributes") or {}).get(self.stream.lifted))
@@ -775,7 +799,7 @@ class _StreamRead:
         return min(math.ceil(pages / PAGES_PER_WINDOW), WINDOWS_PER_REQUEST_SLOT * self.concurrency)
 
     # -- records ---------------------------------------------------------------------------------------
-    def _prepare(self, data: list[Record], page: dict[str, Any], chain: Chain) -> list[Record]:
+    def _prepare(self, data: list[Record], page: JSONObject, chain: Chain) -> list[Record]:
         lifted = self.stream.lifted
         if lifted:
             try:
@@ -861,7 +885,7 @@ def _key(partition: Partition) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(partition.items()))
 
 
-async def _replayed(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _replayed(first: Page, rest: AsyncIterator[Page]) -> AsyncIterator[Page]:
     yield first
     async for item in rest:
         yield item
@@ -884,7 +908,7 @@ def _window_edges(start: datetime, upper: datetime, window: timedelta | None) ->
     return edges
 
 
-async def _run_bounded(coroutines: Iterable[Any], limit: int) -> None:
+async def _run_bounded(coroutines: Iterable[Awaitable[None]], limit: int) -> None:
     """Run coroutines with at most `limit` at once, in order of the iterable; the first error wins."""
     iterator = iter(coroutines)
     lock = asyncio.Lock()
@@ -912,8 +936,8 @@ def _first_leaf(error: BaseException) -> BaseException:
     return error
 
 
-async def read_streams(config: Any, configured: list[ConfiguredStream], state: dict[str, dict] | None,
-                       sink: Sink, *, client: Any = None,
+async def read_streams(config: Config, configured: list[ConfiguredStream],
+                       state: dict[str, StreamState] | None, sink: Sink, *, client: Client | None = None,
                        clock: Callable[[], datetime] = utc_now,
                        heartbeat_seconds: float | None = None) -> ReadResult:
     """Read `configured` streams into `sink`; see the module docstring for the contract."""

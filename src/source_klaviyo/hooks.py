@@ -8,13 +8,13 @@ records of sorted streams: the engine checkpoints on the last record's cursor.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-Record = dict[str, Any]
-Hook = Callable[[list[Record], dict[str, Any], str | None, str | None], list[Record]]
+from source_klaviyo.contracts import JSONObject, Record
+
+Hook = Callable[[list[Record], JSONObject, str | None, str | None], list[Record]]
 
 
-def _included(page: dict[str, Any], type_: str) -> dict[str, Record]:
+def _included(page: JSONObject, type_: str) -> dict[str, Record]:
     return {item["id"]: item for item in page.get("included") or () if item.get("type") == type_}
 
 
@@ -25,7 +25,7 @@ def _related_ids(record: Record, relationship: str) -> list[str]:
     return [item["id"] for item in data or ()]
 
 
-def attach_campaign_messages(records: list[Record], page: dict[str, Any], _key: str | None,
+def attach_campaign_messages(records: list[Record], page: JSONObject, _key: str | None,
                              _parent: str | None) -> list[Record]:
     """campaigns_detailed: each campaign with `campaign_messages`, the full included message objects."""
     messages = _included(page, "campaign-message")
@@ -36,7 +36,7 @@ def attach_campaign_messages(records: list[Record], page: dict[str, Any], _key: 
     return records
 
 
-def emit_included_campaign_messages(records: list[Record], page: dict[str, Any], _key: str | None,
+def emit_included_campaign_messages(records: list[Record], page: JSONObject, _key: str | None,
                                     _parent: str | None) -> list[Record]:
     """campaign_messages: one record per included campaign-message, with its `campaign_id`."""
     messages = _included(page, "campaign-message")
@@ -50,7 +50,7 @@ def emit_included_campaign_messages(records: list[Record], page: dict[str, Any],
     return out
 
 
-def merge_included_metric(records: list[Record], page: dict[str, Any], _key: str | None,
+def merge_included_metric(records: list[Record], page: JSONObject, _key: str | None,
                           _parent: str | None) -> list[Record]:
     """events_detailed: the included metric's attributes merged into `relationships.metric.data`."""
     metrics = _included(page, "metric")
@@ -61,7 +61,7 @@ def merge_included_metric(records: list[Record], page: dict[str, Any], _key: str
     return records
 
 
-def membership_record(records: list[Record], _page: dict[str, Any], key: str | None,
+def membership_record(records: list[Record], _page: JSONObject, key: str | None,
                       parent: str | None) -> list[Record]:
     """list_/segment_memberships: `{list_id|segment_id, profile_id, joined_group_at}` per profile."""
     assert key is not None
@@ -72,7 +72,7 @@ def membership_record(records: list[Record], _page: dict[str, Any], key: str | N
     ]
 
 
-def only_suppressed(records: list[Record], _page: dict[str, Any], _key: str | None,
+def only_suppressed(records: list[Record], _page: JSONObject, _key: str | None,
                     _parent: str | None) -> list[Record]:
     """global_exclusions: defensive, the server-side filter already keeps only suppressed profiles."""
     def suppressed(record: Record) -> bool:

@@ -25,7 +25,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
@@ -34,6 +34,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from source_klaviyo import __version__
+from source_klaviyo.contracts import JSONObject, Params
 from source_klaviyo.errors import ApiError, SourceError, TransientError
 from source_klaviyo.ratelimit import Clock, RateLimiters, SystemClock, TierLimiter, parse_retry_after
 from source_klaviyo.streams import API_REVISION, TIERS, Tier
@@ -79,10 +80,18 @@ _SCOPES = {
 
 
 class _Config(Protocol):
-    api_key: str
-    base_url: str
-    num_workers: int
-    request_timeout_seconds: float
+    # Read-only, so the frozen `Config` dataclass (and any object with these attributes) matches.
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def num_workers(self) -> int: ...
+    @property
+    def request_timeout_seconds(self) -> float: ...
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -137,10 +146,11 @@ def _body_is_complete(body: bytes, content_length: str | None, encoded: bool) ->
     return body.rstrip()[-1:] == b"}"
 
 
-def _first_error(body: bytes) -> dict[str, Any]:
+def _first_error(body: bytes) -> JSONObject:
     try:
         errors = orjson.loads(body).get("errors") or [{}]
-        return errors[0] if isinstance(errors[0], dict) else {}
+        first: JSONObject = errors[0] if isinstance(errors[0], dict) else {}
+        return first
     except (orjson.JSONDecodeError, AttributeError, TypeError):
         return {}
 
@@ -246,38 +256,52 @@ class KlaviyoClient:
 
     # -- public requests -------------------------------------------------------------------------
 
+    @overload
+    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
+                  parse: None = None) -> bytes: ...
+    @overload
+    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
+                  parse: Callable[[bytes], T]) -> T: ...
+
     async def get(
         self,
         url: str,
-        params: Sequence[tuple[str, str]] | None = None,
+        params: Params | None = None,
         *,
         bucket: str,
         tier: str,
-        parse: Callable[[bytes], Any] | None = None,
-    ) -> Any:
+        parse: Callable[[bytes], T] | None = None,
+    ) -> bytes | T:
         """GET a path (`/api/events`, joined to base_url) or an absolute `links.next` URL, which is
         followed verbatim. Returns the raw body of a complete 2xx answer, or `parse(body)`: a body
         that `parse` rejects (`ValueError` or `SourceError`, e.g. JSON cut short right after a
         nested `}`) is retried like any incomplete body."""
         return await self._request("GET", url, params, None, bucket=bucket, tier=tier, parse=parse)
 
+    @overload
+    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: str,
+                   params: Params | None = None, parse: None = None) -> bytes: ...
+    @overload
+    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: str,
+                   params: Params | None = None, parse: Callable[[bytes], T]) -> T: ...
+
     async def post(
         self,
         path: str,
-        body: dict[str, Any],
+        body: JSONObject,
         *,
         bucket: str,
         tier: str,
-        params: Sequence[tuple[str, str]] | None = None,
-        parse: Callable[[bytes], Any] | None = None,
-    ) -> Any:
+        params: Params | None = None,
+        parse: Callable[[bytes], T] | None = None,
+    ) -> bytes | T:
         """POST a JSON:API document (the reporting endpoints); same policy as `get`, `parse` too."""
         return await self._request("POST", path, params, orjson.dumps(body), bucket=bucket, tier=tier,
                                    parse=parse)
 
     # -- the policy --------------------------------------------------------------------------------
 
-    def _target(self, url: str, params: Sequence[tuple[str, str]] | None) -> URL:
+    def _target(self, url: str, params: Params | None) -> URL:
         if url.startswith("/"):
             text = self._base_text + url
         else:
@@ -297,13 +321,13 @@ class KlaviyoClient:
         self,
         method: str,
         url: str,
-        params: Sequence[tuple[str, str]] | None,
+        params: Params | None,
         data: bytes | None,
         *,
         bucket: str,
         tier: str,
-        parse: Callable[[bytes], Any] | None = None,
-    ) -> Any:
+        parse: Callable[[bytes], T] | None = None,
+    ) -> bytes | T:
         if self._session is None:
             raise RuntimeError("use `async with KlaviyoClient(config) as client:` before requesting")
         target = self._target(url, params)
@@ -338,7 +362,7 @@ class KlaviyoClient:
                     await self._clock.sleep(delay)
 
     @staticmethod
-    def _parsed(body: bytes, parse: Callable[[bytes], Any]) -> Any:
+    def _parsed(body: bytes, parse: Callable[[bytes], T]) -> T:
         try:
             return parse(body)
         except (ValueError, SourceError):

@@ -16,10 +16,11 @@ import json
 import sys
 import time
 import traceback
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import orjson
 
+from .contracts import JSONObject
 from .errors import SourceError
 
 _RECORD_SUFFIX = b"}}\n"
@@ -29,11 +30,11 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _dumps_slow(value: Any) -> bytes:
+def _dumps_slow(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def dumps(value: Any) -> bytes:
+def dumps(value: object) -> bytes:
     """One JSON document, compact; lossless for integers orjson cannot represent."""
     try:
         return orjson.dumps(value)
@@ -41,9 +42,9 @@ def dumps(value: Any) -> bytes:
         return _dumps_slow(value)
 
 
-def trace_error_message(error: SourceError, stream: str | None = None) -> dict[str, Any]:
+def trace_error_message(error: SourceError, stream: str | None = None) -> JSONObject:
     """A TRACE ERROR message; `stack_trace` only for system errors (bugs), never with a key in it."""
-    trace: dict[str, Any] = {
+    trace: JSONObject = {
         "message": error.message,
         "internal_message": error.internal_message or error.message,
         "failure_type": error.failure_type,
@@ -74,7 +75,7 @@ class MessageWriter:
         self._prefixes: dict[str, bytes] = {}
 
     # -- records: the hot path ------------------------------------------------------------------
-    def records(self, stream: str, records: list[dict[str, Any]]) -> None:
+    def records(self, stream: str, records: list[JSONObject]) -> None:
         if not records:
             return
         prefix = _record_prefix(stream)
@@ -96,12 +97,12 @@ class MessageWriter:
         self._out.write(prefix + (_RECORD_SUFFIX + prefix).join(records) + _RECORD_SUFFIX)
 
     # -- everything else --------------------------------------------------------------------------
-    def write(self, message: dict[str, Any], *, flush: bool = False) -> None:
+    def write(self, message: JSONObject, *, flush: bool = False) -> None:
         self._out.write(dumps(message) + b"\n")
         if flush:
             self._out.flush()
 
-    def state(self, stream: str, stream_state: dict[str, Any], record_count: int) -> None:
+    def state(self, stream: str, stream_state: JSONObject, record_count: int) -> None:
         self.write(
             {
                 "type": "STATE",
@@ -133,19 +134,19 @@ class MessageWriter:
     def log(self, level: str, message: str) -> None:
         self.write({"type": "LOG", "log": {"level": level.upper(), "message": message}})
 
-    def spec(self, specification: dict[str, Any]) -> None:
+    def spec(self, specification: JSONObject) -> None:
         self.write({"type": "SPEC", "spec": specification})
 
     def connection_status(self, succeeded: bool, message: str | None = None) -> None:
-        status: dict[str, Any] = {"status": "SUCCEEDED" if succeeded else "FAILED"}
+        status: JSONObject = {"status": "SUCCEEDED" if succeeded else "FAILED"}
         if message:
             status["message"] = message
         self.write({"type": "CONNECTION_STATUS", "connectionStatus": status})
 
-    def catalog(self, catalog: dict[str, Any]) -> None:
+    def catalog(self, catalog: JSONObject) -> None:
         self.write({"type": "CATALOG", "catalog": catalog})
 
-    def control_config(self, config: dict[str, Any]) -> None:
+    def control_config(self, config: JSONObject) -> None:
         self.write(
             {
                 "type": "CONTROL",

@@ -27,25 +27,31 @@ import asyncio
 import math
 import weakref
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
+from .contracts import JSONObject, Record
 from .datetimes import format_datetime, parse_datetime
 from .errors import ConfigError, SourceError, TransientError
 from .schemas import load_schema
 from .streams import STREAMS_BY_NAME, TIERS, Report, Stream
 
 if TYPE_CHECKING:
-    from .engine import _StreamRead
+    from .engine import Reader, _StreamRead
 
 REQUESTS_PER_SYNC = 100
 DEFAULT_CONVERSION_METRIC = "Placed Order"
 ONE_DAY = timedelta(days=1)
 
-Record = dict[str, Any]
 Window = tuple[datetime, datetime]
 
+
+class _Shared(TypedDict, total=False):
+    lock: asyncio.Lock
+    metrics: tuple[str, ...]
+
+
 # Values computed once per read and shared by its report streams (the default conversion metrics).
-_SHARED: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_SHARED: weakref.WeakKeyDictionary[Reader, _Shared] = weakref.WeakKeyDictionary()
 
 
 def start_of_day(moment: datetime) -> datetime:
@@ -77,10 +83,10 @@ def plan_windows(report: Report, saved: datetime | None, start_date: datetime | 
     return start, windows
 
 
-def request_body(stream: Stream, metric_id: str, low: datetime, high: datetime) -> dict[str, Any]:
+def request_body(stream: Stream, metric_id: str, low: datetime, high: datetime) -> JSONObject:
     report = stream.report
     assert report is not None
-    attributes: dict[str, Any] = {
+    attributes: JSONObject = {
         "statistics": statistics_of(stream),
         "timeframe": {"start": format_datetime(low), "end": format_datetime(high)},
         "conversion_metric_id": metric_id,
@@ -96,7 +102,7 @@ def statistics_of(stream: Stream) -> list[str]:
     return sorted(load_schema(stream.schema_name)["properties"]["statistics"]["properties"])
 
 
-def records_of(stream: Stream, page: dict[str, Any], metric_id: str, low: datetime, high: datetime) -> list[Record]:
+def records_of(stream: Stream, page: JSONObject, metric_id: str, low: datetime, high: datetime) -> list[Record]:
     """The records of one report answer: one per grouping (values) or per grouping and date (series)."""
     report = stream.report
     assert report is not None
@@ -168,6 +174,8 @@ async def read_report(read: _StreamRead) -> None:
     position = start
     read.positions[""] = lambda: position
     if windows:
+        client = reader.client
+        assert client is not None, "the reader opened its client before reading streams"
         metrics = await conversion_metrics(read)
         allowed = min(REQUESTS_PER_SYNC, TIERS[stream.tier].daily or math.inf)
         fit = int(allowed // len(metrics))
@@ -179,8 +187,8 @@ async def read_report(read: _StreamRead) -> None:
             for metric_id in metrics:
                 body = request_body(stream, metric_id, low, high)
                 async with reader._requests:
-                    page = await reader.client.post(stream.path, body, bucket=stream.path, tier=stream.tier,
-                                                    parse=parse_page)
+                    page = await client.post(stream.path, body, bucket=stream.path, tier=stream.tier,
+                                             parse=parse_page)
                 read._emit(records_of(stream, page, metric_id, low, high))
             position = high
             read.progress.windows_done += 1

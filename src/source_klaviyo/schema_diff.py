@@ -10,9 +10,10 @@ stream whose stored schema differs from ours must be rebuilt or can continue.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
-Schema = dict[str, Any]
+from source_klaviyo.contracts import JSON, JSONObject
+
+Schema = JSONObject
 Flat = dict[str, tuple[str, ...]]
 
 
@@ -20,7 +21,8 @@ def column_types(schema: Schema) -> tuple[str, ...]:
     """The destination column types a schema allows, without "null": e.g. ("timestamp_with_timezone",)."""
     if "anyOf" in schema or "oneOf" in schema:
         found: set[str] = set()
-        for option in schema.get("anyOf", schema.get("oneOf", [])):
+        options: list[Schema] = schema["anyOf"] if "anyOf" in schema else schema["oneOf"]
+        for option in options:
             found.update(column_types(option))
         return tuple(sorted(found))
     declared = schema.get("type")
@@ -89,7 +91,7 @@ def diff(
     renames: Iterable[tuple[str, str, str]] = (),
     never_emitted: Callable[[str], str | None] = lambda path: None,
     removal_notes: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
+) -> JSONObject:
     """The field changes from `old` to `new`; each subtree is reported once, at its top.
 
     `renames` are (before, after, note) pairs recorded only when both halves are in the diff;
@@ -117,9 +119,9 @@ def diff(
     removed_entries = []
     not_breaking = []
     for path in topmost(removed):
-        entry: dict[str, Any] = {"path": path, "types": list(old[path])}
-        if note := never_emitted(path):
-            not_breaking.append({**entry, "change": "removed", "note": note})
+        entry: JSONObject = {"path": path, "types": list(old[path])}
+        if reason := never_emitted(path):
+            not_breaking.append({**entry, "change": "removed", "note": reason})
             continue
         if path in removal_notes:
             entry["note"] = removal_notes[path]
@@ -127,11 +129,11 @@ def diff(
     retyped_entries = []
     for path in topmost(retyped):
         change = {"path": path, "from": list(old[path]), "to": list(new[path])}
-        if note := never_emitted(path):
-            not_breaking.append({**change, "change": "retyped", "note": note})
+        if reason := never_emitted(path):
+            not_breaking.append({**change, "change": "retyped", "note": reason})
         else:
             retyped_entries.append(change)
-    result: dict[str, Any] = {
+    result: JSONObject = {
         "added": topmost(added),
         "removed": removed_entries,
         "renamed": renamed,
@@ -142,12 +144,12 @@ def diff(
     return result
 
 
-def is_breaking(changes: Mapping[str, Any]) -> bool:
+def is_breaking(changes: Mapping[str, JSON]) -> bool:
     return bool(changes.get("removed") or changes.get("renamed") or changes.get("retyped")
                 or changes.get("restructured"))
 
 
-def describe_breaking(changes: Mapping[str, Any]) -> str:
+def describe_breaking(changes: Mapping[str, JSON]) -> str:
     """A one-line account of the breaking part of `changes`, e.g. `removed: a.b; retyped: c (integer -> number)`."""
     parts = []
     if changes.get("removed"):

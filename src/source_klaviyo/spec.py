@@ -6,9 +6,8 @@ a 2.x UI validates unchanged; `config.parse_config` is the authority on what is 
 
 from __future__ import annotations
 
-from typing import Any
-
 from source_klaviyo.config import DEFAULT_BASE_URL, DEFAULT_NUM_WORKERS, MAX_NUM_WORKERS
+from source_klaviyo.contracts import JSONObject
 
 DOCUMENTATION_URL = "https://docs.airbyte.com/integrations/sources/klaviyo"
 START_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
@@ -18,7 +17,7 @@ READ_SCOPES = (
 )
 
 
-def connection_specification() -> dict[str, Any]:
+def connection_specification() -> JSONObject:
     """The Airbyte protocol SPEC payload: `{"documentationUrl", "connectionSpecification", ...}`."""
     return {
         "documentationUrl": DOCUMENTATION_URL,
@@ -38,7 +37,7 @@ def connection_specification() -> dict[str, Any]:
     }
 
 
-def _properties() -> dict[str, Any]:
+def _properties() -> JSONObject:
     return {
         "api_key": {
             "type": "string",

@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import product
-from typing import Any
 
 from source_klaviyo.config import LEGACY_DEFAULT_START
+from source_klaviyo.contracts import JSON, JSONObject
 from source_klaviyo.datetimes import ONE_SECOND, format_datetime, parse_datetime, utc_now
 from source_klaviyo.errors import ConfigError
 from source_klaviyo.streams import STREAMS_BY_NAME
@@ -86,7 +86,7 @@ def is_known_stream(stream: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def split_state_input(raw: Any) -> dict[str, Any]:
+def split_state_input(raw: JSON) -> JSONObject:
     """`{stream name: raw stream state}` from any state input a user may bring; ConfigError otherwise.
 
     Accepted: nothing (None, "", [], {}); a list of Airbyte state messages of type STREAM, LEGACY
@@ -98,7 +98,7 @@ def split_state_input(raw: Any) -> dict[str, Any]:
     if raw is None or raw == "" or raw == [] or raw == {}:
         return {}
     if isinstance(raw, list):
-        states: dict[str, Any] = {}
+        states: JSONObject = {}
         for index, message in enumerate(raw):
             states.update(_split_message(message, f"state message #{index + 1}"))
         return states
@@ -114,11 +114,11 @@ def split_state_input(raw: Any) -> dict[str, Any]:
     )
 
 
-def _looks_like_message(raw: dict) -> bool:
+def _looks_like_message(raw: JSONObject) -> bool:
     return "type" in raw or "stream" in raw or "global" in raw
 
 
-def _split_message(message: Any, where: str) -> dict[str, Any]:
+def _split_message(message: JSON, where: str) -> JSONObject:
     if not isinstance(message, dict):
         raise ConfigError(f"{where} must be a JSON object, got {_describe(message)}")
     kind = message.get("type")
@@ -141,13 +141,13 @@ def _split_message(message: Any, where: str) -> dict[str, Any]:
 _TYPE_BY_KEY = {"stream": "STREAM", "global": "GLOBAL", "data": "LEGACY"}
 
 
-def _split_stream_message(stream: Any, where: str) -> dict[str, Any]:
+def _split_stream_message(stream: JSON, where: str) -> JSONObject:
     if not isinstance(stream, dict):
         raise ConfigError(f"{where} (STREAM) must have a 'stream' object, got {_describe(stream)}")
     return {_stream_name(stream, where): stream.get("stream_state")}
 
 
-def _stream_name(stream: dict, where: str) -> str:
+def _stream_name(stream: JSONObject, where: str) -> str:
     descriptor = stream.get("stream_descriptor")
     name = descriptor.get("name") if isinstance(descriptor, dict) else None
     if not isinstance(name, str) or not name:
@@ -155,7 +155,7 @@ def _stream_name(stream: dict, where: str) -> str:
     return name
 
 
-def _split_global_message(shared: Any, where: str) -> dict[str, Any]:
+def _split_global_message(shared: JSON, where: str) -> JSONObject:
     if not isinstance(shared, dict):
         raise ConfigError(f"{where} (GLOBAL) must have a 'global' object, got {_describe(shared)}")
     if shared.get("shared_state"):
@@ -166,13 +166,13 @@ def _split_global_message(shared: Any, where: str) -> dict[str, Any]:
         stream_states = []
     if not isinstance(stream_states, list):
         raise ConfigError(f"{where} (GLOBAL) 'stream_states' must be a list, got {_describe(stream_states)}")
-    states: dict[str, Any] = {}
+    states: JSONObject = {}
     for index, stream in enumerate(stream_states):
         states.update(_split_stream_message(stream, f"{where}, stream_states #{index + 1}"))
     return states
 
 
-def _split_connector_object(data: Any, where: str) -> dict[str, Any]:
+def _split_connector_object(data: JSON, where: str) -> JSONObject:
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be an object keyed by stream name, got {_describe(data)}")
     for name, state in data.items():
@@ -210,7 +210,7 @@ class Context:
     def error(self, problem: str) -> ConfigError:
         return ConfigError(f"state for stream {self.stream!r}: {problem}")
 
-    def instant(self, value: Any, key: str | None = None) -> datetime:
+    def instant(self, value: JSON, key: str | None = None) -> datetime:
         try:
             return parse_datetime(value)
         except (ValueError, OverflowError, OSError, TypeError):
@@ -218,14 +218,14 @@ class Context:
                 f"cursor {key or self.cursor!r} has value {_show(value)}, which is not a datetime"
             ) from None
 
-    def normalised(self, value: Any, key: str | None = None) -> str:
+    def normalised(self, value: JSON, key: str | None = None) -> str:
         return format_datetime(self.instant(value, key))
 
 
-Migration = Callable[[dict, Context], dict]
+Migration = Callable[[JSONObject, Context], JSONObject]
 
 
-def concurrent_slices_to_cursor(state: dict, ctx: Context) -> dict:
+def concurrent_slices_to_cursor(state: JSONObject, ctx: Context) -> JSONObject:
     """The concurrent CDK's date-range state (2.11+) becomes one cursor.
 
     The cursor is what the CDK itself would write as a sequential state: merge the slices that
@@ -258,7 +258,7 @@ def concurrent_slices_to_cursor(state: dict, ctx: Context) -> dict:
     return {ctx.cursor: format_datetime(most_recent or run_start)}
 
 
-def _slice_bounds(item: Any, ctx: Context) -> tuple[datetime, datetime, datetime | None]:
+def _slice_bounds(item: JSON, ctx: Context) -> tuple[datetime, datetime, datetime | None]:
     if not isinstance(item, dict) or "start" not in item or "end" not in item:
         raise ctx.error(f"a concurrent slice must be an object with 'start' and 'end', got {_show(item)}")
     recent = item.get("most_recent_cursor_value")
@@ -269,7 +269,7 @@ def _slice_bounds(item: Any, ctx: Context) -> tuple[datetime, datetime, datetime
     )
 
 
-def epoch_timestamp_to_cursor(state: dict, ctx: Context) -> dict:
+def epoch_timestamp_to_cursor(state: JSONObject, ctx: Context) -> JSONObject:
     """Pre-2.0 (v1 API) events and global_exclusions kept an epoch `timestamp` (seconds).
 
         before: {"timestamp": 1650000000}
@@ -278,7 +278,7 @@ def epoch_timestamp_to_cursor(state: dict, ctx: Context) -> dict:
     return _renamed_cursor(state, ctx, "timestamp")
 
 
-def created_to_cursor(state: dict, ctx: Context) -> dict:
+def created_to_cursor(state: JSONObject, ctx: Context) -> JSONObject:
     """0.x (v1 API) lists, metrics, flows and campaigns kept the `created` date of the newest record.
 
     Every record created before it was read, and any of those changed since has `updated` after
@@ -291,7 +291,7 @@ def created_to_cursor(state: dict, ctx: Context) -> dict:
     return _renamed_cursor(state, ctx, "created")
 
 
-def _renamed_cursor(state: dict, ctx: Context, legacy_key: str) -> dict:
+def _renamed_cursor(state: JSONObject, ctx: Context, legacy_key: str) -> JSONObject:
     if legacy_key not in state or ctx.cursor in state:
         return state
     value = state[legacy_key]
@@ -300,7 +300,7 @@ def _renamed_cursor(state: dict, ctx: Context, legacy_key: str) -> dict:
     return {ctx.cursor: ctx.normalised(value, legacy_key)}
 
 
-def per_partition_to_min_cursor(state: dict, ctx: Context) -> dict:
+def per_partition_to_min_cursor(state: JSONObject, ctx: Context) -> JSONObject:
     """A per-partition state of a stream that 3.0.0 reads unpartitioned becomes its earliest cursor.
 
     events_detailed 2.7.x (per event), lists_detailed before 2.11.11 (per parent list) and the
@@ -328,7 +328,7 @@ def per_partition_to_min_cursor(state: dict, ctx: Context) -> dict:
     return {ctx.cursor: format_datetime(min(cursors))} if cursors else {}
 
 
-def cdk6_global_cursor_to_partitions(state: dict, ctx: Context) -> dict:
+def cdk6_global_cursor_to_partitions(state: JSONObject, ctx: Context) -> JSONObject:
     """The CDK-6 wrapper of a partitioned state (manifest era) becomes the plain `states` list.
 
     Each listed partition keeps the earlier of its own cursor and the global one (minus
@@ -369,7 +369,7 @@ _PARTITIONS_BEFORE_3_0: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def archived_substate_to_partitions(state: dict, ctx: Context) -> dict:
+def archived_substate_to_partitions(state: JSONObject, ctx: Context) -> JSONObject:
     """The Python-CDK campaigns/flows state with an `archived` sub-state becomes per-partition.
 
     As upstream `CampaignsStateMigration` / `ArchivedToPerPartitionStateMigration`: the archived
@@ -403,7 +403,7 @@ def archived_substate_to_partitions(state: dict, ctx: Context) -> dict:
     ]}
 
 
-def _value_or_default(value: Any, ctx: Context, key: str | None = None) -> str:
+def _value_or_default(value: JSON, ctx: Context, key: str | None = None) -> str:
     return ctx.default_cursor if value is None else ctx.normalised(value, key)
 
 
@@ -427,7 +427,7 @@ MIGRATIONS: dict[str, tuple[Migration, ...]] = {
 }
 
 
-def migrate_stream_state(stream: str, raw: Any, start_date: datetime | None) -> dict | None:
+def migrate_stream_state(stream: str, raw: JSON, start_date: datetime | None) -> JSONObject | None:
     """The 3.0.0 state of `stream` from its raw saved state, or None for "no state".
 
     `start_date` fills partitions that a legacy state did not cover. State for a stream we do not
@@ -451,7 +451,7 @@ def migrate_stream_state(stream: str, raw: Any, start_date: datetime | None) -> 
     return _finish_partitioned(state, ctx) if target.partitioned else _finish_single(state, ctx)
 
 
-def _finish_single(state: dict, ctx: Context) -> dict | None:
+def _finish_single(state: JSONObject, ctx: Context) -> JSONObject | None:
     if not state:
         return None
     if ctx.cursor not in state:
@@ -461,12 +461,12 @@ def _finish_single(state: dict, ctx: Context) -> dict | None:
     return None if value is None else {ctx.cursor: ctx.normalised(value)}
 
 
-def _finish_partitioned(state: dict, ctx: Context) -> dict | None:
+def _finish_partitioned(state: JSONObject, ctx: Context) -> JSONObject | None:
     if not state:
         return None
     if "states" not in state:
         raise ctx.error(f"expected 'states' (a list of partitions), found keys {sorted(state)}")
-    earliest: dict[tuple, tuple[dict, datetime]] = {}
+    earliest: dict[tuple[tuple[str, str], ...], tuple[JSONObject, datetime]] = {}
     for partition, instant in _partition_cursors(state, ctx):
         key = tuple(sorted(partition.items()))
         if key not in earliest or instant < earliest[key][1]:
@@ -479,7 +479,7 @@ def _finish_partitioned(state: dict, ctx: Context) -> dict | None:
     ]}
 
 
-def _state_entries(state: dict, ctx: Context) -> list[dict]:
+def _state_entries(state: JSONObject, ctx: Context) -> list[JSONObject]:
     entries = state.get("states") or []
     if not isinstance(entries, list):
         raise ctx.error(f"'states' must be a list, got {_describe(entries)}")
@@ -489,7 +489,7 @@ def _state_entries(state: dict, ctx: Context) -> list[dict]:
     return entries
 
 
-def _partition_cursors(state: dict, ctx: Context) -> Iterator[tuple[dict, datetime]]:
+def _partition_cursors(state: JSONObject, ctx: Context) -> Iterator[tuple[JSONObject, datetime]]:
     """(partition in 3.0.0 form, cursor) for each entry of `states` that has a cursor."""
     for entry in _state_entries(state, ctx):
         cursor = entry.get("cursor") or {}
@@ -503,7 +503,7 @@ def _partition_cursors(state: dict, ctx: Context) -> Iterator[tuple[dict, dateti
         yield partition, ctx.instant(cursor[ctx.cursor])
 
 
-def _partition(entry: dict, ctx: Context) -> dict[str, str]:
+def _partition(entry: JSONObject, ctx: Context) -> dict[str, str]:
     raw = entry.get("partition")
     if not isinstance(raw, dict):
         raise ctx.error(f"a partition must be an object, got {_show(raw)}")
@@ -519,7 +519,7 @@ def _partition(entry: dict, ctx: Context) -> dict[str, str]:
     return dict(sorted(partition.items()))
 
 
-def _partition_key(entry: dict, ctx: Context) -> tuple:
+def _partition_key(entry: JSONObject, ctx: Context) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(_partition(entry, ctx).items()))
 
 
@@ -530,7 +530,7 @@ def _partitions_read_before_3_0(ctx: Context) -> list[dict[str, str]]:
     return [dict(sorted(zip(keys, combo, strict=True))) for combo in product(*(values for _, values in axes))]
 
 
-def _global_cursor(state: dict, ctx: Context) -> datetime | None:
+def _global_cursor(state: JSONObject, ctx: Context) -> datetime | None:
     """The CDK-6 global cursor minus its lookback window, or None."""
     shared = state.get("state")
     if shared is None or shared == {}:
@@ -554,20 +554,20 @@ def _global_cursor(state: dict, ctx: Context) -> datetime | None:
 class MigratedState:
     """The 3.0.0 state of each stream that has one, and what the user should be told."""
 
-    streams: dict[str, dict]
+    streams: dict[str, JSONObject]
     warnings: tuple[str, ...] = ()
     # Streams whose saved state was not already in the exact 3.0.0 form (for `upgrade-plan`).
     rewritten: tuple[str, ...] = ()
 
 
-def migrate_state(raw: Any, start_date: datetime | None, *, now: datetime | None = None) -> MigratedState:
+def migrate_state(raw: JSON, start_date: datetime | None, *, now: datetime | None = None) -> MigratedState:
     """`split_state_input` then `migrate_stream_state` for each stream, with warnings collected.
 
     Besides ignored streams, a cursor later than `now` is worth a warning: it was saved by an old
     version that let a future-dated record move state forward, and nothing before it is read again.
     """
     now = now or utc_now()
-    streams: dict[str, dict] = {}
+    streams: dict[str, JSONObject] = {}
     warnings: list[str] = []
     rewritten: list[str] = []
     for stream, raw_state in split_state_input(raw).items():
@@ -583,7 +583,7 @@ def migrate_state(raw: Any, start_date: datetime | None, *, now: datetime | None
     return MigratedState(streams, tuple(warnings), tuple(rewritten))
 
 
-def _future_cursor_warnings(stream: str, state: dict, now: datetime) -> list[str]:
+def _future_cursor_warnings(stream: str, state: JSONObject, now: datetime) -> list[str]:
     cursors = [entry["cursor"] for entry in state["states"]] if "states" in state else [state]
     latest = max(value for cursor in cursors for value in cursor.values())
     if parse_datetime(latest) <= now:
@@ -600,12 +600,12 @@ def _ignored_stream_warning(stream: str) -> str:
     return f"the state has a stream {stream!r} that this connector does not know; its state is ignored"
 
 
-def _describe(value: Any) -> str:
+def _describe(value: object) -> str:
     kind = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
             dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
     return f"{kind} ({_show(value)})" if isinstance(value, bool | int | float | str) else kind
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."

@@ -29,12 +29,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from .config import parse_config, read_json_file
+from .contracts import JSON, JSONObject
 from .datetimes import parse_datetime
 from .errors import ConfigError
 from .streams import STREAMS
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 MASK = "**********"
 TARGET_VERSION = "3.0.0"
@@ -52,7 +56,7 @@ _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
 @cache
-def schema_changes() -> dict[str, Any]:
+def schema_changes() -> JSON:
     """The committed change log written by `tools/schema_changelog.py`."""
     text = resources.files("source_klaviyo").joinpath("schema_changes.json").read_text(encoding="utf-8")
     return json.loads(text)
@@ -124,7 +128,7 @@ def _stream_clues(names: set[str]) -> list[Clue]:
     return clues
 
 
-def _state_clues(stream: str, raw: Any) -> list[Clue]:
+def _state_clues(stream: str, raw: JSON) -> list[Clue]:
     if not isinstance(raw, dict) or not raw:
         return []
     clues = []
@@ -144,7 +148,7 @@ def _state_clues(stream: str, raw: Any) -> list[Clue]:
     return clues
 
 
-def _config_clues(raw: dict[str, Any]) -> list[Clue]:
+def _config_clues(raw: JSONObject) -> list[Clue]:
     clues = []
     for key in ("lookback_window", "metric_ids"):
         if raw.get(key) is not None:
@@ -158,7 +162,7 @@ def _config_clues(raw: dict[str, Any]) -> list[Clue]:
     return clues
 
 
-def infer_from_version(raw_config: dict[str, Any], raw_states: dict[str, Any],
+def infer_from_version(raw_config: JSONObject, raw_states: JSONObject,
                        catalog_streams: list[str] | None) -> FromVersion:
     """Intersect what each clue allows; the lower bound is the version the decisions assume."""
     clues = _config_clues(raw_config)
@@ -191,7 +195,7 @@ class StreamPlan:
     sync_mode: str | None = None  # as configured in the catalog, if one was given
     cursor_field: str | None = None
     cursor: str | None = None  # where incremental reading resumes (the oldest partition)
-    state: dict[str, Any] | None = None  # the migrated 3.0.0 state
+    state: JSONObject | None = None  # the migrated 3.0.0 state
 
 
 def breaking_reasons(stream: str, from_version: str) -> list[str]:
@@ -215,7 +219,7 @@ def breaking_reasons(stream: str, from_version: str) -> list[str]:
     return reasons
 
 
-def _fact_reasons(version: str, entry: dict[str, Any]) -> list[str]:
+def _fact_reasons(version: str, entry: JSONObject) -> list[str]:
     reasons = []
     if entry.get("restructured"):
         reasons.append(f"{version}: {entry['restructured']}")
@@ -224,7 +228,7 @@ def _fact_reasons(version: str, entry: dict[str, Any]) -> list[str]:
     return reasons
 
 
-def _field_reasons(version: str, since: dict[str, Any], references: list[str]) -> list[str]:
+def _field_reasons(version: str, since: JSONObject, references: list[str]) -> list[str]:
     seen: dict[str, str] = {}
     for reference in references:
         changes = since[reference]
@@ -246,7 +250,7 @@ def _existed(stream: str, from_version: FromVersion, mentioned: bool) -> bool:
     return mentioned or parse_version(since) <= parse_version(from_version.assumed)
 
 
-def _cursor_values(state: Any, cursor: str) -> list[str]:
+def _cursor_values(state: JSON, cursor: str) -> list[str]:
     found: list[str] = []
     if isinstance(state, dict):
         for key, value in state.items():
@@ -260,7 +264,7 @@ def _cursor_values(state: Any, cursor: str) -> list[str]:
     return found
 
 
-def _oldest_cursor(state: dict[str, Any], cursor: str) -> str | None:
+def _oldest_cursor(state: JSONObject, cursor: str) -> str | None:
     values = []
     for text in _cursor_values(state, cursor):
         try:
@@ -270,7 +274,7 @@ def _oldest_cursor(state: dict[str, Any], cursor: str) -> str | None:
     return min(values)[1] if values else None
 
 
-def decide(stream_name: str, *, from_version: FromVersion, raw_state: Any, sync_mode: str | None,
+def decide(stream_name: str, *, from_version: FromVersion, raw_state: JSON, sync_mode: str | None,
            mentioned: bool, start_date: datetime | None) -> StreamPlan:
     """The plan for one stream; ConfigError when its saved state cannot be understood."""
     from .state_migrations import is_known_stream, migrate_stream_state, state_target
@@ -331,11 +335,11 @@ def decide(stream_name: str, *, from_version: FromVersion, raw_state: Any, sync_
 @dataclass
 class UpgradePlan:
     from_version: FromVersion
-    config: dict[str, Any]
+    config: JSONObject
     config_rewritten: bool
     streams: list[StreamPlan]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         summary: dict[str, list[str]] = {}
         for plan in self.streams:
             summary.setdefault(plan.decision, []).append(plan.stream)
@@ -349,7 +353,7 @@ class UpgradePlan:
         }
 
 
-def _catalog_streams(raw: Any) -> dict[str, str | None]:
+def _catalog_streams(raw: JSON) -> dict[str, str | None]:
     """Stream name -> configured sync mode, from a configured (or a plain discovered) catalog."""
     if not isinstance(raw, dict) or not isinstance(raw.get("streams"), list):
         raise ConfigError('the catalog must be a JSON object with a "streams" list')
@@ -357,7 +361,7 @@ def _catalog_streams(raw: Any) -> dict[str, str | None]:
     for position, entry in enumerate(raw["streams"]):
         if not isinstance(entry, dict):
             raise ConfigError(f"catalog streams[{position}] must be an object")
-        inner = entry.get("stream") if isinstance(entry.get("stream"), dict) else entry
+        inner: JSON = entry.get("stream") if isinstance(entry.get("stream"), dict) else entry
         name = inner.get("name")
         if not isinstance(name, str):
             raise ConfigError(f'catalog streams[{position}]: "name" is missing or not a string')
@@ -365,7 +369,7 @@ def _catalog_streams(raw: Any) -> dict[str, str | None]:
     return selected
 
 
-def build_plan(raw_config: Any, raw_state: Any = None, raw_catalog: Any = None,
+def build_plan(raw_config: JSON, raw_state: JSON = None, raw_catalog: JSON = None,
                from_version: str | None = None) -> UpgradePlan:
     """The whole plan from the parsed JSON inputs; ConfigError on bad config, state or catalog."""
     from .state_migrations import split_state_input
@@ -398,7 +402,7 @@ def build_plan(raw_config: Any, raw_state: Any = None, raw_catalog: Any = None,
     return UpgradePlan(version, shown, rewritten is not None, plans)
 
 
-def add_upgrade_plan_command(subparsers: Any) -> argparse.ArgumentParser:
+def add_upgrade_plan_command(subparsers: Subparsers) -> argparse.ArgumentParser:
     """Register `upgrade-plan` on the CLI's subparsers; the handler is `run_upgrade_plan(args)`."""
     parser = subparsers.add_parser(
         "upgrade-plan", help="what happens to each stream when moving from 1.x/2.x to 3.0.0",

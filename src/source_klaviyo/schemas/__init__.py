@@ -10,7 +10,8 @@ import copy
 import json
 from functools import cache
 from importlib.resources import files
-from typing import Any
+
+from source_klaviyo.contracts import JSONObject
 
 _PACKAGE = files(__name__)
 
@@ -19,13 +20,14 @@ STREAM_SCHEMAS: tuple[str, ...] = tuple(
 )
 
 
-def load_schema(stream: str) -> dict[str, Any]:
+def load_schema(stream: str) -> JSONObject:
     """The JSON Schema of ``stream``'s records (a fresh copy; callers may modify it)."""
     return copy.deepcopy(_parsed(stream))
 
 
 @cache
-def _parsed(stream: str) -> dict[str, Any]:
+def _parsed(stream: str) -> JSONObject:
     if stream not in STREAM_SCHEMAS:
         raise KeyError(f"no schema for stream {stream!r}; known: {', '.join(STREAM_SCHEMAS)}")
-    return json.loads(_PACKAGE.joinpath(f"{stream}.json").read_text(encoding="utf-8"))
+    schema: JSONObject = json.loads(_PACKAGE.joinpath(f"{stream}.json").read_text(encoding="utf-8"))
+    return schema

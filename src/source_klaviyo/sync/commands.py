@@ -14,15 +14,20 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from source_klaviyo.errors import SourceError
+
+if TYPE_CHECKING:
+    from source_klaviyo.sync.run import SyncOptions
+
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 DEFAULT_DB = "klaviyo.duckdb"
 DEFAULT_DEMO_DB = "klaviyo-demo.duckdb"
 
 
-def add_sync_command(subparsers: Any) -> None:
+def add_sync_command(subparsers: Subparsers) -> None:
     sync = subparsers.add_parser("sync", help="read Klaviyo into a local DuckDB file (incremental on the next run)")
     sync.add_argument("--config", required=True, help="the connector config JSON file")
     sync.add_argument("--db", default=DEFAULT_DB, help=f"the DuckDB file (default {DEFAULT_DB})")
@@ -32,7 +37,7 @@ def add_sync_command(subparsers: Any) -> None:
     sync.set_defaults(handler=run_sync)
 
 
-def add_demo_command(subparsers: Any) -> None:
+def add_demo_command(subparsers: Subparsers) -> None:
     demo = subparsers.add_parser("demo", help="sync the bundled Klaviyo emulator into DuckDB; no key needed")
     demo.add_argument("--db", default=DEFAULT_DEMO_DB, help=f"the DuckDB file (default {DEFAULT_DEMO_DB})")
     demo.add_argument("--scale", default="small", choices=("tiny", "small", "medium", "large"))
@@ -50,7 +55,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flush-seconds", type=float, default=1.0, help=argparse.SUPPRESS)
 
 
-def sync_options(args: argparse.Namespace, command: str) -> Any:
+def sync_options(args: argparse.Namespace, command: str) -> SyncOptions:
     from source_klaviyo.sync.run import SyncOptions
 
     return SyncOptions(

@@ -14,15 +14,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 import duckdb
 import msgspec
 import orjson
 
+from source_klaviyo.contracts import JSON, JSONObject
 from source_klaviyo.errors import ConfigError
 from source_klaviyo.sync.layout import Column, TableLayout, quote, staging_table
 
@@ -102,7 +103,7 @@ class BatchCounts:
         self.skipped += other.skipped
 
 
-def dumps_json(value: Any) -> bytes:
+def dumps_json(value: object) -> bytes:
     try:
         return orjson.dumps(value)
     except TypeError:
@@ -114,6 +115,12 @@ def dumps_json(value: Any) -> bytes:
 # this byte: JSON never holds a raw control character (msgspec and orjson refuse or escape them), so
 # no field needs quoting and DuckDB's CSV reader splits rows without parsing the JSON inside them.
 FIELD_SEPARATOR = b"\x1f"
+
+# A row's primary key as the table compares it: the text of its one key field, or of each.
+RowKey = str | tuple[str, ...]
+# A record's top-level fields, each as its JSON text (bytes written by us, or msgspec's slice of the body).
+FieldTexts = Mapping[str, bytes | msgspec.Raw]
+T = TypeVar("T")
 
 
 class Batch:
@@ -128,7 +135,7 @@ class Batch:
 
     def __init__(self, key: tuple[str, ...], columns: Iterable[str]) -> None:
         self.key = key
-        self.rows: dict[Any, bytes] = {}
+        self.rows: dict[RowKey, bytes] = {}
         self.bytes = 0
         self.longest = 0  # bytes of the longest row: the CSV reader's line limit is sized from it
         self.skipped = 0  # records without a primary key value
@@ -146,7 +153,7 @@ class Batch:
     def new_columns(self) -> list[str]:
         return self.columns[self._initial :]
 
-    def add(self, records: Iterable[dict[str, Any]]) -> None:
+    def add(self, records: Iterable[JSONObject]) -> None:
         for record in records:
             key = self._key(record, _identity)
             if key is not None:
@@ -156,7 +163,7 @@ class Batch:
         """Records as the JSON objects Klaviyo sent (the engine's raw path): only the top level is
         decoded, each field's text kept byte for byte."""
         for line in records:
-            fields = _decode_top_level(line)
+            fields: FieldTexts = _decode_top_level(line)
             if _spans_lines(line):
                 # Whitespace between tokens (a pretty-printed body) would split the row: re-encode those fields.
                 fields = {name: _compact(raw) for name, raw in fields.items()}
@@ -164,7 +171,7 @@ class Batch:
             if key is not None:
                 self._put(key, fields)
 
-    def _key(self, fields: dict[str, Any], decode: Callable[[Any], Any]) -> Any:
+    def _key(self, fields: Mapping[str, T], decode: Callable[[T], JSON]) -> RowKey | None:
         """The record's primary key as the table compares it (text), or None (counted as skipped)."""
         if len(self.key) == 1:
             value = fields.get(self.key[0])
@@ -181,7 +188,7 @@ class Batch:
             return None
         return tuple(v if v.__class__ is str else str(v) for v in values)
 
-    def _put(self, key: Any, fields: dict[str, Any]) -> None:
+    def _put(self, key: RowKey, fields: FieldTexts) -> None:
         if not self._known.issuperset(fields):
             self._grow(fields)
         row = FIELD_SEPARATOR.join([fields.get(name, b"") for name in self.columns]) + b"\n"
@@ -193,7 +200,7 @@ class Batch:
         if len(row) > self.longest:
             self.longest = len(row)
 
-    def _grow(self, fields: dict[str, Any]) -> None:
+    def _grow(self, fields: FieldTexts) -> None:
         # Klaviyo may add a top-level field before our schema knows it: it gets a JSON column.
         # Names starting with "_" would shadow our metadata columns and are dropped.
         for name in fields:
@@ -208,7 +215,7 @@ def _spans_lines(text: bytes) -> bool:
     return b"\n" in text or b"\r" in text
 
 
-def _compact(raw: msgspec.Raw) -> Any:
+def _compact(raw: bytes | msgspec.Raw) -> bytes | msgspec.Raw:
     text = bytes(raw)
     if not _spans_lines(text):
         return raw
@@ -219,7 +226,7 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _identity(value: Any) -> Any:
+def _identity(value: T) -> T:
     return value
 
 
@@ -269,7 +276,7 @@ class Store:
         ).fetchall()
         return bool(row[0][0])
 
-    def saved_state(self, stream: str, slot: Slot) -> tuple[dict[str, Any], str | None] | None:
+    def saved_state(self, stream: str, slot: Slot) -> tuple[JSONObject, str | None] | None:
         """(state, schema fingerprint) of a slot, or None when that slot holds nothing."""
         rows = self.con.execute(
             f"SELECT state, schema_fingerprint FROM {STATE_TABLE} WHERE stream = ? AND slot = ?", [stream, slot]
@@ -291,7 +298,7 @@ class Store:
         ).fetchall()
         return (row[0][0], row[0][1]) if row else (None, None)
 
-    def live_schema(self, stream: str) -> dict[str, Any] | None:
+    def live_schema(self, stream: str) -> JSONObject | None:
         """The canonical schema JSON ({"layout", "schema"}) the stream's table was last written with, if recorded."""
         row = self.con.execute(
             f"SELECT schema_json FROM {VERSIONS_TABLE} WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",
@@ -351,7 +358,7 @@ class Store:
     def new_batch(self, target: Target) -> Batch:
         return Batch(target.layout.primary_key, [*target.layout.column_names, *target.extra_columns])
 
-    def write_batch(self, target: Target, batch: Batch, state: dict[str, Any] | None) -> BatchCounts:
+    def write_batch(self, target: Target, batch: Batch, state: JSONObject | None) -> BatchCounts:
         """Upsert the batch's records and, when given, save `state`, in one transaction."""
         counts = BatchCounts(skipped=batch.skipped)
         if batch.rows:
@@ -372,7 +379,7 @@ class Store:
             raise
         return counts
 
-    def publish(self, target: Target, final_state: dict[str, Any] | None) -> BatchCounts:
+    def publish(self, target: Target, final_state: JSONObject | None) -> BatchCounts:
         """Swap a complete staging table in for the live one, with its state, in one transaction."""
         assert target.slot == "staging"
         layout, live, staging = target.layout, quote(target.stream), quote(target.table)
@@ -456,7 +463,7 @@ class Store:
         counts.updated = replaced - counts.unchanged
         self.con.execute("DROP TABLE _batch")
 
-    def _save_state(self, target: Target, state: dict[str, Any]) -> None:
+    def _save_state(self, target: Target, state: JSONObject) -> None:
         self.con.execute(
             f"""INSERT INTO {STATE_TABLE} VALUES (?, ?, ?, ?, ?, 1, now())
                 ON CONFLICT (stream, slot) DO UPDATE SET state = excluded.state,
@@ -483,7 +490,7 @@ class Store:
             [self.sync_id, self.connector_version, command],
         )
 
-    def sync_finished(self, status: str, summary: dict[str, Any]) -> None:
+    def sync_finished(self, status: str, summary: JSONObject) -> None:
         self.con.execute(
             f"UPDATE {SYNCS_TABLE} SET finished_at = now(), status = ?, summary = ? WHERE sync_id = ?",
             [status, dumps_json(summary).decode(), self.sync_id],

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
+from source_klaviyo.contracts import JSONObject
 from source_klaviyo.streams import STREAMS_BY_NAME, Stream  # noqa: F401  (doctest)
 
 # Bumped whenever the mapping below changes, so that every table is rebuilt in the new layout.
@@ -84,7 +84,7 @@ def staging_table(stream: str) -> str:
     return STAGING_PREFIX + stream
 
 
-def column_type(prop: dict[str, Any]) -> str:
+def column_type(prop: JSONObject) -> str:
     types = prop.get("type", [])
     types = [types] if isinstance(types, str) else [t for t in types if t != "null"]
     if len(types) != 1:
@@ -94,16 +94,16 @@ def column_type(prop: dict[str, Any]) -> str:
     return _SCALARS.get(types[0], "JSON")
 
 
-def canonical_schema(schema: dict[str, Any]) -> bytes:
+def canonical_schema(schema: JSONObject) -> bytes:
     return orjson.dumps({"layout": LAYOUT_VERSION, "schema": schema}, option=orjson.OPT_SORT_KEYS)
 
 
-def schema_fingerprint(schema: dict[str, Any]) -> str:
+def schema_fingerprint(schema: JSONObject) -> str:
     return hashlib.sha256(canonical_schema(schema)).hexdigest()[:16]
 
 
-def table_layout(stream: Stream, schema: dict[str, Any]) -> TableLayout:
-    properties: dict[str, Any] = schema.get("properties") or {}
+def table_layout(stream: Stream, schema: JSONObject) -> TableLayout:
+    properties: JSONObject = schema.get("properties") or {}
     cursor = stream.incremental.cursor if stream.incremental else None
     # Keys, type and cursor first: what `SELECT *` should show before the wide JSON columns.
     columns = {key: Column(key, "VARCHAR") for key in stream.primary_key}  # keys compare as text

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from source_klaviyo import schema_diff
+from source_klaviyo.contracts import JSONObject
 from source_klaviyo.schemas import load_schema
 from source_klaviyo.streams import Stream
 from source_klaviyo.sync.duckdb_store import Slot, Store
@@ -34,7 +34,7 @@ class StreamPlan:
     layout: TableLayout
     slot: Slot
     fresh: bool
-    state: dict[str, Any] | None
+    state: JSONObject | None
     mode: str  # shown in the summary
     reset_reason: str | None = None  # set when data already in the file is being replaced
     schema_note: str | None = None  # set when the schema changed without breaking and the stream continued
@@ -73,7 +73,7 @@ def plan_stream(store: Store, stream: Stream, *, full_refresh: bool) -> StreamPl
     return StreamPlan(stream, layout, "live", False, saved[0], "incremental", schema_note=note)
 
 
-def _schema_change(old: dict[str, Any] | None, layout: TableLayout) -> tuple[str | None, str | None]:
+def _schema_change(old: JSONObject | None, layout: TableLayout) -> tuple[str | None, str | None]:
     """(why a reset is needed, or None; the note when the stream continues) for a changed fingerprint.
 
     The reason is "" when the stored schema cannot be compared (not recorded, another layout version).

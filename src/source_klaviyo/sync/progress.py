@@ -11,13 +11,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from source_klaviyo.sync.sink import StreamTally
+
+if TYPE_CHECKING:
+    from source_klaviyo.engine import StreamProgress
+    from source_klaviyo.http import HttpStats
 
 
 @dataclass
@@ -31,12 +35,12 @@ class StreamLine:
     windows: tuple[int, int] | None
 
 
-def _pair(progress: Any, done: str, total: str) -> tuple[int, int] | None:
+def _pair(progress: StreamProgress | None, done: str, total: str) -> tuple[int, int] | None:
     total_value = getattr(progress, total, 0) or 0
     return (int(getattr(progress, done, 0) or 0), int(total_value)) if total_value else None
 
 
-def snapshot(tallies: dict[str, StreamTally], engine_progress: dict[str, Any]) -> list[StreamLine]:
+def snapshot(tallies: dict[str, StreamTally], engine_progress: dict[str, StreamProgress]) -> list[StreamLine]:
     lines = []
     for stream, tally in tallies.items():
         progress = engine_progress.get(stream)
@@ -64,11 +68,11 @@ class Progress:
     def __init__(
         self,
         tallies: dict[str, StreamTally],
-        engine_progress: Callable[[], dict[str, Any]],
-        http_stats: Callable[[], Any],
+        engine_progress: Callable[[], dict[str, StreamProgress]],
+        http_stats: Callable[[], HttpStats | None],
         *,
         live: bool,
-        stream: TextIO | None = None,
+        stream: IO[str] | None = None,
         plain_every_seconds: float = 5.0,
     ) -> None:
         self.tallies = tallies

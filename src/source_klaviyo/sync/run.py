@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from rich.console import Console
 
@@ -25,6 +25,14 @@ from source_klaviyo.sync.plan import StreamPlan, plan_stream
 from source_klaviyo.sync.progress import Progress
 from source_klaviyo.sync.sink import DuckDBSink
 from source_klaviyo.sync.summary import SyncSummary, render, stream_summary
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
+    from source_klaviyo.config import Config
+    from source_klaviyo.contracts import Client
+
+T = TypeVar("T")
 
 
 def connector_version() -> str:
@@ -61,7 +69,8 @@ class SyncOptions:
     clock: Callable[[], datetime] | None = None  # the engine's "now" (tests read ahead of it instead of sleeping)
 
 
-async def sync(config: Any, options: SyncOptions, *, client: Any = None, stderr: TextIO | None = None) -> SyncSummary:
+async def sync(config: Config, options: SyncOptions, *, client: Client | None = None,
+               stderr: TextIO | None = None) -> SyncSummary:
     """Sync the selected streams into `options.db_path`; the returned summary says what happened."""
     started = time.monotonic()
     streams = select_streams(options.streams)
@@ -113,7 +122,7 @@ async def sync(config: Any, options: SyncOptions, *, client: Any = None, stderr:
     return summary
 
 
-async def _with_ticks(work: Any, tick: Callable[[], None] | None) -> Any:
+async def _with_ticks(work: Awaitable[T], tick: Callable[[], None] | None) -> T:
     task = asyncio.ensure_future(work)
     while tick is not None and not task.done():
         await asyncio.wait([task], timeout=0.5)

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
+from source_klaviyo.contracts import JSONObject
 from source_klaviyo.errors import SourceError
 from source_klaviyo.sync.duckdb_store import Batch, BatchCounts, Store, Target
 
@@ -55,7 +55,7 @@ class StreamTally:
 @dataclass
 class _Buffer:
     batch: Batch
-    state: dict[str, Any] | None = None  # the latest state the engine gave
+    state: JSONObject | None = None  # the latest state the engine gave
     state_pending: bool = False  # ... and it is not committed yet
     last_flush: float = field(default_factory=time.monotonic)
 
@@ -90,7 +90,7 @@ class DuckDBSink:
 
     # -- the engine's Sink protocol -----------------------------------------------------------
 
-    def records(self, stream: str, records: list[dict[str, Any]]) -> None:
+    def records(self, stream: str, records: list[JSONObject]) -> None:
         self._raise_failure(stream)
         if records and not self.tallies[stream].broken:
             self._buffers[stream].batch.add(records)
@@ -113,7 +113,7 @@ class DuckDBSink:
         if len(buffer.batch) >= self.max_buffered or buffer.batch.bytes >= self.max_buffered_bytes:
             self._flush(stream, with_state=False)  # bound memory when a stream checkpoints rarely
 
-    def state(self, stream: str, stream_state: dict[str, Any], record_count: int = 0) -> None:
+    def state(self, stream: str, stream_state: JSONObject, record_count: int = 0) -> None:
         self._raise_failure(stream)
         if self.tallies[stream].broken:
             return

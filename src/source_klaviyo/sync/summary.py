@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from source_klaviyo.contracts import JSONObject
 from source_klaviyo.sync.plan import StreamPlan
 from source_klaviyo.sync.sink import StreamTally
 
@@ -48,7 +48,7 @@ class SyncSummary:
     def status(self) -> str:
         return "SUCCEEDED" if not self.incomplete and not self.errors else "INCOMPLETE"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JSONObject:
         return asdict(self) | {"status": self.status}
 
 
