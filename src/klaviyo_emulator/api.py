@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .endpoints import Endpoint
 from .errors import ApiError, invalid
 from .filters import Condition
-from .jsontext import dumps
+from .jsontext import JSONObject, dumps
 from .members import MemberView
 from .pagination import decode_cursor_and_held, encode_cursor, next_link, query_digest, self_link
 from .query import Query, parse_query, select
@@ -83,7 +81,7 @@ class Api:
             assert index is not None
             refs = campaigns.relationships(index)["campaign-messages"] or []
             doc = {
-                "data": [{"type": t, "id": i} for t, i in refs],  # type: ignore[misc]
+                "data": [{"type": t, "id": i} for t, i in refs],  # type: ignore[str-unpack]  # to-many: a list
                 "links": {"self": self_link(req.base, req.path, req.raw_query)},
             }
             return dumps(doc)
@@ -111,7 +109,9 @@ class Api:
         cached = self._member_views.get((kind, group_id))
         if cached and cached[0] == self.world.generation:
             return cached[1]
-        view = MemberView(self.world.profiles, kind, group_id, self.world.members(kind, group_id))
+        members = self.world.members(kind, group_id)
+        assert members is not None, "callers _require the group first"
+        view = MemberView(self.world.profiles, kind, group_id, members)
         if len(self._member_views) > 64:
             self._member_views.clear()
         self._member_views[(kind, group_id)] = (self.world.generation, view)
@@ -146,7 +146,7 @@ class Api:
         events = self.world.events
         fast = table is events and "event" not in query.fields
         data = [] if fast else [renderer.resource(table, i, query.includes) for i in picked.indices]
-        links: dict[str, Any] = {
+        links: JSONObject = {
             "self": self_link(req.base, req.path, req.raw_query),
             "next": None,
             "prev": None,
@@ -155,7 +155,7 @@ class Api:
             links["next"] = next_link(
                 req.base, req.path, req.raw_query, encode_cursor(picked.last_key, digest, held)
             )
-        doc: dict[str, Any] = {"data": data, "links": links}
+        doc: JSONObject = {"data": data, "links": links}
         if query.includes:
             doc["included"] = renderer.included(
                 self.world.tables, [(table, i) for i in picked.indices], query.includes
@@ -171,7 +171,7 @@ class Api:
     def _unpaged(self, req: Request, query: Query, table: Table) -> bytes:
         picked = select(table, query.conditions, "id", False, None, 10**9)
         renderer = Renderer(req.base, query.fields, query.additional)
-        doc: dict[str, Any] = {
+        doc: JSONObject = {
             "data": [renderer.resource(table, i, query.includes) for i in picked.indices],
             "links": {"self": self_link(req.base, req.path, req.raw_query)},
         }
@@ -191,7 +191,7 @@ class Api:
         if "profile_count" in query.additional.get(table.type, frozenset()):
             extra = {"profile_count": self.world.profile_count(resource, req.match["id"])}
         renderer = Renderer(req.base, query.fields, query.additional)
-        doc: dict[str, Any] = {
+        doc: JSONObject = {
             "data": renderer.resource(table, index, query.includes, extra),
             "links": {"self": self_link(req.base, req.path, req.raw_query)},
         }

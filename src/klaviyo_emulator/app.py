@@ -12,7 +12,7 @@ import random
 import re
 from collections import defaultdict
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -22,9 +22,15 @@ from .data.rng import mix, salt
 from .endpoints import ENDPOINTS, REDUCED_TIER, TIERS, Endpoint
 from .errors import JSONAPI, ApiError
 from .faults import FaultPlan
+from .jsontext import JSONObject
 from .ratelimit import RateLimiter
 from .render import PageCache
 from .store import World
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
+
+    from .runner import EmulatorOptions
 
 log = logging.getLogger("klaviyo_emulator")
 
@@ -32,12 +38,12 @@ SERVED_REVISION = "2026-07-15"
 OLDEST_REVISION = "2025-01-15"
 _REVISION = re.compile(r"^(\d{4}-\d{2}-\d{2})(\.[a-z]+)?$")
 WORLD = web.AppKey("world", World)
-STATS = web.AppKey("stats", "Stats")
+STATS: web.AppKey[Stats] = web.AppKey("stats", "Stats")  # type: ignore[arg-type]  # Stats is below
 CACHE = web.AppKey("cache", PageCache)
 
 
 class Settings:
-    def __init__(self, options: Any) -> None:
+    def __init__(self, options: EmulatorOptions) -> None:
         self.api_key: str = options.api_key
         self.key_scopes: dict[str, frozenset[str] | None] = {options.api_key: None, **options.key_scopes}
         self.rate_limits: bool = options.rate_limits
@@ -66,7 +72,7 @@ class Stats:
         if status == 429:
             self.throttled += 1
 
-    def snapshot(self, cache: PageCache) -> dict[str, Any]:
+    def snapshot(self, cache: PageCache) -> JSONObject:
         return {
             "requests_total": self.total,
             "requests": {route: dict(statuses) for route, statuses in self.requests.items()},
@@ -92,7 +98,7 @@ def _route_of(request: web.Request) -> str:
     return canonical.rstrip("/") if canonical != "/" else canonical
 
 
-def build_app(world: World, options: Any) -> web.Application:
+def build_app(world: World, options: EmulatorOptions) -> web.Application:
     settings = Settings(options)
     faults = FaultPlan.parse(options.faults, options.seed)
     limiter = RateLimiter(options.rate_limit_scale)
@@ -102,7 +108,7 @@ def build_app(world: World, options: Any) -> web.Application:
     latency_rng = random.Random(mix(options.seed, salt("latency")))
 
     @web.middleware
-    async def count_and_catch(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def count_and_catch(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = _route_of(request)
         try:
             response = await handler(request)
@@ -121,13 +127,13 @@ def build_app(world: World, options: Any) -> web.Application:
             log.exception("emulator error on %s", request.path_qs)
             response = error_response(ApiError(500, "An internal error occurred in the emulator."))
         size = response.content_length or (
-            len(response.body) if isinstance(response, web.Response) and response.body else 0
-        )  # type: ignore[arg-type]
+            len(response.body) if isinstance(response, web.Response) and response.body else 0  # type: ignore[arg-type]
+        )
         stats.record(route, response.status, size or 0)
         return response
 
     @web.middleware
-    async def chaos(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def chaos(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/api/"):
             return await handler(request)
         if settings.latency_ms > 0:
@@ -223,7 +229,7 @@ def build_app(world: World, options: Any) -> web.Application:
                 return f"{route}#{value}", tier
         return endpoint.route, endpoint.tier
 
-    def make_handler(endpoint: Endpoint) -> Any:
+    def make_handler(endpoint: Endpoint) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             check_auth(request, endpoint)
             check_revision(request)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import orjson
+
+from .jsontext import JSONObject
 
 JSONAPI = "application/vnd.api+json"
 
@@ -48,7 +49,7 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self) -> bytes:
-        error: dict[str, Any] = {
+        error: JSONObject = {
             "id": str(uuid.uuid4()),
             "status": self.status,
             "code": self.code,

@@ -36,7 +36,9 @@ OPERATORS = frozenset(
 class Condition:
     op: str
     field: str
-    value: Any  # str | bool | int | float | DateTimeLiteral | list | None (for `has`)
+    # A `FilterLiteral`, a list of them (`any`) or None (`has`). Any: which one is fixed by `op`, and each
+    # reader of a condition checks `op` first; a union would need a cast at every use.
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class DateTimeLiteral:
 
     epoch: float
     text: str
+
+
+# A literal of a filter expression as parsed.
+FilterLiteral = str | bool | int | float | DateTimeLiteral | None
 
 
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -93,7 +99,7 @@ class _Parser:
         if op not in OPERATORS:
             raise _bad(f"Invalid filter provided: unsupported operator '{op}'")
         field = self.name()
-        value: Any = None
+        value: FilterLiteral | list[FilterLiteral] = None
         if op == "has":
             self.expect(")")
             return [Condition(op, field, None)]
@@ -102,7 +108,7 @@ class _Parser:
         self.expect(")")
         return [Condition(op, field, value)]
 
-    def literal_list(self) -> list[Any]:
+    def literal_list(self) -> list[FilterLiteral]:
         self.expect("[")
         values = [self.literal()]
         while self.peek() == ",":
@@ -111,7 +117,7 @@ class _Parser:
         self.expect("]")
         return values
 
-    def literal(self) -> Any:
+    def literal(self) -> FilterLiteral:
         char = self.peek()
         if char in ("'", '"'):
             end = self.text.find(char, self.pos + 1)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from array import array
-from typing import Any
 
 from .data.profiles import Profiles
 from .data.rng import iso
-from .table import Rel, Table
+from .jsontext import JSONObject
+from .table import FieldValue, Rel, Table
 
 
 class MemberView(Table):
     type = "profile"
     cursor_field = "joined_group_at"
 
-    def __init__(self, profiles: Profiles, kind: str, group_id: str, members: array) -> None:
+    def __init__(self, profiles: Profiles, kind: str, group_id: str, members: array[int]) -> None:
         super().__init__()
         self.profiles = profiles
         self.kind = kind
@@ -31,14 +31,14 @@ class MemberView(Table):
     def index_of(self, record_id: str) -> int | None:
         return None
 
-    def value(self, field: str, index: int) -> Any:
+    def value(self, field: str, index: int) -> FieldValue:
         if field == "joined_group_at":
             return self.joined[index]
         if field == "push_token":
             return None
         return self.profiles.value(field, self.members[index])
 
-    def attributes(self, index: int, additional: frozenset[str]) -> dict[str, Any]:
+    def attributes(self, index: int, additional: frozenset[str]) -> JSONObject:
         attributes = self.profiles.attributes(self.members[index], additional)
         attributes["joined_group_at"] = iso(self.joined[index])
         return attributes

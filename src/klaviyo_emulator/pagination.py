@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
 
 from .errors import invalid
+from .jsontext import JSONObject
+from .table import SortKey
 
 CURSOR_PARAM = "page[cursor]"
 _ENCODED_CURSOR = "page%5Bcursor%5D"
@@ -24,22 +25,22 @@ def query_digest(params: list[tuple[str, str]]) -> str:
     return hashlib.blake2b(orjson.dumps(canonical), digest_size=6).hexdigest()
 
 
-def encode_cursor(key: tuple, digest: str, held: list[tuple] | None = None) -> str:
+def encode_cursor(key: SortKey, digest: str, held: list[SortKey] | None = None) -> str:
     """`held`: keys of records sorting before `key` still to be served (quirks.py, unsorted pages)."""
-    payload: dict[str, Any] = {"k": list(key), "q": digest}
+    payload: JSONObject = {"k": list(key), "q": digest}
     if held:
         payload["h"] = [list(k) for k in held]
     return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
 
 
-def decode_cursor(token: str, digest: str) -> tuple:
+def decode_cursor(token: str, digest: str) -> SortKey:
     return decode_cursor_and_held(token, digest)[0]
 
 
-def decode_cursor_and_held(token: str, digest: str) -> tuple[tuple, list[tuple]]:
+def decode_cursor_and_held(token: str, digest: str) -> tuple[SortKey, list[SortKey]]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        payload: dict[str, Any] = orjson.loads(raw)
+        payload: JSONObject = orjson.loads(raw)
         key = payload["k"]
         if payload["q"] != digest:
             raise invalid("Invalid page cursor: it belongs to a different query", parameter=CURSOR_PARAM)
@@ -51,7 +52,7 @@ def decode_cursor_and_held(token: str, digest: str) -> tuple[tuple, list[tuple]]
         raise invalid("Invalid page cursor", parameter=CURSOR_PARAM) from None
 
 
-def _is_key(key: Any) -> bool:
+def _is_key(key: object) -> bool:
     return isinstance(key, list) and len(key) == 3 and isinstance(key[2], int)
 
 

@@ -6,12 +6,11 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 from .endpoints import BOOL, DT, NUM, STR, Endpoint
 from .errors import invalid
 from .filters import Condition, DateTimeLiteral, parse_filter
-from .table import Table
+from .table import FieldValue, SortKey, Table
 
 CHANNELS = ("email", "sms", "mobile_push")
 RANGE_OPS = {"greater-than", "greater-or-equal", "less-than", "less-or-equal"}
@@ -131,12 +130,12 @@ def _check_conditions(endpoint: Endpoint, conditions: list[Condition]) -> None:
 # selection -------------------------------------------------------------------------------------------
 
 
-def _literal(value: Any) -> Any:
+def _literal(value: FieldValue) -> FieldValue:
     return value.epoch if isinstance(value, DateTimeLiteral) else value
 
 
-def predicate(c: Condition) -> Callable[[Any], bool]:
-    lit = [_literal(v) for v in c.value] if c.op == "any" else _literal(c.value)
+def predicate(c: Condition) -> Callable[[FieldValue], bool]:
+    lit: FieldValue = [_literal(v) for v in c.value] if c.op == "any" else _literal(c.value)
     match c.op:
         case "equals":
             return lambda v: v == lit
@@ -163,7 +162,7 @@ def predicate(c: Condition) -> Callable[[Any], bool]:
 class Selection:
     indices: list[int]
     more: bool
-    last_key: tuple | None
+    last_key: SortKey | None
 
 
 def select(
@@ -171,7 +170,7 @@ def select(
     conditions: list[Condition],
     sort: str,
     descending: bool,
-    after: tuple | None,
+    after: SortKey | None,
     limit: int,
     order: Sequence[int] | None = None,
     range_fields: frozenset[str] = frozenset(),
@@ -183,7 +182,7 @@ def select(
     """
     order = table.order(sort) if order is None else order
     value = table.value
-    keyf: Callable[[int], tuple] = partial(table.key_of, sort)
+    keyf: Callable[[int], SortKey] = partial(table.key_of, sort)
     lo, hi = 0, len(order)
     rest: list[Condition] = []
     ranged = range_fields | {sort}

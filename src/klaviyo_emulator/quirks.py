@@ -20,7 +20,7 @@ from functools import partial
 from .data.rng import mix, salt
 from .filters import Condition
 from .query import Selection, select
-from .table import Table
+from .table import SortKey, Table
 
 _SALT = salt("unsorted-archived-campaigns")
 SWAP_ONE_IN = 4  # a record is picked with this odds; a pick swaps it with its successor (~19 % of records)
@@ -48,7 +48,7 @@ def slightly_unsorted(table: Table, indices: list[int], seed: int) -> list[int]:
 @dataclass
 class UnsortedPage:
     selection: Selection  # `last_key`: the furthest key served so far in the true order
-    held: list[tuple]  # keys sorting before `last_key` that are still to come
+    held: list[SortKey]  # keys sorting before `last_key` that are still to come
 
 
 def unsorted_page(
@@ -56,8 +56,8 @@ def unsorted_page(
     conditions: list[Condition],
     sort: str,
     descending: bool,
-    after: tuple | None,
-    held: list[tuple],
+    after: SortKey | None,
+    held: list[SortKey],
     limit: int,
     seed: int,
 ) -> UnsortedPage:
@@ -65,7 +65,7 @@ def unsorted_page(
     everything = select(table, conditions, sort, descending, None, len(table) + 1).indices
     key_of = partial(table.key_of, sort)
 
-    def beyond(key: tuple, edge: tuple | None) -> bool:
+    def beyond(key: SortKey, edge: SortKey | None) -> bool:
         return edge is None or (key < edge if descending else key > edge)
 
     waiting = set(held)

@@ -4,8 +4,8 @@ cache of rendered bodies so repeated reads serve bytes without rebuilding record
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
 
+from .jsontext import JSON, JSONObject
 from .table import Rel, Table
 
 # JSON:API `type` -> API path segment
@@ -28,14 +28,14 @@ PATHS = {
 }
 
 
-def _pick(attributes: dict[str, Any], wanted: frozenset[str]) -> dict[str, Any]:
+def _pick(attributes: JSONObject, wanted: frozenset[str]) -> JSONObject:
     """Sparse fieldset, including dotted sub-paths such as `subscriptions.email.marketing.consent`."""
-    out: dict[str, Any] = {}
+    out: JSONObject = {}
     for name in wanted:
         parts = name.split(".")
         if parts[0] not in attributes:
             continue
-        src: Any = attributes
+        src: JSON = attributes
         dst = out
         for depth, part in enumerate(parts):
             if not isinstance(src, dict) or part not in src:
@@ -61,8 +61,8 @@ class Renderer:
         table: Table,
         index: int,
         includes: frozenset[str] = frozenset(),
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        extra: JSONObject | None = None,
+    ) -> JSONObject:
         type_ = table.type
         record_id = table.id(index)
         attributes = table.attributes(index, self.additional.get(type_, frozenset()))
@@ -72,7 +72,7 @@ class Renderer:
         if wanted is not None:
             attributes = _pick(attributes, wanted)
         own = f"{self.base}/api/{PATHS[type_]}/{record_id}"
-        obj: dict[str, Any] = {"type": type_, "id": record_id, "attributes": attributes}
+        obj: JSONObject = {"type": type_, "id": record_id, "attributes": attributes}
         rels = table.relationships(index)
         if rels:
             obj["relationships"] = {
@@ -81,8 +81,8 @@ class Renderer:
         obj["links"] = {"self": own}
         return obj
 
-    def _relationship(self, own: str, name: str, rel: Rel, included: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+    def _relationship(self, own: str, name: str, rel: Rel, included: bool) -> JSONObject:
+        out: JSONObject = {}
         if isinstance(rel, tuple):
             out["data"] = {
                 "type": rel[0],
@@ -95,9 +95,9 @@ class Renderer:
 
     def included(
         self, tables: dict[str, Table], primary: list[tuple[Table, int]], includes: frozenset[str]
-    ) -> list[dict[str, Any]]:
+    ) -> list[JSONObject]:
         """Related resources of the page, de-duplicated, in first-seen order."""
-        seen: dict[tuple[str, str], dict[str, Any]] = {}
+        seen: dict[tuple[str, str], JSONObject] = {}
         for table, index in primary:
             rels = table.relationships(index)
             for name in includes:
@@ -119,11 +119,11 @@ class PageCache:
     def __init__(self, max_bytes: int = 96 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self.size = 0
-        self.entries: OrderedDict[tuple, bytes] = OrderedDict()
+        self.entries: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: tuple) -> bytes | None:
+    def get(self, key: tuple[object, ...]) -> bytes | None:
         body = self.entries.get(key)
         if body is None:
             self.misses += 1
@@ -132,7 +132,7 @@ class PageCache:
         self.hits += 1
         return body
 
-    def put(self, key: tuple, body: bytes) -> None:
+    def put(self, key: tuple[object, ...], body: bytes) -> None:
         if len(body) > self.max_bytes // 4:
             return
         old = self.entries.pop(key, None)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 
 from .data.rng import absorb, mix, mix_from, salt
 from .errors import invalid
+from .jsontext import JSONObject
 from .store import World
 
 STATISTICS = frozenset(
@@ -118,7 +118,7 @@ _DAYS = {
 }
 
 
-def _attributes(body: bytes, type_: str) -> dict[str, Any]:
+def _attributes(body: bytes, type_: str) -> JSONObject:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -144,7 +144,7 @@ def _attributes(body: bytes, type_: str) -> dict[str, Any]:
     return attributes
 
 
-def _timeframe(value: Any) -> tuple[datetime, datetime]:
+def _timeframe(value: object) -> tuple[datetime, datetime]:
     now = datetime.now(UTC).replace(microsecond=0)
     if isinstance(value, dict) and "key" in value:
         key = value["key"]
@@ -171,7 +171,7 @@ def _timeframe(value: Any) -> tuple[datetime, datetime]:
     raise invalid("'timeframe' needs a 'key' or a 'start' and an 'end'", pointer="/data/attributes/timeframe")
 
 
-def _group_by(attributes: dict[str, Any], allowed: frozenset[str], required: tuple[str, str]) -> list[str]:
+def _group_by(attributes: JSONObject, allowed: frozenset[str], required: tuple[str, str]) -> list[str]:
     group_by = attributes.get("group_by")
     if group_by is None:
         return [*required, "send_channel"]
@@ -233,7 +233,7 @@ def _channel_filter(filter_: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def campaign_values(world: World, body: bytes) -> dict[str, Any]:
+def campaign_values(world: World, body: bytes) -> JSONObject:
     attributes = _attributes(body, "campaign-values-report")
     start, end = _timeframe(attributes.get("timeframe"))
     # Values depend on the timeframe and the conversion metric (a connector must ask for the right
@@ -254,7 +254,7 @@ def campaign_values(world: World, body: bytes) -> dict[str, Any]:
             continue
         ids.append(row["id"])
         for _, message_id in row["rels"]["campaign-messages"]:
-            groupings: dict[str, Any] = {"campaign_id": row["id"], "campaign_message_id": message_id}
+            groupings: JSONObject = {"campaign_id": row["id"], "campaign_message_id": message_id}
             if "send_channel" in group_by:
                 groupings["send_channel"] = channel
             key = mix(world.seed, salt(message_id), window)
@@ -273,7 +273,7 @@ def campaign_values(world: World, body: bytes) -> dict[str, Any]:
     }
 
 
-def flow_series(world: World, body: bytes) -> dict[str, Any]:
+def flow_series(world: World, body: bytes) -> JSONObject:
     attributes = _attributes(body, "flow-series-report")
     start, end = _timeframe(attributes.get("timeframe"))
     interval = attributes.get("interval")
@@ -306,7 +306,7 @@ def flow_series(world: World, body: bytes) -> dict[str, Any]:
             continue
         action_index = actions.index_of(row["keys"]["flow_action_id"])
         flow_id = actions.rows[action_index]["keys"]["flow_id"] if action_index is not None else ""  # type: ignore[attr-defined]
-        groupings: dict[str, Any] = {"flow_id": flow_id, "flow_message_id": row["id"]}
+        groupings: JSONObject = {"flow_id": flow_id, "flow_message_id": row["id"]}
         if "send_channel" in group_by:
             groupings["send_channel"] = channel
         key = mix(world.seed, salt(row["id"]), metric)

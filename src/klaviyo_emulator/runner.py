@@ -12,11 +12,11 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
 
 from .app import CACHE, STATS, WORLD, build_app
+from .jsontext import JSONObject
 from .store import World
 
 
@@ -62,11 +62,11 @@ class EmulatorHandle:
         self.app[CACHE].clear()
         return result
 
-    def truth(self, resource: str) -> list[dict[str, Any]]:
+    def truth(self, resource: str) -> list[JSONObject]:
         with self.world.lock:
             return self.world.truth(resource)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> JSONObject:
         return self.app[STATS].snapshot(self.app[CACHE])
 
     def reset_stats(self) -> None:
@@ -87,8 +87,8 @@ async def start_emulator(options: EmulatorOptions) -> tuple[EmulatorHandle, str]
     site = web.TCPSite(runner, options.host, options.port)
     await site.start()
     server = site._server
-    assert server is not None and server.sockets  # type: ignore[union-attr]
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    assert server is not None and server.sockets  # type: ignore[attr-defined]
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     url = f"http://{options.host}:{port}"
     return EmulatorHandle(runner, app, url), url
 
@@ -133,10 +133,10 @@ class RunningEmulator:
     ) -> dict[str, list[str]]:
         return self.handle.mutate(resource, add, update, archive, delete)
 
-    def truth(self, resource: str) -> list[dict[str, Any]]:
+    def truth(self, resource: str) -> list[JSONObject]:
         return self.handle.truth(resource)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> JSONObject:
         return self.handle.stats()
 
     def reset_stats(self) -> None:

@@ -7,12 +7,12 @@ import threading
 import time
 from array import array
 from datetime import UTC, datetime
-from typing import Any
 
 from .data.catalog import Catalog
 from .data.events import Events
 from .data.profiles import Profiles
 from .data.rng import iso, mix, salt
+from .jsontext import JSONObject
 from .scale import SCALES
 from .table import Table
 
@@ -66,7 +66,7 @@ class World:
 
     # memberships ---------------------------------------------------------------------------------
 
-    def members(self, kind: str, group_id: str) -> Any:
+    def members(self, kind: str, group_id: str) -> array[int] | None:
         """The group's member profile indices; None when no such group exists (any more)."""
         if self.tables[kind].index_of(group_id) is None:
             return None
@@ -78,7 +78,7 @@ class World:
 
     # truth ---------------------------------------------------------------------------------------
 
-    def truth(self, resource: str) -> list[dict[str, Any]]:
+    def truth(self, resource: str) -> list[JSONObject]:
         if resource in ("list-memberships", "segment-memberships"):
             kind = resource.split("-")[0] + "s"
             key = kind[:-1] + "_id"

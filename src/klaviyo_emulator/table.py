@@ -12,10 +12,18 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
+from .jsontext import JSONObject
+
 Rel = tuple[str, str] | list[tuple[str, str]] | None  # to-one (type, id), to-many, or links only
+# A field's value as filters and sorts read it: str, int (datetimes as epoch seconds), float, bool,
+# a list of str, or None. Any: a sort compares the values of one field with each other, which a
+# union of those types cannot say, and each resource computes them its own way.
+FieldValue = Any
+# A record's place in the order by a field: (0 for null else 1, the value, the index).
+SortKey = tuple[int, FieldValue, int]
 
 
-def sort_key(value: Any, index: int) -> tuple[int, Any, int]:
+def sort_key(value: FieldValue, index: int) -> SortKey:
     """Nulls first, then by value, then by index so the order is total (keyset cursors need that)."""
     return (0, 0, index) if value is None else (1, value, index)
 
@@ -41,22 +49,22 @@ class Table:
         """Indices of the records that exist: all of them, unless a mutation deleted some."""
         return range(len(self))
 
-    def value(self, field: str, index: int) -> Any:
+    def value(self, field: str, index: int) -> FieldValue:
         raise NotImplementedError
 
-    def attributes(self, index: int, additional: frozenset[str]) -> dict[str, Any]:
+    def attributes(self, index: int, additional: frozenset[str]) -> JSONObject:
         raise NotImplementedError
 
     def relationships(self, index: int) -> dict[str, Rel]:
         return {}
 
-    def truth_row(self, index: int) -> dict[str, Any]:
+    def truth_row(self, index: int) -> JSONObject:
         return {
             "id": self.id(index),
             self.cursor_field: self.attributes(index, frozenset())[self.cursor_field],
         }
 
-    def key_of(self, field: str, index: int) -> tuple[int, Any, int]:
+    def key_of(self, field: str, index: int) -> SortKey:
         """The record's place in the order by `field` (what a keyset cursor carries)."""
         return sort_key(self.value(field, index), index)
 
@@ -68,7 +76,7 @@ class Table:
         self._orders[field] = (self.version, order)
         return order
 
-    def position_after(self, field: str, order: Sequence[int], key: tuple) -> int:
+    def position_after(self, field: str, order: Sequence[int], key: SortKey) -> int:
         """Index into `order` of the first record sorting strictly after `key` (a keyset cursor)."""
         return bisect_right(order, key, key=partial(self.key_of, field))
 
@@ -79,7 +87,7 @@ class Table:
 class RowTable(Table):
     """A resource small enough to hold as dicts (everything but profiles and events)."""
 
-    def __init__(self, type_: str, cursor_field: str, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, type_: str, cursor_field: str, rows: list[JSONObject]) -> None:
         super().__init__()
         self.type = type_
         self.cursor_field = cursor_field
@@ -90,29 +98,30 @@ class RowTable(Table):
         self.appended = len(rows)
         for seq, row in enumerate(rows):
             row["seq"] = seq
-        self.extra_truth: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self.extra_truth: Callable[[JSONObject], JSONObject] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def id(self, index: int) -> str:
-        return self.rows[index]["id"]
+        record_id: str = self.rows[index]["id"]
+        return record_id
 
     def index_of(self, record_id: str) -> int | None:
         return self._by_id.get(record_id)
 
-    def key_of(self, field: str, index: int) -> tuple[int, Any, int]:
+    def key_of(self, field: str, index: int) -> SortKey:
         # the creation sequence, not the list position: a cursor stays valid across a deletion
         return sort_key(self.value(field, index), self.rows[index]["seq"])
 
-    def value(self, field: str, index: int) -> Any:
+    def value(self, field: str, index: int) -> FieldValue:
         row = self.rows[index]
         if field == "id":
             return row["id"]
         keys = row["keys"]
         return keys[field] if field in keys else row["attributes"].get(field)
 
-    def attributes(self, index: int, additional: frozenset[str]) -> dict[str, Any]:
+    def attributes(self, index: int, additional: frozenset[str]) -> JSONObject:
         row = self.rows[index]
         attributes = dict(row["attributes"])
         for name, value in row.get("additional", {}).items():
@@ -121,15 +130,16 @@ class RowTable(Table):
         return attributes
 
     def relationships(self, index: int) -> dict[str, Rel]:
-        return self.rows[index]["rels"]
+        rels: dict[str, Rel] = self.rows[index]["rels"]
+        return rels
 
-    def truth_row(self, index: int) -> dict[str, Any]:
+    def truth_row(self, index: int) -> JSONObject:
         row = self.rows[index]
         out = {"id": row["id"], self.cursor_field: row["attributes"][self.cursor_field]}
         out.update(row.get("truth", {}))
         return out
 
-    def append(self, row: dict[str, Any]) -> None:
+    def append(self, row: JSONObject) -> None:
         self._by_id[row["id"]] = len(self.rows)
         row["seq"] = self.appended
         self.rows.append(row)

@@ -7,11 +7,15 @@ initial generation and `mutate(add=…)`, so added records look like generated o
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING
 
+from ..jsontext import JSONObject
 from ..table import RowTable
 from .rng import iso, record_rng, short_id, ulid
 from .words import WORDS
+
+if TYPE_CHECKING:
+    from ..scale import Scale
 
 DAY = 86_400
 CHANNELS = ("email", "sms", "mobile_push")
@@ -46,7 +50,7 @@ def _times(rnd: random.Random, anchor: int, now: int | None, max_age_days: int =
 class Catalog:
     """Builds and owns the RowTables; `tables` maps the API path segment to its table."""
 
-    def __init__(self, seed: int, anchor: int, scale: Any, profile_ids: list[str] | None = None) -> None:
+    def __init__(self, seed: int, anchor: int, scale: Scale, profile_ids: list[str] | None = None) -> None:
         self.seed = seed
         self.anchor = anchor
         self.scale = scale
@@ -132,7 +136,7 @@ class Catalog:
             return []
         return [("tag", tags.id(rnd.randrange(len(tags)))) for _ in range(rnd.randrange(0, 3))]
 
-    def _make_tags(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+    def _make_tags(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         groups = self.tables["tag-groups"]
         return {
             "id": short_id(self.seed, "tags", i, 8) + "-" + short_id(self.seed, "tags2", i, 4),
@@ -147,7 +151,7 @@ class Catalog:
             "keys": {},
         }
 
-    def _make_metrics(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+    def _make_metrics(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         created, updated = _times(rnd, self.anchor, now, 6 * 365)
         name = METRIC_NAMES[i] if i < len(METRIC_NAMES) else f"Custom Event {i} ✨"
         integration = (
@@ -170,11 +174,11 @@ class Catalog:
             },
         }
 
-    def _make_templates(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+    def _make_templates(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         created, updated = _times(rnd, self.anchor, now)
         editor = ("CODE", "USER_DRAGGABLE", "SYSTEM_DRAGGABLE")[i % 3]
         name = f"{_title(rnd)} template {i}"
-        row: dict[str, Any] = {
+        row: JSONObject = {
             "id": short_id(self.seed, "templates", i),
             "attributes": {
                 "name": name,
@@ -203,7 +207,7 @@ class Catalog:
             }
         return row
 
-    def _make_lists(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+    def _make_lists(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         created, updated = _times(rnd, self.anchor, now)
         return {
             "id": short_id(self.seed, "lists", i),
@@ -217,12 +221,12 @@ class Catalog:
             "keys": {"created": created, "updated": updated},
         }
 
-    def _make_segments(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+    def _make_segments(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         created, updated = _times(rnd, self.anchor, now)
         lists = self.tables["lists"]
         metrics = self.tables["metrics"]
         if i % 2 == 0 and len(lists):
-            condition: dict[str, Any] = {
+            condition: JSONObject = {
                 "type": "profile-group-membership",
                 "is_member": True,
                 "group_ids": [lists.id(rnd.randrange(len(lists)))],
@@ -256,14 +260,14 @@ class Catalog:
             "keys": {"created": created, "updated": updated},
         }
 
-    def _make_flows(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+    def _make_flows(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         created, updated = _times(rnd, self.anchor, now)
         archived = now is None and i % 5 == 4
         trigger = ("Added to List", "Metric", "Date Based", "Price Drop", "Low Inventory", "Unconfigured")[
             i % 6
         ]
         flow_id = short_id(self.seed, "flows", i)
-        row = {
+        row: JSONObject = {
             "id": flow_id,
             "attributes": {
                 "name": f"{_title(rnd)} flow {i}",
@@ -292,15 +296,16 @@ class Catalog:
         updated: int,
         now: int | None,
         parent: tuple[str, str],
-        **extra: Any,
+        **extra: object,
     ) -> str:
         table = self.tables[resource]
         index = table.appended
         rnd = record_rng(self.seed, resource, index)
         builder = getattr(self, "_make_" + resource.replace("-", "_"))
-        row = builder(index, rnd, now, parent=parent, span=(created, updated), **extra)
+        row: JSONObject = builder(index, rnd, now, parent=parent, span=(created, updated), **extra)
         table.append(row)
-        return row["id"]
+        record_id: str = row["id"]
+        return record_id
 
     def _child_times(self, rnd: random.Random, span: tuple[int, int], now: int | None) -> tuple[int, int]:
         if now is not None:
@@ -316,12 +321,12 @@ class Catalog:
         now: int | None,
         parent: tuple[str, str] | None = None,
         span: tuple[int, int] | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONObject:
         parent = parent or ("flow", self.tables["flows"].id(rnd.randrange(len(self.tables["flows"]))))
         created, updated = self._child_times(rnd, span or (self.anchor - 30 * DAY, self.anchor), now)
         action_id = str(10_000_000 + i)
         kind = ("time-delay", "send-email", "send-sms", "send-email")[i % 4]
-        row: dict[str, Any] = {
+        row: JSONObject = {
             "id": action_id,
             "attributes": {"created": iso(created), "updated": iso(updated), "definition": None},
             "rels": {"flow": parent, "flow-messages": []},
@@ -372,7 +377,7 @@ class Catalog:
         parent: tuple[str, str] | None = None,
         span: tuple[int, int] | None = None,
         channel: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONObject:
         if parent is None:
             actions = self.tables["flow-actions"]
             parent = ("flow-action", actions.id(rnd.randrange(len(actions))))
@@ -381,7 +386,7 @@ class Catalog:
         template_id = templates.id(rnd.randrange(len(templates))) if len(templates) else None
         name = f"{_title(rnd)} message {i}"
         channel = channel or ("sms" if i % 3 == 2 else "email")
-        definition: dict[str, Any]
+        definition: JSONObject
         if channel == "email":
             definition = {
                 "from_email": "store@example.com",
@@ -436,7 +441,7 @@ class Catalog:
             "truth": {"flow_action_id": parent[1]},
         }
 
-    def _make_campaigns(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+    def _make_campaigns(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         channel = CHANNELS[i % 3]
         created, updated = _times(rnd, self.anchor, now)
         archived = now is None and (i // 3) % 4 == 3
@@ -447,7 +452,7 @@ class Catalog:
         scheduled = None if send_time is None else max(created, send_time - rnd.randrange(3600, 5 * DAY))
         campaign_id = ulid(self.seed, "campaigns", i)
         method = ("static", "throttled", "smart_send_time", "immediate")[i % 4] if send_time else "static"
-        strategy: dict[str, Any]
+        strategy: JSONObject
         if method == "static":
             strategy = {
                 "method": "static",
@@ -465,7 +470,7 @@ class Catalog:
         else:
             strategy = {"method": "immediate"}
         lists = self.tables["lists"]
-        tracking: dict[str, Any] | None
+        tracking: JSONObject | None
         if channel == "email":
             tracking = {
                 "add_tracking_params": True,
@@ -480,7 +485,7 @@ class Catalog:
             tracking = {"add_tracking_params": False, "custom_tracking_params": None}
         else:
             tracking = None
-        row: dict[str, Any] = {
+        row: JSONObject = {
             "id": campaign_id,
             "attributes": {
                 "name": f"{_title(rnd, 3)} {channel} {i}",
@@ -528,7 +533,7 @@ class Catalog:
         now: int | None,
         parent: tuple[str, str] | None = None,
         span: tuple[int, int] | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONObject:
         campaigns = self.tables["campaigns"]
         if parent is None:
             parent_index = rnd.randrange(len(campaigns))
@@ -539,9 +544,9 @@ class Catalog:
         created, updated = self._child_times(rnd, span or (self.anchor - 30 * DAY, self.anchor), now)
         templates = self.tables["templates"]
         channel = "email"
-        parent_index = campaigns.index_of(parent[1])
-        if parent_index is not None:
-            channel = campaigns.rows[parent_index]["keys"]["messages.channel"]
+        found = campaigns.index_of(parent[1])
+        if found is not None:
+            channel = campaigns.rows[found]["keys"]["messages.channel"]
         return {
             "id": ulid(self.seed, "campaign-messages", i),
             "attributes": {
@@ -561,7 +566,7 @@ class Catalog:
             "truth": {"campaign_id": parent[1]},
         }
 
-    def _make_coupons(self, i: int, rnd: random.Random, now: int | None) -> dict[str, Any]:
+    def _make_coupons(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         return {
             "id": f"{rnd.choice(['SUMMER', 'WELCOME', 'VIP', 'ÉTÉ'])}{i}",
             "attributes": {
@@ -598,7 +603,7 @@ _CHILDREN = (
 )
 
 
-def _message_definition(channel: str, name: str, rnd: random.Random) -> dict[str, Any]:
+def _message_definition(channel: str, name: str, rnd: random.Random) -> JSONObject:
     if channel == "email":
         return {
             "channel": "email",

@@ -7,10 +7,11 @@ import random
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from ..jsontext import BigInt, dumps
-from ..table import Rel, Table
+from ..jsontext import BigInt, JSONObject, dumps
+from ..table import FieldValue, Rel, Table
 from .rng import _B62, _B62_PAIRS, base62, id_offset, iso, mix, salt, short_id
 from .words import PRODUCTS
 
@@ -51,15 +52,15 @@ class Events(Table):
             acc += w / total
             self._metric_cdf.append(int(acc * (1 << 32)))
         self.ts = _timeline(seed, count, anchor, days)
-        self._order: array | None = None  # identity until an added event lands before future-dated ones
-        self._visible: tuple[int, array] | None = None  # the order without deleted profiles' events
-        self._by_metric: tuple[int, dict[str, array]] | None = None
+        self._order: array[int] | None = None  # identity until an added event lands before future-dated ones
+        self._visible: tuple[int, array[int]] | None = None  # the order without deleted profiles' events
+        self._by_metric: tuple[int, dict[str, array[int]]] | None = None
         self._base_ids = count
-        self._blocks: dict[int, tuple[array, str]] = {}  # bounded: see _block
+        self._blocks: dict[int, tuple[array[int], str]] = {}  # bounded: see _block
         self._dates: dict[int, str] = {}  # day number -> "YYYY-MM-DD", bounded in render
         self._id_offset = id_offset(seed, "events")
         self._kinds = [_kind(name) for name in metric_names]
-        self._variants: list[list[tuple[dict[str, Any], str, float, str]]] = [[] for _ in _BUILDERS]
+        self._variants: list[list[tuple[JSONObject, str, float, str]]] = [[] for _ in _BUILDERS]
         # property bodies per kind: 1,024 (~1 MB) from small scale up, fewer for tiny worlds
         self._variant_bits = max(6, min(10, (count // 16).bit_length()))
         self._variant_shift = 64 - self._variant_bits
@@ -80,7 +81,7 @@ class Events(Table):
     # half), u the property variant and `$event_id`, and 16 bytes are the uuid. A block costs one C call,
     # so the hashing is ~0.1 µs per event instead of ~2 µs for a splitmix64 in Python.
 
-    def _block(self, block: int) -> tuple[array, str]:
+    def _block(self, block: int) -> tuple[array[int], str]:
         made = self._blocks.get(block)
         if made is None:
             raw = random.Random(mix(self.seed, self._salt, block)).randbytes(32 * BLOCK)
@@ -101,7 +102,7 @@ class Events(Table):
     def profile_index(self, index: int) -> int:
         return (self._h(index) >> 32) % self.profile_count
 
-    def value(self, field: str, index: int) -> Any:
+    def value(self, field: str, index: int) -> FieldValue:
         if field in ("datetime", "timestamp"):
             return self.ts[index]
         if field == "metric_id":
@@ -114,7 +115,7 @@ class Events(Table):
             return self.id(index)
         return None
 
-    def order(self, field: str):  # type: ignore[override]
+    def order(self, field: str) -> Sequence[int]:
         everything = range(len(self)) if self._order is None else self._order
         gone = self.profiles.deleted
         if not gone:
@@ -126,13 +127,13 @@ class Events(Table):
             self._visible = (self.version, kept)
         return self._visible[1]
 
-    def live(self):  # type: ignore[override]
+    def live(self) -> Iterable[int]:
         return self.order("datetime") if self.profiles.deleted else range(len(self))
 
-    def by_metric(self, metric_id: str) -> array:
+    def by_metric(self, metric_id: str) -> array[int]:
         """Indices of one metric's events in datetime order, built once per data version."""
         if self._by_metric is None or self._by_metric[0] != self.version:
-            groups: dict[str, array] = {m: array("l") for m in self.metric_ids}
+            groups: dict[str, array[int]] = {m: array("l") for m in self.metric_ids}
             for i in self.order("datetime"):
                 groups[self.metric_ids[self.metric_index(i)]].append(i)
             self._by_metric = (self.version, groups)
@@ -149,7 +150,7 @@ class Events(Table):
         self.touched()
         return index
 
-    def attributes(self, index: int, additional: frozenset[str]) -> dict[str, Any]:
+    def attributes(self, index: int, additional: frozenset[str]) -> JSONObject:
         ts = self.ts[index]
         at = (index & BLOCK_MASK) << 6
         return {
@@ -165,11 +166,11 @@ class Events(Table):
     # kind, picked by the event's hash. The bodies are built once (lazily) and kept as a dict and as JSON
     # bytes, so a page of events is spliced from bytes instead of rebuilt (see docs/emulator.md).
 
-    def _properties(self, index: int) -> dict[str, Any]:
+    def _properties(self, index: int) -> JSONObject:
         u = self._block(index >> BLOCK_BITS)[0][((index & BLOCK_MASK) << 2) + 1]
         kind = self._kinds[self.metric_index(index)]
         body, _, value, _ = self._variant(kind, u >> self._variant_shift)
-        props: dict[str, Any] = {"$event_id": f"{index}-{(u >> 24) % 1_000_000}"}
+        props: JSONObject = {"$event_id": f"{index}-{(u >> 24) % 1_000_000}"}
         props.update(body)
         if kind == ORDER:
             props["OrderId"] = str(80_000 + index)
@@ -194,7 +195,7 @@ class Events(Table):
             return f'{head},"$value":{BIG_INT_TEXT if index % 2 else 0}}}'
         return head + "}"
 
-    def _variant(self, kind: int, variant: int) -> tuple[dict[str, Any], str, float, str]:
+    def _variant(self, kind: int, variant: int) -> tuple[JSONObject, str, float, str]:
         """(body, its JSON text without braces, the order value, its JSON text); built on first use."""
         pool = self._variants[kind]
         if not pool:  # the whole pool of a kind at once, from one generator: ~30 ms, once per world
@@ -272,7 +273,7 @@ class Events(Table):
             "attributions": [],
         }
 
-    def truth_row(self, index: int) -> dict[str, Any]:
+    def truth_row(self, index: int) -> JSONObject:
         return {
             "id": self.id(index),
             "datetime": iso(self.ts[index]),
@@ -315,8 +316,8 @@ def _uuid(hexes: str, at: int) -> str:
     )
 
 
-def _order_body(rnd: random.Random, seed: int) -> tuple[dict[str, Any], float]:
-    items = []
+def _order_body(rnd: random.Random, seed: int) -> tuple[JSONObject, float]:
+    items: list[JSONObject] = []
     for _ in range(rnd.randrange(1, 4)):
         items.append(
             {
@@ -339,7 +340,7 @@ def _order_body(rnd: random.Random, seed: int) -> tuple[dict[str, Any], float]:
     return body, round(sum(i["ItemPrice"] * i["quantity"] for i in items), 2)
 
 
-def _view_body(rnd: random.Random, seed: int) -> tuple[dict[str, Any], float]:
+def _view_body(rnd: random.Random, seed: int) -> tuple[JSONObject, float]:
     return {
         "ProductName": PRODUCTS[rnd.randrange(len(PRODUCTS))],
         "URL": f"https://shop.example.com/p/{rnd.randrange(500)}?ref=✓",
@@ -347,7 +348,7 @@ def _view_body(rnd: random.Random, seed: int) -> tuple[dict[str, Any], float]:
     }, 0.0
 
 
-def _message_body(rnd: random.Random, seed: int) -> tuple[dict[str, Any], float]:
+def _message_body(rnd: random.Random, seed: int) -> tuple[JSONObject, float]:
     return {
         "Subject": rnd.choice(["Up to 40% off ✨", "Votre panier vous attend", "ようこそ", "Last chance"]),
         "Campaign Name": f"Campaign {rnd.randrange(100)}",
@@ -359,7 +360,7 @@ def _message_body(rnd: random.Random, seed: int) -> tuple[dict[str, Any], float]
 _BUILDERS = (_order_body, _view_body, _message_body)
 
 
-def _timeline(seed: int, count: int, anchor: int, days: int) -> array:
+def _timeline(seed: int, count: int, anchor: int, days: int) -> array[int]:
     """Sorted epoch seconds for `count` events over `days` before the anchor, with same-second bursts
     (some straddling page boundaries) and a few events dated up to three days after the anchor."""
     rnd = random.Random(mix(seed, salt("timeline")))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 from array import array
-from typing import Any
+from collections.abc import Sequence
 
-from ..jsontext import BigInt
-from ..table import Rel, Table
+from ..jsontext import JSON, BigInt, JSONObject
+from ..table import FieldValue, Rel, Table
 from .rng import absorb, iso, mix, record_rng, salt, ulid_from
 from .words import CITIES, FIRST_NAMES, LAST_NAMES, LOCALES, ORGANIZATIONS, TITLES
 
@@ -57,7 +57,7 @@ class Profiles(Table):
         self._id_prefix = absorb(seed, self._salt)  # ulid(seed, "profiles", i) == ulid_from(prefix, i)
         # every event names its profile: the ids are derived once (~4 µs each, 0.8 s at large scale)
         self._ids = [ulid_from(self._id_prefix, i) for i in range(count)]
-        self._memberships: dict[str, tuple[tuple[int, int], dict[str, array]]] = {}
+        self._memberships: dict[str, tuple[tuple[int, int], dict[str, array[int]]]] = {}
         # Indices deleted by a mutation (data-privacy deletion): ids are derived from the index, so
         # a deleted profile keeps its slot and is left out of every order, lookup and membership.
         self.deleted: set[int] = set()
@@ -121,7 +121,7 @@ class Profiles(Table):
 
     # query keys -------------------------------------------------------------------------------------
 
-    def value(self, field: str, index: int) -> Any:
+    def value(self, field: str, index: int) -> FieldValue:
         match field:
             case "updated":
                 return self.updated[index]
@@ -149,19 +149,19 @@ class Profiles(Table):
                 return s[0] if s else None
         return None
 
-    def order(self, field: str):  # type: ignore[override]
+    def order(self, field: str) -> Sequence[int]:
         if field == "id" and not self.deleted:
             return range(len(self))  # ulids sort in index order
         return super().order(field)
 
     # rendering -------------------------------------------------------------------------------------
 
-    def attributes(self, index: int, additional: frozenset[str]) -> dict[str, Any]:
+    def attributes(self, index: int, additional: frozenset[str]) -> JSONObject:
         rnd = record_rng(self.seed, "profiles", index)
         created, updated = self.created[index], self.updated[index]
         city = CITIES[rnd.randrange(len(CITIES))]
-        lat: Any = city[5] + rnd.uniform(-0.05, 0.05)
-        lon: Any = city[6] + rnd.uniform(-0.05, 0.05)
+        lat: JSON = city[5] + rnd.uniform(-0.05, 0.05)
+        lon: JSON = city[6] + rnd.uniform(-0.05, 0.05)
         style = rnd.random()
         if style < 0.3:  # the API hands back latitude/longitude as strings for some profiles
             lat, lon = f"{lat:.4f}", f"{lon:.4f}"
@@ -170,7 +170,7 @@ class Profiles(Table):
         else:
             lat, lon = round(lat, 4), round(lon, 4)
         if rnd.random() < 0.15:
-            location: dict[str, Any] = dict.fromkeys(
+            location: JSONObject = dict.fromkeys(
                 (
                     "address1",
                     "address2",
@@ -200,7 +200,7 @@ class Profiles(Table):
         last_event = (
             None if rnd.random() < 0.25 else created + rnd.randrange(0, max(1, self.anchor - created))
         )
-        attributes: dict[str, Any] = {
+        attributes: JSONObject = {
             "email": self.email(index),
             "phone_number": self.phone(index),
             "external_id": self.external_id(index),
@@ -222,10 +222,10 @@ class Profiles(Table):
             attributes["predictive_analytics"] = self._predictive(rnd)
         return attributes
 
-    def _properties(self, rnd: random.Random, index: int) -> dict[str, Any]:
+    def _properties(self, rnd: random.Random, index: int) -> JSONObject:
         if rnd.random() < 0.25:
             return {}
-        props: dict[str, Any] = {
+        props: JSONObject = {
             "loyalty_tier": rnd.choice(["gold", "silver", "bronze", "🥇 platinum"]),
             "shoe_size": rnd.choice([9, 9.5, 10, "42 EU"]),
             "favorite_drink": rnd.choice(["抹茶", "café crème", "Kwas", None]),
@@ -240,7 +240,7 @@ class Profiles(Table):
             props["lifetime_points"] = BigInt(10**20 + index)  # > 64-bit, passed through as JSON text
         return props
 
-    def _subscriptions(self, rnd: random.Random, index: int) -> dict[str, Any]:
+    def _subscriptions(self, rnd: random.Random, index: int) -> JSONObject:
         created = self.created[index]
         suppression = self.suppression(index)
         list_suppression = self.list_suppression(index)
@@ -309,7 +309,7 @@ class Profiles(Table):
             },
         }
 
-    def _predictive(self, rnd: random.Random) -> dict[str, Any]:
+    def _predictive(self, rnd: random.Random) -> JSONObject:
         if rnd.random() < 0.2:
             return dict.fromkeys(
                 (
@@ -339,7 +339,7 @@ class Profiles(Table):
     def relationships(self, index: int) -> dict[str, Rel]:
         return {"lists": None, "segments": None, "push-tokens": [], "conversations": []}
 
-    def truth_row(self, index: int) -> dict[str, Any]:
+    def truth_row(self, index: int) -> JSONObject:
         return {
             "id": self.id(index),
             "updated": iso(self.updated[index]),
@@ -348,7 +348,7 @@ class Profiles(Table):
 
     # memberships -------------------------------------------------------------------------------------
 
-    def members(self, kind: str, group_ids: list[str]) -> dict[str, array]:
+    def members(self, kind: str, group_ids: list[str]) -> dict[str, array[int]]:
         """Profile indices per list (or segment) id, built in one pass on first use and cached.
 
         `group_ids` are the groups a profile may join (the generated ones: their number is part of the
@@ -357,7 +357,7 @@ class Profiles(Table):
         cached = self._memberships.get(kind)
         if cached is not None and cached[0] == version:
             return cached[1]
-        groups: dict[str, array] = {g: array("l") for g in group_ids}
+        groups: dict[str, array[int]] = {g: array("l") for g in group_ids}
         n_groups = len(group_ids)
         kind_salt = salt(kind)
         for i in self.live():
