@@ -25,26 +25,31 @@ import orjson
 
 from source_klaviyo.contracts import JSON, JSONObject
 from source_klaviyo.errors import ConfigError
-from source_klaviyo.sync.layout import Column, TableLayout, quote, staging_table
+from source_klaviyo.sync.layout import Column, TableLayout, quote_ident, staging_table
 
 STATE_TABLE = "_source_klaviyo_state"
 SYNCS_TABLE = "_source_klaviyo_syncs"
 VERSIONS_TABLE = "_source_klaviyo_versions"
 
+# The bookkeeping tables as SQL identifiers (see `quote_ident`).
+_STATE = quote_ident(STATE_TABLE)
+_SYNCS = quote_ident(SYNCS_TABLE)
+_VERSIONS = quote_ident(VERSIONS_TABLE)
+
 Slot = Literal["live", "staging"]
 
 _BOOKKEEPING_DDL = (
-    f"""CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+    f"""CREATE TABLE IF NOT EXISTS {_STATE} (
         stream VARCHAR, slot VARCHAR, state JSON, schema_fingerprint VARCHAR, sync_id VARCHAR,
         checkpoints BIGINT, updated_at TIMESTAMPTZ, PRIMARY KEY (stream, slot))""",
-    f"""CREATE TABLE IF NOT EXISTS {SYNCS_TABLE} (
+    f"""CREATE TABLE IF NOT EXISTS {_SYNCS} (
         sync_id VARCHAR PRIMARY KEY, connector_version VARCHAR, command VARCHAR, started_at TIMESTAMPTZ,
         finished_at TIMESTAMPTZ, status VARCHAR, summary JSON)""",
-    f"""CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
+    f"""CREATE TABLE IF NOT EXISTS {_VERSIONS} (
         sync_id VARCHAR, stream VARCHAR, connector_version VARCHAR, schema_fingerprint VARCHAR,
         recorded_at TIMESTAMPTZ, schema_json JSON, PRIMARY KEY (sync_id, stream))""",
     # Files written before the schema itself was recorded: their rows have no schema (a reset).
-    f"ALTER TABLE {VERSIONS_TABLE} ADD COLUMN IF NOT EXISTS schema_json JSON",
+    f"ALTER TABLE {_VERSIONS} ADD COLUMN IF NOT EXISTS schema_json JSON",
 )
 
 
@@ -63,7 +68,7 @@ _SETTINGS = (
 # rows spilled to disk and were read back. At 16,384 a batch fills whole row groups, which the
 # default checkpoint (per 16 MB of WAL) writes once.
 ROW_GROUP_SIZE = 16_384
-_ALIAS = "sync_file"
+_ALIAS = quote_ident("sync_file")
 
 
 @dataclass
@@ -223,6 +228,12 @@ def _compact(raw: bytes | msgspec.Raw) -> bytes | msgspec.Raw:
 
 
 def _literal(text: str) -> str:
+    """A string literal, `'` doubled: for the few values written into a statement rather than passed
+    as a parameter (the file paths of SET and ATTACH, the column names read_csv is given).
+
+    >>> _literal("it's")
+    "'it''s'"
+    """
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -279,7 +290,7 @@ class Store:
     def saved_state(self, stream: str, slot: Slot) -> tuple[JSONObject, str | None] | None:
         """(state, schema fingerprint) of a slot, or None when that slot holds nothing."""
         rows = self.con.execute(
-            f"SELECT state, schema_fingerprint FROM {STATE_TABLE} WHERE stream = ? AND slot = ?", [stream, slot]
+            f"SELECT state, schema_fingerprint FROM {_STATE} WHERE stream = ? AND slot = ?", [stream, slot]  # noqa: S608 - names via quote_ident
         ).fetchall()
         if not rows:
             return None
@@ -292,7 +303,7 @@ class Store:
     def live_version(self, stream: str) -> tuple[str | None, str | None]:
         """(connector version, schema fingerprint) the stream's table was last written with."""
         row = self.con.execute(
-            f"SELECT connector_version, schema_fingerprint FROM {VERSIONS_TABLE} WHERE stream = ? "
+            f"SELECT connector_version, schema_fingerprint FROM {_VERSIONS} WHERE stream = ? "  # noqa: S608 - names via quote_ident
             "ORDER BY recorded_at DESC LIMIT 1",
             [stream],
         ).fetchall()
@@ -301,7 +312,7 @@ class Store:
     def live_schema(self, stream: str) -> JSONObject | None:
         """The canonical schema JSON ({"layout", "schema"}) the stream's table was last written with, if recorded."""
         row = self.con.execute(
-            f"SELECT schema_json FROM {VERSIONS_TABLE} WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",
+            f"SELECT schema_json FROM {_VERSIONS} WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",  # noqa: S608 - names via quote_ident
             [stream],
         ).fetchall()
         return json.loads(row[0][0]) if row and row[0][0] is not None else None
@@ -316,7 +327,7 @@ class Store:
         return [row[0] for row in rows]
 
     def count(self, table: str) -> int:
-        return int(self.con.execute(f"SELECT count(*) FROM {quote(table)}").fetchall()[0][0])
+        return int(self.con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchall()[0][0])  # noqa: S608 - names via quote_ident
 
     # -- preparing targets --------------------------------------------------------------------
 
@@ -326,8 +337,8 @@ class Store:
         self.con.execute("BEGIN")
         try:
             if fresh and slot == "staging":
-                self.con.execute(f"DROP TABLE IF EXISTS {quote(target.table)}")
-                self.con.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ? AND slot = 'staging'", [layout.stream])
+                self.con.execute(f"DROP TABLE IF EXISTS {quote_ident(target.table)}")
+                self.con.execute(f"DELETE FROM {_STATE} WHERE stream = ? AND slot = 'staging'", [layout.stream])  # noqa: S608 - names via quote_ident
             if not self.table_exists(target.table):
                 self.con.execute(layout.create_sql(target.table))
             else:
@@ -336,7 +347,7 @@ class Store:
                 for column in layout.columns:
                     if column.name not in present:
                         self.con.execute(
-                            f"ALTER TABLE {quote(target.table)} ADD COLUMN {quote(column.name)} {column.sql_type}")
+                            f"ALTER TABLE {quote_ident(target.table)} ADD COLUMN {quote_ident(column.name)} {column.sql_type}")
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -349,8 +360,8 @@ class Store:
 
     def drop_staging(self, stream: str) -> None:
         self.con.execute("BEGIN")
-        self.con.execute(f"DROP TABLE IF EXISTS {quote(staging_table(stream))}")
-        self.con.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ? AND slot = 'staging'", [stream])
+        self.con.execute(f"DROP TABLE IF EXISTS {quote_ident(staging_table(stream))}")
+        self.con.execute(f"DELETE FROM {_STATE} WHERE stream = ? AND slot = 'staging'", [stream])  # noqa: S608 - names via quote_ident
         self.con.execute("COMMIT")
 
     # -- writing ------------------------------------------------------------------------------
@@ -382,28 +393,28 @@ class Store:
     def publish(self, target: Target, final_state: JSONObject | None) -> BatchCounts:
         """Swap a complete staging table in for the live one, with its state, in one transaction."""
         assert target.slot == "staging"
-        layout, live, staging = target.layout, quote(target.stream), quote(target.table)
+        layout, live, staging = target.layout, quote_ident(target.stream), quote_ident(target.table)
         counts = BatchCounts()
         self.con.execute("BEGIN")
         try:
             if self.table_exists(target.stream):
-                joined = " AND ".join(f"s.{quote(k)} = l.{quote(k)}" for k in layout.primary_key)
+                joined = " AND ".join(f"s.{quote_ident(k)} = l.{quote_ident(k)}" for k in layout.primary_key)
                 changed = (
-                    f"s.{quote(layout.cursor)} IS DISTINCT FROM l.{quote(layout.cursor)}" if layout.cursor else "false"
+                    f"s.{quote_ident(layout.cursor)} IS DISTINCT FROM l.{quote_ident(layout.cursor)}" if layout.cursor else "false"
                 )
+                key = quote_ident(layout.primary_key[0])
                 (row,) = self.con.execute(
-                    f"""SELECT count(*) FILTER (WHERE l.{quote(layout.primary_key[0])} IS NULL),
-                               count(*) FILTER (WHERE s.{quote(layout.primary_key[0])} IS NULL),
-                               count(*) FILTER (WHERE s.{quote(layout.primary_key[0])} IS NOT NULL
-                                                AND l.{quote(layout.primary_key[0])} IS NOT NULL AND {changed})
-                        FROM {staging} s FULL OUTER JOIN {live} l ON {joined}"""
+                    f"""SELECT count(*) FILTER (WHERE l.{key} IS NULL),
+                               count(*) FILTER (WHERE s.{key} IS NULL),
+                               count(*) FILTER (WHERE s.{key} IS NOT NULL AND l.{key} IS NOT NULL AND {changed})
+                        FROM {staging} s FULL OUTER JOIN {live} l ON {joined}"""  # noqa: S608 - names via quote_ident
                 ).fetchall()
                 counts.new, counts.removed, counts.updated = int(row[0]), int(row[1]), int(row[2])
                 self.con.execute(f"DROP TABLE {live}")
             else:
                 counts.new = self.count(target.table)
             self.con.execute(f"ALTER TABLE {staging} RENAME TO {live}")
-            self.con.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ?", [target.stream])
+            self.con.execute(f"DELETE FROM {_STATE} WHERE stream = ?", [target.stream])  # noqa: S608 - names via quote_ident
             if final_state is not None and layout.cursor is not None:
                 target.slot = "live"
                 self._save_state(target, final_state)
@@ -419,43 +430,43 @@ class Store:
     def _add_unknown_columns(self, target: Target, names: list[str]) -> None:
         # Klaviyo may add a top-level field before our schema knows it: keep it, as a JSON column.
         for name in names:
-            self.con.execute(f"ALTER TABLE {quote(target.table)} ADD COLUMN {quote(name)} JSON")
+            self.con.execute(f"ALTER TABLE {quote_ident(target.table)} ADD COLUMN {quote_ident(name)} JSON")
             target.extra_columns.append(name)
 
     def _upsert(self, target: Target, batch: Batch, counts: BatchCounts) -> None:
         # No PRIMARY KEY constraint (its index stays in memory, ~110 MB per million keys): the rows of
         # the batch's keys are deleted, then the batch inserted; the batch holds each key once.
-        layout, table = target.layout, quote(target.table)
+        layout, table = target.layout, quote_ident(target.table)
         typed = {column.name: column for column in layout.columns}
         columns = [typed.get(name) or Column(name, "JSON") for name in batch.columns]
         # Every field is read as text and typed in SQL. The line limit is sized to the longest row and
         # the reader's buffer to twice that: with DuckDB's defaults (2 MB lines, 32 MB buffer) the
         # buffer alone would take most of the sync's memory limit.
-        read_columns = "{" + ", ".join(f"'{c.name.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for c in columns) + "}"
+        read_columns = "{" + ", ".join(f"{_literal(c.name)}: 'VARCHAR'" for c in columns) + "}"
         path = _literal(self._batch_file)
         selects = ", ".join(c.select_expression() for c in columns)
         line_limit = max(1 << 20, 1 << (batch.longest + 1).bit_length())
         separator = FIELD_SEPARATOR.decode()
         self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _batch AS SELECT {selects} FROM read_csv({path}, "
+            f"CREATE OR REPLACE TEMP TABLE _batch AS SELECT {selects} FROM read_csv({path}, "  # noqa: S608 - names via quote_ident
             f"delim = '{separator}', quote = '', escape = '', header = false, auto_detect = false, "
             f"new_line = '\\n', null_padding = {str(batch.padded).lower()}, columns = {read_columns}, "
             f"max_line_size = {line_limit}, buffer_size = {2 * line_limit})"
         )
-        joined = " AND ".join(f"b.{quote(k)} = t.{quote(k)}" for k in layout.primary_key)
+        joined = " AND ".join(f"b.{quote_ident(k)} = t.{quote_ident(k)}" for k in layout.primary_key)
         if target.classify_changes and layout.cursor is not None:
             (row,) = self.con.execute(
-                f"SELECT count(*) FROM _batch b JOIN {table} t ON {joined} "
-                f"WHERE b.{quote(layout.cursor)} IS NOT DISTINCT FROM t.{quote(layout.cursor)}"
+                f"SELECT count(*) FROM _batch b JOIN {table} t ON {joined} "  # noqa: S608 - names via quote_ident
+                f"WHERE b.{quote_ident(layout.cursor)} IS NOT DISTINCT FROM t.{quote_ident(layout.cursor)}"
             ).fetchall()
             counts.unchanged = int(row[0])
         replaced = 0
         if target.has_rows:
-            (row,) = self.con.execute(f"DELETE FROM {table} t USING _batch b WHERE {joined}").fetchall()
+            (row,) = self.con.execute(f"DELETE FROM {table} t USING _batch b WHERE {joined}").fetchall()  # noqa: S608 - names via quote_ident
             replaced = int(row[0])
-        names = ", ".join(quote(c.name) for c in columns)
+        names = ", ".join(quote_ident(c.name) for c in columns)
         self.con.execute(
-            f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT {names}, now(), ? FROM _batch",
+            f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT {names}, now(), ? FROM _batch",  # noqa: S608 - names via quote_ident
             [self.sync_id],
         )
         target.has_rows = True
@@ -465,10 +476,10 @@ class Store:
 
     def _save_state(self, target: Target, state: JSONObject) -> None:
         self.con.execute(
-            f"""INSERT INTO {STATE_TABLE} VALUES (?, ?, ?, ?, ?, 1, now())
+            f"""INSERT INTO {_STATE} VALUES (?, ?, ?, ?, ?, 1, now())
                 ON CONFLICT (stream, slot) DO UPDATE SET state = excluded.state,
                     schema_fingerprint = excluded.schema_fingerprint, sync_id = excluded.sync_id,
-                    checkpoints = {STATE_TABLE}.checkpoints + 1, updated_at = excluded.updated_at""",
+                    checkpoints = {_STATE}.checkpoints + 1, updated_at = excluded.updated_at""",  # noqa: S608 - names via quote_ident
             [target.stream, target.slot, dumps_json(state).decode(), target.layout.fingerprint, self.sync_id],
         )
 
@@ -476,7 +487,7 @@ class Store:
         if layout.stream in self._versioned:
             return
         self.con.execute(
-            f"INSERT OR REPLACE INTO {VERSIONS_TABLE} (sync_id, stream, connector_version, schema_fingerprint, "
+            f"INSERT OR REPLACE INTO {_VERSIONS} (sync_id, stream, connector_version, schema_fingerprint, "  # noqa: S608 - names via quote_ident
             "recorded_at, schema_json) VALUES (?, ?, ?, ?, now(), ?)",
             [self.sync_id, layout.stream, self.connector_version, layout.fingerprint, layout.schema_json or None],
         )
@@ -486,12 +497,12 @@ class Store:
 
     def sync_started(self, command: str) -> None:
         self.con.execute(
-            f"INSERT OR REPLACE INTO {SYNCS_TABLE} VALUES (?, ?, ?, now(), NULL, 'RUNNING', NULL)",
+            f"INSERT OR REPLACE INTO {_SYNCS} VALUES (?, ?, ?, now(), NULL, 'RUNNING', NULL)",  # noqa: S608 - names via quote_ident
             [self.sync_id, self.connector_version, command],
         )
 
     def sync_finished(self, status: str, summary: JSONObject) -> None:
         self.con.execute(
-            f"UPDATE {SYNCS_TABLE} SET finished_at = now(), status = ?, summary = ? WHERE sync_id = ?",
+            f"UPDATE {_SYNCS} SET finished_at = now(), status = ?, summary = ? WHERE sync_id = ?",  # noqa: S608 - names via quote_ident
             [status, dumps_json(summary).decode(), self.sync_id],
         )

@@ -44,7 +44,7 @@ class Column:
         Scalars are cast with TRY_CAST, so one odd value (an empty date, an id sent as a number) lands
         as NULL or text instead of failing the whole batch; a JSON `null` is SQL NULL in every column.
         """
-        name = quote(self.name)
+        name = quote_ident(self.name)
         if self.sql_type == "JSON":
             return f"CAST(NULLIF({name}, 'null') AS JSON) AS {name}"
         text = f"json_extract_string({name}, '$')"
@@ -69,14 +69,24 @@ class TableLayout:
         return tuple(column.name for column in self.columns)
 
     def create_sql(self, table: str) -> str:
-        columns = [f"{quote(c.name)} {c.sql_type}" for c in self.columns]
-        columns += [f"{quote(name)} {sql_type}" for name, sql_type in METADATA_COLUMNS]
+        columns = [f"{quote_ident(c.name)} {c.sql_type}" for c in self.columns]
+        columns += [f"{quote_ident(name)} {sql_type}" for name, sql_type in METADATA_COLUMNS]
         # No PRIMARY KEY: DuckDB keeps its index in memory (~110 MB per million keys) and cannot spill
         # it; the store upserts by deleting the batch's keys before inserting (duckdb_store._upsert).
-        return f"CREATE TABLE {quote(table)} ({', '.join(columns)})"
+        return f"CREATE TABLE {quote_ident(table)} ({', '.join(columns)})"
 
 
-def quote(identifier: str) -> str:
+def quote_ident(identifier: str) -> str:
+    """A DuckDB identifier (table or column name) as SQL: the one way names enter a statement.
+
+    Stream and field names come from Klaviyo's answers (a new top-level field becomes a column), so
+    every name is quoted, its own `"` doubled; values never go through here, they are parameters.
+
+    >>> quote_ident('events')
+    '"events"'
+    >>> quote_ident('odd "name"; DROP TABLE x')
+    '"odd ""name""; DROP TABLE x"'
+    """
     return '"' + identifier.replace('"', '""') + '"'
 
 
