@@ -75,7 +75,8 @@ class Emulator:
         lines: queue.Queue[str] = queue.Queue()
 
         def pump() -> None:
-            assert self.proc is not None and self.proc.stdout is not None
+            assert self.proc is not None
+            assert self.proc.stdout is not None
             for line in self.proc.stdout:
                 lines.put(line)
 
@@ -111,7 +112,7 @@ class Emulator:
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
 
-    def _call(self, path: str, payload: dict | None = None, timeout: float = 600.0) -> Any:
+    def _call(self, path: str, payload: dict | None = None, timeout: float = 600.0) -> Any:  # noqa: ANN401 - JSON
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(self.url + path, data=data, method="GET" if data is None else "POST")
         with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -45,9 +45,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -126,7 +127,7 @@ def run_to_devnull(cmd: list[str]) -> Proc:
     return result
 
 
-def _drain(stream: Any, sink: list[bytes]) -> None:
+def _drain(stream: IO[bytes], sink: list[bytes]) -> None:
     for chunk in iter(lambda: stream.read(65536), b""):
         if len(sink) < 64:
             sink.append(chunk)
@@ -135,7 +136,7 @@ def _drain(stream: Any, sink: list[bytes]) -> None:
 class RecordCounter(threading.Thread):
     """Reads a connector's stdout and counts RECORD lines (split on whole lines only)."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         super().__init__(daemon=True)
         self.stream = stream
         self.records = 0
@@ -152,7 +153,7 @@ class RecordCounter(threading.Thread):
             rest = chunk[cut + 1 :]
 
 
-def run_counted(cmd: list[str], *, seconds: float | None = None, tick: Any = None) -> Proc:
+def run_counted(cmd: list[str], *, seconds: float | None = None, tick: Callable[[float], None] | None = None) -> Proc:
     """Run with stdout to a pipe, count records every second; stop it (SIGTERM) after `seconds`."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -181,7 +182,7 @@ class Inputs:
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir
 
-    def config(self, name: str, url: str, **extra: Any) -> str:
+    def config(self, name: str, url: str, **extra: object) -> str:
         path = self.dir / f"config-{name}.json"
         path.write_text(json.dumps({"api_key": "pk_emulator", "base_url": url, **extra}))
         return str(path)
@@ -221,7 +222,7 @@ def _runs_summary(row: Row, procs: list[Proc], records: int, emulator_cpu: list[
 
 
 # -- scenarios ---------------------------------------------------------------------------------------
-def scenario_cpu(inputs: Inputs, scale: str, repeat: int, verify: bool, log: Any,
+def scenario_cpu(inputs: Inputs, scale: str, repeat: int, verify: bool, log: Callable[[str], None],
                  streams: tuple[str, ...] = ("events", "profiles"), sync: bool = True) -> list[Row]:
     rows: list[Row] = []
     with Emulator(scale) as emu:
@@ -258,7 +259,7 @@ def scenario_cpu(inputs: Inputs, scale: str, repeat: int, verify: bool, log: Any
 
 
 def _sync_row(inputs: Inputs, emu: Emulator, config: str, streams: list[str], name: str, scale: str,
-              repeat: int, log: Any) -> Row:
+              repeat: int, log: Callable[[str], None]) -> Row:
     procs, emu_cpu, records, requests = [], [], 0, 0
     for i in range(repeat):
         db = inputs.dir / f"sync-{scale}-{'-'.join(streams)}-{i}.duckdb"
@@ -301,7 +302,7 @@ def ceiling_of(stream_name: str, config_extra: dict[str, Any], factor: float) ->
 
 
 def scenario_ceiling(inputs: Inputs, stream: str, scale: str, seconds: float, warmup: float,
-                     latency_ms: float, log: Any) -> Row:
+                     latency_ms: float, log: Callable[[str], None]) -> Row:
     route, factor, add, extra = CEILING[stream]
     tier, page, ceiling = ceiling_of(stream, extra, factor)
     row = Row(f"ceiling: read {stream}", scale)
@@ -340,7 +341,7 @@ def scenario_ceiling(inputs: Inputs, stream: str, scale: str, seconds: float, wa
     return row
 
 
-def scenario_real_events_limit(inputs: Inputs, scale: str, latency_ms: float, log: Any) -> list[Row]:
+def scenario_real_events_limit(inputs: Inputs, scale: str, latency_ms: float, log: Callable[[str], None]) -> list[Row]:
     """`read` of events at Klaviyo's real XL limit (no scaling) until the data runs out.
 
     A million events last ~20 s at 58,333/s, too short for the ceiling scenario's steady window, so
@@ -376,7 +377,7 @@ def scenario_real_events_limit(inputs: Inputs, scale: str, latency_ms: float, lo
     return [row, sync]
 
 
-def scenario_startup(runs: int, log: Any) -> Row:
+def scenario_startup(runs: int, log: Callable[[str], None]) -> Row:
     cmd = [str(BIN / "source-klaviyo"), "spec"]
     procs = [run_to_devnull(cmd) for _ in range(runs)]
     row = Row("startup: spec", "-", wall_s=statistics.median(p.wall_s for p in procs),

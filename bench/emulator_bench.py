@@ -92,7 +92,8 @@ async def fetch_all(session: aiohttp.ClientSession, urls: list[str]) -> tuple[in
     return records, size
 
 
-async def cold_walk(session: aiohttp.ClientSession, base: str, path: str, params: dict, pages: int):
+async def cold_walk(session: aiohttp.ClientSession, base: str, path: str, params: dict[str, str], pages: int,
+                    ) -> tuple[list[str], int, int]:
     """Follow links.next for up to ``pages`` pages; returns the URLs visited, records and bytes."""
     url: str | None = f"{base}{path}?{urlencode(params, quote_via=quote, safe=',')}"
     urls: list[str] = []

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import rss_mb
 
-from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
+from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.streams import TIERS
 
@@ -84,11 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result["lost"] == result["duplicated"] == result["unexpected"] == 0 else 1
 
 
-def soak(args: argparse.Namespace, emu: Any, config: Path, catalog: Path) -> dict[str, Any]:
+def soak(args: argparse.Namespace, emu: RunningEmulator, config: Path, catalog: Path) -> dict[str, Any]:
     command = [sys.executable, "-m", "source_klaviyo", "read", "--config", str(config), "--catalog", str(catalog)]
     started = time.monotonic()
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     counts: Counter[str] = Counter()
     samples: list[dict[str, float]] = []
     progress = {"records": 0, "states": 0}

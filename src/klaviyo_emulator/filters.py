@@ -129,24 +129,24 @@ class _Parser:
         start = self.pos
         while self.pos < len(self.text) and self.text[self.pos] not in ",)]":
             self.pos += 1
-        token = self.text[start : self.pos].strip()
-        if token in ("true", "false"):
-            return token == "true"
-        if token == "null":
+        word = self.text[start : self.pos].strip()
+        if word in ("true", "false"):
+            return word == "true"
+        if word == "null":
             return None
-        if _NUMBER.match(token):
-            return float(token) if any(c in token for c in ".eE") else int(token)
-        if _DATETIME.match(token):
+        if _NUMBER.match(word):
+            return float(word) if any(c in word for c in ".eE") else int(word)
+        if _DATETIME.match(word):
             try:
-                parsed = datetime.fromisoformat(token.replace("Z", "+00:00"))
+                parsed = datetime.fromisoformat(word.replace("Z", "+00:00"))
             except ValueError:
-                raise _bad(f"Invalid filter provided: bad datetime '{token}'") from None
+                raise _bad(f"Invalid filter provided: bad datetime '{word}'") from None
             if parsed.tzinfo is None:
                 # Klaviyo reads naive datetimes as UTC.
 
                 parsed = parsed.replace(tzinfo=UTC)
-            return DateTimeLiteral(parsed.timestamp(), token)
-        raise _bad(f"Invalid filter provided: cannot read value '{token}' (strings must be quoted)")
+            return DateTimeLiteral(parsed.timestamp(), word)
+        raise _bad(f"Invalid filter provided: cannot read value '{word}' (strings must be quoted)")
 
 
 def parse_filter(text: str) -> list[Condition]:

@@ -196,7 +196,7 @@ class KlaviyoClient:
         self.backoff_cap = backoff_cap
         self.retry_time_budget = retry_time_budget
         self.max_retry_after = max_retry_after
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
         self.limiters = RateLimiters(clock=self._clock, margin=rate_limit_margin, tiers=tiers)
         self.stats = HttpStats()
         self._session: aiohttp.ClientSession | None = None

@@ -48,7 +48,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol
@@ -385,5 +385,5 @@ class RateLimiters:
             self._limiters[key] = limiter
         return limiter
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[TierLimiter]:
         return iter(self._limiters.values())

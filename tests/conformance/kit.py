@@ -180,7 +180,8 @@ def check_catalog_entry(stream: dict[str, Any]) -> None:
     for path in key:
         assert schema_at(schema, path) is not None, f"{name}: primary key {path} is not in the schema"
     modes = stream["supported_sync_modes"]
-    assert "full_refresh" in modes and set(modes) <= {"full_refresh", "incremental"}, f"{name}: {modes}"
+    assert "full_refresh" in modes, f"{name}: {modes}"
+    assert set(modes) <= {"full_refresh", "incremental"}, f"{name}: {modes}"
     if "incremental" in modes:
         assert stream.get("source_defined_cursor") is True, f"{name}: incremental without a source cursor"
         cursor = stream.get("default_cursor_field")
@@ -197,14 +198,17 @@ def check_status_sequence(run: ProtocolRun, stream: str, final: str = "COMPLETE"
                if m["type"] == "TRACE" and m["trace"]["type"] == "STREAM_STATUS"
                and m["trace"]["stream_status"]["stream_descriptor"]["name"] == stream]
     statuses = [status for _, status in indexed]
-    assert statuses and statuses[0] == "STARTED", f"{stream}: statuses {statuses}"
+    assert statuses, f"{stream}: statuses {statuses}"
+    assert statuses[0] == "STARTED", f"{stream}: statuses {statuses}"
     assert statuses[-1] == final, f"{stream}: ended {statuses[-1]}, expected {final}"
     assert set(statuses[1:-1]) <= {"RUNNING"}, f"{stream}: statuses {statuses}"
     positions = [i for i, m in enumerate(run.messages) if m["type"] == "RECORD" and m["record"]["stream"] == stream]
     if positions:
         running = [i for i, status in indexed if status == "RUNNING"]
-        assert running and running[0] < positions[0], f"{stream}: a record before RUNNING"
-        assert indexed[0][0] < positions[0] and positions[-1] < indexed[-1][0], f"{stream}: records outside its run"
+        assert running, f"{stream}: a record before RUNNING"
+        assert running[0] < positions[0], f"{stream}: a record before RUNNING"
+        assert indexed[0][0] < positions[0], f"{stream}: records outside its run"
+        assert positions[-1] < indexed[-1][0], f"{stream}: records outside its run"
 
 
 def check_records_match_schema(run: ProtocolRun, stream: str, schema: dict[str, Any],
@@ -265,6 +269,8 @@ def check_state_round_trip(first: ProtocolRun, second: ProtocolRun, stream: str,
 def check_error_trace(trace: dict[str, Any]) -> None:
     """An ERROR trace the platform can show: a user-facing message, an internal one, a failure type."""
     error = trace["error"]
-    assert isinstance(error.get("message"), str) and error["message"].strip(), trace
-    assert isinstance(error.get("internal_message"), str) and error["internal_message"].strip(), trace
+    assert isinstance(error.get("message"), str), trace
+    assert error["message"].strip(), trace
+    assert isinstance(error.get("internal_message"), str), trace
+    assert error["internal_message"].strip(), trace
     assert error.get("failure_type") in ("config_error", "system_error", "transient_error"), trace

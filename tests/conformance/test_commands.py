@@ -36,7 +36,8 @@ def test_check_fails_clearly_with_a_bad_key(config, tmp_path):
     assert run.returncode == 0, run.stderr  # a FAILED check is an answer, not a crash
     [status] = [s["connectionStatus"] for s in run.of_type("CONNECTION_STATUS")]
     assert status["status"] == "FAILED"
-    assert "401" in status["message"] and "key" in status["message"]
+    assert "401" in status["message"]
+    assert "key" in status["message"]
     shown = [m for m in run.messages if m["type"] != "CONTROL"]  # CONTROL hands the platform its own config
     assert "pk_not_a_key_of_this_account" not in run.stderr + str(shown)
 
@@ -65,5 +66,6 @@ def test_a_config_error_is_one_error_trace_with_both_messages(tmp_path):
     assert run.returncode == 1
     [error] = run.traces("ERROR")
     assert error["error"]["failure_type"] == "config_error"
-    assert error["error"]["message"] and error["error"]["internal_message"]
+    assert error["error"]["message"]
+    assert error["error"]["internal_message"]
     assert "start_date" in error["error"]["message"]

@@ -47,7 +47,8 @@ def test_a_refused_key_stops_the_read_with_one_config_error(config, discovered, 
     assert error["error"]["failure_type"] == "config_error"
     for stream in ("tags", "lists"):
         check_status_sequence(run, stream, final="INCOMPLETE")
-    assert not run.of_type("RECORD") and not run.of_type("STATE")
+    assert not run.of_type("RECORD")
+    assert not run.of_type("STATE")
     assert API_KEY not in str(run.messages)
 
 

@@ -71,7 +71,8 @@ def test_spec_starts_fast_and_imports_no_duckdb():
                           capture_output=True, text=True, check=True)
     elapsed = time.perf_counter() - started
     assert elapsed < 3.0  # generous for a loaded CI box; ≈0.15 s on an idle dev machine
-    assert "duckdb" not in done.stderr and "rich" not in done.stderr.split()
+    assert "duckdb" not in done.stderr
+    assert "rich" not in done.stderr.split()
     assert '"type":"SPEC"' in done.stdout
 
 
@@ -81,7 +82,8 @@ def test_check_succeeds_and_fails_clearly(emulator, tmp_path):
     bad = run_cli("check", "--config", "{config}", tmp_path=tmp_path,
                   files={"config": config_for(emulator.url, api_key=SECRET)})
     status = bad.of_type("CONNECTION_STATUS")[0]["connectionStatus"]
-    assert status["status"] == "FAILED" and "401" in status["message"]
+    assert status["status"] == "FAILED"
+    assert "401" in status["message"]
     assert SECRET not in bad.stdout + bad.stderr
 
 
@@ -118,7 +120,8 @@ def test_a_scope_less_read_exits_non_zero_via_the_cli(tmp_path):
     assert run.returncode != 0
     statuses = {(t["stream_status"]["stream_descriptor"]["name"], t["stream_status"]["status"])
                 for t in run.traces("STREAM_STATUS")}
-    assert ("metrics", "COMPLETE") in statuses and ("profiles", "INCOMPLETE") in statuses
+    assert ("metrics", "COMPLETE") in statuses
+    assert ("profiles", "INCOMPLETE") in statuses
     assert "pk_metricsonly" not in run.stdout + run.stderr
 
 

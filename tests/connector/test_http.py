@@ -234,7 +234,8 @@ def test_a_redirect_is_an_error_naming_the_status_not_the_target() -> None:
     error, followed = run(scenario())
     assert followed == []
     assert error.status == 302
-    assert "302" in str(error) and "127.0.0.1" not in str(error)
+    assert "302" in str(error)
+    assert "127.0.0.1" not in str(error)
 
 
 def test_the_key_never_appears_in_an_exception_or_a_repr() -> None:
@@ -654,7 +655,8 @@ def test_a_key_without_a_scope_gets_403_only_where_the_scope_is_needed() -> None
             return info.value
 
         error = run(scenario())
-    assert error.status == 403 and error.failure_type == "config_error"
+    assert error.status == 403
+    assert error.failure_type == "config_error"
     assert "add the `profiles:read` read scope" in str(error)
 
 

@@ -61,7 +61,8 @@ def test_big_integers_pass_through_losslessly():
     out = io.BytesIO()
     MessageWriter(out).records("events", page["data"])
     line = out.getvalue().decode()
-    assert "123456789012345678901234567890" in line and "-98765432109876543210987" in line
+    assert "123456789012345678901234567890" in line
+    assert "-98765432109876543210987" in line
     assert json.loads(line)["record"]["data"]["attributes"]["event_properties"]["big"] == 123456789012345678901234567890
 
 

@@ -372,7 +372,7 @@ def test_the_daily_reporting_budget_is_kept_and_an_over_long_wait_is_refused() -
     async def scenario(clock: FakeClock) -> tuple[int, float]:
         limiter = TierLimiter(TIERS["REPORTING"], clock=clock)
         sent = 0
-        with pytest.raises(TransientError, match="rate limit of REPORTING"):
+        with pytest.raises(TransientError, match="rate limit of REPORTING"):  # noqa: PT012 - sends until refused
             while True:
                 await limiter.acquire(max_wait=900)
                 limiter.release()

@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _tool():
     spec = importlib.util.spec_from_file_location("streams_table", REPO / "tools" / "streams_table.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

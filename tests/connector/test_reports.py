@@ -131,7 +131,8 @@ def test_an_incremental_read_returns_only_the_new_days(fresh_emulator, stream):
     fresh_emulator.reset_stats()
     third, result = read_in_process(fresh_emulator.url, [stream], state={stream: second.final_state(stream)},
                                     clock=lambda: now)
-    assert result.ok and third.by_stream.get(stream, []) == []
+    assert result.ok
+    assert third.by_stream.get(stream, []) == []
     assert fresh_emulator.stats()["requests_total"] == 0  # nothing to plan: not even the metrics
     assert third.final_state(stream) == {"date": format_datetime(today())}
 
@@ -139,7 +140,8 @@ def test_an_incremental_read_returns_only_the_new_days(fresh_emulator, stream):
 def test_a_state_in_the_future_is_pulled_back_to_today(emulator):
     sink, result = read_in_process(emulator.url, ["flow_series_reports"],
                                    state={"flow_series_reports": {"date": "2999-01-01T00:00:00+00:00"}})
-    assert result.ok and sink.by_stream.get("flow_series_reports", []) == []
+    assert result.ok
+    assert sink.by_stream.get("flow_series_reports", []) == []
     assert sink.final_state("flow_series_reports") == {"date": format_datetime(today())}
 
 
@@ -179,8 +181,11 @@ def test_windows_follow_the_declaration():
     series = STREAMS_BY_NAME["flow_series_reports"].report
     values = STREAMS_BY_NAME["campaign_values_reports"].report
     start, windows = reports.plan_windows(series, None, None, now)
-    assert start == datetime(2025, 3, 10, tzinfo=UTC) and len(windows) == 7  # a year: 6 x 60 + 5 days
-    assert all(high - low <= 60 * DAY for low, high in windows) and windows[-1][1] == datetime(2026, 3, 10, tzinfo=UTC)
+    assert start == datetime(2025, 3, 10, tzinfo=UTC)
+    assert len(windows) == 7
+    assert all(high - low <= 60 * DAY for low, high in windows)
+    assert windows[-1][1] == datetime(2026, 3, 10, tzinfo=UTC)
     start, windows = reports.plan_windows(values, None, datetime(2026, 3, 1, tzinfo=UTC), now)
-    assert len(windows) == 9 and all(high - low == DAY for low, high in windows)
+    assert len(windows) == 9
+    assert all(high - low == DAY for low, high in windows)
     assert reports.plan_windows(values, datetime(2026, 3, 10, tzinfo=UTC), None, now)[1] == []

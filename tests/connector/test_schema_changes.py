@@ -130,7 +130,8 @@ def test_object_to_array_is_one_retype_with_its_children():
     new = tool.flatten(_obj(data={"type": "array", "items": _obj(id={"type": "string"})}))
     changes = tool.diff("x", old, new)
     assert [item["path"] for item in changes["retyped"]] == ["data"]
-    assert changes["removed"] == [] and changes["added"] == []
+    assert changes["removed"] == []
+    assert changes["added"] == []
 
 
 # ------------------------------------------------------------------ metadata.yaml agrees

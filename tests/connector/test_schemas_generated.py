@@ -62,7 +62,8 @@ def _generator() -> ModuleType:
         spec = importlib.util.spec_from_file_location(
             "generate_schemas", REPO_ROOT / "tools" / "generate_schemas.py"
         )
-        assert spec and spec.loader
+        assert spec
+        assert spec.loader
         module = importlib.util.module_from_spec(spec)
         sys.modules["generate_schemas"] = module  # dataclasses resolve annotations through sys.modules
         spec.loader.exec_module(module)

@@ -216,7 +216,8 @@ def test_every_incremental_stream_of_the_table_has_a_state_shape() -> None:
         if stream.incremental is None:
             assert target is None
         else:
-            assert target is not None and target.cursor == stream.incremental.cursor
+            assert target is not None
+            assert target.cursor == stream.incremental.cursor
             assert [key for key, _ in target.axes] == [axis.key for axis in stream.partitions]
 
 

@@ -43,7 +43,8 @@ def test_a_range_is_cut_into_the_windows_asked_for_and_covered_exactly(start, sp
     upper = start + span
     edges = _window_edges(start, upper, _window_length(declared, span, wanted))
     gaps = [b - a for a, b in itertools.pairwise(edges)]
-    assert edges[0] == start and edges[-1] == upper
+    assert edges[0] == start
+    assert edges[-1] == upper
     assert all(gap > timedelta(0) for gap in gaps)  # disjoint, half-open, in order
     assert all(gap <= declared for gap in gaps)  # the declared window is the longest
     assert all(gap >= SHORTEST_WINDOW for gap in gaps[:-1])
@@ -74,7 +75,8 @@ def test_an_incremental_read_of_many_pages_is_cut_into_concurrent_chains(medium,
                                    clock=lambda: NOW)
     assert result.ok, sink.errors
     ids = [record["id"] for record in sink.by_stream["events"]]
-    assert len(ids) == len(set(ids)) and set(ids) == expected  # the cut loses and repeats nothing
+    assert len(ids) == len(set(ids))
+    assert set(ids) == expected
     assert sink.states["events"][-1] == {"datetime": format_datetime(upper)}
     windows = result.progress["events"].windows_total
     cap = WINDOWS_PER_REQUEST_SLOT * SLOTS

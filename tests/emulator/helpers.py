@@ -172,7 +172,8 @@ def memberships(truth: list[dict[str, Any]], group: str) -> dict[str, set[str]]:
     for entry in truth:
         group_id = entry.get(f"{group}_id") or entry.get("group_id")
         profile_id = entry.get("profile_id") or entry.get("id")
-        assert group_id and profile_id, f"membership truth entry without {group}_id/profile_id: {entry}"
+        assert group_id, f"membership truth entry without {group}_id: {entry}"
+        assert profile_id, f"membership truth entry without profile_id: {entry}"
         out.setdefault(group_id, set()).add(profile_id)
     return out
 

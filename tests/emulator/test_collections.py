@@ -94,7 +94,8 @@ def test_flow_actions_and_messages_by_parent_equal_truth(emulator):
     messages_by_action: dict[str, set[str]] = {}
     for message in emulator.truth("flow-messages"):
         messages_by_action.setdefault(message["flow_action_id"], set()).add(message["id"])
-    assert actions_by_flow and messages_by_action
+    assert actions_by_flow
+    assert messages_by_action
     for flow in emulator.truth("flows"):
         got = ids(records(walk(emulator.url, f"/api/flows/{flow['id']}/flow-actions")))
         assert_unique(got)

@@ -45,7 +45,8 @@ def test_deleted_records_leave_the_truth_and_the_api_together(fresh_emulator, re
     before = _truth_ids(fresh_emulator, resource)
     result = fresh_emulator.mutate(resource, delete=2)
     deleted = result["deleted"]
-    assert len(deleted) == len(set(deleted)) == 2 and set(deleted) <= before
+    assert len(deleted) == len(set(deleted)) == 2
+    assert set(deleted) <= before
     assert result["added"] == result["updated"] == result["archived"] == []
     after = _truth_ids(fresh_emulator, resource)
     assert after == before - set(deleted)
@@ -136,7 +137,8 @@ def test_delete_over_http_returns_the_ids_and_the_next_read_sees_it(fresh_emulat
     resp = request(fresh_emulator.url, "/_emulator/mutate", method="POST", body={"resource": "tags", "delete": 3})
     assert resp.status == 200
     deleted = resp.json()["deleted"]
-    assert len(deleted) == 3 and set(deleted) <= first
+    assert len(deleted) == 3
+    assert set(deleted) <= first
     assert set(ids(records(walk(fresh_emulator.url, "/api/tags")))) == first - set(deleted)
 
 

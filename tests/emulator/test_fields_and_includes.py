@@ -120,4 +120,5 @@ def test_sparse_fieldsets_return_only_the_named_attributes(emulator, path, param
     assert recs
     for rec in recs:
         assert set(rec["attributes"]) == expected
-        assert rec["id"] and rec["type"]
+        assert rec["id"]
+        assert rec["type"]

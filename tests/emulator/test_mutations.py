@@ -38,7 +38,8 @@ def test_add_and_update_move_truth_and_api_together(fresh_emulator, resource):
     started = _now()
     result = fresh_emulator.mutate(resource, add=2, update=3)
     added, updated = _ids(result["added"]), _ids(result["updated"])
-    assert len(added) == 2 and len(updated) == 3
+    assert len(added) == 2
+    assert len(updated) == 3
     assert not set(added) & set(before), "added ids are new"
     assert set(updated) <= set(before)
     after = _truth_by_id(fresh_emulator, resource)
@@ -105,7 +106,8 @@ def test_archived_flow_moves_between_partitions(fresh_emulator):
     (fid,) = _ids(result["archived"])
     archived = set(ids(records(walk(fresh_emulator.url, "/api/flows", {"filter": "equals(archived,true)"}))))
     live = set(ids(records(walk(fresh_emulator.url, "/api/flows", {"filter": "equals(archived,false)"}))))
-    assert fid in archived and fid not in live
+    assert fid in archived
+    assert fid not in live
     assert _truth_by_id(fresh_emulator, "flows")[fid]["archived"] is True
 
 
@@ -117,7 +119,9 @@ def test_mutate_over_http_matches_the_python_api(fresh_emulator):
     assert resp.status == 200
     body = resp.json()
     added = _ids(body["added"])
-    assert len(added) == 2 and len(_ids(body["updated"])) == 1 and _ids(body["archived"]) == []
+    assert len(added) == 2
+    assert len(_ids(body["updated"])) == 1
+    assert _ids(body["archived"]) == []
     assert set(added) <= {t["id"] for t in fresh_emulator.truth("lists")}
     assert {t["id"] for t in fresh_emulator.truth("tags")} == before, "other resources untouched"
 

@@ -58,7 +58,8 @@ def test_success_headers_describe_the_steady_window_and_count_down(limited):
         assert resp.header_int("RateLimit-Limit") == 150
         assert 0 <= resp.header_int("RateLimit-Reset") <= 60
         remaining.append(resp.header_int("RateLimit-Remaining"))
-    assert remaining == sorted(remaining, reverse=True) and len(set(remaining)) == 4, remaining
+    assert remaining == sorted(remaining, reverse=True), remaining
+    assert len(set(remaining)) == 4, remaining
     assert remaining[0] <= 149
 
 

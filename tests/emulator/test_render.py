@@ -35,7 +35,8 @@ def test_event_properties_keep_their_awkward_values(world):
     props = [world.events.attributes(i, frozenset())["event_properties"] for i in range(len(world.events))]
     assert all(p["$event_id"].startswith(f"{i}-") for i, p in enumerate(props))
     orders = [p for p in props if "OrderId" in p]
-    assert orders and all(isinstance(p["$value"], int | float) for p in orders)
+    assert orders
+    assert all(isinstance(p["$value"], int | float) for p in orders)
     assert any(p["$value"] > 2**64 for p in props if "$value" in p)
 
 
@@ -43,5 +44,7 @@ def test_page_cache_is_bounded_in_bytes():
     cache = PageCache(max_bytes=1000)
     for n in range(50):
         cache.put(("page", n), b"x" * 200)
-    assert cache.size <= 1000 and len(cache.entries) == 5
-    assert cache.get(("page", 49)) is not None and cache.get(("page", 0)) is None
+    assert cache.size <= 1000
+    assert len(cache.entries) == 5
+    assert cache.get(("page", 49)) is not None
+    assert cache.get(("page", 0)) is None

@@ -52,7 +52,8 @@ def test_every_page_of_every_collection_matches_the_spec(spec, emulator, case, p
 def test_campaign_detail_messages_and_relationship_ids_match_the_spec(spec, emulator):
     campaigns = emulator.truth("campaigns")
     messages = emulator.truth("campaign-messages")
-    assert campaigns and messages
+    assert campaigns
+    assert messages
     for campaign in campaigns[:6]:
         cid = campaign["id"]
         _validate_pages(spec, emulator, f"/api/campaigns/{cid}", {"include": "campaign-messages,tags"})

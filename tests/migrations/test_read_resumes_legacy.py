@@ -59,7 +59,8 @@ def _assert_3_0_0_state(run, stream: str) -> dict:
     assert all(state["type"] == "STREAM" for state in states)
     final = states[-1]["stream"]["stream_state"]
     again = migrate_state([_stream_message(stream, final)], START_DATE)
-    assert again.streams == {stream: final} and again.rewritten == ()
+    assert again.streams == {stream: final}
+    assert again.rewritten == ()
     assert all(parse_datetime(v) <= utc_now() for v in _cursor_values(final))
     return final
 
@@ -123,7 +124,9 @@ def test_a_state_that_cannot_be_understood_fails_before_any_request(monkeypatch,
     assert run.code == 1
     assert [e["failure_type"] for e in run.errors()] == ["config_error"]
     assert expected_of(path)["error"] in run.errors()[0]["message"]
-    assert run.requests == 0 and run.of_type("RECORD") == [] and run.of_type("STATE") == []
+    assert run.requests == 0
+    assert run.of_type("RECORD") == []
+    assert run.of_type("STATE") == []
 
 
 def test_legacy_state_warnings_reach_the_platform_as_log_warn(monkeypatch, tmp_path) -> None:
@@ -144,7 +147,8 @@ def test_legacy_state_warnings_reach_the_platform_as_log_warn(monkeypatch, tmp_p
     first_record = next((i for i, m in enumerate(run.messages) if m["type"] in ("RECORD", "STATE")), None)
     last_warning = max(i for i, m in enumerate(run.messages) if m["type"] == "LOG" and m["log"]["level"] == "WARN")
     assert first_record is None or last_warning < first_record
-    assert run.ids("profiles") == [] and run.requests == 0
+    assert run.ids("profiles") == []
+    assert run.requests == 0
 
 
 # ------------------------------------------------------------------ configs

@@ -159,8 +159,10 @@ def assert_exact(sink: CollectingSink, stream: str, expected: set[tuple[Any, ...
     assert not dupes, f"{stream}{context}: {len(dupes)} records emitted twice in one read, e.g. {dupes[:3]}"
     got = set(keys)
     lost, extra = expected - got, got - expected
-    assert not lost and not extra, (f"{stream}{context}: {len(lost)} lost (e.g. {sorted(lost)[:3]}), "
-                                    f"{len(extra)} unexpected (e.g. {sorted(extra)[:3]})")
+    problem = (f"{stream}{context}: {len(lost)} lost (e.g. {sorted(lost)[:3]}), "
+               f"{len(extra)} unexpected (e.g. {sorted(extra)[:3]})")
+    assert not lost, problem
+    assert not extra, problem
 
 
 def states_cursor(stream: str, state: dict[str, Any]) -> list[datetime]:

@@ -150,8 +150,10 @@ def test_through_the_real_process_a_bad_input_exits_1_with_one_line_and_no_trace
                            "--catalog", str(tmp_path / "catalog.json")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     lines = done.stdout.splitlines()
-    assert len(lines) == 1 and json.loads(lines[0])["trace"]["error"]["failure_type"] == "config_error"
-    assert "Traceback" not in done.stderr and KEY not in done.stdout + done.stderr
+    assert len(lines) == 1
+    assert json.loads(lines[0])["trace"]["error"]["failure_type"] == "config_error"
+    assert "Traceback" not in done.stderr
+    assert KEY not in done.stdout + done.stderr
 
 
 # -- the API answers something odd -----------------------------------------------------------------------
@@ -211,7 +213,8 @@ def test_an_answer_that_violates_the_api_fails_the_stream_clearly(odd_api, case,
     answers["events"] = answer
     sink, result = fast_read(url, ["events"], sync_mode="full_refresh", api_key=KEY, max_attempts=2)
     if not failure_type:  # odd but harmless: read as an empty page
-        assert result.ok and not sink.errors
+        assert result.ok
+        assert not sink.errors
         return
     assert result.statuses == {"events": "INCOMPLETE"}
     assert len(sink.errors) == 1

@@ -82,7 +82,8 @@ def test_full_and_incremental_reads_under_faults_equal_the_truth(faulty: Running
     upper = upper_for(NOW)
     for stream in INCREMENTAL_STREAMS:
         assert_exact(first, stream, expected_keys(faulty, stream, upper=upper), " (first incremental)")
-        assert states_cursor(stream, first.final_state(stream)) and all(
+        assert states_cursor(stream, first.final_state(stream))
+        assert all(
             cursor == upper for cursor in states_cursor(stream, first.final_state(stream)))
 
     for resource, change in MUTATIONS.items():
@@ -115,7 +116,8 @@ def test_a_fault_outlasting_the_retry_budget_ends_every_stream_incomplete_never_
         sink, result = fast_read(emu.url, streams, clock=fixed(NOW), max_attempts=3)
     for stream in streams:
         assert result.statuses[stream] == "INCOMPLETE"
-        assert sink.statuses[stream][-1] == "INCOMPLETE" and "COMPLETE" not in sink.statuses[stream]
+        assert sink.statuses[stream][-1] == "INCOMPLETE"
+        assert "COMPLETE" not in sink.statuses[stream]
         errors = [error for name, error in sink.errors if name == stream]
         assert len(errors) == 1, errors
         assert errors[0].failure_type == "transient_error"

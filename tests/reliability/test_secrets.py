@@ -99,7 +99,8 @@ def test_the_cli_under_faults_never_prints_the_key(keyed_emulator, tmp_path: Pat
         done = run(argv, tmp_path)
         outputs.append(done)
         assert_no_key(done.stdout, done.stderr, where=f"in the output of {argv[2]}")
-    assert b'"type":"RECORD"' in outputs[0].stdout and outputs[0].returncode == 0, outputs[0].stderr[-2000:]
+    assert b'"type":"RECORD"' in outputs[0].stdout, outputs[0].stderr[-2000:]
+    assert outputs[0].returncode == 0, outputs[0].stderr[-2000:]
     assert outputs[3].returncode != 0
     assert_no_key(caplog.text, where="in the emulator's log")
 

@@ -50,7 +50,8 @@ def checkpoint_after_every_page(monkeypatch: pytest.MonkeyPatch) -> None:
 def declare_campaigns_sorted(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the declaration would be if the connector trusted Klaviyo's order."""
     stream = STREAMS_BY_NAME[STREAM]
-    assert stream.incremental is not None and not stream.incremental.assume_sorted
+    assert stream.incremental is not None
+    assert not stream.incremental.assume_sorted
     trusting = dataclasses.replace(stream.incremental, assume_sorted=True)
     monkeypatch.setitem(STREAMS_BY_NAME, STREAM, dataclasses.replace(stream, incremental=trusting))
 
@@ -154,7 +155,8 @@ def crash_after_every_state(emu: RunningEmulator) -> Outcome:
         union = set(cut.ids(STREAM)) | set(resumed.ids(STREAM))
         outcome.lost[k] = set(archived) - union
         outcome.promised[k] = promised_but_not_emitted(cut, archived)
-        assert union <= everything and everything - union == outcome.lost[k], f"crash after state {k}"
+        assert union <= everything, f"crash after state {k}"
+        assert everything - union == outcome.lost[k], f"crash after state {k}"
     return outcome
 
 

@@ -47,7 +47,8 @@ def test_state_is_committed_only_together_with_the_records_it_covers(tmp_path: P
     store, sink = open_sink(db, "profiles", flush_records=10_000, flush_seconds=3600)
     sink.records("profiles", [profile(1), profile(2)])
     sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 2)  # coalesced: not yet due
-    assert store.saved_state("profiles", "live") is None and store.count("profiles") == 0
+    assert store.saved_state("profiles", "live") is None
+    assert store.count("profiles") == 0
     sink.records("profiles", [profile(3)])
     sink.stream_status("profiles", "COMPLETE")  # flushes everything with the latest state
     assert store.saved_state("profiles", "live") == ({"updated": "2024-01-01T00:00:00+00:00"}, store.live_fingerprint("profiles"))
@@ -106,8 +107,10 @@ def test_a_failed_write_is_raised_once_at_its_streams_next_call_and_spares_the_o
     sink.records("profiles", [profile(3)])  # once: the engine has ended the stream by now
     sink.finish()
     store.close()
-    assert sink.tallies["tags"].status == "COMPLETE" and ids(db, "tags") == ["t1"]
-    assert sink.tallies["profiles"].status == "INCOMPLETE" and ids(db, "profiles") == []
+    assert sink.tallies["tags"].status == "COMPLETE"
+    assert ids(db, "tags") == ["t1"]
+    assert sink.tallies["profiles"].status == "INCOMPLETE"
+    assert ids(db, "profiles") == []
 
 
 def test_upsert_counts_new_updated_and_unchanged_and_never_duplicates(tmp_path: Path) -> None:
@@ -190,8 +193,10 @@ def test_a_changed_schema_rebuilds_the_table_from_a_fresh_read(tmp_path: Path, m
     monkeypatch.setattr("source_klaviyo.sync.plan.load_schema", lambda _name: schema)
     store = Store(db, sync_id="second", connector_version="test")
     plan = plan_stream(store, STREAMS_BY_NAME["profiles"], full_refresh=False)
-    assert plan.slot == "staging" and plan.state is None
-    assert plan.reset_reason is not None and plan.reset_reason.startswith("schema changed")
+    assert plan.slot == "staging"
+    assert plan.state is None
+    assert plan.reset_reason is not None
+    assert plan.reset_reason.startswith("schema changed")
     assert plan.reset_reason.endswith(": retyped: links (object -> string)")
     assert plan.layout == table_layout(STREAMS_BY_NAME["profiles"], schema)
     store.close()

@@ -29,7 +29,8 @@ def test_a_file_that_is_not_a_duckdb_database_is_named_as_such(tmp_path: Path) -
     path.write_text("not a database\n")
     with pytest.raises(ConfigError) as error:
         open_store(path)
-    assert str(path) in error.value.message and "not a valid DuckDB database" in error.value.message
+    assert str(path) in error.value.message
+    assert "not a valid DuckDB database" in error.value.message
     assert "another sync" not in error.value.message
     assert path.read_text() == "not a database\n"  # left as it was
 
@@ -38,7 +39,8 @@ def test_a_missing_directory_is_named(tmp_path: Path) -> None:
     path = tmp_path / "missing" / "k.duckdb"
     with pytest.raises(ConfigError) as error:
         open_store(path)
-    assert str(path) in error.value.message and "No such file or directory" in error.value.message
+    assert str(path) in error.value.message
+    assert "No such file or directory" in error.value.message
     assert not path.parent.exists()
 
 
@@ -47,10 +49,12 @@ def test_a_file_held_by_another_process_asks_whether_another_sync_runs(tmp_path:
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "open\n"
         with pytest.raises(ConfigError) as error:
             open_store(path)
-        assert str(path) in error.value.message and "Is another sync or a DuckDB shell using it?" in error.value.message
+        assert str(path) in error.value.message
+        assert "Is another sync or a DuckDB shell using it?" in error.value.message
     finally:
         holder.communicate("")
     open_store(path).close()  # free again once the holder is gone
