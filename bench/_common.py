@@ -135,7 +135,8 @@ class Emulator:
             "url, cursor, before = sys.argv[1], sys.argv[2], int(float(sys.argv[3]))\n"
             "limit = datetime.fromtimestamp(before, UTC)\n"
             "rows = json.loads(urllib.request.urlopen(url, timeout=600).read())['data']\n"
-            "print(sum(1 for r in rows if datetime.fromisoformat(r[cursor].replace('Z', '+00:00')) < limit))\n"
+            "print(sum(1 for r in rows\n"
+            "          if datetime.fromisoformat(r[cursor].replace('Z', '+00:00')) < limit))\n"
         )
         out = subprocess.run([sys.executable, "-c", code, f"{self.url}/_emulator/truth/{resource}", cursor,
                               str(before)], capture_output=True, text=True, check=True)
@@ -165,7 +166,9 @@ def table_rows(db: Path, tables: list[str]) -> int:
         "con = duckdb.connect(sys.argv[1], read_only=True)\n"
         "print(sum(con.execute(f'SELECT count(*) FROM \"{t}\"').fetchone()[0] for t in sys.argv[2:]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(db), *tables], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(db), *tables], capture_output=True, text=True, check=True
+    )
     return int(out.stdout)
 
 

@@ -153,7 +153,9 @@ class RecordCounter(threading.Thread):
             rest = chunk[cut + 1 :]
 
 
-def run_counted(cmd: list[str], *, seconds: float | None = None, tick: Callable[[float], None] | None = None) -> Proc:
+def run_counted(
+    cmd: list[str], *, seconds: float | None = None, tick: Callable[[float], None] | None = None
+) -> Proc:
     """Run with stdout to a pipe, count records every second; stop it (SIGTERM) after `seconds`."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -271,8 +273,11 @@ def _sync_row(inputs: Inputs, emu: Emulator, config: str, streams: list[str], na
         requests = emulator_requests(emu.stats())[0]
         records = table_rows(db, streams)
         db.unlink(missing_ok=True)
-        log(f"  {name} run {i + 1}: {records} rows, {procs[-1].cpu_s:.2f}s CPU, {procs[-1].wall_s:.1f}s wall, "
-            f"peak RSS {procs[-1].maxrss_mb:.0f} MB, exit {procs[-1].exit_code}")
+        log(
+            f"  {name} run {i + 1}: {records} rows, {procs[-1].cpu_s:.2f}s CPU, "
+            f"{procs[-1].wall_s:.1f}s wall, "
+            f"peak RSS {procs[-1].maxrss_mb:.0f} MB, exit {procs[-1].exit_code}"
+        )
     row = _runs_summary(Row(name, scale), procs, records, emu_cpu)
     row.requests = requests
     row.notes.append("records = rows in the DuckDB tables after the sync")
@@ -341,7 +346,9 @@ def scenario_ceiling(inputs: Inputs, stream: str, scale: str, seconds: float, wa
     return row
 
 
-def scenario_real_events_limit(inputs: Inputs, scale: str, latency_ms: float, log: Callable[[str], None]) -> list[Row]:
+def scenario_real_events_limit(
+    inputs: Inputs, scale: str, latency_ms: float, log: Callable[[str], None]
+) -> list[Row]:
     """`read` of events at Klaviyo's real XL limit (no scaling) until the data runs out.
 
     A million events last ~20 s at 58,333/s, too short for the ceiling scenario's steady window, so
@@ -373,7 +380,9 @@ def scenario_real_events_limit(inputs: Inputs, scale: str, latency_ms: float, lo
     sync.ceiling_per_s = ceiling
     sync.achieved_per_s = sync.records / sync.wall_s if sync.wall_s else None
     sync.achieved_pct = 100 * sync.achieved_per_s / ceiling if sync.achieved_per_s else None
-    sync.notes.append(f"achieved = rows / wall, start-up and drain included (the read: {row.records / row.wall_s:,.0f}/s)")
+    sync.notes.append(
+        f"achieved = rows / wall, start-up and drain included (the read: {row.records / row.wall_s:,.0f}/s)"
+    )
     return [row, sync]
 
 
@@ -423,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-seconds", type=float, default=200.0)
     parser.add_argument("--warmup-seconds", type=float, default=60.0)
     parser.add_argument("--latency-ms", type=float, default=150.0)
-    parser.add_argument("--verify-records", action="store_true", help="also count RECORD lines through a pipe")
+    parser.add_argument(
+        "--verify-records", action="store_true", help="also count RECORD lines through a pipe"
+    )
     parser.add_argument("--quick", action="store_true", help="small and short: a smoke test of the harness")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)

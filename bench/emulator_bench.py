@@ -134,12 +134,17 @@ async def bench(base: str, pid: int, pages: int) -> list[Pass]:
             urls, records, size = await cold_walk(session, base, path, params, pages)
             t1, cpu1 = time.perf_counter(), cpu_seconds(pid)
             hits1 = await cache_hits(session, base)
-            cold = Pass(resource, "cold", len(urls), records, size, t1 - t0, cpu1 - cpu0, _delta(hits1, hits0))
+            cold = Pass(
+                resource, "cold", len(urls), records, size, t1 - t0, cpu1 - cpu0, _delta(hits1, hits0)
+            )
             cpu0, t0 = cpu_seconds(pid), time.perf_counter()
             records, size = await fetch_all(session, urls)
             t1, cpu1 = time.perf_counter(), cpu_seconds(pid)
             warm_hits = _delta(await cache_hits(session, base), hits1)
-            results += [cold, Pass(resource, "warm", len(urls), records, size, t1 - t0, cpu1 - cpu0, warm_hits)]
+            results += [
+                cold,
+                Pass(resource, "warm", len(urls), records, size, t1 - t0, cpu1 - cpu0, warm_hits),
+            ]
     return results
 
 

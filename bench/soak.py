@@ -33,19 +33,27 @@ from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulat
 from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.streams import TIERS
 
-DEFAULT_FAULTS = "503=0.02,500=0.01,502=0.01,504=0.01,reset=0.01,truncate=0.01,html=0.01,429=0.01,timeout=0.005"
+DEFAULT_FAULTS = (
+    "503=0.02,500=0.01,502=0.01,504=0.01,reset=0.01,truncate=0.01,html=0.01,429=0.01,timeout=0.005"
+)
 EVENTS_PER_PAGE = 1000
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=30.0, help="how long the read should last (default 30)")
+    parser.add_argument(
+        "--minutes", type=float, default=30.0, help="how long the read should last (default 30)"
+    )
     parser.add_argument("--scale", default="medium", choices=("tiny", "small", "medium", "large"))
     parser.add_argument("--seed", type=int, default=17)
-    parser.add_argument("--faults", default=DEFAULT_FAULTS, help=f"emulator fault spec (default {DEFAULT_FAULTS})")
+    parser.add_argument(
+        "--faults", default=DEFAULT_FAULTS, help=f"emulator fault spec (default {DEFAULT_FAULTS})"
+    )
     parser.add_argument("--hang-seconds", type=float, default=5.0, help="how long a `timeout` fault hangs")
-    parser.add_argument("--request-timeout", type=float, default=3.0, help="the connector's request_timeout_seconds")
+    parser.add_argument(
+        "--request-timeout", type=float, default=3.0, help="the connector's request_timeout_seconds"
+    )
     parser.add_argument("--sample-seconds", type=float, default=10.0, help="RSS sampling period")
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     return parser.parse_args(argv)
@@ -61,8 +69,14 @@ def ceiling_scale(events: int, minutes: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started_setup = time.monotonic()
-    options = EmulatorOptions(seed=args.seed, scale=args.scale, faults=args.faults, hang_seconds=args.hang_seconds,
-                              rate_limits=True, rate_limit_scale=1.0)
+    options = EmulatorOptions(
+        seed=args.seed,
+        scale=args.scale,
+        faults=args.faults,
+        hang_seconds=args.hang_seconds,
+        rate_limits=True,
+        rate_limit_scale=1.0,
+    )
     with run_emulator_in_thread(options) as probe:
         events = len(probe.truth("events"))
     options.rate_limit_scale = ceiling_scale(events, args.minutes)
@@ -85,9 +99,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def soak(args: argparse.Namespace, emu: RunningEmulator, config: Path, catalog: Path) -> dict[str, Any]:
-    command = [sys.executable, "-m", "source_klaviyo", "read", "--config", str(config), "--catalog", str(catalog)]
+    command = [
+        sys.executable,
+        "-m",
+        "source_klaviyo",
+        "read",
+        "--config",
+        str(config),
+        "--catalog",
+        str(catalog),
+    ]
     started = time.monotonic()
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert process.stdout is not None
     assert process.stderr is not None
     counts: Counter[str] = Counter()
@@ -100,8 +125,13 @@ def soak(args: argparse.Namespace, emu: RunningEmulator, config: Path, catalog: 
     def sample() -> None:
         while not done.wait(args.sample_seconds if samples else 1.0):
             try:
-                samples.append({"seconds": round(time.monotonic() - started, 1), "rss_mb": round(rss_mb(process.pid), 1),
-                                "records": progress["records"]})
+                samples.append(
+                    {
+                        "seconds": round(time.monotonic() - started, 1),
+                        "rss_mb": round(rss_mb(process.pid), 1),
+                        "records": progress["records"],
+                    }
+                )
             except (FileNotFoundError, ProcessLookupError):
                 return
 

@@ -18,8 +18,9 @@ whole (translated) spec through a ``referencing`` registry.  Known places where 
 departs from its spec are accepted unless ``live_api_deviations=False``: ``links.next: null``
 (``LIVE_API_NULLABLE``), and ``oneOf`` read as ``anyOf`` — the spec's ``oneOf`` branches overlap
 (no ``additionalProperties: false``, no discriminator: ``{"use_smart_sending": true}`` is at once
-Email-, SMS- and PushSendOptions), so a strict "exactly one" rejects every real body.  ``date-time`` and ``date`` formats
-are checked (RFC 3339 / ISO dates).  Compiled validators are cached per (operation, status).
+Email-, SMS- and PushSendOptions), so a strict "exactly one" rejects every real body.  ``date-time``
+and ``date`` formats are checked (RFC 3339 / ISO dates).  Compiled validators are cached per
+(operation, status).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Compute the schema change log: per stream and per breaking version, what a user's records lose.
 
-    ./dev run python tools/schema_changelog.py                  # rewrite src/source_klaviyo/schema_changes.json
+    ./dev run python tools/schema_changelog.py                  # rewrite the committed change log
     ./dev run python tools/schema_changelog.py --check          # exit 1 if the committed file drifted
     ./dev run python tools/schema_changelog.py --reference DIR  # another copy of airbyte-2.x-schemas/
+
+(the change log is src/source_klaviyo/schema_changes.json)
 
 Two kinds of entries, kept apart:
 
@@ -82,16 +84,27 @@ HISTORICAL_BREAKS: dict[str, dict[str, Any]] = {
         "summary": "events: `event_properties.items[].quantity` changed from integer to number.",
         "streams": {
             "events": {
-                "retyped": [{"path": "event_properties.items[].quantity", "from": ["integer"], "to": ["number"]}],
+                "retyped": [
+                    {"path": "event_properties.items[].quantity", "from": ["integer"], "to": ["number"]}
+                ],
             },
         },
     },
     "2.0.0": {
         "source": "hand-written (reference/legacy-shapes.md §2 and §4, 2.0.0)",
-        "summary": "Seven v1-API streams moved to the JSON:API revisions; their record shape changed entirely.",
+        "summary": "Seven v1-API streams moved to the JSON:API revisions; their record shape changed "
+        "entirely.",
         "streams": {
             name: {"restructured": _V2_MOVE}
-            for name in ("campaigns", "email_templates", "events", "flows", "global_exclusions", "lists", "metrics")
+            for name in (
+                "campaigns",
+                "email_templates",
+                "events",
+                "flows",
+                "global_exclusions",
+                "lists",
+                "metrics",
+            )
         },
     },
 }
@@ -103,12 +116,14 @@ KNOWN_RENAMES: dict[str, tuple[tuple[str, str, str], ...]] = {
         (
             "attributes.subscriptions.email.marketing.suppressions",
             "attributes.subscriptions.email.marketing.suppression",
-            "Klaviyo's revisions since 2024 return the singular `suppression`; 3.0.0 exposes it as the API names it.",
+            "Klaviyo's revisions since 2024 return the singular `suppression`; 3.0.0 exposes it as the API "
+            "names it.",
         ),
         (
             "attributes.subscriptions.sms.transactional.can_receive_sms_marketing",
             "attributes.subscriptions.sms.transactional.can_receive_sms_transactional",
-            "2.x declared the marketing flag's name on the transactional object; the API names it `can_receive_sms_transactional`.",
+            "2.x declared the marketing flag's name on the transactional object; the API names it "
+            "`can_receive_sms_transactional`.",
         ),
         (
             "attributes.subscriptions.mobile_push.marketing.can_receive_sms_marketing",
@@ -223,7 +238,8 @@ def compute(reference: Path) -> dict[str, Any]:
     versions[TARGET_VERSION] = {
         "source": f"computed: diff of airbyte-2.x-schemas/{{{','.join(REFERENCE_VERSIONS)}}} "
         "against src/source_klaviyo/schemas/",
-        "summary": "Every stream on Klaviyo API revision 2026-07-15; schemas generated from Klaviyo's OpenAPI spec.",
+        "summary": "Every stream on Klaviyo API revision 2026-07-15; schemas generated from Klaviyo's "
+        "OpenAPI spec.",
         "compared_with": list(REFERENCE_VERSIONS),
         "breaking_streams": sorted(s for s, e in target.items() if e["breaking"]),
         "added_streams": sorted(s for s, e in target.items() if e["status"] == "added"),
@@ -250,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
                         help="directory holding the 2.x reference schemas (2.1.0/, 2.13.1/)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--check", action="store_true", help="exit 1 if --out differs from a fresh computation")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if --out differs from a fresh computation"
+    )
     args = parser.parse_args(argv)
     if not all((args.reference / v).is_dir() for v in REFERENCE_VERSIONS):
         print(f"schema_changelog: no reference schemas under {args.reference}", file=sys.stderr)
@@ -259,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         if current != text:
-            print(f"schema_changelog: {args.out} is out of date; rerun tools/schema_changelog.py", file=sys.stderr)
+            print(
+                f"schema_changelog: {args.out} is out of date; rerun tools/schema_changelog.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     args.out.write_text(text, encoding="utf-8")

@@ -63,7 +63,9 @@ def requests_per_1000(stream: Stream) -> str:
         count = math.prod(len(axis.values) for axis in stream.partitions)
         extras.append(f"1 per partition, {count} partitions")
     if stream.incremental is not None and stream.incremental.window is not None:
-        extras.append(f"1 per window of ≤ {stream.incremental.window.days} days, 1 more when a busy range is cut")
+        extras.append(
+            f"1 per window of ≤ {stream.incremental.window.days} days, 1 more when a busy range is cut"
+        )
     if stream.parent is not None:
         extras.append(f"1 per {stream.parent.stream} record")
     if stream.detail is not None:
@@ -99,7 +101,10 @@ def readme_table(text: str) -> str | None:
 def main(argv: list[str]) -> int:
     if "--check" in argv:
         if readme_table(README.read_text(encoding="utf-8")) != table():
-            print("README.md's streams table differs; paste: ./dev run python tools/streams_table.py", file=sys.stderr)
+            print(
+                "README.md's streams table differs; paste: ./dev run python tools/streams_table.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     sys.stdout.write(table())

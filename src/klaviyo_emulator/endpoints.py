@@ -87,8 +87,8 @@ def _set(*names: str) -> frozenset[str]:
 
 PROFILE_FIELDS = _set(
     "created", "email", "external_id", "first_name", "id", "image", "last_event_date", "last_name", "locale",
-    "location", "organization", "phone_number", "predictive_analytics", "properties", "subscriptions", "title",
-    "updated",
+    "location", "organization", "phone_number", "predictive_analytics", "properties", "subscriptions",
+    "title", "updated",
 )  # fmt: skip
 PROFILE_FIELDS_BASIC = PROFILE_FIELDS - {"predictive_analytics", "subscriptions"}
 PUSH_TOKEN_FIELDS = _set(

@@ -70,7 +70,9 @@ def unsorted_page(
 
     waiting = set(held)
     remaining = [
-        i for i in slightly_unsorted(table, everything, seed) if beyond(key_of(i), after) or key_of(i) in waiting
+        i
+        for i in slightly_unsorted(table, everything, seed)
+        if beyond(key_of(i), after) or key_of(i) in waiting
     ]
     page, rest = remaining[:limit], remaining[limit:]
     furthest = after

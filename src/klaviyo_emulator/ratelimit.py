@@ -29,7 +29,8 @@ class RateLimiter:
         return out
 
     def hit(self, bucket: str, tier: Tier) -> dict[str, str]:
-        """Count one request; raise a 429 ApiError if a window is full, else return the RateLimit-* headers."""
+        """Count one request; raise a 429 ApiError if a window is full, else return the RateLimit-*
+        headers."""
         now = self.clock()
         limits = self.limits(tier)
         states: dict[str, tuple[int, int]] = {}

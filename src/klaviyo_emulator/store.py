@@ -56,7 +56,8 @@ class World:
         }
         # The groups profiles join by the generation rule; added groups start empty.
         self._group_slots = {
-            kind: [self.tables[kind].id(i) for i in range(len(self.tables[kind]))] for kind in ("lists", "segments")
+            kind: [self.tables[kind].id(i) for i in range(len(self.tables[kind]))]
+            for kind in ("lists", "segments")
         }
         self._mutations = 0
         self.generation = 0  # bumped by every mutation; the page cache keys on it

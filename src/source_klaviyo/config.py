@@ -278,7 +278,8 @@ def _metric_ids(value: object, _now: datetime) -> _Parsed:
         canonical = ",".join(item.strip() for item in items if item.strip())
     else:
         raise ConfigError(
-            f"metric_ids must be a comma-separated string of metric ids like 'RESQ6t,ABC123', got {_describe(value)}"
+            "metric_ids must be a comma-separated string of metric ids like 'RESQ6t,ABC123', "
+            f"got {_describe(value)}"
         )
     ids = tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
     return ids, canonical
@@ -286,7 +287,9 @@ def _metric_ids(value: object, _now: datetime) -> _Parsed:
 
 def _timeout(value: object, _now: datetime) -> _Parsed:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
-        raise ConfigError(f"request_timeout_seconds must be a number of seconds in (0, 3600], got {_describe(value)}")
+        raise ConfigError(
+            f"request_timeout_seconds must be a number of seconds in (0, 3600], got {_describe(value)}"
+        )
     return float(value), _KEEP
 
 

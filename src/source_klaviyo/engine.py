@@ -291,7 +291,9 @@ def _parse_slow(body: bytes) -> JSONObject:
     try:
         page: JSON = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise SourceError("Klaviyo returned a page that is not valid JSON", f"{type(exc).__name__}: {exc}") from None
+        raise SourceError(
+            "Klaviyo returned a page that is not valid JSON", f"{type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(page, dict):
         raise SourceError("Klaviyo returned a page that is not a JSON object")
     return page
@@ -465,9 +467,17 @@ def build_chain(stream: Stream, config: Config, *, partition: Partition | None =
 class Reader:
     """One read of the configured streams; see the module docstring."""
 
-    def __init__(self, config: Config, configured: list[ConfiguredStream],
-                 state: dict[str, StreamState] | None, sink: Sink, *, client: Client | None = None, clock: Callable[[], datetime] = utc_now,
-                 heartbeat_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        configured: list[ConfiguredStream],
+        state: dict[str, StreamState] | None,
+        sink: Sink,
+        *,
+        client: Client | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        heartbeat_seconds: float | None = None,
+    ) -> None:
         self.config = config
         self.configured = configured
         self.state = state or {}
@@ -727,7 +737,9 @@ class _StreamRead:
             await _run_bounded(tasks, self.concurrency)
         self.progress.partitions_done += 1
 
-    def _window_chain(self, partition: Partition, lower: datetime | None, upper: datetime, last: bool) -> Chain:
+    def _window_chain(
+        self, partition: Partition, lower: datetime | None, upper: datetime, last: bool
+    ) -> Chain:
         # A full refresh reads the last window open-ended: there is no state to keep consistent.
         open_ended = not self.incremental and last
         return build_chain(self.stream, self.r.config, partition=partition, lower=lower,

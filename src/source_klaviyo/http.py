@@ -353,7 +353,8 @@ class KlaviyoClient:
                 failing_time = self._clock.monotonic() - started - ordered_wait
                 if attempt >= self.max_attempts or failing_time + delay > self.retry_time_budget:
                     raise TransientError(
-                        f"Klaviyo kept failing for {path} after {attempt} attempts; last error: {retry.cause}",
+                        f"Klaviyo kept failing for {path} after {attempt} attempts; "
+                        f"last error: {retry.cause}",
                         internal_message=f"{method} {path} bucket={bucket} tier={tier}",
                     ) from None
                 self.stats.retries += 1
@@ -374,7 +375,8 @@ class KlaviyoClient:
             if retry.retry_after is not None and retry.retry_after > self.max_retry_after:
                 raise TransientError(
                     f"Klaviyo asked to wait {retry.retry_after:.0f} s before the next request "
-                    f"(rate limit); that is more than the {self.max_retry_after:.0f} s we wait. Try again later."
+                    f"(rate limit); that is more than the {self.max_retry_after:.0f} s we wait. "
+                    "Try again later."
                 )
             delay = retry.retry_after if retry.retry_after is not None else self._backoff(attempt)
             limiter.block(delay)  # the whole bucket waits, not only this request

@@ -102,7 +102,9 @@ def statistics_of(stream: Stream) -> list[str]:
     return sorted(load_schema(stream.schema_name)["properties"]["statistics"]["properties"])
 
 
-def records_of(stream: Stream, page: JSONObject, metric_id: str, low: datetime, high: datetime) -> list[Record]:
+def records_of(
+    stream: Stream, page: JSONObject, metric_id: str, low: datetime, high: datetime
+) -> list[Record]:
     """The records of one report answer: one per grouping (values) or per grouping and date (series)."""
     report = stream.report
     assert report is not None
@@ -115,8 +117,14 @@ def records_of(stream: Stream, page: JSONObject, metric_id: str, low: datetime, 
     if report.interval is None:
         date = format_datetime(low)
         for result in results:
-            records.append({"date": date, **(result.get("groupings") or {}), "conversion_metric_id": metric_id,
-                            "statistics": dict(result.get("statistics") or {})})
+            records.append(
+                {
+                    "date": date,
+                    **(result.get("groupings") or {}),
+                    "conversion_metric_id": metric_id,
+                    "statistics": dict(result.get("statistics") or {}),
+                }
+            )
         return records
     date_times = attributes.get("date_times")  # type: ignore[union-attr]
     if not isinstance(date_times, list):
@@ -180,8 +188,11 @@ async def read_report(read: _StreamRead) -> None:
         allowed = min(REQUESTS_PER_SYNC, TIERS[stream.tier].daily or math.inf)
         fit = int(allowed // len(metrics))
         needed = len(windows) * len(metrics)
-        reader.sink.log("INFO", f"{read.name}: {needed} report requests planned ({len(windows)} windows of up "
-                                f"to {stream.report.days_per_request} days x {len(metrics)} conversion metrics)")
+        reader.sink.log(
+            "INFO",
+            f"{read.name}: {needed} report requests planned ({len(windows)} windows of up "
+            f"to {stream.report.days_per_request} days x {len(metrics)} conversion metrics)",
+        )
         read.progress.windows_total = min(len(windows), fit)
         for low, high in windows[:fit]:
             for metric_id in metrics:
@@ -196,9 +207,11 @@ async def read_report(read: _StreamRead) -> None:
                 read._emit_state()
         if fit < len(windows):
             raise TransientError(
-                f"{read.name} needs {needed} report requests ({len(windows)} windows x {len(metrics)} conversion "
-                f"metrics), more than the {int(allowed)} one sync may spend of Klaviyo's reporting budget "
+                f"{read.name} needs {needed} report requests ({len(windows)} windows x {len(metrics)} "
+                f"conversion metrics), more than the {int(allowed)} one sync may spend of Klaviyo's "
+                "reporting budget "
                 f"(225 a day); read the days before {format_datetime(position)}, the next sync resumes there",
-                internal_message=f"plan {needed} requests, budget {int(allowed)} per sync")
+                internal_message=f"plan {needed} requests, budget {int(allowed)} per sync",
+            )
     if read.incremental:
         read._emit_state(force=True)

@@ -48,7 +48,11 @@ def _string_column(schema: Schema) -> str:
     if fmt == "date":
         return "date"
     if fmt == "time":
-        return "time_with_timezone" if schema.get("airbyte_type") != "time_without_timezone" else "time_without_timezone"
+        return (
+            "time_with_timezone"
+            if schema.get("airbyte_type") != "time_without_timezone"
+            else "time_without_timezone"
+        )
     return "string"
 
 
@@ -150,7 +154,8 @@ def is_breaking(changes: Mapping[str, JSON]) -> bool:
 
 
 def describe_breaking(changes: Mapping[str, JSON]) -> str:
-    """A one-line account of the breaking part of `changes`, e.g. `removed: a.b; retyped: c (integer -> number)`."""
+    """A one-line account of the breaking part of `changes`, e.g.
+    `removed: a.b; retyped: c (integer -> number)`."""
     parts = []
     if changes.get("removed"):
         parts.append("removed: " + ", ".join(e["path"] for e in changes["removed"]))

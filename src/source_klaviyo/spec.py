@@ -44,7 +44,8 @@ def _properties() -> JSONObject:
             "title": "Private API Key",
             "description": (
                 "A Klaviyo private API key (starts with pk_). Create one in Klaviyo under Settings > "
-                "Account > API keys > Create Private API Key (https://www.klaviyo.com/settings/account/api-keys), "
+                "Account > API keys > Create Private API Key "
+                "(https://www.klaviyo.com/settings/account/api-keys), "
                 "with Read-only access, or a custom key with these read scopes: "
                 + ", ".join(READ_SCOPES)
                 + ". See the <a href=\"https://docs.airbyte.com/integrations/sources/klaviyo\">docs</a>."
@@ -69,7 +70,8 @@ def _properties() -> JSONObject:
             "title": "Disable Fetching Predictive Analytics",
             "description": (
                 "Do not request predictive_analytics with profiles. Fetching them moves the profiles "
-                "endpoint to a lower rate-limit tier; when enabled, the predictive_analytics column stays empty."
+                "endpoint to a lower rate-limit tier; when enabled, the predictive_analytics column "
+                "stays empty."
             ),
             "default": False,
             "order": 2,

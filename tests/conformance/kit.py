@@ -174,7 +174,9 @@ def check_catalog_entry(stream: dict[str, Any]) -> None:
     """Draft-07 schema; cursor and every primary-key path declared; sync modes agree with the cursor."""
     name, schema = stream["name"], stream["json_schema"]
     jsonschema.Draft7Validator.check_schema(schema)
-    assert schema.get("type") == "object" or "object" in (schema.get("type") or []), f"{name}: not an object schema"
+    assert schema.get("type") == "object" or "object" in (schema.get("type") or []), (
+        f"{name}: not an object schema"
+    )
     key = stream.get("source_defined_primary_key")
     assert key, f"{name}: no source-defined primary key"
     for path in key:
@@ -202,7 +204,9 @@ def check_status_sequence(run: ProtocolRun, stream: str, final: str = "COMPLETE"
     assert statuses[0] == "STARTED", f"{stream}: statuses {statuses}"
     assert statuses[-1] == final, f"{stream}: ended {statuses[-1]}, expected {final}"
     assert set(statuses[1:-1]) <= {"RUNNING"}, f"{stream}: statuses {statuses}"
-    positions = [i for i, m in enumerate(run.messages) if m["type"] == "RECORD" and m["record"]["stream"] == stream]
+    positions = [
+        i for i, m in enumerate(run.messages) if m["type"] == "RECORD" and m["record"]["stream"] == stream
+    ]
     if positions:
         running = [i for i, status in indexed if status == "RUNNING"]
         assert running, f"{stream}: a record before RUNNING"
@@ -219,7 +223,9 @@ def check_records_match_schema(run: ProtocolRun, stream: str, schema: dict[str, 
     seen: set[str] = set()
     for record in run.records(stream):
         assert isinstance(record["emitted_at"], int), f"{stream}: emitted_at {record['emitted_at']!r}"
-        assert run.started_ms <= record["emitted_at"] <= run.ended_ms, f"{stream}: emitted_at not in ms of the run"
+        assert run.started_ms <= record["emitted_at"] <= run.ended_ms, (
+            f"{stream}: emitted_at not in ms of the run"
+        )
         data = record["data"]
         errors = list(validator.iter_errors(data))
         assert not errors, f"{stream}: {errors[0].message} at {list(errors[0].absolute_path)} in {data}"
@@ -257,7 +263,10 @@ def check_state_round_trip(first: ProtocolRun, second: ProtocolRun, stream: str,
     assert after, f"{stream}: a read from state emitted no STATE"
     final = after[-1]["stream"]["stream_state"]
     if "states" in saved:
-        new = {json.dumps(e["partition"], sort_keys=True): parse_datetime(e["cursor"][cursor]) for e in final["states"]}
+        new = {
+            json.dumps(e["partition"], sort_keys=True): parse_datetime(e["cursor"][cursor])
+            for e in final["states"]
+        }
         for entry in saved["states"]:
             partition = json.dumps(entry["partition"], sort_keys=True)
             assert partition in new, f"{stream}: partition {partition} lost its state"

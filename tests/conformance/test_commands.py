@@ -32,7 +32,9 @@ def test_check_succeeds_against_the_emulator(config, tmp_path):
 
 
 def test_check_fails_clearly_with_a_bad_key(config, tmp_path):
-    run = run_protocol("check", config={**config, "api_key": "pk_not_a_key_of_this_account"}, directory=tmp_path)
+    run = run_protocol(
+        "check", config={**config, "api_key": "pk_not_a_key_of_this_account"}, directory=tmp_path
+    )
     assert run.returncode == 0, run.stderr  # a FAILED check is an answer, not a crash
     [status] = [s["connectionStatus"] for s in run.of_type("CONNECTION_STATUS")]
     assert status["status"] == "FAILED"
@@ -62,7 +64,9 @@ def test_discover_lists_every_stream_of_the_table(discovered):
 
 
 def test_a_config_error_is_one_error_trace_with_both_messages(tmp_path):
-    run = run_protocol("discover", config={"api_key": API_KEY, "start_date": "yesterday-ish"}, directory=tmp_path)
+    run = run_protocol(
+        "discover", config={"api_key": API_KEY, "start_date": "yesterday-ish"}, directory=tmp_path
+    )
     assert run.returncode == 1
     [error] = run.traces("ERROR")
     assert error["error"]["failure_type"] == "config_error"

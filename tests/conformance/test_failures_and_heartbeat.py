@@ -25,7 +25,9 @@ def test_a_failing_stream_is_incomplete_with_an_error_trace_while_the_others_com
                                                                                         conformance_emulator,
                                                                                         tmp_path):
     catalog = configured_from(discovered, ["tags", "coupons"])
-    run = run_protocol("read", config={**config, "api_key": KEY_WITHOUT_TAGS}, catalog=catalog, directory=tmp_path)
+    run = run_protocol(
+        "read", config={**config, "api_key": KEY_WITHOUT_TAGS}, catalog=catalog, directory=tmp_path
+    )
     assert run.returncode == 1  # the platform marks the attempt failed, keeping what was read
     check_status_sequence(run, "tags", final="INCOMPLETE")
     check_status_sequence(run, "coupons", final="COMPLETE")
@@ -69,6 +71,8 @@ def test_a_read_waiting_on_retry_after_sends_a_message_every_heartbeat(tmp_path)
     assert len(run.records("tags")) == len(truth)
     check_status_sequence(run, "tags")
     heartbeats = run.statuses("tags").count("RUNNING")
-    assert heartbeats >= waits * RETRY_AFTER / HEARTBEAT / 2, f"{heartbeats} RUNNING statuses in {waits} waits"
+    assert heartbeats >= waits * RETRY_AFTER / HEARTBEAT / 2, (
+        f"{heartbeats} RUNNING statuses in {waits} waits"
+    )
     longest = max(run.gaps())
     assert longest <= HEARTBEAT + SLACK, f"{longest:.2f} s without a message (heartbeat {HEARTBEAT} s)"

@@ -53,7 +53,9 @@ def test_a_read_emits_only_the_selected_streams(resumed_read, incremental_names)
     assert resumed_read.streams_with_records() <= set(incremental_names)
     selected = {t["stream_status"]["stream_descriptor"]["name"] for t in resumed_read.traces("STREAM_STATUS")}
     assert selected == set(incremental_names)
-    assert {s["stream"]["stream_descriptor"]["name"] for s in resumed_read.last_states()} <= set(incremental_names)
+    assert {s["stream"]["stream_descriptor"]["name"] for s in resumed_read.last_states()} <= set(
+        incremental_names
+    )
 
 
 def test_every_message_is_protocol_and_no_error_is_traced(first_read, resumed_read):

@@ -24,7 +24,11 @@ TRUTH = {
     "lists_detailed": ("lists", ("id",), ("id",)),
     "list_memberships": ("list-memberships", ("list_id", "profile_id"), ("list_id", "profile_id")),
     "segments": ("segments", ("id",), ("id",)),
-    "segment_memberships": ("segment-memberships", ("segment_id", "profile_id"), ("segment_id", "profile_id")),
+    "segment_memberships": (
+        "segment-memberships",
+        ("segment_id", "profile_id"),
+        ("segment_id", "profile_id"),
+    ),
     "tags": ("tags", ("id",), ("id",)),
     "coupons": ("coupons", ("id",), ("id",)),
 }

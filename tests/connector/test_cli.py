@@ -77,7 +77,9 @@ def test_spec_starts_fast_and_imports_no_duckdb():
 
 
 def test_check_succeeds_and_fails_clearly(emulator, tmp_path):
-    ok = run_cli("check", "--config", "{config}", tmp_path=tmp_path, files={"config": config_for(emulator.url)})
+    ok = run_cli(
+        "check", "--config", "{config}", tmp_path=tmp_path, files={"config": config_for(emulator.url)}
+    )
     assert ok.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
     bad = run_cli("check", "--config", "{config}", tmp_path=tmp_path,
                   files={"config": config_for(emulator.url, api_key=SECRET)})

@@ -57,7 +57,9 @@ def test_fixture_parses_to_its_expected_config(path: Path) -> None:
     assert migrated == expected["migrated"]
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIG_FIXTURES if "error" not in _expected(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIG_FIXTURES if "error" not in _expected(p)], ids=lambda p: p.name
+)
 def test_a_config_is_rewritten_exactly_when_the_spec_rejects_it(path: Path) -> None:
     raw = read_json_file(str(path), "config")
     config, migrated = parse_config(raw, now=NOW)
@@ -103,7 +105,9 @@ def test_start_date_up_to_a_day_ahead_is_accepted_further_is_not() -> None:
         parse_config({"api_key": KEY, "start_date": later}, now=NOW)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("FALSE", False), (" True ", True), (False, False)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("FALSE", False), (" True ", True), (False, False)]
+)
 def test_booleans_may_be_strings(raw: Any, expected: bool) -> None:
     config, _ = parse_config({"api_key": KEY, "disable_fetching_predictive_analytics": raw}, now=NOW)
     assert config.disable_fetching_predictive_analytics is expected
@@ -172,7 +176,12 @@ _BAD_FIELDS = st.sampled_from(
 
 @given(key=_KEYS, field=_BAD_FIELDS, shape=st.sampled_from(["key", "key in url", "list", "object"]))
 def test_no_config_error_contains_the_api_key(key: str, field: str, shape: str) -> None:
-    value: Any = {"key": key, "key in url": f"http://{key}.example.com/{key}", "list": [key], "object": {"k": key}}[shape]
+    value: Any = {
+        "key": key,
+        "key in url": f"http://{key}.example.com/{key}",
+        "list": [key],
+        "object": {"k": key},
+    }[shape]
     try:
         parse_config({"api_key": key, field: value}, now=NOW)
     except ConfigError as error:  # either outcome is valid here: only the message is checked
@@ -191,8 +200,12 @@ def test_repr_of_config_masks_the_api_key(key: str) -> None:
 
 
 def test_api_key_errors_say_what_is_wrong_without_a_value() -> None:
-    for raw, message in [({}, "api_key is missing"), ({"api_key": None}, "api_key is missing"),
-                         ({"api_key": ""}, "api_key is empty"), ({"api_key": ["pk_x"]}, "api_key must be a string")]:
+    for raw, message in [
+        ({}, "api_key is missing"),
+        ({"api_key": None}, "api_key is missing"),
+        ({"api_key": ""}, "api_key is empty"),
+        ({"api_key": ["pk_x"]}, "api_key must be a string"),
+    ]:
         with pytest.raises(ConfigError, match=message) as caught:
             parse_config(raw, now=NOW)
         assert "pk_x" not in caught.value.message
@@ -252,7 +265,10 @@ def test_spec_defaults_are_what_parse_config_uses() -> None:
     defaults = Config(api_key="k")
     assert properties["num_workers"]["default"] == defaults.num_workers
     assert properties["base_url"]["default"] == defaults.base_url
-    assert properties["disable_fetching_predictive_analytics"]["default"] is defaults.disable_fetching_predictive_analytics
+    assert (
+        properties["disable_fetching_predictive_analytics"]["default"]
+        is defaults.disable_fetching_predictive_analytics
+    )
     assert properties["lookback_window"]["default"] == defaults.lookback_window_days
     assert (properties["num_workers"]["minimum"], properties["num_workers"]["maximum"]) == (1, 50)
 
@@ -269,7 +285,9 @@ def test_every_field_of_an_old_spec_keeps_its_type(version: str) -> None:
         assert new[name]["type"] == field_schema["type"], name
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIG_FIXTURES if "error" not in _expected(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIG_FIXTURES if "error" not in _expected(p)], ids=lambda p: p.name
+)
 def test_configs_accepted_by_the_spec_are_accepted_by_parse_config(path: Path) -> None:
     raw = read_json_file(str(path), "config")
     if _spec_validator().is_valid(raw):

@@ -280,7 +280,8 @@ def test_the_key_never_appears_in_an_exception_or_a_repr() -> None:
             lambda: klaviyo_error(400, "invalid", "Invalid filter provided", "filter"),
             400,
             "system_error",
-            "Klaviyo rejected the request to /api/events (400 invalid): Invalid filter provided (parameter `filter`)",
+            "Klaviyo rejected the request to /api/events (400 invalid): "
+            "Invalid filter provided (parameter `filter`)",
         ),
         (
             "/api/events",

@@ -14,7 +14,16 @@ from source_klaviyo.errors import ConfigError
 from source_klaviyo.protocol import MessageWriter
 from tests.connector.helpers import config_for, run_cli
 
-STREAMS = ["campaigns", "events", "flows", "lists", "metrics", "profiles", "email_templates", "global_exclusions"]
+STREAMS = [
+    "campaigns",
+    "events",
+    "flows",
+    "lists",
+    "metrics",
+    "profiles",
+    "email_templates",
+    "global_exclusions",
+]
 
 
 def validate(message: dict) -> AirbyteMessage:
@@ -63,7 +72,10 @@ def test_big_integers_pass_through_losslessly():
     line = out.getvalue().decode()
     assert "123456789012345678901234567890" in line
     assert "-98765432109876543210987" in line
-    assert json.loads(line)["record"]["data"]["attributes"]["event_properties"]["big"] == 123456789012345678901234567890
+    assert (
+        json.loads(line)["record"]["data"]["attributes"]["event_properties"]["big"]
+        == 123456789012345678901234567890
+    )
 
 
 def test_error_traces_validate_and_carry_no_stack_for_config_errors():

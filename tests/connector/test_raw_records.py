@@ -98,7 +98,9 @@ def test_the_raw_parser_keeps_every_byte_and_lifts_the_cursor() -> None:
     out = io.BytesIO()
     MessageWriter(out).raw_records("events", [first, second])
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
-    expected = [{**r, "datetime": r.get("attributes", {}).get("datetime")} for r in json.loads(ODD_PAGE)["data"]]
+    expected = [
+        {**r, "datetime": r.get("attributes", {}).get("datetime")} for r in json.loads(ODD_PAGE)["data"]
+    ]
     assert [line["record"]["data"] for line in lines] == expected
     assert {line["record"]["stream"] for line in lines} == {"events"}
 

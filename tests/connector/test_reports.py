@@ -115,7 +115,9 @@ def test_an_incremental_read_returns_only_the_new_days(fresh_emulator, stream):
     assert result.ok, first.errors
     state = first.final_state(stream)
     assert state == {"date": format_datetime(today() - 3 * DAY)}
-    assert {r["date"] for r in first.by_stream[stream]} == {format_datetime(today() - n * DAY) for n in (6, 5, 4)}
+    assert {r["date"] for r in first.by_stream[stream]} == {
+        format_datetime(today() - n * DAY) for n in (6, 5, 4)
+    }
 
     fresh_emulator.reset_stats()
     now = utc_now()

@@ -47,7 +47,9 @@ def expected_requests(emu, stream: str, now) -> int:
     campaign_keys = [(c, a) for c in ("email", "sms", "mobile_push") for a in (False, True)]
     by_campaign_partition = Counter((row["channel"], row["archived"]) for row in campaigns)
     flow_pages = chains(Counter(row["archived"] for row in flows), [False, True], "flows")
-    action_pages = chains(Counter(row["flow_id"] for row in actions), [row["id"] for row in flows], "flow_actions")
+    action_pages = chains(
+        Counter(row["flow_id"] for row in actions), [row["id"] for row in flows], "flow_actions"
+    )
     match stream:
         case "campaigns" | "campaigns_detailed" | "campaign_messages":
             return chains(by_campaign_partition, campaign_keys, stream)  # include=, not one call per campaign
@@ -90,7 +92,9 @@ def expected_requests(emu, stream: str, now) -> int:
                                       else (segments, "segment-memberships", "segment_id"))
             parent_stream = "lists" if stream == "list_memberships" else "segments"
             members = Counter(row[key] for row in emu.truth(resource))
-            return pages(len(parents), size(parent_stream)) + chains(members, [row["id"] for row in parents], stream)
+            return pages(len(parents), size(parent_stream)) + chains(
+                members, [row["id"] for row in parents], stream
+            )
         case "campaign_values_reports":
             return 3 * len(placed_order(emu)) + 1  # 3 days x metrics, + the metrics page
         case "flow_series_reports":
@@ -108,5 +112,8 @@ def test_requests_are_the_pages_not_the_records(fresh_emulator, stream):
     assert result.ok, sink.errors
     records = len(sink.by_stream.get(stream, []))
     stats = fresh_emulator.stats()
-    assert stats["requests_total"] == expected_requests(fresh_emulator, stream, now), (records, stats["requests"])
+    assert stats["requests_total"] == expected_requests(fresh_emulator, stream, now), (
+        records,
+        stats["requests"],
+    )
     assert all(set(statuses) == {"200"} for statuses in stats["requests"].values()), stats["requests"]

@@ -149,7 +149,9 @@ def _breaking_scopes(text: str) -> dict[str, list[str]]:
         if version and line.strip().startswith("impactedScopes:"):
             inline = line.split(":", 1)[1].strip()
             if inline.startswith("["):
-                scopes[version] = [name.strip().strip("\"'") for name in inline.strip("[]").split(",") if name.strip()]
+                scopes[version] = [
+                    name.strip().strip("\"'") for name in inline.strip("[]").split(",") if name.strip()
+                ]
             else:
                 names = []
                 for following in lines[index + 1:]:

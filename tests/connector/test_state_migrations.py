@@ -64,7 +64,9 @@ def test_fixture_migrates_to_its_expected_result(path: Path) -> None:
     assert list(result.warnings) == expected["warnings"]
 
 
-@pytest.mark.parametrize("path", [p for p in STATE_FIXTURES if "error" not in _expected(p)], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [p for p in STATE_FIXTURES if "error" not in _expected(p)], ids=lambda p: p.name
+)
 def test_a_migrated_state_migrates_to_itself(path: Path) -> None:
     """What 3.0.0 writes must read back unchanged: the migrations are idempotent."""
     start_date = parse_datetime(_expected(path)["start_date"])
@@ -79,12 +81,23 @@ def test_a_migrated_state_migrates_to_itself(path: Path) -> None:
 
 
 def test_campaigns_of_2_1_take_archived_and_top_level_cursors_and_no_sms_partition() -> None:
-    state = {"updated_at": "2020-10-10T00:00:00+00:00", "archived": {"updated_at": "2021-10-10T00:00:00+00:00"}}
+    state = {
+        "updated_at": "2020-10-10T00:00:00+00:00",
+        "archived": {"updated_at": "2021-10-10T00:00:00+00:00"},
+    }
     migrated = migrate_stream_state("campaigns", state, None)
-    assert migrated == {"states": [
-        {"partition": {"archived": "true", "campaign_type": "email"}, "cursor": {"updated_at": "2021-10-10T00:00:00+00:00"}},
-        {"partition": {"archived": "false", "campaign_type": "email"}, "cursor": {"updated_at": "2020-10-10T00:00:00+00:00"}},
-    ]}
+    assert migrated == {
+        "states": [
+            {
+                "partition": {"archived": "true", "campaign_type": "email"},
+                "cursor": {"updated_at": "2021-10-10T00:00:00+00:00"},
+            },
+            {
+                "partition": {"archived": "false", "campaign_type": "email"},
+                "cursor": {"updated_at": "2020-10-10T00:00:00+00:00"},
+            },
+        ]
+    }
 
 
 def test_a_missing_legacy_campaign_cursor_starts_at_start_date_or_2012() -> None:
@@ -139,7 +152,11 @@ def test_per_partition_states_take_the_earliest_cursor_not_the_earliest_string()
 
 
 def test_report_state_subtracts_the_cdk6_lookback_from_the_global_cursor() -> None:
-    state = {"use_global_cursor": True, "lookback_window": 86400, "state": {"date": "2026-02-10T00:00:00+00:00"}}
+    state = {
+        "use_global_cursor": True,
+        "lookback_window": 86400,
+        "state": {"date": "2026-02-10T00:00:00+00:00"},
+    }
     assert migrate_stream_state("flow_series_reports", state, None) == {"date": "2026-02-09T00:00:00+00:00"}
 
 
@@ -191,9 +208,14 @@ def test_unreadable_state_input_is_a_config_error_saying_what_is_wrong(raw: Any,
 
 def test_a_later_message_for_a_stream_replaces_an_earlier_one() -> None:
     def message(value: str) -> dict:
-        return {"type": "STREAM", "stream": {"stream_descriptor": {"name": "events"}, "stream_state": {"datetime": value}}}
+        return {
+            "type": "STREAM",
+            "stream": {"stream_descriptor": {"name": "events"}, "stream_state": {"datetime": value}},
+        }
 
-    assert split_state_input([message("2024-01-01"), message("2024-02-01")]) == {"events": {"datetime": "2024-02-01"}}
+    assert split_state_input([message("2024-01-01"), message("2024-02-01")]) == {
+        "events": {"datetime": "2024-02-01"}
+    }
 
 
 def test_an_unknown_stream_is_dropped_with_a_logged_warning(caplog: pytest.LogCaptureFixture) -> None:
@@ -203,7 +225,10 @@ def test_an_unknown_stream_is_dropped_with_a_logged_warning(caplog: pytest.LogCa
 
 
 def test_rewritten_names_the_streams_whose_state_changed() -> None:
-    raw = {"events": {"datetime": "2024-01-01T00:00:00+00:00"}, "profiles": {"updated": "2024-01-01T00:00:00Z"}}
+    raw = {
+        "events": {"datetime": "2024-01-01T00:00:00+00:00"},
+        "profiles": {"updated": "2024-01-01T00:00:00Z"},
+    }
     assert migrate_state(raw, None, now=NOW).rewritten == ("profiles",)
 
 
@@ -250,7 +275,9 @@ def _docstring_examples(function: Any) -> list[tuple[Any, Any]]:
     return [(load(before), load(after)) for before, after in blocks]
 
 
-@pytest.mark.parametrize(("name", "function"), _MIGRATIONS_IN_REGISTRY, ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("name", "function"), _MIGRATIONS_IN_REGISTRY, ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_every_migration_documents_an_example_that_holds(name: str, function: Any) -> None:
     examples = _docstring_examples(function)
     assert examples, f"{name} has no before/after example in its docstring"
@@ -302,9 +329,12 @@ def test_any_instant_in_any_legacy_format_migrates_to_the_same_second(instant: d
 
 @given(instants=st.lists(_INSTANTS, min_size=1, max_size=8))
 def test_a_per_partition_state_never_resumes_after_any_partition(instants: list[datetime]) -> None:
-    state = {"states": [
-        {"partition": {"metric_id": f"M{i}"}, "cursor": {"date": d.isoformat()}} for i, d in enumerate(instants)
-    ]}
+    state = {
+        "states": [
+            {"partition": {"metric_id": f"M{i}"}, "cursor": {"date": d.isoformat()}}
+            for i, d in enumerate(instants)
+        ]
+    }
     migrated = migrate_stream_state("campaign_values_reports", state, None)
     assert migrated is not None
     assert parse_datetime(migrated["date"]) == min(instants).replace(microsecond=0)
@@ -316,7 +346,9 @@ def test_a_legacy_campaign_partition_keeps_its_own_cursor(instants: list[datetim
     state = {"updated_at": top.isoformat(), "archived": {"updated_at": archived.isoformat()}}
     migrated = migrate_stream_state("campaigns", state, None)
     assert migrated is not None
-    by_archived = {entry["partition"]["archived"]: entry["cursor"]["updated_at"] for entry in migrated["states"]}
+    by_archived = {
+        entry["partition"]["archived"]: entry["cursor"]["updated_at"] for entry in migrated["states"]
+    }
     assert parse_datetime(by_archived["false"]) == top.replace(microsecond=0)
     assert parse_datetime(by_archived["true"]) == archived.replace(microsecond=0)
 

@@ -13,7 +13,16 @@ from source_klaviyo.schemas import STREAM_SCHEMAS
 from source_klaviyo.state_migrations import state_target
 from source_klaviyo.streams import STREAMS, TIERS
 
-CORE = {"campaigns", "email_templates", "events", "flows", "global_exclusions", "lists", "metrics", "profiles"}
+CORE = {
+    "campaigns",
+    "email_templates",
+    "events",
+    "flows",
+    "global_exclusions",
+    "lists",
+    "metrics",
+    "profiles",
+}
 
 
 @pytest.mark.parametrize("stream", STREAMS, ids=lambda s: s.name)
@@ -40,8 +49,13 @@ def test_campaign_requests_are_partitioned_by_channel_and_archived():
     partitions = partitions_of(campaigns)
     assert len(partitions) == 6
     lower = datetime(2024, 1, 1, tzinfo=UTC)
-    chain = build_chain(campaigns, Config(api_key="k"), partition={"campaign_type": "sms", "archived": "true"},
-                        lower=lower, upper=datetime(2024, 2, 1, tzinfo=UTC))
+    chain = build_chain(
+        campaigns,
+        Config(api_key="k"),
+        partition={"campaign_type": "sms", "archived": "true"},
+        lower=lower,
+        upper=datetime(2024, 2, 1, tzinfo=UTC),
+    )
     params = dict(chain.params)
     assert params["filter"] == ("equals(messages.channel,'sms'),equals(archived,true),"
                                 "greater-or-equal(updated_at,2024-01-01T00:00:00+00:00),"
@@ -55,7 +69,10 @@ def test_profiles_tier_follows_predictive_analytics():
     profiles = next(s for s in STREAMS if s.name == "profiles")
     with_pa = build_chain(profiles, Config(api_key="k"))
     without = build_chain(profiles, Config(api_key="k", disable_fetching_predictive_analytics=True))
-    assert (with_pa.tier, dict(with_pa.params)["additional-fields[profile]"]) == ("M", "subscriptions,predictive_analytics")
+    assert (with_pa.tier, dict(with_pa.params)["additional-fields[profile]"]) == (
+        "M",
+        "subscriptions,predictive_analytics",
+    )
     assert (without.tier, dict(without.params)["additional-fields[profile]"]) == ("L", "subscriptions")
     assert with_pa.bucket != without.bucket
 

@@ -106,7 +106,10 @@ def test_from_version_flag_overrides_the_guess(tmp_path):
 
 
 TWO_0_STATE = {
-    "campaigns": {"updated_at": "2020-10-10T00:00:00+00:00", "archived": {"updated_at": "2021-10-10T00:00:00+00:00"}},
+    "campaigns": {
+        "updated_at": "2020-10-10T00:00:00+00:00",
+        "archived": {"updated_at": "2021-10-10T00:00:00+00:00"},
+    },
     "flows": {"updated": "2022-01-01T00:00:00+00:00", "archived": {"updated": "2021-01-01T00:00:00+00:00"}},
     "events": {"datetime": "2023-03-01T00:00:00+00:00"},
     "profiles": {"updated": "2023-03-01T00:00:00+00:00"},
@@ -152,17 +155,41 @@ TWO_13_STATE = [
     _stream_message("events_detailed", {"datetime": "2024-05-02T10:00:00+00:00"}),
     _stream_message("profiles", {"updated": "2024-05-01T10:00:00+00:00"}),
     _stream_message("global_exclusions", {"updated": "2024-05-01T10:00:00+00:00"}),
-    _stream_message("campaigns", {"states": [
-        {"partition": {"archived": "true", "campaign_type": "email"}, "cursor": {"updated_at": "2021-10-10T00:00:00+00:00"}},
-        {"partition": {"archived": "false", "campaign_type": "email"}, "cursor": {"updated_at": "2020-10-10T00:00:00+00:00"}},
-    ]}),
-    _stream_message("campaigns_detailed", {"states": [
-        {"partition": {"archived": "false", "campaign_type": "sms"}, "cursor": {"updated_at": "2022-10-10T00:00:00+00:00"}},
-    ]}),
-    _stream_message("flows", {"states": [
-        {"partition": {"archived": "true"}, "cursor": {"updated": "2024-02-01T00:00:00+00:00"}},
-        {"partition": {"archived": "false"}, "cursor": {"updated": "2024-03-01T00:00:00+00:00"}},
-    ]}),
+    _stream_message(
+        "campaigns",
+        {
+            "states": [
+                {
+                    "partition": {"archived": "true", "campaign_type": "email"},
+                    "cursor": {"updated_at": "2021-10-10T00:00:00+00:00"},
+                },
+                {
+                    "partition": {"archived": "false", "campaign_type": "email"},
+                    "cursor": {"updated_at": "2020-10-10T00:00:00+00:00"},
+                },
+            ]
+        },
+    ),
+    _stream_message(
+        "campaigns_detailed",
+        {
+            "states": [
+                {
+                    "partition": {"archived": "false", "campaign_type": "sms"},
+                    "cursor": {"updated_at": "2022-10-10T00:00:00+00:00"},
+                },
+            ]
+        },
+    ),
+    _stream_message(
+        "flows",
+        {
+            "states": [
+                {"partition": {"archived": "true"}, "cursor": {"updated": "2024-02-01T00:00:00+00:00"}},
+                {"partition": {"archived": "false"}, "cursor": {"updated": "2024-03-01T00:00:00+00:00"}},
+            ]
+        },
+    ),
     _stream_message("lists_detailed", {"updated": "2024-05-01T10:00:00+00:00"}),
 ]
 TWO_13_CATALOG = _configured(
@@ -177,9 +204,16 @@ def test_two_13_user_with_partitioned_states(tmp_path):
     plan = _plan(tmp_path, TWO_13_CONFIG, TWO_13_STATE, TWO_13_CATALOG)
     assert plan["from_version"]["low"] == "2.13.0"
     assert _decisions(plan) == {
-        "events": "continue", "events_detailed": "continue", "profiles": "reset", "global_exclusions": "reset",
-        "campaigns": "reset", "campaigns_detailed": "reset", "flows": "continue", "lists_detailed": "continue",
-        "metrics": "full_refresh", "email_templates": "continue",
+        "events": "continue",
+        "events_detailed": "continue",
+        "profiles": "reset",
+        "global_exclusions": "reset",
+        "campaigns": "reset",
+        "campaigns_detailed": "reset",
+        "flows": "continue",
+        "lists_detailed": "continue",
+        "metrics": "full_refresh",
+        "email_templates": "continue",
     }
     assert _stream(plan, "events")["cursor"] == "2024-05-01T10:00:00+00:00"
     assert _stream(plan, "events")["state"] == {"datetime": "2024-05-01T10:00:00+00:00"}

@@ -33,7 +33,9 @@ SLOTS = 10  # num_workers' default; the XL burst does not bound it
 
 @settings(max_examples=300, deadline=None)
 @given(
-    start=st.datetimes(min_value=datetime(2015, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.just(UTC)),
+    start=st.datetimes(
+        min_value=datetime(2015, 1, 1), max_value=datetime(2026, 1, 1), timezones=st.just(UTC)
+    ),
     span=st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=1200)),
     declared=st.timedeltas(min_value=timedelta(hours=1), max_value=timedelta(days=60)),
     wanted=st.integers(min_value=1, max_value=200),
@@ -55,7 +57,9 @@ def test_a_range_is_cut_into_the_windows_asked_for_and_covered_exactly(start, sp
 @pytest.fixture(scope="module")
 def medium():
     # medium: ~16,000 events a month, spread over ~19 months
-    with run_emulator_in_thread(EmulatorOptions(seed=3, scale="medium", rate_limits=False, anchor=NOW)) as emu:
+    with run_emulator_in_thread(
+        EmulatorOptions(seed=3, scale="medium", rate_limits=False, anchor=NOW)
+    ) as emu:
         yield emu
 
 
@@ -71,8 +75,9 @@ def test_an_incremental_read_of_many_pages_is_cut_into_concurrent_chains(medium,
     pages = math.ceil(len(expected) / 1000)
     assert pages > 2  # the scenario needs a range the first page does not cover
     medium.reset_stats()
-    sink, result = read_in_process(medium.url, ["events"], state={"events": {"datetime": format_datetime(start)}},
-                                   clock=lambda: NOW)
+    sink, result = read_in_process(
+        medium.url, ["events"], state={"events": {"datetime": format_datetime(start)}}, clock=lambda: NOW
+    )
     assert result.ok, sink.errors
     ids = [record["id"] for record in sink.by_stream["events"]]
     assert len(ids) == len(set(ids))
@@ -93,8 +98,9 @@ def test_a_range_the_first_page_holds_is_read_with_that_one_request(medium) -> N
     expected = truth_between(medium, start, upper)
     assert 0 < len(expected) < 1000
     medium.reset_stats()
-    sink, result = read_in_process(medium.url, ["events"], state={"events": {"datetime": format_datetime(start)}},
-                                   clock=lambda: NOW)
+    sink, result = read_in_process(
+        medium.url, ["events"], state={"events": {"datetime": format_datetime(start)}}, clock=lambda: NOW
+    )
     assert result.ok, sink.errors
     assert {record["id"] for record in sink.by_stream["events"]} == expected
     assert medium.stats()["requests_total"] == 1

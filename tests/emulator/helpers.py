@@ -68,7 +68,9 @@ class Response:
         return int(match.group(1))
 
 
-def build_url(base: str, path: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None) -> str:
+def build_url(
+    base: str, path: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None
+) -> str:
     url = path if path.startswith("http") else base.rstrip("/") + path
     if params:
         items = params.items() if isinstance(params, Mapping) else params

@@ -43,7 +43,15 @@ def test_key_without_a_scope_is_403_there_and_200_elsewhere():
 @pytest.mark.parametrize(
     "revision",
     [None, "", "2026-13-45", "2026/07/15", "latest", "2023-02-22", "2022-10-17"],
-    ids=["missing", "empty", "impossible-date", "slashes", "word", "retired-2023-02-22", "retired-2022-10-17"],
+    ids=[
+        "missing",
+        "empty",
+        "impossible-date",
+        "slashes",
+        "word",
+        "retired-2023-02-22",
+        "retired-2022-10-17",
+    ],
 )
 def test_missing_malformed_or_retired_revision_is_400(emulator, revision):
     resp = request(emulator.url, "/api/profiles", revision=revision)

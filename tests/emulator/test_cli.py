@@ -66,7 +66,19 @@ def test_serve_prints_a_url_and_serves_the_api():
 
 
 def test_serve_with_a_custom_key_and_faults():
-    args = ["serve", "--port", "0", "--scale", "tiny", "--api-key", "pk_cli", "--faults", "503=1.0", "--seed", "1"]
+    args = [
+        "serve",
+        "--port",
+        "0",
+        "--scale",
+        "tiny",
+        "--api-key",
+        "pk_cli",
+        "--faults",
+        "503=1.0",
+        "--seed",
+        "1",
+    ]
     proc = subprocess.Popen(
         [*_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     )

@@ -75,7 +75,9 @@ def test_a_deleted_profile_leaves_its_lists_segments_and_events(fresh_emulator):
     assert any(profile in gone for profile in events_before.values())
 
     # Memberships: exactly the deleted profiles' go; nobody else's move.
-    assert fresh_emulator.truth("list-memberships") == [m for m in lists_before if m["profile_id"] not in gone]
+    assert fresh_emulator.truth("list-memberships") == [
+        m for m in lists_before if m["profile_id"] not in gone
+    ]
     assert fresh_emulator.truth("segment-memberships") == [
         m for m in segments_before if m["profile_id"] not in gone
     ]
@@ -83,7 +85,9 @@ def test_a_deleted_profile_leaves_its_lists_segments_and_events(fresh_emulator):
     for list_id in touched:
         expected = {m["profile_id"] for m in lists_before if m["list_id"] == list_id} - gone
         assert _members(fresh_emulator, "lists", list_id) == expected
-        detail = get_json(fresh_emulator.url, f"/api/lists/{list_id}", {"additional-fields[list]": "profile_count"})
+        detail = get_json(
+            fresh_emulator.url, f"/api/lists/{list_id}", {"additional-fields[list]": "profile_count"}
+        )
         assert detail["data"]["attributes"]["profile_count"] == len(expected)
 
     # Events: a data-privacy deletion takes the profile's events with it.
@@ -134,7 +138,9 @@ def test_a_deleted_tag_leaves_the_records_it_was_on(fresh_emulator):
 
 def test_delete_over_http_returns_the_ids_and_the_next_read_sees_it(fresh_emulator):
     first = set(ids(records(walk(fresh_emulator.url, "/api/tags"))))  # now in the page cache
-    resp = request(fresh_emulator.url, "/_emulator/mutate", method="POST", body={"resource": "tags", "delete": 3})
+    resp = request(
+        fresh_emulator.url, "/_emulator/mutate", method="POST", body={"resource": "tags", "delete": 3}
+    )
     assert resp.status == 200
     deleted = resp.json()["deleted"]
     assert len(deleted) == 3
@@ -142,9 +148,13 @@ def test_delete_over_http_returns_the_ids_and_the_next_read_sees_it(fresh_emulat
     assert set(ids(records(walk(fresh_emulator.url, "/api/tags")))) == first - set(deleted)
 
 
-@pytest.mark.parametrize("resource", ["metrics", "events", "campaign-messages", "flow-actions", "flow-messages"])
+@pytest.mark.parametrize(
+    "resource", ["metrics", "events", "campaign-messages", "flow-actions", "flow-messages"]
+)
 def test_resources_klaviyo_does_not_let_you_delete_are_refused(fresh_emulator, resource):
-    resp = request(fresh_emulator.url, "/_emulator/mutate", method="POST", body={"resource": resource, "delete": 1})
+    resp = request(
+        fresh_emulator.url, "/_emulator/mutate", method="POST", body={"resource": resource, "delete": 1}
+    )
     assert resp.status == 400
     assert "cannot be deleted" in resp.error["detail"]
 

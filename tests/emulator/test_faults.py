@@ -76,7 +76,9 @@ def test_emulator_endpoints_are_never_faulted():
         assert request(emu.url, "/api/profiles").status == 503
         assert request(emu.url, "/_emulator/truth/profiles").status == 200
         assert request(emu.url, "/_emulator/stats").status == 200
-        mutated = request(emu.url, "/_emulator/mutate", method="POST", body={"resource": "profiles", "add": 1})
+        mutated = request(
+            emu.url, "/_emulator/mutate", method="POST", body={"resource": "profiles", "add": 1}
+        )
         assert mutated.status == 200
 
 

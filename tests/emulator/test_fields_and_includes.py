@@ -30,7 +30,9 @@ def test_profile_costly_attributes_come_only_when_requested(emulator, requested,
 
 def test_suppressed_profiles_carry_a_suppression(emulator):
     profiles = records(
-        walk(emulator.url, "/api/profiles", {"page[size]": 100, "additional-fields[profile]": "subscriptions"})
+        walk(
+            emulator.url, "/api/profiles", {"page[size]": 100, "additional-fields[profile]": "subscriptions"}
+        )
     )
     with_suppression = {
         p["id"] for p in profiles if p["attributes"]["subscriptions"]["email"]["marketing"].get("suppression")
@@ -45,7 +47,9 @@ def test_profile_count_only_on_list_detail_when_requested(emulator):
     for lst in emulator.truth("lists")[:4]:
         plain = get_json(emulator.url, f"/api/lists/{lst['id']}")["data"]["attributes"]
         assert "profile_count" not in plain
-        counted = get_json(emulator.url, f"/api/lists/{lst['id']}", {"additional-fields[list]": "profile_count"})
+        counted = get_json(
+            emulator.url, f"/api/lists/{lst['id']}", {"additional-fields[list]": "profile_count"}
+        )
         assert counted["data"]["attributes"]["profile_count"] == len(members.get(lst["id"], ()))
     for lst in records(walk(emulator.url, "/api/lists")):
         assert "profile_count" not in lst["attributes"]

@@ -100,9 +100,13 @@ def test_and_form_equals_comma_form(emulator):
         emulator, "/api/events", {"filter": f"greater-or-equal(datetime,{lo_s}),less-than(datetime,{hi_s})"}
     )
     anded = _walk_ids(
-        emulator, "/api/events", {"filter": f"and(greater-or-equal(datetime,{lo_s}),less-than(datetime,{hi_s}))"}
+        emulator,
+        "/api/events",
+        {"filter": f"and(greater-or-equal(datetime,{lo_s}),less-than(datetime,{hi_s}))"},
     )
-    assert comma == anded == {t["id"] for t in truth if parse_dt(lo) <= parse_dt(t["datetime"]) < parse_dt(hi)}
+    assert (
+        comma == anded == {t["id"] for t in truth if parse_dt(lo) <= parse_dt(t["datetime"]) < parse_dt(hi)}
+    )
 
 
 def test_events_by_metric_id(emulator):
@@ -216,7 +220,12 @@ def test_sort_by_name_orders_lexicographically(emulator):
 
 @pytest.mark.parametrize(
     ("path", "sort"),
-    [("/api/events", "id"), ("/api/events", "-updated"), ("/api/profiles", "name"), ("/api/lists", "--updated")],
+    [
+        ("/api/events", "id"),
+        ("/api/events", "-updated"),
+        ("/api/profiles", "name"),
+        ("/api/lists", "--updated"),
+    ],
 )
 def test_unsupported_sort_is_400_on_sort(emulator, path, sort):
     resp = request(emulator.url, path, {"sort": sort})

@@ -50,8 +50,14 @@ def test_add_and_update_move_truth_and_api_together(fresh_emulator, resource):
     for rid in added:
         assert parse_dt(after[rid][cursor]) >= started
 
-    partitions = [{"filter": f"equals(archived,{a})"} for a in ("true", "false")] if resource == "flows" else [{}]
-    listed = [r for extra in partitions for r in records(walk(fresh_emulator.url, path, {"page[size]": size} | extra))]
+    partitions = (
+        [{"filter": f"equals(archived,{a})"} for a in ("true", "false")] if resource == "flows" else [{}]
+    )
+    listed = [
+        r
+        for extra in partitions
+        for r in records(walk(fresh_emulator.url, path, {"page[size]": size} | extra))
+    ]
     assert_unique(ids(listed))
     assert set(ids(listed)) == set(after)
     by_id = {r["id"]: r for r in listed}
@@ -114,7 +120,10 @@ def test_archived_flow_moves_between_partitions(fresh_emulator):
 def test_mutate_over_http_matches_the_python_api(fresh_emulator):
     before = {t["id"] for t in fresh_emulator.truth("tags")}
     resp = request(
-        fresh_emulator.url, "/_emulator/mutate", method="POST", body={"resource": "lists", "add": 2, "update": 1}
+        fresh_emulator.url,
+        "/_emulator/mutate",
+        method="POST",
+        body={"resource": "lists", "add": 2, "update": 1},
     )
     assert resp.status == 200
     body = resp.json()
@@ -127,5 +136,7 @@ def test_mutate_over_http_matches_the_python_api(fresh_emulator):
 
 
 def test_mutation_of_an_unknown_resource_is_rejected(fresh_emulator):
-    resp = request(fresh_emulator.url, "/_emulator/mutate", method="POST", body={"resource": "nope", "add": 1})
+    resp = request(
+        fresh_emulator.url, "/_emulator/mutate", method="POST", body={"resource": "nope", "add": 1}
+    )
     assert 400 <= resp.status < 500

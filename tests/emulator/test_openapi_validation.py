@@ -44,7 +44,11 @@ def test_non_nullable_schemas_are_unchanged():
     [
         ("GET", "/api/profiles", "get_profiles"),
         ("GET", "/api/profiles/", "get_profiles"),
-        ("GET", "https://a.klaviyo.com/api/lists/Y6nRLr?additional-fields%5Blist%5D=profile_count", "get_list"),
+        (
+            "GET",
+            "https://a.klaviyo.com/api/lists/Y6nRLr?additional-fields%5Blist%5D=profile_count",
+            "get_list",
+        ),
         ("GET", "/api/lists/Y6nRLr/profiles", "get_profiles_for_list"),
         ("GET", "/api/segments/S1/profiles", "get_profiles_for_segment"),
         ("GET", "/api/campaigns/C1/relationships/campaign-messages", "get_message_ids_for_campaign"),

@@ -46,7 +46,11 @@ def test_profiles_walk_any_page_size_returns_each_profile_once(emulator, data):
     params = {"page[size]": size} | ({"sort": sort} if sort else {})
     pages = walk(emulator.url, "/api/profiles", params)
     assert_walk(
-        pages, [t["id"] for t in truth], size, cursor="updated" if sort else None, descending=sort == "-updated"
+        pages,
+        [t["id"] for t in truth],
+        size,
+        cursor="updated" if sort else None,
+        descending=sort == "-updated",
     )
 
 

@@ -27,7 +27,9 @@ def _archived(channel: str) -> str:
 
 def _walk(emu, channel: str, sort: str, size: int) -> list[list[tuple[str, datetime]]]:
     pages = walk(emu.url, "/api/campaigns", {"filter": _archived(channel), "sort": sort, "page[size]": size})
-    return [[(r["id"], parse_dt(r["attributes"]["updated_at"])) for r in page.json()["data"]] for page in pages]
+    return [
+        [(r["id"], parse_dt(r["attributes"]["updated_at"])) for r in page.json()["data"]] for page in pages
+    ]
 
 
 def _true_order(emu, channel: str, descending: bool) -> list[str]:
@@ -66,7 +68,9 @@ def test_swapped_pairs_straddle_page_boundaries(faithful):
     assert crossings >= 2, "a page ends on a record that belongs after the first of the next page"
 
 
-@pytest.mark.parametrize(("sort", "archived"), [("updated_at", "false"), ("created_at", "true"), ("id", "true")])
+@pytest.mark.parametrize(
+    ("sort", "archived"), [("updated_at", "false"), ("created_at", "true"), ("id", "true")]
+)
 def test_other_campaign_queries_stay_sorted(faithful, sort, archived):
     flt = f"equals(messages.channel,'email'),equals(archived,{archived})"
     got = records(walk(faithful.url, "/api/campaigns", {"filter": flt, "sort": sort, "page[size]": 5}))

@@ -15,7 +15,11 @@ from tests.emulator.helpers import burst, request
 CAMPAIGN_VALUES = {
     "data": {
         "type": "campaign-values-report",
-        "attributes": {"statistics": ["opens"], "timeframe": {"key": "last_30_days"}, "conversion_metric_id": "X"},
+        "attributes": {
+            "statistics": ["opens"],
+            "timeframe": {"key": "last_30_days"},
+            "conversion_metric_id": "X",
+        },
     }
 }
 

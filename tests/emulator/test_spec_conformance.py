@@ -74,7 +74,9 @@ def test_flow_actions_and_flow_messages_match_the_spec(spec, emulator):
 
 def test_list_and_segment_details_and_their_profiles_match_the_spec(spec, emulator):
     for lst in emulator.truth("lists")[:3]:
-        _validate_pages(spec, emulator, f"/api/lists/{lst['id']}", {"additional-fields[list]": "profile_count"})
+        _validate_pages(
+            spec, emulator, f"/api/lists/{lst['id']}", {"additional-fields[list]": "profile_count"}
+        )
         _validate_pages(spec, emulator, f"/api/lists/{lst['id']}", {})
         _validate_pages(spec, emulator, f"/api/lists/{lst['id']}/profiles", {"page[size]": 100})
     for seg in emulator.truth("segments")[:3]:
@@ -153,7 +155,9 @@ def test_client_errors_are_spec_error_bodies(spec, emulator, status, path, param
 
 
 def test_forbidden_and_throttled_are_spec_error_bodies(spec):
-    options = EmulatorOptions(seed=3, rate_limits=True, key_scopes={"pk_events_only": frozenset({"events:read"})})
+    options = EmulatorOptions(
+        seed=3, rate_limits=True, key_scopes={"pk_events_only": frozenset({"events:read"})}
+    )
     with run_emulator_in_thread(options) as emu:
         forbidden = request(emu.url, "/api/profiles", api_key="pk_events_only")
         assert forbidden.status == 403

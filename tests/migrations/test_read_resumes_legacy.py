@@ -116,8 +116,12 @@ def test_read_resumes_from_the_legacy_cursor(monkeypatch, tmp_path, path: Path, 
         assert legacy.bytes_sent == scratch.bytes_sent
 
 
-@pytest.mark.parametrize("path", [p for p in STATE_FIXTURES if "error" in expected_of(p)], ids=lambda p: p.stem)
-def test_a_state_that_cannot_be_understood_fails_before_any_request(monkeypatch, tmp_path, path: Path) -> None:
+@pytest.mark.parametrize(
+    "path", [p for p in STATE_FIXTURES if "error" in expected_of(p)], ids=lambda p: p.stem
+)
+def test_a_state_that_cannot_be_understood_fails_before_any_request(
+    monkeypatch, tmp_path, path: Path
+) -> None:
     with emulator_at(None) as emu:
         run = run_command(monkeypatch, tmp_path, "read", config={**STATE_CONFIG, "base_url": emu.url},
                           streams=["events", "profiles"], state=path.read_text(), emulator=emu)
@@ -145,7 +149,9 @@ def test_legacy_state_warnings_reach_the_platform_as_log_warn(monkeypatch, tmp_p
         "reset the stream if that is wrong",
     ]
     first_record = next((i for i, m in enumerate(run.messages) if m["type"] in ("RECORD", "STATE")), None)
-    last_warning = max(i for i, m in enumerate(run.messages) if m["type"] == "LOG" and m["log"]["level"] == "WARN")
+    last_warning = max(
+        i for i, m in enumerate(run.messages) if m["type"] == "LOG" and m["log"]["level"] == "WARN"
+    )
     assert first_record is None or last_warning < first_record
     assert run.ids("profiles") == []
     assert run.requests == 0
@@ -164,7 +170,9 @@ def test_read_with_every_legacy_config_resumes_and_rewrites_only_what_it_must(mo
     raw = json.loads(path.read_text())
     expected = expected_of(path)
     state = migrate_state(json.loads(LEGACY_EVENTS_STATE.read_text()), None).streams["events"]
-    start_date = parse_datetime(expected["config"]["start_date"]) if expected["config"]["start_date"] else None
+    start_date = (
+        parse_datetime(expected["config"]["start_date"]) if expected["config"]["start_date"] else None
+    )
     with emulator_at(anchor_for("events", state), api_key=raw["api_key"]) as emu:
         config = {**raw, "base_url": emu.url}
         run = run_command(monkeypatch, tmp_path, "read", config=config, streams=["events"],
@@ -180,7 +188,10 @@ def test_read_with_every_legacy_config_resumes_and_rewrites_only_what_it_must(mo
     else:
         assert len(controls) == 1
         assert controls[0]["control"]["type"] == "CONNECTOR_CONFIG"
-        assert controls[0]["control"]["connectorConfig"]["config"] == {**expected["migrated"], "base_url": emu.url}
+        assert controls[0]["control"]["connectorConfig"]["config"] == {
+            **expected["migrated"],
+            "base_url": emu.url,
+        }
         assert run.messages[0] == controls[0], "the CONTROL message comes first"
     _assert_key_only_in_control(run.messages, raw["api_key"])
 
@@ -204,7 +215,10 @@ def test_a_rewritten_config_is_one_control_message_on_every_command(monkeypatch,
     assert run.code == 0
     controls = run.of_type("CONTROL")
     assert len(controls) == 1
-    assert controls[0]["control"]["connectorConfig"]["config"] == {**expected_of(path)["migrated"], "base_url": emu.url}
+    assert controls[0]["control"]["connectorConfig"]["config"] == {
+        **expected_of(path)["migrated"],
+        "base_url": emu.url,
+    }
     assert controls[0]["control"]["connectorConfig"]["config"]["api_key"] == raw["api_key"]
     expected_kind = {"check": "CONNECTION_STATUS", "discover": "CATALOG", "read": "STATE"}[command]
     assert run.of_type(expected_kind)

@@ -92,7 +92,10 @@ def expected_keys(emulator: Any, stream: str, lower: datetime | None = None,
 def cursor_by_key(emulator: Any, stream: str) -> dict[tuple[Any, ...], datetime]:
     spec = TRUTH[stream]
     assert spec.cursor is not None
-    return {tuple(row[p] for p in spec.key): parse_datetime(row[spec.cursor]) for row in truth_rows(emulator, stream)}
+    return {
+        tuple(row[p] for p in spec.key): parse_datetime(row[spec.cursor])
+        for row in truth_rows(emulator, stream)
+    }
 
 
 def duplicates(keys: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -117,7 +120,9 @@ def configured(names: Iterable[str], sync_mode: str = "incremental",
         stream = STREAMS_BY_NAME[name]
         window = overrides.get("window")
         if window is not None and stream.incremental is not None and stream.incremental.window is not None:
-            stream = dataclasses.replace(stream, incremental=dataclasses.replace(stream.incremental, window=window))
+            stream = dataclasses.replace(
+                stream, incremental=dataclasses.replace(stream.incremental, window=window)
+            )
         if overrides.get("page_size") and stream.page_size:
             stream = dataclasses.replace(stream, page_size=min(stream.page_size, overrides["page_size"]))
         mode = sync_mode if stream.incremental is not None else "full_refresh"
@@ -153,7 +158,9 @@ def keys_read(sink: CollectingSink, stream: str) -> list[tuple[Any, ...]]:
     return [key_of(stream, record) for record in sink.by_stream.get(stream, [])]
 
 
-def assert_exact(sink: CollectingSink, stream: str, expected: set[tuple[Any, ...]], context: str = "") -> None:
+def assert_exact(
+    sink: CollectingSink, stream: str, expected: set[tuple[Any, ...]], context: str = ""
+) -> None:
     keys = keys_read(sink, stream)
     dupes = duplicates(keys)
     assert not dupes, f"{stream}{context}: {len(dupes)} records emitted twice in one read, e.g. {dupes[:3]}"
@@ -266,7 +273,9 @@ class OutageProxy:
                 self.refused += 1
                 return web.json_response({"errors": [{"status": status, "detail": "outage"}]}, status=status)
             self.forwarded += 1
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+            headers = {
+                k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+            }
             async with aiohttp.ClientSession() as session, session.request(
                 request.method, upstream + request.raw_path, headers={**headers, "Host": request.host},
                 data=await request.read() or None, allow_redirects=False,

@@ -24,8 +24,15 @@ GOOD_CONFIG: dict[str, Any] = {"api_key": KEY, "base_url": URL}
 GOOD_CATALOG = configured_catalog(["events", "metrics"])
 
 
-def run_main(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes], *, config: Any = GOOD_CONFIG,
-             catalog: Any = GOOD_CATALOG, state: Any = None, command: str = "read") -> tuple[int, list[dict], str]:
+def run_main(
+    tmp_path: Path,
+    capsysbinary: pytest.CaptureFixture[bytes],
+    *,
+    config: Any = GOOD_CONFIG,
+    catalog: Any = GOOD_CATALOG,
+    state: Any = None,
+    command: str = "read",
+) -> tuple[int, list[dict], str]:
     """`source-klaviyo COMMAND` in-process; file contents given as str are written verbatim."""
     def write(name: str, content: Any) -> str:
         path = tmp_path / f"{name}.json"
@@ -71,7 +78,10 @@ BAD_CONFIGS: list[tuple[Any, tuple[str, ...]]] = [
     ({**GOOD_CONFIG, "start_date": "2023-02-29T00:00:00Z"}, ("start_date",)),
     ({**GOOD_CONFIG, "start_date": "2024-13-01"}, ("start_date", "2024-13-01")),
     ({**GOOD_CONFIG, "start_date": "2024-01-01T24:30:00Z"}, ("start_date",)),
-    ({**GOOD_CONFIG, "start_date": "\uff12\uff10\uff12\uff14-01-01"}, ("start_date", "\uff12\uff10")),  # fullwidth
+    (
+        {**GOOD_CONFIG, "start_date": "\uff12\uff10\uff12\uff14-01-01"},
+        ("start_date", "\uff12\uff10"),
+    ),  # fullwidth
     ({**GOOD_CONFIG, "start_date": "yesterday"}, ("start_date", "yesterday")),
     ({**GOOD_CONFIG, "start_date": 20240101}, ("start_date", "20240101")),
     ({**GOOD_CONFIG, "start_date": "2999-01-01T00:00:00Z"}, ("start_date", "future")),
@@ -81,7 +91,10 @@ BAD_CONFIGS: list[tuple[Any, tuple[str, ...]]] = [
     ({**GOOD_CONFIG, "num_workers": 2.5}, ("num_workers", "2.5")),
     ({**GOOD_CONFIG, "num_workers": True}, ("num_workers", "boolean")),
     ({**GOOD_CONFIG, "num_workers": -1}, ("num_workers",)),
-    ({**GOOD_CONFIG, "disable_fetching_predictive_analytics": "sometimes"}, ("disable_fetching_predictive_analytics",)),
+    (
+        {**GOOD_CONFIG, "disable_fetching_predictive_analytics": "sometimes"},
+        ("disable_fetching_predictive_analytics",),
+    ),
     ({**GOOD_CONFIG, "base_url": "http://a.klaviyo.com"}, ("base_url", "https")),
     ({**GOOD_CONFIG, "base_url": "ftp://127.0.0.1"}, ("base_url",)),
     ({**GOOD_CONFIG, "base_url": "https://user:pw@a.klaviyo.com"}, ("base_url", "password")),
@@ -105,7 +118,10 @@ BAD_CATALOGS: list[tuple[Any, tuple[str, ...]]] = [
     ({}, ("streams",)),
     ({"streams": "events"}, ("streams",)),
     ({"streams": []}, ("no streams",)),
-    ({"streams": [{"stream": {"name": "evénts_ünknown_🙂"}, "sync_mode": "full_refresh"}]}, ("evénts_ünknown_🙂",)),
+    (
+        {"streams": [{"stream": {"name": "evénts_ünknown_🙂"}, "sync_mode": "full_refresh"}]},
+        ("evénts_ünknown_🙂",),
+    ),
     ({"streams": [{"stream": {"name": 7}, "sync_mode": "full_refresh"}]}, ("stream.name",)),
     ({"streams": [{"stream": {"name": "events"}}, {"stream": {"name": "events"}}]}, ("twice",)),
     ({"streams": [{"stream": {"name": "tags"}, "sync_mode": "incremental"}]}, ("tags", "full_refresh")),
@@ -114,7 +130,9 @@ BAD_CATALOGS: list[tuple[Any, tuple[str, ...]]] = [
 ]
 
 
-@pytest.mark.parametrize(("catalog", "mentions"), BAD_CATALOGS, ids=[str(i) for i in range(len(BAD_CATALOGS))])
+@pytest.mark.parametrize(
+    ("catalog", "mentions"), BAD_CATALOGS, ids=[str(i) for i in range(len(BAD_CATALOGS))]
+)
 def test_a_bad_catalog_is_one_config_error_naming_the_problem(tmp_path, capsysbinary, catalog, mentions):
     code, messages, text = run_main(tmp_path, capsysbinary, catalog=catalog)
     assert_one_config_error(code, messages, text, *mentions)
@@ -146,8 +164,21 @@ def test_a_bad_state_is_one_config_error_naming_the_stream(tmp_path, capsysbinar
 def test_through_the_real_process_a_bad_input_exits_1_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({**GOOD_CONFIG, "num_workers": "ten"}))
     (tmp_path / "catalog.json").write_text(json.dumps(GOOD_CATALOG))
-    done = subprocess.run([sys.executable, "-m", "source_klaviyo", "read", "--config", str(tmp_path / "config.json"),
-                           "--catalog", str(tmp_path / "catalog.json")], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "source_klaviyo",
+            "read",
+            "--config",
+            str(tmp_path / "config.json"),
+            "--catalog",
+            str(tmp_path / "catalog.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     lines = done.stdout.splitlines()
     assert len(lines) == 1
@@ -185,30 +216,53 @@ def odd_api() -> Iterator[tuple[str, dict[str, Any]]]:
         yield server.url, answers
 
 
-def jsonapi(body: bytes, status: int = 200, content_type: str = "application/vnd.api+json") -> Callable[..., web.Response]:
+def jsonapi(
+    body: bytes, status: int = 200, content_type: str = "application/vnd.api+json"
+) -> Callable[..., web.Response]:
     return lambda path, request: web.Response(status=status, body=body, content_type=content_type)
 
 
 ODD_ANSWERS: list[tuple[str, Callable[..., web.Response], str, str]] = [
     ("data is not a list", jsonapi(b'{"data": "nope"}'), "system_error", "without a data list"),
-    ("data holds numbers", jsonapi(b'{"data": [1, 2, 3]}'), "system_error", "without a data list of resource"),
+    (
+        "data holds numbers",
+        jsonapi(b'{"data": [1, 2, 3]}'),
+        "system_error",
+        "without a data list of resource",
+    ),
     ("no data at all", jsonapi(b'{"meta": {}}'), "system_error", "without a data list"),
     ("next is a number", jsonapi(page([event(1)], 42)), "system_error", "links.next that is not a URL"),
     ("links is a list", jsonapi(b'{"data": [], "links": []}'), "", ""),
     ("plain text 200", jsonapi(b"hello", content_type="text/plain"), "transient_error", "incomplete"),
-    ("HTML 200", jsonapi(b"<html><body>maintenance</body></html>", content_type="text/html"),
-     "transient_error", "incomplete"),
+    (
+        "HTML 200",
+        jsonapi(b"<html><body>maintenance</body></html>", content_type="text/html"),
+        "transient_error",
+        "incomplete",
+    ),
     ("a JSON array", jsonapi(b"[1, 2]"), "transient_error", "incomplete"),
-    ("JSON nested 100,000 deep", jsonapi(b'{"data": [' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"]}"),
-     "transient_error", "not valid JSON"),
-    ("a 400 with a body that is not JSON:API", jsonapi(b"<h1>bad</h1>", status=400, content_type="text/html"),
-     "system_error", "400"),
+    (
+        "JSON nested 100,000 deep",
+        jsonapi(b'{"data": [' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"]}"),
+        "transient_error",
+        "not valid JSON",
+    ),
+    (
+        "a 400 with a body that is not JSON:API",
+        jsonapi(b"<h1>bad</h1>", status=400, content_type="text/html"),
+        "system_error",
+        "400",
+    ),
     ("a 404", jsonapi(b'{"errors": [{"detail": "gone"}]}', status=404), "system_error", "404"),
 ]
 
 
-@pytest.mark.parametrize(("case", "answer", "failure_type", "mentions"), ODD_ANSWERS, ids=[c[0] for c in ODD_ANSWERS])
-def test_an_answer_that_violates_the_api_fails_the_stream_clearly(odd_api, case, answer, failure_type, mentions):
+@pytest.mark.parametrize(
+    ("case", "answer", "failure_type", "mentions"), ODD_ANSWERS, ids=[c[0] for c in ODD_ANSWERS]
+)
+def test_an_answer_that_violates_the_api_fails_the_stream_clearly(
+    odd_api, case, answer, failure_type, mentions
+):
     url, answers = odd_api
     answers["events"] = answer
     sink, result = fast_read(url, ["events"], sync_mode="full_refresh", api_key=KEY, max_attempts=2)
@@ -240,7 +294,9 @@ def test_huge_records_and_unicode_everywhere_pass_through_losslessly(odd_api) ->
     records = [event(1, event_properties=odd), event(2, datetime="2026-01-01T00:00:00Z")]
     for record in records:  # /api/metrics: one request, filtered here, so the stand-in can ignore filters
         record["attributes"]["updated"] = "2026-01-01T00:00:00+00:00"
-    body = json.dumps({"data": records, "links": {"next": None}}).encode()  # ensure_ascii: \ud800 stays escaped
+    body = json.dumps(
+        {"data": records, "links": {"next": None}}
+    ).encode()  # ensure_ascii: \ud800 stays escaped
     answers["events"] = jsonapi(body)
     sink, result = fast_read(url, ["metrics"], api_key=KEY)
     assert result.ok, sink.errors

@@ -37,7 +37,9 @@ PROPERTY = settings(max_examples=12, deadline=None, derandomize=True,
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[RunningEmulator]:
-    with run_emulator_in_thread(EmulatorOptions(seed=31, scale="tiny", rate_limits=False, anchor=ANCHOR)) as emulator:
+    with run_emulator_in_thread(
+        EmulatorOptions(seed=31, scale="tiny", rate_limits=False, anchor=ANCHOR)
+    ) as emulator:
         yield emulator
 
 
@@ -61,7 +63,9 @@ def test_the_emulator_has_the_edges_these_properties_need(emu: RunningEmulator) 
        nudge=st.sampled_from([-1, 0, 1]))
 def test_any_start_date_reads_exactly_the_records_from_its_second(emu, data, stream, mode, nudge) -> None:
     values = [*cursors(emu, stream), busiest_second(emu)]
-    start = data.draw(st.sampled_from(values)) + timedelta(seconds=nudge, microseconds=data.draw(st.sampled_from([0, 999_999])))
+    start = data.draw(st.sampled_from(values)) + timedelta(
+        seconds=nudge, microseconds=data.draw(st.sampled_from([0, 999_999]))
+    )
     sink, result = fast_read(emu.url, [stream], sync_mode=mode, clock=fixed(NOW),
                              start_date=start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
     assert result.ok, sink.errors
@@ -70,14 +74,22 @@ def test_any_start_date_reads_exactly_the_records_from_its_second(emu, data, str
 
 
 @PROPERTY
-@given(data=st.data(), window_days=st.sampled_from([None, 1, 3, 7, 17, 45]), page_size=st.sampled_from([None, 10, 37]),
-       lag=st.sampled_from([0, 1, 5, 6]))
-def test_two_reads_split_at_any_second_read_each_record_exactly_once(emu, data, window_days, page_size, lag) -> None:
+@given(
+    data=st.data(),
+    window_days=st.sampled_from([None, 1, 3, 7, 17, 45]),
+    page_size=st.sampled_from([None, 10, 37]),
+    lag=st.sampled_from([0, 1, 5, 6]),
+)
+def test_two_reads_split_at_any_second_read_each_record_exactly_once(
+    emu, data, window_days, page_size, lag
+) -> None:
     """The first read's upper edge (now - 5 s) falls on a record's second, on the busiest second, or
     next to it; windows and pages cut the data anywhere. Nothing is lost or read twice, and no state
     passes the first read's now."""
     stream = data.draw(st.sampled_from(STREAMS))
-    split = data.draw(st.sampled_from([*cursors(emu, stream)[1:-1], busiest_second(emu)])) + timedelta(seconds=lag)
+    split = data.draw(st.sampled_from([*cursors(emu, stream)[1:-1], busiest_second(emu)])) + timedelta(
+        seconds=lag
+    )
     window = timedelta(days=window_days) if window_days else None
     chosen = configured([stream], window=window, page_size=page_size)
     first, result = fast_read(emu.url, chosen, clock=fixed(split))
@@ -88,7 +100,9 @@ def test_two_reads_split_at_any_second_read_each_record_exactly_once(emu, data, 
 
     second, result = fast_read(emu.url, chosen, state={stream: first.final_state(stream)}, clock=fixed(NOW))
     assert result.ok, second.errors
-    assert_exact(second, stream, expected_keys(emu, stream, lower=upper1, upper=upper_for(NOW)), " (second read)")
+    assert_exact(
+        second, stream, expected_keys(emu, stream, lower=upper1, upper=upper_for(NOW)), " (second read)"
+    )
     assert not set(keys_read(first, stream)) & set(keys_read(second, stream))
 
 
@@ -104,8 +118,13 @@ def bursty() -> Iterator[RunningEmulator]:
 
 
 @PROPERTY
-@given(stream=st.sampled_from(["email_templates", "profiles", "events", "lists"]), page_size=st.sampled_from([1, 2, 3, 4, 7, 10]))
-def test_resuming_from_any_checkpoint_inside_a_burst_loses_nothing(bursty, monkeypatch, stream, page_size) -> None:
+@given(
+    stream=st.sampled_from(["email_templates", "profiles", "events", "lists"]),
+    page_size=st.sampled_from([1, 2, 3, 4, 7, 10]),
+)
+def test_resuming_from_any_checkpoint_inside_a_burst_loses_nothing(
+    bursty, monkeypatch, stream, page_size
+) -> None:
     """A state after every page puts checkpoints inside runs of records sharing one second. Resuming from
     each of them, the records emitted before it plus the resumed read are the truth, and only records of
     the checkpoint's own second are read twice."""
@@ -132,8 +151,9 @@ def test_resuming_from_any_checkpoint_inside_a_burst_loses_nothing(bursty, monke
             emitted_before.append(set(seen))
     times = cursor_by_key(bursty, stream)
     for state, before in list(zip(states, emitted_before, strict=True))[:: max(1, len(states) // 6)]:
-        resumed, result = fast_read(bursty.url, configured([stream], page_size=page_size), state={stream: state},
-                                    **options)
+        resumed, result = fast_read(
+            bursty.url, configured([stream], page_size=page_size), state={stream: state}, **options
+        )
         assert result.ok
         again = set(keys_read(resumed, stream))
         assert before | again == expected
@@ -148,19 +168,30 @@ def test_resuming_from_any_checkpoint_inside_a_burst_loses_nothing(bursty, monke
 def test_clock_skew_never_moves_state_past_the_connectors_now_and_loses_nothing(skew: timedelta) -> None:
     """The emulator's clock runs `skew` ahead of ours: its newest records are in our future."""
     ours = utc_now()
-    with run_emulator_in_thread(EmulatorOptions(seed=41, scale="tiny", rate_limits=False,
-                                                anchor=(ours + skew).replace(minute=0, second=0, microsecond=0))) as emu:
+    with run_emulator_in_thread(
+        EmulatorOptions(
+            seed=41,
+            scale="tiny",
+            rate_limits=False,
+            anchor=(ours + skew).replace(minute=0, second=0, microsecond=0),
+        )
+    ) as emu:
         first, result = fast_read(emu.url, STREAMS, clock=fixed(ours))
         assert result.ok
         for stream in STREAMS:
-            assert all(cursor <= ours - engine.UPPER_MARGIN for cursor in states_cursor(stream, first.final_state(stream)))
+            assert all(
+                cursor <= ours - engine.UPPER_MARGIN
+                for cursor in states_cursor(stream, first.final_state(stream))
+            )
             assert_exact(first, stream, expected_keys(emu, stream, upper=upper_for(ours)))
         later = ours + skew + timedelta(days=10)  # our clock catches up
         states = {stream: first.final_state(stream) for stream in STREAMS}
         second, result = fast_read(emu.url, STREAMS, state=states, clock=fixed(later))
         assert result.ok
         for stream in STREAMS:
-            assert set(keys_read(first, stream)) | set(keys_read(second, stream)) == expected_keys(emu, stream)
+            assert set(keys_read(first, stream)) | set(keys_read(second, stream)) == expected_keys(
+                emu, stream
+            )
             assert not set(keys_read(first, stream)) & set(keys_read(second, stream))
 
 
@@ -168,9 +199,13 @@ def test_empty_windows_and_reads_with_nothing_new_complete_and_advance_state(emu
     last_event = cursors(emu, "events")
     after_all = max(m for m in last_event if m < NOW) + timedelta(seconds=1)
     chosen = configured(["events"], window=timedelta(hours=6))  # most 6-hour windows of a day hold nothing
-    sink, result = fast_read(emu.url, chosen, clock=fixed(NOW), start_date=(NOW - timedelta(days=9)).isoformat())
+    sink, result = fast_read(
+        emu.url, chosen, clock=fixed(NOW), start_date=(NOW - timedelta(days=9)).isoformat()
+    )
     assert result.ok
-    assert_exact(sink, "events", expected_keys(emu, "events", lower=NOW - timedelta(days=9), upper=upper_for(NOW)))
+    assert_exact(
+        sink, "events", expected_keys(emu, "events", lower=NOW - timedelta(days=9), upper=upper_for(NOW))
+    )
     nothing, result = fast_read(emu.url, ["events", "profiles"], clock=fixed(NOW),
                                 state={"events": {"datetime": after_all.isoformat()},
                                        "profiles": {"updated": upper_for(NOW).isoformat()}})
@@ -197,7 +232,9 @@ def test_archived_records_move_partition_and_are_read_once(fresh_emulator: Runni
     archived = {row["id"] for row in truth_rows(fresh_emulator, stream) if row.get("archived")}
     assert set(changed["archived"]) <= archived
     assert {p["partition"]["archived"] for p in second.final_state(stream)["states"]} == {"true", "false"}
-    assert parse_datetime(second.final_state(stream)["states"][0]["cursor"][TRUTH_CURSOR[stream]]) == upper_for(later)
+    assert parse_datetime(
+        second.final_state(stream)["states"][0]["cursor"][TRUTH_CURSOR[stream]]
+    ) == upper_for(later)
 
 
 TRUTH_CURSOR = {"campaigns": "updated_at", "flows": "updated"}

@@ -62,7 +62,9 @@ def parse_run(lines: list[bytes]) -> CollectingSink:
     return sink
 
 
-def run_read(tmp: Path, url: str, state: dict[str, dict], kill_after: int | None) -> tuple[CollectingSink, bool]:
+def run_read(
+    tmp: Path, url: str, state: dict[str, dict], kill_after: int | None
+) -> tuple[CollectingSink, bool]:
     """One `read`; SIGKILLed once `kill_after` protocol lines were received. Returns what it wrote and
     whether it was killed (False: it finished first)."""
     (tmp / "config.json").write_text(json.dumps({"api_key": "pk_emulator", "base_url": url}))
@@ -74,7 +76,9 @@ def run_read(tmp: Path, url: str, state: dict[str, dict], kill_after: int | None
                     for name, value in state.items()]
         (tmp / "state.json").write_text(json.dumps(messages))
         argv += ["--state", str(tmp / "state.json")]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     assert process.stdout is not None
     lines: list[bytes] = []
     killed = False
@@ -126,7 +130,9 @@ def test_reads_killed_at_random_points_resume_to_exactly_the_truth(slow_emulator
     assert resumed_from_state >= KILLS // 3, "too few kills landed after a checkpoint"
 
 
-def check_resumed_run(emu: Any, runs: list[CollectingSink], state: dict[str, dict], resumed: CollectingSink) -> None:
+def check_resumed_run(
+    emu: Any, runs: list[CollectingSink], state: dict[str, dict], resumed: CollectingSink
+) -> None:
     """What `resumed` (started from `state`) emitted again: never below the saved cursor, and within the
     bound of the killed run before it; no duplicate inside the run itself."""
     for stream in CORE_STREAMS:
@@ -140,4 +146,6 @@ def check_resumed_run(emu: Any, runs: list[CollectingSink], state: dict[str, dic
             below = [key for key in twice if cursors[key] < floor]
             assert not below, f"{stream}: re-read below the saved cursor {floor}: {below[:3]}"
         last = runs[-1]
-        assert_duplicates_within_the_last_checkpoint_interval(emu, last, stream, twice & set(keys_read(last, stream)))
+        assert_duplicates_within_the_last_checkpoint_interval(
+            emu, last, stream, twice & set(keys_read(last, stream))
+        )

@@ -141,7 +141,9 @@ def test_an_outage_mid_read_leaves_states_that_resume_to_exactly_the_truth(healt
             errors = [error for name, error in cut.errors if name == stream]
             if result.statuses[stream] == "COMPLETE":
                 assert not errors
-                assert_exact(cut, stream, expected_keys(emu, stream, upper=upper), " (completed before the outage)")
+                assert_exact(
+                    cut, stream, expected_keys(emu, stream, upper=upper), " (completed before the outage)"
+                )
             else:
                 assert result.statuses[stream] == "INCOMPLETE"
                 assert [error.failure_type for error in errors] == ["transient_error"]

@@ -28,7 +28,9 @@ def test_report_reads_under_faults_are_the_emulators_values_for_each_day(faults:
     now = utc_now()
     start_date = today() - days_back * DAY + timedelta(hours=12)  # mid-day: the next whole day is first
     days = [today() - n * DAY for n in range(days_back - 1, 0, -1)]
-    options = EmulatorOptions(seed=5, scale="tiny", rate_limits=False, faults=faults, hang_seconds=HANG_SECONDS)
+    options = EmulatorOptions(
+        seed=5, scale="tiny", rate_limits=False, faults=faults, hang_seconds=HANG_SECONDS
+    )
     with run_emulator_in_thread(options) as emu:
         sink, result = fast_read(emu.url, [stream], start_date=format_datetime(start_date), clock=lambda: now)
         assert result.statuses[stream] == "COMPLETE", [(s, e.message) for s, e in result.errors]

@@ -76,12 +76,16 @@ def test_in_process_reads_under_faults_and_failures_never_show_the_key(keyed_emu
 
 
 def run(argv: list[str], tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, *argv], capture_output=True, timeout=timeout, cwd=tmp_path, check=False)
+    return subprocess.run(
+        [sys.executable, *argv], capture_output=True, timeout=timeout, cwd=tmp_path, check=False
+    )
 
 
 def test_the_cli_under_faults_never_prints_the_key(keyed_emulator, tmp_path: Path, caplog) -> None:
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"api_key": KEY, "base_url": keyed_emulator.url, "request_timeout_seconds": 1}))
+    config.write_text(
+        json.dumps({"api_key": KEY, "base_url": keyed_emulator.url, "request_timeout_seconds": 1})
+    )
     catalog = tmp_path / "catalog.json"
     catalog.write_text(json.dumps(configured_catalog(["events", "profiles", "metrics", "lists", "flows"])))
     wrong_config = tmp_path / "wrong.json"
@@ -107,7 +111,9 @@ def test_the_cli_under_faults_never_prints_the_key(keyed_emulator, tmp_path: Pat
 
 def test_sync_into_duckdb_never_stores_the_key(keyed_emulator, tmp_path: Path, caplog) -> None:
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"api_key": KEY, "base_url": keyed_emulator.url, "request_timeout_seconds": 1}))
+    config.write_text(
+        json.dumps({"api_key": KEY, "base_url": keyed_emulator.url, "request_timeout_seconds": 1})
+    )
     db = tmp_path / "out.duckdb"
     done = run(["-m", "source_klaviyo.sync", "sync", "--config", str(config), "--db", str(db), "--quiet",
                 "--streams", "events,profiles,metrics,lists"], tmp_path)
@@ -140,10 +146,16 @@ def _lure(elsewhere: dict[str, Any], how: str) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         assert request.headers.get("Authorization") == f"Klaviyo-API-Key {KEY}"
         if how == "next":
-            body = {"data": [{"type": "metric", "id": "m1", "attributes": {"updated": "2026-01-01T00:00:00+00:00"}}],
-                    "links": {"next": elsewhere["url"] + "/api/metrics?page[cursor]=x"}}
+            body = {
+                "data": [
+                    {"type": "metric", "id": "m1", "attributes": {"updated": "2026-01-01T00:00:00+00:00"}}
+                ],
+                "links": {"next": elsewhere["url"] + "/api/metrics?page[cursor]=x"},
+            }
             return web.json_response(body)
-        location = elsewhere["url"] + "/api/metrics" if how != "same-origin redirect" else "/api/metrics?again=1"
+        location = (
+            elsewhere["url"] + "/api/metrics" if how != "same-origin redirect" else "/api/metrics?again=1"
+        )
         return web.Response(status=302 if how != "307" else 307, headers={"Location": location})
 
     app = web.Application()
@@ -158,6 +170,8 @@ def test_a_link_or_redirect_to_another_place_is_refused_and_gets_no_key(elsewher
     assert result.statuses == {"metrics": "INCOMPLETE"}
     assert elsewhere["requests"] == []
     (_, error), = sink.errors
-    assert ("refusing to send the API key" in error.message) if how == "next" else ("redirect" in error.message)
+    assert (
+        ("refusing to send the API key" in error.message) if how == "next" else ("redirect" in error.message)
+    )
     assert elsewhere["url"].split("//")[1] not in error.message or how == "next"
     assert_no_key(*every_error_text(sink), where="in the refusal")

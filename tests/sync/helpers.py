@@ -46,8 +46,12 @@ def run_sync(url: str, db: Path, streams: list[str] | None = None, *, stderr: Te
     async def go() -> SyncSummary:
         config = config_for(url)
         async with KlaviyoClient(config, tiers=scaled_tiers(100)) as client:
-            return await sync(config, SyncOptions(db_path=db, streams=streams, quiet=stderr is None, **options),
-                              client=client, stderr=stderr)
+            return await sync(
+                config,
+                SyncOptions(db_path=db, streams=streams, quiet=stderr is None, **options),
+                client=client,
+                stderr=stderr,
+            )
 
     return asyncio.run(go())
 

@@ -26,16 +26,24 @@ JSON_SCALARS = (
 )
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
     max_leaves=12,
 )
 ENCODINGS = ("dicts", "compact", "pretty")
 
 
 def profile(n: int, attributes: Any, **top: Any) -> dict[str, Any]:
-    return {"type": "profile", "id": f"p{n}", "updated": "2024-05-01T10:00:00+00:00", "attributes": attributes,
-            "relationships": {"lists": {"data": []}}, "links": {"self": f"https://a.klaviyo.com/api/profiles/p{n}/"},
-            **top}
+    return {
+        "type": "profile",
+        "id": f"p{n}",
+        "updated": "2024-05-01T10:00:00+00:00",
+        "attributes": attributes,
+        "relationships": {"lists": {"data": []}},
+        "links": {"self": f"https://a.klaviyo.com/api/profiles/p{n}/"},
+        **top,
+    }
 
 
 def write(db: Path, records: list[dict[str, Any]], encoding: str) -> None:
@@ -45,7 +53,9 @@ def write(db: Path, records: list[dict[str, Any]], encoding: str) -> None:
     else:
         # The stdlib writes integers of any width; indent=2 puts newlines between tokens.
         indent = 2 if encoding == "pretty" else None
-        sink.raw_records("profiles", [json.dumps(r, indent=indent, ensure_ascii=False).encode() for r in records])
+        sink.raw_records(
+            "profiles", [json.dumps(r, indent=indent, ensure_ascii=False).encode() for r in records]
+        )
     sink.stream_status("profiles", "COMPLETE")
     store.close()
 
@@ -98,8 +108,11 @@ def test_a_field_first_seen_mid_batch_gets_a_column_and_earlier_rows_null(tmp_pa
         db = tmp_path / f"{encoding}.duckdb"
         write(db, [profile(1, {}), profile(2, {}, meta={"cohort": 7}, _private=1), profile(3, {})], encoding)
         rows = table(db, "SELECT id, meta FROM profiles ORDER BY id")
-        assert [(id_, meta and json.loads(meta)) for id_, meta in rows] == [("p1", None), ("p2", {"cohort": 7}),
-                                                                          ("p3", None)]
+        assert [(id_, meta and json.loads(meta)) for id_, meta in rows] == [
+            ("p1", None),
+            ("p2", {"cohort": 7}),
+            ("p3", None),
+        ]
         columns = [row[0] for row in table(db, "SELECT column_name FROM information_schema.columns "
                                                "WHERE table_name = 'profiles'")]
         assert "_private" not in columns

@@ -27,7 +27,9 @@ KEYS = {"list_memberships": "list_id, profile_id"}
 @pytest.fixture
 def slow_emulator() -> Iterator[RunningEmulator]:
     # Latency spreads the read over many checkpoints so that kills land mid-stream.
-    with run_emulator_in_thread(EmulatorOptions(seed=23, scale="tiny", rate_limits=False, latency_ms=15)) as emu:
+    with run_emulator_in_thread(
+        EmulatorOptions(seed=23, scale="tiny", rate_limits=False, latency_ms=15)
+    ) as emu:
         yield emu
 
 
@@ -60,7 +62,10 @@ def kill_after(process: subprocess.Popen[bytes], log: Path, checkpoints: int) ->
 
 
 def snapshot(db: Path) -> dict[str, list[tuple]]:
-    return {stream: table_rows(db, stream, f"{KEYS.get(stream, 'id')}, _sync_id IS NOT NULL") for stream in STREAMS}
+    return {
+        stream: table_rows(db, stream, f"{KEYS.get(stream, 'id')}, _sync_id IS NOT NULL")
+        for stream in STREAMS
+    }
 
 
 @pytest.mark.slow

@@ -109,9 +109,11 @@ def age_file(db: Path, *, fingerprints: dict[str, str], old_shapes: bool,
             # 2.13 profiles carried `segments` at the top level; 2.13 campaigns had message and channel.
             con.execute("ALTER TABLE profiles ADD COLUMN segments JSON")
             con.execute("""UPDATE profiles SET segments = '{"data": []}'""")
-            con.execute("""INSERT INTO profiles (id, type, updated, attributes, segments)
-                           VALUES (?, 'profile', TIMESTAMPTZ '2024-03-01 00:00:00+00', '{}', '{"data": []}')""",
-                        [STALE_ID])
+            con.execute(
+                """INSERT INTO profiles (id, type, updated, attributes, segments)
+                   VALUES (?, 'profile', TIMESTAMPTZ '2024-03-01 00:00:00+00', '{}', '{"data": []}')""",
+                [STALE_ID],
+            )
             con.execute("""UPDATE campaigns SET attributes = json_merge_patch(attributes,
                            '{"message": "01OLDMESSAGE", "channel": "email"}')""")
             con.execute("""INSERT INTO campaigns (id, type, updated_at, attributes)
@@ -177,7 +179,11 @@ def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: 
         assert summary.reset_reason is not None
         assert summary.reset_reason.startswith(f"schema changed from version {OLD_VERSION} to {version}")
         assert summary.reset_reason.endswith(
-            {"profiles": ": removed: segments", "campaigns": f" -> {current_layout(stream).fingerprint[:8]})"}[stream])
+            {
+                "profiles": ": removed: segments",
+                "campaigns": f" -> {current_layout(stream).fingerprint[:8]})",
+            }[stream]
+        )
         assert f"reset {stream}: {summary.reset_reason} (old table replaced)" in printed.getvalue()
         # a full read: the same requests as the first sync, every record of the truth read again ...
         route = STREAMS_BY_NAME[stream].path
@@ -203,8 +209,11 @@ def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: 
     assert (by_stream["events"].new, by_stream["lists"].new, by_stream["lists"].updated) == (4, 1, 2)
 
     with duckdb.connect(str(db), read_only=True) as con:
-        recorded = con.execute("SELECT stream, connector_version, schema_fingerprint FROM _source_klaviyo_versions "
-                               "WHERE sync_id = ?", [second.sync_id]).fetchall()
+        recorded = con.execute(
+            "SELECT stream, connector_version, schema_fingerprint FROM _source_klaviyo_versions "
+            "WHERE sync_id = ?",
+            [second.sync_id],
+        ).fetchall()
     assert {stream: (v, f) for stream, v, f in recorded} == {
         stream: (version, current_layout(stream).fingerprint)
         for stream in STREAMS
@@ -237,7 +246,9 @@ def test_a_new_connector_version_with_the_same_schemas_resets_nothing(fresh_emul
     }
 
 
-def test_an_additive_schema_change_continues_incrementally(fresh_emulator: RunningEmulator, tmp_path: Path) -> None:
+def test_an_additive_schema_change_continues_incrementally(
+    fresh_emulator: RunningEmulator, tmp_path: Path
+) -> None:
     """A stored schema lacking fields ours has (nullable or new top-level) is extended, not reset."""
     db = tmp_path / "klaviyo.duckdb"
     first, _ = first_sync(fresh_emulator, db)

@@ -22,7 +22,9 @@ def profile(n: int, updated: str = "2024-01-01T00:00:00+00:00", **attributes: An
             "relationships": {}, "links": {"self": f"https://a.klaviyo.com/api/profiles/p{n}/"}}
 
 
-def open_sink(db: Path, *streams: str, full_refresh: bool = False, **options: Any) -> tuple[Store, DuckDBSink]:
+def open_sink(
+    db: Path, *streams: str, full_refresh: bool = False, **options: Any
+) -> tuple[Store, DuckDBSink]:
     store = Store(db, sync_id="test", connector_version="test")
     targets = {}
     for name in streams:
@@ -33,7 +35,9 @@ def open_sink(db: Path, *streams: str, full_refresh: bool = False, **options: An
 
 def saved_state(db: Path, stream: str) -> Any:
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute(f"SELECT state FROM {STATE_TABLE} WHERE stream = ? AND slot = 'live'", [stream]).fetchall()
+        rows = con.execute(
+            f"SELECT state FROM {STATE_TABLE} WHERE stream = ? AND slot = 'live'", [stream]
+        ).fetchall()
     return json.loads(rows[0][0]) if rows else None
 
 
@@ -51,7 +55,10 @@ def test_state_is_committed_only_together_with_the_records_it_covers(tmp_path: P
     assert store.count("profiles") == 0
     sink.records("profiles", [profile(3)])
     sink.stream_status("profiles", "COMPLETE")  # flushes everything with the latest state
-    assert store.saved_state("profiles", "live") == ({"updated": "2024-01-01T00:00:00+00:00"}, store.live_fingerprint("profiles"))
+    assert store.saved_state("profiles", "live") == (
+        {"updated": "2024-01-01T00:00:00+00:00"},
+        store.live_fingerprint("profiles"),
+    )
     store.close()
     assert ids(db, "profiles") == ["p1", "p2", "p3"]
 
@@ -120,8 +127,10 @@ def test_upsert_counts_new_updated_and_unchanged_and_never_duplicates(tmp_path: 
     sink.stream_status("profiles", "COMPLETE")
     store.close()
     store, sink = open_sink(db, "profiles")
-    sink.records("profiles", [profile(2, "2024-01-02T00:00:00+00:00"), profile(1, "2024-03-01T00:00:00+00:00"),
-                              profile(3)])
+    sink.records(
+        "profiles",
+        [profile(2, "2024-01-02T00:00:00+00:00"), profile(1, "2024-03-01T00:00:00+00:00"), profile(3)],
+    )
     sink.state("profiles", {"updated": "2024-03-01T00:00:00+00:00"}, 3)
     sink.stream_status("profiles", "COMPLETE")
     counts = sink.tallies["profiles"].counts
@@ -154,8 +163,10 @@ def test_composite_keys_upsert_flat_records(tmp_path: Path) -> None:
     store.close()
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM list_memberships").fetchone() == (3,)
-        (column_type,) = con.execute("SELECT data_type FROM information_schema.columns WHERE "
-                                     "table_name = 'list_memberships' AND column_name = 'joined_group_at'").fetchone() or ("",)
+        (column_type,) = con.execute(
+            "SELECT data_type FROM information_schema.columns WHERE "
+            "table_name = 'list_memberships' AND column_name = 'joined_group_at'"
+        ).fetchone() or ("",)
     assert column_type == "TIMESTAMP WITH TIME ZONE"
 
 
@@ -180,7 +191,9 @@ def test_full_refresh_keeps_the_old_table_until_the_new_one_is_complete(tmp_path
     assert ids(db, "tags") == ["t1", "t2", "t9"]
 
 
-def test_a_changed_schema_rebuilds_the_table_from_a_fresh_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_schema_rebuilds_the_table_from_a_fresh_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "k.duckdb"
     store, sink = open_sink(db, "profiles")
     sink.records("profiles", [profile(1)])
@@ -216,8 +229,11 @@ def test_raw_records_land_byte_for_byte_last_version_winning(tmp_path: Path) -> 
     db = tmp_path / "k.duckdb"
     store, sink = open_sink(db, "events")
     old = b'{"datetime":"2024-01-01T00:00:00+00:00","type":"event","id":"e1","attributes":{"v":1}}'
-    new = b'{"datetime":"2024-01-02T00:00:00+00:00","type":"event","id":"e1","attributes":{"v":18446744073709551616123}}'
-    other = b'{"datetime":"2024-01-01T00:00:00+00:00","type":"event","id":"e2","attributes":{},"brand_new":[1]}'
+    new = (b'{"datetime":"2024-01-02T00:00:00+00:00","type":"event","id":"e1",'
+           b'"attributes":{"v":18446744073709551616123}}')
+    other = (
+        b'{"datetime":"2024-01-01T00:00:00+00:00","type":"event","id":"e2","attributes":{},"brand_new":[1]}'
+    )
     sink.raw_records("events", [old, other, b'{"type":"event","id":null}'])
     sink.raw_records("events", [new])
     sink.stream_status("events", "COMPLETE")
@@ -225,5 +241,7 @@ def test_raw_records_land_byte_for_byte_last_version_winning(tmp_path: Path) -> 
     assert (counts.new, counts.skipped) == (2, 1)
     store.close()
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("SELECT id, attributes->>'v', brand_new::VARCHAR FROM events ORDER BY id").fetchall()
+        rows = con.execute(
+            "SELECT id, attributes->>'v', brand_new::VARCHAR FROM events ORDER BY id"
+        ).fetchall()
     assert rows == [("e1", "18446744073709551616123", None), ("e2", None, "[1]")]

@@ -71,7 +71,10 @@ def test_odd_stream_and_field_names_round_trip(tmp_path: Path, raw: bool) -> Non
 
     stored = rows(db, STREAM)
     assert [(key, updated.isoformat()) for key, updated, _nested, _unknown in stored] == [
-        ("r1", "2024-01-03T00:00:00+00:00"), ("r2", "2024-01-02T00:00:00+00:00"), ("r3", "2024-01-03T00:00:00+00:00")]
+        ("r1", "2024-01-03T00:00:00+00:00"),
+        ("r2", "2024-01-02T00:00:00+00:00"),
+        ("r3", "2024-01-03T00:00:00+00:00"),
+    ]
     assert [json.loads(nested) for _key, _updated, nested, _unknown in stored] == [
         {'k"ey': n, "q'uote": 'v"al'} for n in (1, 2, 3)]
     assert [unknown for *_rest, unknown in stored] == [None, None, '"x"']
@@ -88,7 +91,9 @@ def test_odd_names_survive_staging_and_publish(tmp_path: Path) -> None:
 
     staging = store.open_target(layout(), "staging", fresh=True)
     batch = store.new_batch(staging)
-    batch.add([record(2, "2024-01-05T00:00:00+00:00", **{UNKNOWN: True}), record(3, "2024-01-05T00:00:00+00:00")])
+    batch.add(
+        [record(2, "2024-01-05T00:00:00+00:00", **{UNKNOWN: True}), record(3, "2024-01-05T00:00:00+00:00")]
+    )
     store.write_batch(staging, batch, {CURSOR: "2024-01-05T00:00:00+00:00"})
     counts = store.publish(staging, {CURSOR: "2024-01-05T00:00:00+00:00"})
     assert (counts.new, counts.updated, counts.removed) == (1, 1, 1)
@@ -96,5 +101,8 @@ def test_odd_names_survive_staging_and_publish(tmp_path: Path) -> None:
     store.drop_staging(STREAM)
     store.close()
 
-    assert [(key, unknown) for key, _updated, _nested, unknown in rows(db, STREAM)] == [("r2", "true"), ("r3", None)]
+    assert [(key, unknown) for key, _updated, _nested, unknown in rows(db, STREAM)] == [
+        ("r2", "true"),
+        ("r3", None),
+    ]
     assert [t for t in tables(db) if not t.startswith("_source_klaviyo_")] == [STREAM]

@@ -47,7 +47,12 @@ def test_deleted_tags_leave_their_table_and_deleted_profiles_stay(fresh_emulator
     tags = by_stream["tags"]
     assert _ids(db, "tags") == {row["id"] for row in fresh_emulator.truth("tags")}
     assert not _ids(db, "tags") & tags_gone
-    assert (tags.mode, tags.removed, tags.new, tags.rows) == ("full (no cursor)", DELETED, 0, len(_ids(db, "tags")))
+    assert (tags.mode, tags.removed, tags.new, tags.rows) == (
+        "full (no cursor)",
+        DELETED,
+        0,
+        len(_ids(db, "tags")),
+    )
 
     # Incremental: no tombstones, so the deleted profiles stay as they were; nothing else changed.
     profiles = by_stream["profiles"]

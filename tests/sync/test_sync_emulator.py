@@ -1,4 +1,5 @@
-"""A sync into a real DuckDB file equals the emulator's ground truth; the next one upserts exactly the changes."""
+"""A sync into a real DuckDB file equals the emulator's ground truth; the next one upserts exactly the
+changes."""
 
 from __future__ import annotations
 

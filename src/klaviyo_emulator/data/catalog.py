@@ -21,9 +21,9 @@ DAY = 86_400
 CHANNELS = ("email", "sms", "mobile_push")
 METRIC_NAMES = (
     "Viewed Product", "Opened Email", "Received Email", "Active on Site", "Clicked Email", "Added to Cart",
-    "Started Checkout", "Placed Order", "Ordered Product", "Subscribed to List", "Received SMS", "Clicked SMS",
-    "Fulfilled Order", "Unsubscribed", "Refunded Order", "Marked Email as Spam", "Bounced Email", "Dropped Email",
-    "Received Push", "Opened Push",
+    "Started Checkout", "Placed Order", "Ordered Product", "Subscribed to List", "Received SMS",
+    "Clicked SMS", "Fulfilled Order", "Unsubscribed", "Refunded Order", "Marked Email as Spam",
+    "Bounced Email", "Dropped Email", "Received Push", "Opened Push",
 )  # fmt: skip
 INTEGRATIONS = (
     {"object": "integration", "id": "0eMvjm", "key": "shopify", "name": "Shopify", "category": "eCommerce"},

@@ -71,7 +71,9 @@ class Events(Table):
         return len(self.ts)
 
     def id(self, index: int) -> str:
-        return base62((index * 1_000_003 + self._id_offset) % _ID_SPACE, 11)  # == short_id(seed, "events", i, 11)
+        return base62(
+            (index * 1_000_003 + self._id_offset) % _ID_SPACE, 11
+        )  # == short_id(seed, "events", i, 11)
 
     def index_of(self, record_id: str) -> int | None:
         return None  # no single-event endpoint is emulated
@@ -248,7 +250,8 @@ class Events(Table):
             hi, lo = divmod((i * 1_000_003 + id_offset) % _ID_SPACE, 14_776_336)  # 62**4
             hi, mid = divmod(hi, 14_776_336)
             own = (
-                f"{own_prefix}{_B62[hi // 3844 % 62]}{pairs[hi % 3844]}{pairs[mid // 3844]}{pairs[mid % 3844]}"
+                f"{own_prefix}{_B62[hi // 3844 % 62]}{pairs[hi % 3844]}"
+                f"{pairs[mid // 3844]}{pairs[mid % 3844]}"
                 f"{pairs[lo // 3844]}{pairs[lo % 3844]}"
             )
             out.append(
@@ -256,7 +259,8 @@ class Events(Table):
                 f'"event_properties":{props(i, u, kinds[m])},"datetime":"{last_iso}",'
                 f'"uuid":"{hexes[at + 32 : at + 40]}-{hexes[at + 40 : at + 44]}-11ef-'
                 f'{_VARIANT_NIBBLE[hexes[at + 48]]}{hexes[at + 49 : at + 52]}-{hexes[at + 52 : at + 64]}"}},'
-                f'"relationships":{{"profile":{{"data":{{"type":"profile","id":"{profile_id((h >> 32) % n_profiles)}"}},'
+                f'"relationships":{{"profile":{{"data":{{"type":"profile",'
+                f'"id":"{profile_id((h >> 32) % n_profiles)}"}},'
                 f'"links":{{"self":"{own}/relationships/profile","related":"{own}/profile"}}}},'
                 f'"metric":{{"data":{{"type":"metric","id":"{metric_ids[m]}"}},'
                 f'"links":{{"self":"{own}/relationships/metric","related":"{own}/metric"}}}},'
@@ -292,7 +296,8 @@ ORDER, VIEW, MESSAGE = 0, 1, 2
 BIG_INT_TEXT = str(BIG_INT)
 _ID_SPACE = 62**11
 ORDER_METRICS = (
-    "Placed Order", "Ordered Product", "Started Checkout", "Added to Cart", "Refunded Order", "Fulfilled Order",
+    "Placed Order", "Ordered Product", "Started Checkout", "Added to Cart", "Refunded Order",
+    "Fulfilled Order",
 )  # fmt: skip
 VIEW_METRICS = ("Viewed Product", "Active on Site")
 
@@ -334,7 +339,10 @@ def _order_body(rnd: random.Random, seed: int) -> tuple[JSONObject, float]:
         "ItemNames": [i["ProductName"] for i in items],
         "Discount Codes": [] if rnd.random() < 0.7 else ["ÉTÉ20"],
         "$extra": {
-            "shipping": {"method": rnd.choice(["standard", "express", None]), "cost": rnd.choice([0, 4.99, 12])}
+            "shipping": {
+                "method": rnd.choice(["standard", "express", None]),
+                "cost": rnd.choice([0, 4.99, 12]),
+            }
         },
     }
     return body, round(sum(i["ItemPrice"] * i["quantity"] for i in items), 2)

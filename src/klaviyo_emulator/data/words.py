@@ -36,6 +36,6 @@ PRODUCTS = (
     "Smørrebrød Board", "Ёлка Ornament", "Plain Tee",
 )  # fmt: skip
 WORDS = (
-    "Summer", "Sale", "Welcome", "Back", "Winback", "Été", "Nouveautés", "Black Friday", "夏", "セール", "VIP",
-    "Flash", "Holiday", "🎉 Launch", "Abandoned", "Cart", "Browse", "Reminder", "Newsletter", "Ostern",
+    "Summer", "Sale", "Welcome", "Back", "Winback", "Été", "Nouveautés", "Black Friday", "夏", "セール",
+    "VIP", "Flash", "Holiday", "🎉 Launch", "Abandoned", "Cart", "Browse", "Reminder", "Newsletter", "Ostern",
 )  # fmt: skip

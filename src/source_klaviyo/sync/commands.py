@@ -28,7 +28,9 @@ DEFAULT_DEMO_DB = "klaviyo-demo.duckdb"
 
 
 def add_sync_command(subparsers: Subparsers) -> None:
-    sync = subparsers.add_parser("sync", help="read Klaviyo into a local DuckDB file (incremental on the next run)")
+    sync = subparsers.add_parser(
+        "sync", help="read Klaviyo into a local DuckDB file (incremental on the next run)"
+    )
     sync.add_argument("--config", required=True, help="the connector config JSON file")
     sync.add_argument("--db", default=DEFAULT_DB, help=f"the DuckDB file (default {DEFAULT_DB})")
     sync.add_argument("--streams", help="comma-separated stream names (default: every stream)")

@@ -170,7 +170,8 @@ class Batch:
         for line in records:
             fields: FieldTexts = _decode_top_level(line)
             if _spans_lines(line):
-                # Whitespace between tokens (a pretty-printed body) would split the row: re-encode those fields.
+                # Whitespace between tokens (a pretty-printed body) would split the row: re-encode
+                # those fields.
                 fields = {name: _compact(raw) for name, raw in fields.items()}
             key = self._key(fields, _decode_json)
             if key is not None:
@@ -260,7 +261,9 @@ class Store:
         # Where DuckDB spills when it opens a file itself (an in-memory database would use ./.tmp).
         self.con.execute(f"SET temp_directory = {_literal(str(self.path) + '.tmp')}")
         try:
-            self.con.execute(f"ATTACH {_literal(str(self.path))} AS {_ALIAS} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+            self.con.execute(
+                f"ATTACH {_literal(str(self.path))} AS {_ALIAS} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})"
+            )
         except duckdb.IOException as error:
             self.con.close()
             held = "lock" in str(error).lower()
@@ -310,7 +313,8 @@ class Store:
         return (row[0][0], row[0][1]) if row else (None, None)
 
     def live_schema(self, stream: str) -> JSONObject | None:
-        """The canonical schema JSON ({"layout", "schema"}) the stream's table was last written with, if recorded."""
+        """The canonical schema JSON ({"layout", "schema"}) the stream's table was last written
+        with, if recorded."""
         row = self.con.execute(
             f"SELECT schema_json FROM {_VERSIONS} WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",  # noqa: S608 - names via quote_ident
             [stream],
@@ -338,7 +342,9 @@ class Store:
         try:
             if fresh and slot == "staging":
                 self.con.execute(f"DROP TABLE IF EXISTS {quote_ident(target.table)}")
-                self.con.execute(f"DELETE FROM {_STATE} WHERE stream = ? AND slot = 'staging'", [layout.stream])  # noqa: S608 - names via quote_ident
+                self.con.execute(
+                    f"DELETE FROM {_STATE} WHERE stream = ? AND slot = 'staging'", [layout.stream]  # noqa: S608 - names via quote_ident
+                )
             if not self.table_exists(target.table):
                 self.con.execute(layout.create_sql(target.table))
             else:
@@ -347,7 +353,9 @@ class Store:
                 for column in layout.columns:
                     if column.name not in present:
                         self.con.execute(
-                            f"ALTER TABLE {quote_ident(target.table)} ADD COLUMN {quote_ident(column.name)} {column.sql_type}")
+                            f"ALTER TABLE {quote_ident(target.table)} "
+                            f"ADD COLUMN {quote_ident(column.name)} {column.sql_type}"
+                        )
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -355,7 +363,9 @@ class Store:
         target.has_rows = self.count(target.table) > 0
         target.classify_changes = slot == "live" and target.has_rows
         known = set(layout.column_names)
-        target.extra_columns = [c for c in self.columns_of(target.table) if c not in known and not c.startswith("_")]
+        target.extra_columns = [
+            c for c in self.columns_of(target.table) if c not in known and not c.startswith("_")
+        ]
         return target
 
     def drop_staging(self, stream: str) -> None:
@@ -400,13 +410,16 @@ class Store:
             if self.table_exists(target.stream):
                 joined = " AND ".join(f"s.{quote_ident(k)} = l.{quote_ident(k)}" for k in layout.primary_key)
                 changed = (
-                    f"s.{quote_ident(layout.cursor)} IS DISTINCT FROM l.{quote_ident(layout.cursor)}" if layout.cursor else "false"
+                    f"s.{quote_ident(layout.cursor)} IS DISTINCT FROM l.{quote_ident(layout.cursor)}"
+                    if layout.cursor
+                    else "false"
                 )
                 key = quote_ident(layout.primary_key[0])
                 (row,) = self.con.execute(
                     f"""SELECT count(*) FILTER (WHERE l.{key} IS NULL),
                                count(*) FILTER (WHERE s.{key} IS NULL),
-                               count(*) FILTER (WHERE s.{key} IS NOT NULL AND l.{key} IS NOT NULL AND {changed})
+                               count(*) FILTER (WHERE s.{key} IS NOT NULL AND l.{key} IS NOT NULL
+                                                  AND {changed})
                         FROM {staging} s FULL OUTER JOIN {live} l ON {joined}"""  # noqa: S608 - names via quote_ident
                 ).fetchall()
                 counts.new, counts.removed, counts.updated = int(row[0]), int(row[1]), int(row[2])
@@ -489,7 +502,13 @@ class Store:
         self.con.execute(
             f"INSERT OR REPLACE INTO {_VERSIONS} (sync_id, stream, connector_version, schema_fingerprint, "  # noqa: S608 - names via quote_ident
             "recorded_at, schema_json) VALUES (?, ?, ?, ?, now(), ?)",
-            [self.sync_id, layout.stream, self.connector_version, layout.fingerprint, layout.schema_json or None],
+            [
+                self.sync_id,
+                layout.stream,
+                self.connector_version,
+                layout.fingerprint,
+                layout.schema_json or None,
+            ],
         )
         self._versioned.add(layout.stream)
 

@@ -8,8 +8,10 @@ rebuild) for every new key and rejects a value whose shape differs, while a JSON
 shape, keeps integers wider than 64 bits as written, and still queries pleasantly
 (`attributes->>'email'`, `attributes->'event_properties'->>'$value'`).
 
-    >>> layout = table_layout(STREAMS_BY_NAME["events"], {"properties": {"id": {"type": "string"},
-    ...     "datetime": {"type": ["string", "null"], "format": "date-time"}, "attributes": {"type": "object"}}})
+    >>> layout = table_layout(STREAMS_BY_NAME["events"], {"properties": {
+    ...     "id": {"type": "string"},
+    ...     "datetime": {"type": ["string", "null"], "format": "date-time"},
+    ...     "attributes": {"type": "object"}}})
     >>> [(c.name, c.sql_type) for c in layout.columns]
     [('id', 'VARCHAR'), ('datetime', 'TIMESTAMPTZ'), ('attributes', 'JSON')]
 """
@@ -123,5 +125,11 @@ def table_layout(stream: Stream, schema: JSONObject) -> TableLayout:
         columns[cursor] = Column(cursor, "TIMESTAMPTZ")
     for name, prop in properties.items():
         columns.setdefault(name, Column(name, column_type(prop)))
-    return TableLayout(stream.name, tuple(columns.values()), stream.primary_key, cursor, schema_fingerprint(schema),
-                       canonical_schema(schema).decode())
+    return TableLayout(
+        stream.name,
+        tuple(columns.values()),
+        stream.primary_key,
+        cursor,
+        schema_fingerprint(schema),
+        canonical_schema(schema).decode(),
+    )

@@ -81,7 +81,9 @@ def _schema_change(old: JSONObject | None, layout: TableLayout) -> tuple[str | N
     new = json.loads(layout.schema_json)
     if old is None or old.get("layout") != new["layout"]:
         return "", None
-    changes = schema_diff.diff(schema_diff.flatten(old.get("schema") or {}), schema_diff.flatten(new["schema"]))
+    changes = schema_diff.diff(
+        schema_diff.flatten(old.get("schema") or {}), schema_diff.flatten(new["schema"])
+    )
     if schema_diff.is_breaking(changes):
         return schema_diff.describe_breaking(changes), None
     if changes["added"]:

@@ -140,8 +140,15 @@ class Progress:
             title_justify="left",
             expand=False,
         )
-        for header, justify in (("stream", "left"), ("status", "left"), ("records", "right"), ("pages", "right"),
-                                ("records/s", "right"), ("partitions", "right"), ("windows", "right")):
+        for header, justify in (
+            ("stream", "left"),
+            ("status", "left"),
+            ("records", "right"),
+            ("pages", "right"),
+            ("records/s", "right"),
+            ("partitions", "right"),
+            ("windows", "right"),
+        ):
             table.add_column(header, justify=justify)  # type: ignore[arg-type]
         for line in snapshot(self.tallies, self.engine_progress()):
             style = {"COMPLETE": "green", "INCOMPLETE": "red", "PENDING": "dim"}.get(line.status, "")

@@ -51,7 +51,9 @@ def select_streams(names: list[str] | None) -> list[Stream]:
         return list(STREAMS)
     unknown = [name for name in names if name not in STREAMS_BY_NAME]
     if unknown:
-        raise ConfigError(f"unknown stream(s) {', '.join(unknown)}; the streams are: {', '.join(STREAMS_BY_NAME)}")
+        raise ConfigError(
+            f"unknown stream(s) {', '.join(unknown)}; the streams are: {', '.join(STREAMS_BY_NAME)}"
+        )
     return [STREAMS_BY_NAME[name] for name in dict.fromkeys(names)]
 
 
@@ -66,7 +68,9 @@ class SyncOptions:
     flush_records: int = 5000
     flush_seconds: float = 1.0
     command: str = "sync"
-    clock: Callable[[], datetime] | None = None  # the engine's "now" (tests read ahead of it instead of sleeping)
+    clock: Callable[[], datetime] | None = (
+        None  # the engine's "now" (tests read ahead of it instead of sleeping)
+    )
 
 
 async def sync(config: Config, options: SyncOptions, *, client: Client | None = None,
@@ -145,9 +149,13 @@ def _summarise(store: Store, plans: list[StreamPlan], sink: DuckDBSink, reader: 
                db_path: str) -> SyncSummary:
     stats = getattr(reader.client, "stats", None)
     summary = SyncSummary(
-        sync_id=store.sync_id, db_path=db_path, seconds=seconds,
-        requests=getattr(stats, "requests", 0), throttled=getattr(stats, "throttled", 0),
-        retries=getattr(stats, "retries", 0), rate_limit_wait_seconds=getattr(stats, "rate_limit_wait_seconds", 0.0),
+        sync_id=store.sync_id,
+        db_path=db_path,
+        seconds=seconds,
+        requests=getattr(stats, "requests", 0),
+        throttled=getattr(stats, "throttled", 0),
+        retries=getattr(stats, "retries", 0),
+        rate_limit_wait_seconds=getattr(stats, "rate_limit_wait_seconds", 0.0),
         errors=list(sink.global_errors),
     )
     for plan in plans:

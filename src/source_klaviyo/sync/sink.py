@@ -83,7 +83,9 @@ class DuckDBSink:
         self.on_log = on_log
         self.tallies: dict[str, StreamTally] = {name: StreamTally() for name in targets}
         self.global_errors: list[str] = []
-        self._buffers: dict[str, _Buffer] = {name: _Buffer(store.new_batch(target)) for name, target in targets.items()}
+        self._buffers: dict[str, _Buffer] = {
+            name: _Buffer(store.new_batch(target)) for name, target in targets.items()
+        }
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
         self._in_flight: tuple[str, Future[BatchCounts], bool] | None = None  # stream, write, with state
         self._failed: dict[str, BaseException] = {}  # raised at the stream's next call
@@ -120,7 +122,10 @@ class DuckDBSink:
         buffer = self._buffers[stream]
         buffer.state = stream_state
         buffer.state_pending = True
-        due = len(buffer.batch) >= self.flush_records or time.monotonic() - buffer.last_flush >= self.flush_seconds
+        due = (
+            len(buffer.batch) >= self.flush_records
+            or time.monotonic() - buffer.last_flush >= self.flush_seconds
+        )
         if due:
             self._flush(stream)
 
@@ -196,7 +201,11 @@ class DuckDBSink:
         buffer.last_flush = time.monotonic()
         if state is not None:
             buffer.state_pending = False
-        self._in_flight = (stream, self._writer.submit(self.store.write_batch, target, batch, state), state is not None)
+        self._in_flight = (
+            stream,
+            self._writer.submit(self.store.write_batch, target, batch, state),
+            state is not None,
+        )
 
     def _settle(self) -> None:
         """Take in the outcome of the write in flight, if any."""

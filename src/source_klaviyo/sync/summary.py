@@ -80,7 +80,9 @@ def render(summary: SyncSummary, console: Console) -> None:
         if s.reset_reason:
             outcome = "replaced" if s.status == "COMPLETE" else "kept, the replacement resumes next run"
             # soft_wrap: one line however long the field-level reason, so that it can be grepped
-            console.print(f"reset {s.stream}: {s.reset_reason} (old table {outcome})", markup=False, soft_wrap=True)
+            console.print(
+                f"reset {s.stream}: {s.reset_reason} (old table {outcome})", markup=False, soft_wrap=True
+            )
         if s.schema_note:
             console.print(f"{s.stream}: {s.schema_note}", markup=False, soft_wrap=True)
     for message in summary.errors:
@@ -88,4 +90,6 @@ def render(summary: SyncSummary, console: Console) -> None:
     for s in summary.incomplete:
         why = "; ".join(s.errors) or "the read did not complete"
         console.print(f"INCOMPLETE {s.stream}: {why}", style="red", markup=False)
-    console.print(f"status: {summary.status}", style="bold green" if summary.status == "SUCCEEDED" else "bold red")
+    console.print(
+        f"status: {summary.status}", style="bold green" if summary.status == "SUCCEEDED" else "bold red"
+    )
