@@ -302,10 +302,7 @@ class KlaviyoClient:
     # -- the policy --------------------------------------------------------------------------------
 
     def _target(self, url: str, params: Params | None) -> URL:
-        if url.startswith("/"):
-            text = self._base_text + url
-        else:
-            text = url
+        text = self._base_text + url if url.startswith("/") else url
         if params:
             text += ("&" if "?" in text else "?") + encode_params(params)
         target = URL(text, encoded=True)  # verbatim: re-encoding a links.next breaks its cursor
