@@ -13,8 +13,9 @@ import pytest
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# CI clones the repo with shared/ beside it; the OpenAPI spec is read from there, never copied in.
-OPENAPI_SPEC = REPO_ROOT.parent / "shared" / "reference" / "klaviyo-openapi" / "stable.json"
+# Reference data lives in the repository (reference/, derived by tools/derive_reference.py).
+REFERENCE = REPO_ROOT / "reference"
+OPENAPI_SPEC = REFERENCE / "klaviyo-openapi" / "stable.json"
 
 
 @pytest.fixture(scope="session")
