@@ -1,7 +1,8 @@
-"""Validate Klaviyo API bodies against the official OpenAPI spec (``klaviyo-openapi/stable.json``).
+"""Validate Klaviyo API bodies against Klaviyo's OpenAPI spec (``reference/klaviyo-openapi/stable.json``).
 
-The spec is read from ``shared/reference`` beside the repo (never copied in); set
-``KLAVIYO_OPENAPI_SPEC`` to read it from elsewhere.  Example::
+The spec is the repository's reduced copy (the operations the project uses, structure only; see
+``tools/derive_reference.py``); set ``KLAVIYO_OPENAPI_SPEC`` to read another, e.g. Klaviyo's whole
+``stable.json``.  Example::
 
     from tests.openapi_validation import spec_validator
 
@@ -41,9 +42,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-DEFAULT_SPEC_PATH = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "klaviyo-openapi" / "stable.json"
-)
+DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[1] / "reference" / "klaviyo-openapi" / "stable.json"
 JSON_API = "application/vnd.api+json"
 SPEC_URI = "urn:klaviyo:openapi:stable"
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
@@ -291,5 +290,5 @@ def _report(what: str, problems: list[str], limit: int = 15) -> str:
 
 @cache
 def spec_validator(path: str | None = None) -> OpenAPIValidator:
-    """The process-wide validator (the spec is 3 MB; load it once)."""
+    """The process-wide validator (compiling the spec takes a while; load it once)."""
     return OpenAPIValidator.load(path)

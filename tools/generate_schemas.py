@@ -4,8 +4,9 @@
     ./dev run python tools/generate_schemas.py --check         # exit 1 if they drifted from the spec
     ./dev run python tools/generate_schemas.py --spec PATH     # another copy of stable.json
 
-The spec is read from ``../shared/reference/klaviyo-openapi/stable.json`` (beside the repo) and
-never copied in. Output is deterministic: sorted keys, 2-space indent, trailing newline.
+The spec is read from ``reference/klaviyo-openapi/stable.json`` in this repository: the operations
+the project uses, structure only, derived from Klaviyo's description by ``tools/derive_reference.py``.
+Output is deterministic: sorted keys, 2-space indent, trailing newline.
 Policy (see docs/schemas.md): OpenAPI ``nullable`` becomes a ``"null"`` type, unions are merged
 into one schema, ``enum``/``required``/bounds are dropped so new API values never break a
 destination, ``format`` is kept, and only free-form objects get ``additionalProperties: true``.
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SPEC = REPO_ROOT.parent / "shared" / "reference" / "klaviyo-openapi" / "stable.json"
+DEFAULT_SPEC = REPO_ROOT / "reference" / "klaviyo-openapi" / "stable.json"
 DEFAULT_OUT = REPO_ROOT / "src" / "source_klaviyo" / "schemas"
 MEDIA_TYPE = "application/vnd.api+json"
 JSON_SCHEMA_DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -495,7 +496,7 @@ def _read(path: Path) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--spec", type=Path, default=DEFAULT_SPEC, help="path to Klaviyo's OpenAPI stable.json"
+        "--spec", type=Path, default=DEFAULT_SPEC, help="path to an OpenAPI description (the reduced one or Klaviyo's stable.json)"
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory of the schema files")
     parser.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")

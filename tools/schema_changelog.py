@@ -8,10 +8,12 @@
 
 Two kinds of entries, kept apart:
 
-* **1.0.0 and 2.0.0 are hand-written facts** (`HISTORICAL_BREAKS`, from
-  `reference/legacy-shapes.md` §2 and §4): no schema of those releases is at hand to diff.
-* **3.0.0 is computed**: every 2.x reference schema (2.1.0, 2.13.1; read from `--reference` at run
-  time, never copied into the repo) is flattened to JSON paths such as
+* **1.0.0 and 2.0.0 are hand-written facts** (`HISTORICAL_BREAKS`, from the team's notes
+  `legacy-shapes.md` §2 and §4, kept outside the repository; the `source` strings below name them
+  as they were written): no schema of those releases is at hand to diff.
+* **3.0.0 is computed**: every 2.x reference schema (2.1.0, 2.13.1; read from `--reference`, by
+  default `reference/airbyte-2.x-schemas/` in this repository, the structure that
+  `tools/derive_reference.py` keeps of the 2.x wheels' schemas) is flattened to JSON paths such as
   `attributes.subscriptions.email.marketing.suppression[]` and compared with our generated schema in
   `src/source_klaviyo/schemas/`.
 
@@ -41,7 +43,7 @@ from source_klaviyo import schema_diff
 from source_klaviyo.schema_diff import Flat, Schema, column_types, flatten, is_breaking  # noqa: F401  (re-exported for tests)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "airbyte-2.x-schemas"
+DEFAULT_REFERENCE = REPO_ROOT / "reference" / "airbyte-2.x-schemas"
 SCHEMAS_DIR = REPO_ROOT / "src" / "source_klaviyo" / "schemas"
 DEFAULT_OUT = REPO_ROOT / "src" / "source_klaviyo" / "schema_changes.json"
 REFERENCE_VERSIONS = ("2.1.0", "2.13.1")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
+from source_klaviyo.datetimes import floor_second, utc_now
+from source_klaviyo.engine import UPPER_MARGIN
 from tests.connector.helpers import clock_ahead, read_in_process
 
 # stream -> (emulator resource, mutation, keep-predicate on a truth row)
@@ -45,10 +49,6 @@ def test_incremental_read_returns_exactly_the_changed_records(fresh_emulator, st
 
 
 def test_a_state_is_never_past_now_even_with_future_dated_records(emulator):
-    from datetime import datetime
-
-    from source_klaviyo.datetimes import utc_now
-
     sink, _ = read_in_process(emulator.url, ["events", "profiles"], clock=utc_now)
     now = utc_now()
     assert datetime.fromisoformat(sink.final_state("events")["datetime"]) < now
@@ -75,9 +75,26 @@ def test_every_state_covers_only_emitted_records(emulator):
     assert seen_states >= 2
 
 
-def test_lookback_rereads_recent_events(fresh_emulator):
-    first, _ = read_in_process(fresh_emulator.url, ["events"])
+@pytest.mark.parametrize("days", [14, 3650])
+def test_lookback_rereads_exactly_the_events_of_its_days(fresh_emulator, days):
+    """From a state S, a read with a lookback of N days re-reads exactly the events stamped in
+    [S - N days, now - UPPER_MARGIN), per the emulator's ground truth. The data spans about 60 days:
+    14 days cut it, 3,650 days take all of it."""
+    now = utc_now()
+    first, _ = read_in_process(fresh_emulator.url, ["events"], clock=lambda: now)
     state = first.final_state("events")
-    again, _ = read_in_process(fresh_emulator.url, ["events"], state={"events": state}, lookback_window=3650)
-    assert len(again.ids("events")) > 0
-    assert len(again.ids("events")) == len(set(again.ids("events")))
+    again, _ = read_in_process(fresh_emulator.url, ["events"], state={"events": state}, lookback_window=days,
+                               clock=lambda: now)
+    lower = datetime.fromisoformat(state["datetime"]) - timedelta(days=days)
+    upper = floor_second(now) - UPPER_MARGIN
+    stamps = {row["id"]: datetime.fromisoformat(row["datetime"]) for row in fresh_emulator.truth("events")}
+    want = {i for i, stamp in stamps.items() if lower <= stamp < upper}
+    ids = again.ids("events")
+    assert len(ids) == len(want)
+    assert set(ids) == want
+    everything = {i for i, stamp in stamps.items() if stamp < upper}
+    assert set(first.ids("events")) == everything
+    if days == 14:
+        assert 0 < len(want) < len(everything)
+    else:
+        assert want == everything

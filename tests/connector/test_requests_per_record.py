@@ -5,20 +5,30 @@ the declaration implies — `max(1, ceil(records / page size))` per request chai
 parent), plus the parent stream's own pages — computed here from the emulator's ground truth. The
 only per-record requests are the declared fan-outs: a `Parent` child's one chain per parent record,
 and lists_detailed's one `profile_count` request per list (`Detail`; the API has no bulk way).
+
+Events are read in windows whose number and length the engine chooses from the first page's density;
+the test does not redo that arithmetic. It takes the windows from the requests' own filters, checks
+they cut the range into disjoint, adjoining pieces, and counts in the ground truth the events each
+window's filter selects: each window costs exactly its pages, and the opening page of the whole range
+one request when the range is cut.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from source_klaviyo.config import Config
-from source_klaviyo.datetimes import format_datetime, parse_datetime, utc_now
-from source_klaviyo.engine import PAGES_PER_WINDOW, UPPER_MARGIN, WINDOWS_PER_REQUEST_SLOT, _window_length
-from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, TIERS
+from source_klaviyo.datetimes import floor_second, format_datetime, parse_datetime, utc_now
+from source_klaviyo.engine import UPPER_MARGIN
+from source_klaviyo.http import KlaviyoClient
+from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME
 from tests.connector.helpers import read_in_process
 from tests.connector.test_reports import DAY, placed_order, today
 
@@ -38,7 +48,59 @@ def chains(counts: Counter, keys: list, stream: str) -> int:
     return sum(pages(counts[key], size(stream)) for key in keys)
 
 
-def expected_requests(emu, stream: str, now) -> int:
+def recording_client() -> tuple[type[KlaviyoClient], list[dict[str, str]]]:
+    """A client class that keeps the query of every GET it makes (a `links.next` URL's own query)."""
+    queries: list[dict[str, str]] = []
+
+    class Recording(KlaviyoClient):
+        async def get(self, url: str, params: Any = None, **kwargs: Any) -> Any:
+            queries.append({**dict(parse_qsl(urlsplit(url).query)), **dict(params or ())})
+            return await super().get(url, params, **kwargs)
+
+    return Recording, queries
+
+
+Window = tuple[datetime | None, datetime | None]
+_BOUND = re.compile(r"(greater-or-equal|less-than)\(datetime,([^)]+)\)")
+
+
+def window_of(query: dict[str, str]) -> Window:
+    """The [lower, upper) range an events request asks for, from its `filter` (None: unbounded)."""
+    text = query.get("filter", "")
+    bounds = dict(_BOUND.findall(text))
+    assert ",".join(f"{op}(datetime,{value})" for op, value in _BOUND.findall(text)) == text, text
+    lower, upper = bounds.get("greater-or-equal"), bounds.get("less-than")
+    return (parse_datetime(lower) if lower else None, parse_datetime(upper) if upper else None)
+
+
+def windowed_requests(emu, stream: str, now: datetime, queries: list[dict[str, str]]) -> int:
+    """Events: the requests each window the engine chose must cost, from the ground truth."""
+    stamps = [parse_datetime(row["datetime"]) for row in emu.truth("events")]
+    per_window = Counter(window_of(query) for query in queries)
+    opening = window_of(queries[0])
+
+    def served(window: Window) -> int:
+        low, high = window
+        return sum(1 for s in stamps if (low is None or low <= s) and (high is None or s < high))
+
+    if len(per_window) == 1:  # the first page began the one chain: no window was cut
+        return pages(served(opening), size(stream))
+    cut = per_window.keys() - {opening}
+    assert all(low is not None for low, _high in cut), cut
+    windows = sorted(cut, key=lambda window: str(window[0]))  # ISO text of one zone sorts by time
+    upper = floor_second(now) - UPPER_MARGIN
+    # Disjoint, adjoining windows from the first event's second to the read's upper bound (or open).
+    assert len(windows) >= 2, "a range is cut into two windows at least"
+    assert windows[0][0] == floor_second(min(stamps))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(windows)), windows
+    assert windows[-1][1] in (None, upper), windows[-1]
+    assert per_window[opening] == 1, "the opening page of the whole range, dropped when it is cut"
+    for window in windows:
+        assert per_window[window] == pages(served(window), size(stream)), window
+    return 1 + sum(pages(served(window), size(stream)) for window in windows)
+
+
+def expected_requests(emu, stream: str, now: datetime, queries: list[dict[str, str]]) -> int:
     campaigns = emu.truth("campaigns")
     flows = emu.truth("flows")
     lists = emu.truth("lists")
@@ -59,25 +121,7 @@ def expected_requests(emu, stream: str, now) -> int:
         case "global_exclusions":
             return pages(sum(1 for row in emu.truth("profiles") if row["suppressed"]), size(stream))
         case "events" | "events_detailed":
-            # A full refresh: one chain over everything, unless its first page shows more pages than
-            # one window takes, then windows (the declared 30 days at the longest), a chain each.
-            upper = now.replace(microsecond=0) - UPPER_MARGIN
-            stamps = sorted(parse_datetime(row["datetime"]) for row in emu.truth("events"))
-            start, page = stamps[0].replace(microsecond=0), size(stream)
-            window = timedelta(days=30)
-            if len(stamps) > page:
-                estimated = (upper - start) / max(stamps[page - 1] - start, timedelta(seconds=1))
-                slots = min(Config.num_workers, TIERS[STREAMS_BY_NAME[stream].tier].burst_per_second)
-                wanted = min(math.ceil(estimated / PAGES_PER_WINDOW), WINDOWS_PER_REQUEST_SLOT * slots)
-                window = _window_length(window, upper - start, wanted)
-            edges = [start]
-            while edges[-1] + window < upper:
-                edges.append(edges[-1] + window)
-            counts = [sum(1 for s in stamps if low <= s and (high is None or s < high))
-                      for low, high in zip(edges, [*edges[1:], None], strict=True)]
-            if len(counts) == 1:
-                return pages(counts[0], page)  # the first page began the one chain
-            return 1 + sum(pages(n, page) for n in counts)  # 1: the first page, dropped when cut
+            return windowed_requests(emu, stream, now, queries)
         case "flows":
             return flow_pages
         case "flow_actions":
@@ -107,13 +151,12 @@ def test_requests_are_the_pages_not_the_records(fresh_emulator, stream):
     now = utc_now()
     extra = {"start_date": format_datetime(today() - 3 * DAY)} if STREAMS_BY_NAME[stream].report else {}
     fresh_emulator.reset_stats()
+    client_class, queries = recording_client()
     sink, result = read_in_process(fresh_emulator.url, [stream], sync_mode="full_refresh", clock=lambda: now,
-                                   **extra)
+                                   client_class=client_class, **extra)
     assert result.ok, sink.errors
     records = len(sink.by_stream.get(stream, []))
     stats = fresh_emulator.stats()
-    assert stats["requests_total"] == expected_requests(fresh_emulator, stream, now), (
-        records,
-        stats["requests"],
-    )
+    expected = expected_requests(fresh_emulator, stream, now, queries)
+    assert stats["requests_total"] == expected, (records, stats["requests"])
     assert all(set(statuses) == {"200"} for statuses in stats["requests"].values()), stats["requests"]

@@ -24,6 +24,34 @@ CORE = {
     "profiles",
 }
 
+# The 3.0.0 state of each stream as docs/state-migrations.md ("The 3.0.0 shapes") publishes it, written
+# out by hand: (cursor, {partition key: allowed values}), or None for a stream read in full every time.
+_UPDATED = ("updated", {})
+_CAMPAIGN_AXES = {"campaign_type": {"email", "sms", "mobile_push"}, "archived": {"true", "false"}}
+STATE_SHAPES: dict[str, tuple[str, dict[str, set[str]]] | None] = {
+    "profiles": _UPDATED,
+    "global_exclusions": _UPDATED,
+    "email_templates": _UPDATED,
+    "metrics": _UPDATED,
+    "lists": _UPDATED,
+    "lists_detailed": _UPDATED,
+    "segments": _UPDATED,
+    "events": ("datetime", {}),
+    "events_detailed": ("datetime", {}),
+    "flow_series_reports": ("date", {}),
+    "campaign_values_reports": ("date", {}),
+    "campaigns": ("updated_at", _CAMPAIGN_AXES),
+    "campaigns_detailed": ("updated_at", _CAMPAIGN_AXES),
+    "flows": ("updated", {"archived": {"true", "false"}}),
+    "campaign_messages": None,
+    "flow_actions": None,
+    "flow_messages": None,
+    "list_memberships": None,
+    "segment_memberships": None,
+    "tags": None,
+    "coupons": None,
+}
+
 
 @pytest.mark.parametrize("stream", STREAMS, ids=lambda s: s.name)
 def test_every_stream_is_well_formed(stream):
@@ -31,13 +59,24 @@ def test_every_stream_is_well_formed(stream):
     assert stream.tier in TIERS
     assert stream.hook is None or stream.hook in HOOKS
     assert stream.detail is None or stream.detail.tier in TIERS
+
+
+def test_every_declared_stream_has_a_published_state_shape():
+    assert {stream.name for stream in STREAMS} == set(STATE_SHAPES)
+
+
+@pytest.mark.parametrize("stream", STREAMS, ids=lambda s: s.name)
+def test_the_state_a_stream_writes_is_the_published_shape(stream):
     target = state_target(stream.name)
-    if stream.incremental:
-        assert target is not None
-        assert target.cursor == stream.incremental.cursor
-    if stream.partitions and stream.incremental:
-        assert {(axis.key, frozenset(axis.values)) for axis in stream.partitions} == {
-            (key, frozenset(values)) for key, values in target.axes}
+    if STATE_SHAPES[stream.name] is None:
+        assert stream.incremental is None and target is None
+        return
+    cursor, axes = STATE_SHAPES[stream.name]
+    assert target is not None
+    assert (target.cursor, {key: set(values) for key, values in target.axes}) == (cursor, axes)
+    # The read writes state at the declaration's cursor and partitions: they must be the published ones.
+    assert stream.incremental.cursor == cursor
+    assert {axis.key: set(axis.values) for axis in stream.partitions} == axes
 
 
 def test_the_core_streams_are_declared():

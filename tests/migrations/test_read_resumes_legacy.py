@@ -199,6 +199,18 @@ def test_read_with_every_legacy_config_resumes_and_rewrites_only_what_it_must(mo
 REWRITTEN_CONFIGS = [p for p in VALID_CONFIGS if expected_of(p)["migrated"] is not None]
 
 
+def test_exactly_these_config_fixtures_are_rewritten() -> None:
+    """Written out by hand: numbers and booleans as strings with a date-only start_date, an empty or a
+    null start_date, a start_date with an offset and milliseconds. The test below runs once per
+    rewritten config; this list is what keeps it from running on none."""
+    assert [path.stem for path in REWRITTEN_CONFIGS] == [
+        "config_handwritten_string_values",
+        "config_start_date_empty_string",
+        "config_start_date_null",
+        "config_start_date_with_offset",
+    ]
+
+
 @pytest.mark.parametrize("command", ["check", "discover", "read"])
 @pytest.mark.parametrize("path", REWRITTEN_CONFIGS, ids=lambda p: p.stem)
 def test_a_rewritten_config_is_one_control_message_on_every_command(monkeypatch, tmp_path, path: Path,
@@ -207,7 +219,6 @@ def test_a_rewritten_config_is_one_control_message_on_every_command(monkeypatch,
     to store for this connector" (AirbyteControlConnectorConfigMessage), so the platform replaces the
     stored config with it: it is the whole config, key included. Nothing else may carry the key."""
     raw = json.loads(path.read_text())
-    assert REWRITTEN_CONFIGS, "no rewritten config fixture"
     with emulator_at(None, api_key=raw["api_key"]) as emu:
         config = {**raw, "base_url": emu.url}
         run = run_command(monkeypatch, tmp_path, command, config=config,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -10,7 +11,8 @@ from typing import Any, TextIO
 import duckdb
 
 from source_klaviyo.config import parse_config
-from source_klaviyo.datetimes import parse_datetime
+from source_klaviyo.datetimes import ONE_SECOND, floor_second, parse_datetime, utc_now
+from source_klaviyo.engine import UPPER_MARGIN
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.sync.demo import scaled_tiers
 from source_klaviyo.sync.run import SyncOptions, sync
@@ -54,6 +56,21 @@ def run_sync(url: str, db: Path, streams: list[str] | None = None, *, stderr: Te
             )
 
     return asyncio.run(go())
+
+
+def fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def upper_of(clock: Callable[[], datetime]) -> datetime:
+    """The engine's exclusive upper bound for a read at `clock()`: what truth must be cut at."""
+    return floor_second(clock()) - UPPER_MARGIN
+
+
+def ahead() -> Callable[[], datetime]:
+    # The engine reads up to now - UPPER_MARGIN: a clock that far ahead covers mutations made just
+    # now, without sleeping (mutations are stamped with the real, second-granular now).
+    return fixed(utc_now() + UPPER_MARGIN + 2 * ONE_SECOND)
 
 
 def table_rows(db: Path, table: str, columns: str) -> list[tuple]:

@@ -17,14 +17,13 @@ from pathlib import Path
 import duckdb
 
 from klaviyo_emulator.runner import RunningEmulator
-from source_klaviyo.datetimes import ONE_SECOND, floor_second, utc_now
-from source_klaviyo.engine import UPPER_MARGIN
+from source_klaviyo.datetimes import utc_now
 from source_klaviyo.schemas import load_schema
 from source_klaviyo.streams import STREAMS_BY_NAME
 from source_klaviyo.sync.layout import METADATA_COLUMNS, TableLayout, table_layout
 from source_klaviyo.sync.run import connector_version
 from source_klaviyo.sync.summary import SyncSummary
-from tests.sync.helpers import TRUTH, run_sync, table_rows, truth
+from tests.sync.helpers import TRUTH, ahead, fixed, run_sync, table_rows, truth, upper_of
 
 STREAMS = ["profiles", "events", "lists", "campaigns"]
 CHANGED = ["profiles", "campaigns"]  # their fingerprints differ in the aged file
@@ -32,21 +31,6 @@ CONTINUED = ["events", "lists"]
 OLD_VERSION = "2.13.0"
 OLD_FINGERPRINTS = {"profiles": "2c7e9d0a51b3f4e6", "campaigns": "9a41f07bd2c58e13"}
 STALE_ID = "01STALE2X0000000000000000"
-
-
-def fixed(moment: datetime) -> Callable[[], datetime]:
-    return lambda: moment
-
-
-def upper_of(clock: Callable[[], datetime]) -> datetime:
-    """The engine's exclusive upper bound for a read at `clock()`: what truth must be cut at."""
-    return floor_second(clock()) - UPPER_MARGIN
-
-
-def ahead() -> Callable[[], datetime]:
-    # The engine reads up to now - UPPER_MARGIN: a clock that far ahead covers mutations made just
-    # now, without sleeping (mutations are stamped with the real, second-granular now).
-    return fixed(utc_now() + UPPER_MARGIN + 2 * ONE_SECOND)
 
 
 def requests_by_route(emulator: RunningEmulator) -> dict[str, int]:

@@ -3,13 +3,11 @@ changes."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from klaviyo_emulator.runner import RunningEmulator
 from source_klaviyo.datetimes import utc_now
-from source_klaviyo.engine import UPPER_MARGIN
-from tests.sync.helpers import TRUTH, run_sync, table_rows, truth
+from tests.sync.helpers import TRUTH, ahead, fixed, run_sync, table_rows, truth, upper_of
 
 
 def assert_equals_truth(emulator: RunningEmulator, db: Path, read_at) -> None:  # type: ignore[no-untyped-def]
@@ -23,20 +21,19 @@ def test_first_sync_equals_ground_truth_then_incremental_upserts_exactly_the_cha
     fresh_emulator: RunningEmulator, tmp_path: Path
 ) -> None:
     db = tmp_path / "klaviyo.duckdb"
-    read_at = utc_now()
-    first = run_sync(fresh_emulator.url, db)
+    clock = fixed(utc_now())
+    first = run_sync(fresh_emulator.url, db, clock=clock)
     assert first.status == "SUCCEEDED", first.to_json()
-    assert_equals_truth(fresh_emulator, db, read_at)
+    assert_equals_truth(fresh_emulator, db, upper_of(clock))
 
     added = fresh_emulator.mutate("profiles", add=3, update=2)
     archived = fresh_emulator.mutate("campaigns", archive=1)
     new_events = fresh_emulator.mutate("events", add=4)
-    # The engine reads up to now - UPPER_MARGIN: wait until the mutations are inside its window.
-    time.sleep(UPPER_MARGIN.total_seconds() + 1.5)
-    read_at = utc_now()
-    second = run_sync(fresh_emulator.url, db)
+    # The engine reads up to now - UPPER_MARGIN: a clock that far ahead takes the mutations in.
+    clock = ahead()
+    second = run_sync(fresh_emulator.url, db, clock=clock)
     assert second.status == "SUCCEEDED", second.to_json()
-    assert_equals_truth(fresh_emulator, db, read_at)
+    assert_equals_truth(fresh_emulator, db, upper_of(clock))
 
     by_stream = {s.stream: s for s in second.streams}
     assert (by_stream["profiles"].new, by_stream["profiles"].updated) == (3, 2)
