@@ -33,7 +33,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if os.environ.get(NO_SKIPS) == "1" and _skipped(config):
         count = len(_skipped(config))
         terminalreporter.write_line(
-            f"{NO_SKIPS}=1: {count} skipped test(s) fail the run (reasons in the short test summary)", red=True
+            f"{NO_SKIPS}=1: {count} skipped test(s) fail the run (reasons in the short test summary)",
+            red=True,
         )
 
 

@@ -31,6 +31,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# Any JSON value of the upstream documents: the tool walks them generically by isinstance checks.
+JSON = Any
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO_ROOT.parent / "shared" / "reference"
 DEFAULT_OUT = REPO_ROOT / "reference"
@@ -143,7 +146,7 @@ class ReferenceError(Exception):
 # --------------------------------------------------------------------------- cleaning
 
 
-def strip_prose(node: Any, *, names: bool = False) -> Any:
+def strip_prose(node: JSON, *, names: bool = False) -> JSON:
     """A copy of ``node`` without documentation keywords; ``names``: ``node`` maps names to objects."""
     if isinstance(node, list):
         return [strip_prose(item) for item in node]
@@ -162,7 +165,7 @@ def strip_prose(node: Any, *, names: bool = False) -> Any:
     return out
 
 
-def refs(node: Any) -> Iterator[str]:
+def refs(node: JSON) -> Iterator[str]:
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "$ref" and isinstance(value, str):
@@ -224,7 +227,8 @@ def reduce_openapi(spec: dict[str, Any], source_sha256: str) -> dict[str, Any]:
         "x-provenance": {
             **{key: KLAVIYO[key] for key in ("repository", "path", "commit")},
             "revision": info["version"],
-            "license": {"info.license": info.get("license"), "info.termsOfService": info.get("termsOfService")},
+            "license": {"info.license": info.get("license"),
+                        "info.termsOfService": info.get("termsOfService")},
             "source_sha256": source_sha256,
             "derived_by": "tools/derive_reference.py",
             "derivation": f"the operations {', '.join(OPERATIONS)} and the components they reference; "
@@ -253,7 +257,7 @@ def reduce_airbyte(document: dict[str, Any], version: str, name: str, source_sha
 # --------------------------------------------------------------------------- the whole folder
 
 
-def render(document: Any, indent: int = 2) -> str:
+def render(document: JSON, indent: int = 2) -> str:
     return json.dumps(document, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -314,7 +318,8 @@ def derive(shared: Path) -> dict[str, str]:
 
 
 def drift(files: dict[str, str], out: Path) -> list[str]:
-    existing = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()} if out.is_dir() else set()
+    present = out.rglob("*") if out.is_dir() else ()
+    existing = {path.relative_to(out).as_posix() for path in present if path.is_file()}
     changed = [name for name, text in files.items() if _read(out / name) != text]
     return sorted(set(changed) | (existing - set(files)))
 
@@ -325,9 +330,13 @@ def _read(path: Path) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED,
-                        help="directory of the upstream reference files (klaviyo-openapi/, airbyte-2.x-schemas/)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the reference/ folder to write or check")
+    parser.add_argument(
+        "--shared", type=Path, default=DEFAULT_SHARED,
+        help="directory of the upstream reference files (klaviyo-openapi/, airbyte-2.x-schemas/)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="the reference/ folder to write or check"
+    )
     parser.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")
     args = parser.parse_args(argv)
     try:

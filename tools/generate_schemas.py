@@ -496,7 +496,8 @@ def _read(path: Path) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--spec", type=Path, default=DEFAULT_SPEC, help="path to an OpenAPI description (the reduced one or Klaviyo's stable.json)"
+        "--spec", type=Path, default=DEFAULT_SPEC,
+        help="path to an OpenAPI description (the reduced one or Klaviyo's stable.json)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory of the schema files")
     parser.add_argument("--check", action="store_true", help="only report drift; exit 1 if any")

@@ -258,7 +258,7 @@ def test_report_statistics_are_the_spec_enum(stream: str, request_schema: str, g
     assert properties["date"] == {"type": "string", "format": "date-time"}
 
 
-# --------------------------------------------------------------------------- records built from the spec's types
+# ------------------------------------------------------------------------ records built from the spec's types
 
 RESOURCE_COMPONENTS = {
     "profiles": "ProfileResponsePluralConversationsObjectResource",

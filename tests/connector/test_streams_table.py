@@ -69,7 +69,8 @@ def test_every_declared_stream_has_a_published_state_shape():
 def test_the_state_a_stream_writes_is_the_published_shape(stream):
     target = state_target(stream.name)
     if STATE_SHAPES[stream.name] is None:
-        assert stream.incremental is None and target is None
+        assert stream.incremental is None
+        assert target is None
         return
     cursor, axes = STATE_SHAPES[stream.name]
     assert target is not None

@@ -57,7 +57,10 @@ def test_key_without_a_scope_is_403_there_and_200_elsewhere():
         assert request(emu.url, "/api/profiles", api_key="pk_all").status == 200
         flt = {"filter": "equals(messages.channel,'email')"}
         assert _error(request(emu.url, "/api/campaigns", flt, api_key="pk_events_only")) == (
-            403, "permission_denied", NO_PERMISSION, "This API key is missing required scopes: campaigns:read."
+            403,
+            "permission_denied",
+            NO_PERMISSION,
+            "This API key is missing required scopes: campaigns:read.",
         )
         assert request(emu.url, "/api/profiles").status == 200, "the main key keeps every scope"
 
@@ -81,7 +84,8 @@ def _retired(revision: str) -> str:
         ("2023-02-22", "Invalid input.", _retired("2023-02-22")),
         ("2022-10-17", "Invalid input.", _retired("2022-10-17")),
         ("2024-10-15", "Invalid input.", _retired("2024-10-15")),
-        ("2026-10-15", "Invalid input.", "Revision 2026-10-15 is not available; the newest revision is 2026-07-15."),
+        ("2026-10-15", "Invalid input.",
+         "Revision 2026-10-15 is not available; the newest revision is 2026-07-15."),
     ],
     ids=["missing", "empty", "impossible-date", "slashes", "word", "retired-2023-02-22", "retired-2022-10-17",
          "retired-2024-10-15", "newer-than-served"],
@@ -95,7 +99,8 @@ def test_missing_malformed_retired_or_newer_revision_is_400(emulator, revision, 
 def test_current_revisions_are_served(emulator, revision):
     resp = request(emulator.url, "/api/metrics", revision=revision)
     assert resp.status == 200
-    assert sorted(row["id"] for row in resp.json()["data"]) == sorted(row["id"] for row in emulator.truth("metrics"))
+    served = sorted(row["id"] for row in resp.json()["data"])
+    assert served == sorted(row["id"] for row in emulator.truth("metrics"))
 
 
 def test_emulator_endpoints_need_no_key(emulator):

@@ -29,7 +29,8 @@ AIRBYTE = REFERENCE / "airbyte-2.x-schemas"
 def _tool(name: str) -> ModuleType:
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-        assert spec and spec.loader
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
         spec.loader.exec_module(module)
