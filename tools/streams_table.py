@@ -62,12 +62,12 @@ def requests_per_1000(stream: Stream) -> str:
     if stream.partitions:
         count = math.prod(len(axis.values) for axis in stream.partitions)
         extras.append(f"1 per partition, {count} partitions")
-    if stream.incremental is not None and stream.incremental.window is not None:
-        extras.append(
-            f"1 per window of ≤ {stream.incremental.window.days} days, 1 more when a busy range is cut"
-        )
     if stream.parent is not None:
         extras.append(f"1 per {stream.parent.stream} record")
+    if stream.split_by is not None:
+        extras.append(
+            f"1 per chain a range is cut into by `{stream.split_by}`, as many as the rate limit keeps busy"
+        )
     if stream.detail is not None:
         return f"{pages + 1000:,} ({pages} pages + 1 per record for `{', '.join(stream.detail.fields)}`)"
     return f"{pages}" + (f" (+{', '.join(extras)})" if extras else "")

@@ -86,7 +86,9 @@ class World:
             groups = self.tables[kind]
             ids = [groups.id(i) for i in range(len(groups))]
             members = self.profiles.members(kind, self._group_slots[kind])
-            return [{key: g, "profile_id": self.profiles.id(i)} for g in ids for i in members.get(g, ())]
+            return [{key: g, "profile_id": self.profiles.id(i),
+                     "joined_group_at": iso(self.profiles.joined_at(kind, g, i))}
+                    for g in ids for i in members.get(g, ())]
         table = self.tables.get(resource)
         if table is None or resource == "tag-groups":
             raise KeyError(resource)

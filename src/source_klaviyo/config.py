@@ -26,7 +26,8 @@ from source_klaviyo.contracts import JSON, JSONObject
 from source_klaviyo.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
-DEFAULT_NUM_WORKERS = 10
+# 2.x's default `num_workers`, which its UI wrote into every config: not a choice (see _num_workers).
+LEGACY_DEFAULT_NUM_WORKERS = 10
 MAX_NUM_WORKERS = 50
 # The fallback every 2.x version used when `start_date` was absent.
 LEGACY_DEFAULT_START = datetime(2012, 1, 1, tzinfo=UTC)
@@ -49,7 +50,7 @@ class Config:
     api_key: str = field(repr=False)
     start_date: datetime | None = None
     disable_fetching_predictive_analytics: bool = False
-    num_workers: int = DEFAULT_NUM_WORKERS
+    num_workers: int | None = None  # a cap on requests in flight; None: sized from measurement
     base_url: str = DEFAULT_BASE_URL
     lookback_window_days: int = 0  # legacy `lookback_window`: trailing lookback of the events streams
     metric_ids: tuple[str, ...] = ()  # narrows the conversion metrics of the report streams
@@ -114,7 +115,9 @@ def parse_config(raw: JSON, *, now: datetime | None = None) -> tuple[Config, JSO
                  "disable_fetching_predictive_analytics": true, "metric_ids": "A1,B2",
                  "start_of_time": 1}
 
-    A known key set to null, or `start_date` set to "", is removed. `now` is for tests.
+    A known key set to null, or `start_date` set to "", is removed. One exception to the rule:
+    `num_workers: 10`, the 2.x default its UI saved into every config, is removed too (see
+    `_num_workers`). `now` is for tests.
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"the config must be a JSON object, got {_describe(raw)}")
@@ -233,6 +236,20 @@ def _as_integer(value: object) -> int | None:
     return None
 
 
+_num_workers_value = _integer("num_workers", 1, MAX_NUM_WORKERS)
+
+
+def _num_workers(value: object, now: datetime) -> _Parsed:
+    """A cap on requests in flight. 2.x read it as its thread count and its UI saved the default, 10,
+    into every config: kept as a cap, it would hold most upgraded users to 10 requests in flight,
+    a fifth of what Klaviyo allows at a 1 s round trip. So 10 is read as "not set" (the connector
+    sizes itself) and removed from the config; any other value was chosen, and caps."""
+    number, canonical = _num_workers_value(value, now)
+    if number == LEGACY_DEFAULT_NUM_WORKERS:
+        return None, _REMOVE
+    return number, canonical
+
+
 def _base_url(value: object, _now: datetime) -> _Parsed:
     if not isinstance(value, str):
         raise ConfigError(f"base_url must be a string like {DEFAULT_BASE_URL}, got {_describe(value)}")
@@ -300,7 +317,7 @@ _FIELDS: dict[str, tuple[str, Callable[[object, datetime], _Parsed]]] = {
         "disable_fetching_predictive_analytics",
         _boolean("disable_fetching_predictive_analytics"),
     ),
-    "num_workers": ("num_workers", _integer("num_workers", 1, MAX_NUM_WORKERS)),
+    "num_workers": ("num_workers", _num_workers),
     "base_url": ("base_url", _base_url),
     "lookback_window": ("lookback_window_days", _integer("lookback_window", 0, None)),
     "metric_ids": ("metric_ids", _metric_ids),

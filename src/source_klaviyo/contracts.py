@@ -37,6 +37,10 @@ class Client(Protocol):
 
     stats: HttpStats
 
+    def in_flight_limit(self, bucket: str, tier: str) -> int:
+        """How many requests of `bucket` should be in flight now."""
+        ...
+
     @overload
     async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
                   parse: None = None) -> bytes: ...

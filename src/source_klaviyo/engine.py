@@ -17,26 +17,30 @@ In-process API (stable; the DuckDB `sync` and the tests build on it)::
     result = await read_streams(config, configured, state, sink, client=None)  # the same, in one call
 
 `state` maps a stream name to its 3.0.0 stream state (already migrated). `client` is any object with
-the `KlaviyoClient` API (`get`, `stats`); when None the engine opens its own `KlaviyoClient`.
+the `Client` API (`contracts.py`); when None the engine opens its own `KlaviyoClient`.
 
 Incremental semantics — one rule everywhere: a saved cursor `S` means every record whose cursor is
-`< S` was emitted (see `checkpoint.py`). A read covers `[start, upper)` where
-`start = max(S - lookback, start_date)` and `upper = now - UPPER_MARGIN` (never past now: records
-stamped later, e.g. in the future, are left for a later sync). The lower bound is inclusive:
-`greater-or-equal(S)`, or `greater-than(S - 1 s)` plus a client-side `>= S` check where the endpoint
-has only `greater-than`; the upper bound is `less-than(upper)` server-side where supported, else
-checked here. Windows are half-open and disjoint, so a read never emits a record twice; a read that
-resumes from a mid-window checkpoint `S` may re-emit the records stamped exactly `S` (at-least-once;
-the destination de-duplicates by primary key). After a complete read the state is `upper`, so the
-next read returns exactly the records changed since.
+`< S` was emitted, except in the `gaps` the state lists (ranges below `S` never read: a read cut
+short while its later ranges were done, or a 2.x concurrent state with holes). A read covers the
+gaps and `[start, upper)` where `start = max(S - lookback, start_date)` and `upper = now -
+UPPER_MARGIN` (never past now: records stamped later, e.g. in the future, are left for a later
+sync). The lower bound is inclusive: `greater-or-equal(S)`, or `greater-than(S - 1 s)` plus a
+client-side `>= S` check where the endpoint has only `greater-than`; the upper bound is
+`less-than(upper)` server-side where supported, else checked here. Ranges are half-open and
+disjoint, so a read never emits a record twice; a read that resumes from a mid-range position `S`
+may re-emit the records stamped exactly `S` (at-least-once; the destination de-duplicates by
+primary key). After a complete read the state is `upper`, so the next read returns exactly the
+records changed since.
 
-Windows (events): a read opens with the first page of its whole range; when that is all, it is the
-read. Otherwise the range is cut into windows of at most the declared length, as many as that page's
-density says it has pages (one per `PAGES_PER_WINDOW`), up to `WINDOWS_PER_REQUEST_SLOT` per
-concurrent request, read concurrently.
+Chains (`ranges.py`): each range is read by a chain of pages sorted by its attribute, one request in
+flight per chain. A bucket runs as many chains as its rate and measured round trip call for
+(`Reader.room`); a stream whose endpoint sorts and filters an attribute on both sides (`split_by`:
+events, profiles, memberships) cuts its running ranges when it has room for more chains than it has
+ranges, from the first page's density at the start to the last pages of a backfill, so the whole
+read runs at the pace the rate limit allows.
 
-Checkpoints: sorted streams emit a state at least every `CHECKPOINT_EVERY_PAGES` pages and at every
-window end; unsorted streams (`assume_sorted=False`) only when a whole window/partition is done;
+Checkpoints: sorted streams emit a state at least every `CHECKPOINT_EVERY_PAGES` pages and whenever a
+chain ends; unsorted streams (`assume_sorted=False`) only when a whole partition is done;
 partitioned streams keep one cursor per partition (`{"states": [{"partition", "cursor"}]}`).
 
 Errors: a failing stream gets a TRACE ERROR and INCOMPLETE, keeps its last emitted state, and the
@@ -52,29 +56,30 @@ is `HEARTBEAT_SECONDS`; the environment variable `SOURCE_KLAVIYO_HEARTBEAT_SECON
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import itertools
 import json
-import math
 import os
 import time
 import traceback
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import msgspec
 import orjson
 
 from .catalog import ConfiguredStream
-from .checkpoint import Checkpointer
 from .contracts import JSON, Client, JSONObject, Record, StreamState
 from .datetimes import ONE_SECOND, floor_second, format_datetime, parse_datetime, utc_now
 from .errors import ApiError, SourceError
 from .hooks import HOOKS
 from .protocol import dumps
+from .ranges import GAPS, NO_LOWER_BOUND, Range, Span, Spans, plan_cuts, to_read
 from .streams import STREAMS_BY_NAME, TIERS, Stream
 
 if TYPE_CHECKING:
@@ -83,22 +88,10 @@ if TYPE_CHECKING:
 
 UPPER_MARGIN = timedelta(seconds=5)
 CHECKPOINT_EVERY_PAGES = 10
-# A windowed read opens with the first page of its whole range. When that page is all there is, it
-# is the read (one request, as before). Otherwise its density says how many pages the range holds,
-# and the range is cut into a window per PAGES_PER_WINDOW of them, up to WINDOWS_PER_REQUEST_SLOT
-# per concurrent request (the declared window stays the longest): one window is one chain of pages,
-# read a page per round trip, so a one-day incremental read of events was a single chain, a tenth of
-# what the XL limit allows. Windows are not cut finer: each ends in a part-full page, a request
-# that counts against the rate limit (at 4 windows per slot the events ceiling fell from 95 to 93 %).
-# When the range is cut, the opening page is dropped (one request) and each window reads its own.
-PAGES_PER_WINDOW = 4
-WINDOWS_PER_REQUEST_SLOT = 2
-SHORTEST_WINDOW = timedelta(minutes=1)
+PROBE_RECORDS = 100  # the first page of a splittable range nothing is known of (see _probe_size)
 GC_THRESHOLD = 50_000  # gen-0 allocations between collections while reading (default 700)
 HEARTBEAT_SECONDS = 30.0  # the longest silence of a read; Airbyte's maxSecondsBetweenMessages is 600
 HEARTBEAT_ENV = "SOURCE_KLAVIYO_HEARTBEAT_SECONDS"
-# A stand-in lower edge for a stream read without any lower bound (no state, no start_date).
-NO_LOWER_BOUND = datetime(1970, 1, 1, tzinfo=UTC)
 
 Partition = dict[str, str]
 # A record on the raw path: its JSON object (lifted cursor spliced in) and the cursor's JSON text.
@@ -109,8 +102,6 @@ RawRecord = tuple[bytes, bytes | msgspec.Raw]
 AnyRecord = Any
 # One page of a chain: its records and the whole parsed page (`links`, `included`).
 Page = tuple[list[AnyRecord], JSONObject]
-# A range read as one window, its first page fetched: the chain, that page, the rest of its pages.
-Opened = tuple["Chain", Page, AsyncGenerator[Page, None]]
 
 
 class Sink(Protocol):
@@ -431,6 +422,12 @@ def build_chain(stream: Stream, config: Config, *, partition: Partition | None =
         filters.append(axis.filter.format(value=partition[axis.key]))
     check_lower = check_upper = None
     inc = stream.incremental
+    if inc is None and stream.split_by is not None:
+        # A range of an attribute that is not a cursor (memberships by `joined_group_at`).
+        if lower is not None:
+            filters.append(f"greater-or-equal({stream.split_by},{format_datetime(lower)})")
+        if upper is not None:
+            filters.append(f"less-than({stream.split_by},{format_datetime(upper)})")
     if inc is not None:
         cursor = inc.cursor
         if lower is not None:
@@ -453,14 +450,23 @@ def build_chain(stream: Stream, config: Config, *, partition: Partition | None =
         params.append(("filter", ",".join(filters)))
     if inc is not None and inc.sortable:
         params.append(("sort", inc.cursor))
+    elif inc is None and stream.split_by is not None:
+        params.append(("sort", stream.split_by))
     if stream.include:
         params.append(("include", ",".join(stream.include)))
     tier, additional = _tier_and_fields(stream, config)
     if additional:
         params.append((f"additional-fields[{stream.resource_type}]", ",".join(additional)))
+    return Chain(path or stream.path, params, bucket_of(stream, config), tier, partition, parent_id,
+                 check_lower, check_upper)
+
+
+def bucket_of(stream: Stream, config: Config) -> str:
+    """The rate-limit bucket of a stream's requests: Klaviyo counts per endpoint, and an endpoint
+    whose additional field moves it to another tier is counted apart."""
+    tier, additional = _tier_and_fields(stream, config)
     template = stream.parent.path if stream.parent else stream.path
-    bucket = template + ("?" + ",".join(additional) if tier != stream.tier else "")
-    return Chain(path or stream.path, params, bucket, tier, partition, parent_id, check_lower, check_upper)
+    return template + ("?" + ",".join(additional) if tier != stream.tier else "")
 
 
 # -- the reader ----------------------------------------------------------------------------------------
@@ -487,7 +493,8 @@ class Reader:
         self.clock = clock
         self.progress: dict[str, StreamProgress] = {cs.name: StreamProgress() for cs in configured}
         self.errors: list[tuple[str | None, SourceError]] = []
-        self._requests = asyncio.Semaphore(max(1, config.num_workers))
+        self._chains: dict[str, int] = {}  # chains of pages running, per rate-limit bucket
+        self._watchers: dict[str, set[asyncio.Event]] = {}  # schedulers waiting for room in a bucket
 
     async def run(self) -> ReadResult:
         # Parsed pages are acyclic and freed by reference counting, but with the default gen-0
@@ -570,8 +577,33 @@ class Reader:
         short is fetched again instead of failing the stream."""
         client = self.client
         assert client is not None, "run() opens the client before any request"
-        async with self._requests:
-            return await client.get(url, params, bucket=bucket, tier=tier, parse=parse)
+        return await client.get(url, params, bucket=bucket, tier=tier, parse=parse)
+
+    # -- chains per bucket -----------------------------------------------------------------------------
+    def room(self, bucket: str, tier: str) -> int:
+        """How many more chains of pages `bucket` may run now: one request in flight each, up to what
+        its rate and round trip call for (`KlaviyoClient.in_flight_limit`)."""
+        client = self.client
+        assert client is not None, "run() opens the client before any request"
+        return client.in_flight_limit(bucket, tier) - self._chains.get(bucket, 0)
+
+    def chain_started(self, bucket: str) -> None:
+        self._chains[bucket] = self._chains.get(bucket, 0) + 1
+
+    def chain_ended(self, bucket: str) -> None:
+        self._chains[bucket] -= 1
+        self.wake(bucket)
+
+    def watch(self, bucket: str, event: asyncio.Event) -> None:
+        self._watchers.setdefault(bucket, set()).add(event)
+
+    def unwatch(self, bucket: str, event: asyncio.Event) -> None:
+        self._watchers.get(bucket, set()).discard(event)
+
+    def wake(self, bucket: str) -> None:
+        """Something changed for `bucket` (a page or a chain ended): its schedulers look for room."""
+        for event in self._watchers.get(bucket, ()):
+            event.set()
 
     async def pages(self, chain: Chain, parse: Callable[[bytes], JSONObject] = parse_page,
                     ) -> AsyncGenerator[Page, None]:
@@ -600,25 +632,42 @@ class Reader:
             del page, data, links  # not held while the next page is fetched: 4 MB per events page
 
 
+@dataclass(eq=False)
+class _Unit:
+    """A partition of a stream's read, or one parent's children, with the spans of its range."""
+
+    partition: Partition
+    spans: Spans
+    parent_id: str | None = None
+    path: str | None = None  # the children's path, for a parent's unit
+
+
 class _StreamRead:
     """The read of one configured stream."""
 
     def __init__(self, reader: Reader, cs: ConfiguredStream) -> None:
         self.r = reader
         self.cs = cs
-        self.stream = cs.stream
+        self.stream = stream = cs.stream
         self.name = cs.name
         self.progress = reader.progress[cs.name]
-        self.hook = HOOKS[self.stream.hook] if self.stream.hook else None
+        self.hook = HOOKS[stream.hook] if stream.hook else None
         self.since_state = 0
         self.running = False
-        self.incremental = cs.incremental and self.stream.incremental is not None
-        tier = TIERS[self.stream.tier]
-        self.concurrency = max(1, min(reader.config.num_workers, tier.burst_per_second))
-        self.positions: dict[str, Callable[[], datetime | None]] = {}
+        self.incremental = cs.incremental and stream.incremental is not None
+        self.units: list[_Unit] = []
+        self.ready: deque[_Unit] = deque()
         self.last_state: StreamState | None = None
+        self.bucket = bucket_of(stream, reader.config)
+        self.tier = _tier_and_fields(stream, reader.config)[0]
+        inc = stream.incremental
+        # Pages sorted by the range's attribute: a page ending at `c` proves everything before `c`
+        # was read, and a chain may be split past it.
+        self.sorted_pages = stream.split_by is not None or bool(inc and inc.sortable and inc.assume_sorted)
+        self.range_field = stream.split_by or (inc.cursor if inc else None)
+        self.splittable = stream.split_by is not None
+        self.min_split = stream.page_size or 1  # a cut leaves at least a page's worth each side
         # Records passed on unparsed when nothing here needs more of them than id and cursor.
-        stream = self.stream
         self.raw = (hasattr(reader.sink.inner, "raw_records") and stream.hook is None
                     and stream.detail is None and stream.parent is None and stream.report is None)
         self.parse = raw_page_parser(stream.lifted) if self.raw else parse_page
@@ -629,13 +678,18 @@ class _StreamRead:
 
             await read_report(self)
             return
-        if self.stream.parent is not None:
-            await self._read_children()
-            return
-        partitions = partitions_of(self.stream)
-        self.progress.partitions_total = len(partitions)
         upper = floor_second(self.r.clock()) - UPPER_MARGIN
-        await _run_bounded((self._read_partition(p, upper) for p in partitions), len(partitions))
+        if self.stream.parent is not None:
+            parent = self.stream.parent
+            ids = [pid async for pid in _ids_of(self.r, STREAMS_BY_NAME[parent.stream])]
+            self.units = [_Unit({}, Spans([(NO_LOWER_BOUND, upper)], upper), pid, parent.path.format(id=pid))
+                          for pid in ids]
+        else:
+            self.units = [_Unit(p, Spans(self._ranges(p, upper), upper)) for p in partitions_of(self.stream)]
+        self.progress.partitions_total = len(self.units)
+        self.progress.partitions_done = sum(unit.spans.finished for unit in self.units)
+        self.progress.windows_total = sum(len(unit.spans.spans) for unit in self.units)
+        await self._schedule()
         if self.incremental:
             self._emit_state(force=True)
 
@@ -655,15 +709,16 @@ class _StreamRead:
         self.since_state += len(records)
 
     def _state_value(self) -> StreamState | None:
-        cursor = self.stream.incremental.cursor  # type: ignore[union-attr]
+        inc = self.stream.incremental
+        assert inc is not None, "only incremental streams keep state"
+        entries = [(unit.partition, _cursor_state(inc.cursor, unit.spans)) for unit in self.units]
         if not self.stream.partitions:
-            position = self.positions[""]() if "" in self.positions else None
-            return {cursor: format_datetime(position)} if position else None
-        states = []
-        for partition in partitions_of(self.stream):
-            position = self.positions.get(_key(partition), lambda: None)()
-            if position is not None:
-                states.append({"partition": partition, "cursor": {cursor: format_datetime(position)}})
+            return entries[0][1] if entries else None
+        states: list[JSONObject] = []
+        for partition, entry in entries:
+            if entry is not None:
+                gaps = entry.pop(GAPS, None)
+                states.append({"partition": partition, "cursor": entry, **({GAPS: gaps} if gaps else {})})
         return {"states": states} if states else None
 
     def _emit_state(self, force: bool = False) -> None:
@@ -675,143 +730,156 @@ class _StreamRead:
         self.since_state = 0
 
     # -- incremental bounds ------------------------------------------------------------------------
-    def _saved(self, partition: Partition) -> datetime | None:
+    def _saved(self, partition: Partition) -> tuple[datetime | None, list[Range]]:
+        """The saved cursor of `partition` and the gaps below it that were never read."""
         saved = self.r.state.get(self.name) or {}
-        cursor = self.stream.incremental.cursor if self.stream.incremental else ""
+        inc = self.stream.incremental
+        if inc is None:
+            return None, []
+        entry: JSONObject = saved
+        value = saved.get(inc.cursor)
         if self.stream.partitions:
             entries = [s for s in saved.get("states") or () if s.get("partition") == partition]
-            value = (entries[0].get("cursor") or {}).get(cursor) if entries else None
-        else:
-            value = saved.get(cursor)
-        if value is None:
-            return None
+            entry = entries[0] if entries else {}
+            value = (entry.get("cursor") or {}).get(inc.cursor)
+        gaps = [(parse_datetime(gap["start"]), parse_datetime(gap["end"])) for gap in entry.get(GAPS) or ()]
         try:
-            return parse_datetime(value)
+            return (parse_datetime(value) if value is not None else None), gaps
         except ValueError:
+            return None, gaps
+
+    def _ranges(self, partition: Partition, upper: datetime) -> list[Range]:
+        """What the read of `partition` covers: from the state (its gaps, then `[cursor - lookback,
+        upper)`), else from `start_date`, else from the first record."""
+        inc = self.stream.incremental
+        start_date = self.r.config.start_date if inc is not None else None
+        cursor, gaps = self._saved(partition) if self.incremental else (None, [])
+        lookback = timedelta(0)
+        if inc is not None:
+            lookback = inc.lookback + (timedelta(days=self.r.config.lookback_window_days)
+                                       if inc.config_lookback else timedelta(0))
+        return to_read(cursor, gaps, start_date=start_date, lookback=lookback, upper=upper)
+
+    # -- chains: started while the bucket has room, split to keep it busy --------------------------------
+    async def _schedule(self) -> None:
+        """Read every unit's spans: a chain of pages per span, as many at once as the bucket has room
+        for; when the spans run out while there is room, the running spans with the most left are
+        cut (`Spans.cuts`), so the last of a read runs as fast as the rest. The first error wins."""
+        running: set[asyncio.Task[None]] = set()
+        wake = asyncio.Event()
+        self.ready = deque(self.units)  # units that may have spans without a chain, in order
+        self.r.watch(self.bucket, wake)
+        try:
+            while True:
+                for task in [task for task in running if task.done()]:
+                    running.discard(task)
+                    task.result()  # a chain's error ends the stream
+                room = self.r.room(self.bucket, self.tier)
+                while room > 0 and self.ready:
+                    span = self.ready[0].spans.take()
+                    if span is None:
+                        self.ready.popleft()
+                        continue
+                    running.add(self._start(self.ready[0], span, wake))
+                    room -= 1
+                if room > 0 and self.splittable and not self.ready:
+                    for cut_unit, span, edges in _cuts(self.units, room, self.min_split):
+                        for part in cut_unit.spans.split(span, edges):
+                            part.running = True
+                            running.add(self._start(cut_unit, part, wake))
+                            self.progress.windows_total += 1
+                if not running and not self.ready:
+                    return
+                wake.clear()  # a page of this bucket or the end of a chain, ours or another stream's
+                await wake.wait()
+        finally:
+            self.r.unwatch(self.bucket, wake)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    def _start(self, unit: _Unit, span: Span, wake: asyncio.Event) -> asyncio.Task[None]:
+        self.r.chain_started(self.bucket)
+        task = asyncio.create_task(self._read_span(unit, span))
+        task.add_done_callback(lambda _task: wake.set())
+        return task
+
+    def _high(self, unit: _Unit, span: Span) -> datetime | None:
+        """The span's upper bound; None for the last span of a full refresh, which is read open-ended
+        (records stamped in the future too): there is no state to keep consistent."""
+        return None if not self.incremental and span.high >= unit.spans.upper else span.high
+
+    def _chain(self, unit: _Unit, span: Span, page_size: int | None = None) -> Chain:
+        lower = None if span.low == NO_LOWER_BOUND else span.low
+        return build_chain(self.stream, self.r.config, partition=unit.partition, lower=lower,
+                           upper=self._high(unit, span), path=unit.path, parent_id=unit.parent_id,
+                           page_size=page_size)
+
+    def _probe_size(self, unit: _Unit) -> int | None:
+        """A smaller first page for the first chain of a splittable range nothing is known of yet: it
+        answers sooner (the first request of a bucket goes alone) and tells the density to cut by."""
+        size = self.stream.page_size
+        if not self.splittable or size is None or size <= PROBE_RECORDS:
             return None
+        spans = unit.spans.spans
+        first_chain = sum(span.running for span in spans) == 1 and not any(span.records for span in spans)
+        return PROBE_RECORDS if first_chain else None
 
-    def _start(self, partition: Partition, upper: datetime) -> datetime | None:
-        inc = self.stream.incremental
-        start_date = self.r.config.start_date
-        saved = self._saved(partition) if self.incremental else None
-        if saved is not None and inc is not None:
-            lookback = inc.lookback
-            if inc.config_lookback:
-                lookback += timedelta(days=self.r.config.lookback_window_days)
-            saved -= lookback
-        candidates = [moment for moment in (saved, start_date) if moment is not None]
-        if not candidates:
-            return None
-        return min(floor_second(max(candidates)), upper)
-
-    # -- partitions and windows ----------------------------------------------------------------------
-    async def _read_partition(self, partition: Partition, upper: datetime) -> None:
-        inc = self.stream.incremental
-        start = self._start(partition, upper) if inc else None
-        key = _key(partition)
-        if start is not None and start >= upper:  # nothing can have changed since
-            self.positions[key] = lambda: upper
-            self.progress.partitions_done += 1
-            return
-        window = inc.window if inc else None
-        opened: Opened | None = None
-        if window is not None:
-            opened, first, last = await self._open_range(partition, start, upper)
-            if start is None:  # no state and no start_date: from the first record
-                start = floor_second(first) if first else None
-            if last is None:  # the opening page is the whole range
-                window = None
-            elif start is not None:
-                window = _window_length(window, upper - start, self._windows_for(start, last, upper))
-        checkpoint = Checkpointer(_window_edges(start or NO_LOWER_BOUND, upper, window))
-        if opened is not None and checkpoint.windows > 1:
-            await opened[2].aclose()
-            opened = None
-        self.positions[key] = lambda: None if (p := checkpoint.position()) == NO_LOWER_BOUND else p
-        self.progress.windows_total += checkpoint.windows
-        if opened is not None:
-            await self._read_window(partition, checkpoint, 0, start is not None, opened)
-        else:
-            tasks = (self._read_window(partition, checkpoint, index, start is not None)
-                     for index in range(checkpoint.windows))
-            await _run_bounded(tasks, self.concurrency)
-        self.progress.partitions_done += 1
-
-    def _window_chain(
-        self, partition: Partition, lower: datetime | None, upper: datetime, last: bool
-    ) -> Chain:
-        # A full refresh reads the last window open-ended: there is no state to keep consistent.
-        open_ended = not self.incremental and last
-        return build_chain(self.stream, self.r.config, partition=partition, lower=lower,
-                           upper=None if open_ended else upper)
-
-    async def _read_window(self, partition: Partition, checkpoint: Checkpointer, index: int,
-                           bounded_below: bool, opened: Opened | None = None,
-                           ) -> None:
-        """One window's chain of pages; `opened`: its chain, first page and pages when under way."""
-        low, high = checkpoint.window(index)
-        source: AsyncIterator[Page]
-        if opened is not None:
-            chain, first_page, rest = opened
-            source = _replayed(first_page, rest)
-        else:
-            chain = self._window_chain(partition, low if (index > 0 or bounded_below) else None, high,
-                                       index == checkpoint.windows - 1)
-            source = self.r.pages(chain, self.parse)
-        inc = self.stream.incremental
-        sorted_pages = bool(inc and inc.sortable and inc.assume_sorted)
-        cursor = self.stream.lifted
+    async def _read_span(self, unit: _Unit, span: Span) -> None:
+        """One span's chain of pages. When the span is split while it runs, records at or past its
+        new high are dropped (the new span reads them) and the chain stops at the first page past it."""
+        probe = self._probe_size(unit)
+        chain = self._chain(unit, span, probe)
+        spans = unit.spans
         pages = 0
         records: list[AnyRecord]
-        async for data, page in source:
-            if self.raw:  # never a stream with details (see __init__)
-                records = self._prepare_raw(data, chain)
-            else:
-                records = self._prepare(data, page, chain)
-                if self.stream.detail is not None:
-                    records = await self._with_details(records)
-            self._emit(records)
-            pages += 1
-            if self.incremental and sorted_pages and data and cursor:
-                last = _raw_cursor(data[-1][1]) if self.raw else data[-1].get(cursor)
-                checkpoint.page_emitted(index, _cursor_value(last))
-                if pages % CHECKPOINT_EVERY_PAGES == 0:
-                    self._emit_state()
-            del data, page, records  # free the page before awaiting the next one (peak RSS)
-        checkpoint.window_done(index)
+        try:
+            async with contextlib.aclosing(self.r.pages(chain, self.parse)) as source:
+                async for data, page in source:
+                    first = last = None
+                    if data and self.range_field is not None:
+                        first, last = self._cursor_of(data[0]), self._cursor_of(data[-1])
+                    if probe and last is not None and span.reached < last < span.high and _has_next(page):
+                        # The probe's last second may go on in the next page: the rest of the range,
+                        # from that second, goes to a chain of full-size pages.
+                        spans.split(span, [last])
+                        self.ready.appendleft(unit)
+                    high = self._high(unit, span)  # lowered when the span is split while it runs
+                    past = self.sorted_pages and last is not None and high is not None and last >= high
+                    upper = high if past else chain.upper
+                    if self.raw:  # never a stream with details (see __init__)
+                        records = self._prepare_raw(data, chain.lower, upper)
+                    else:
+                        records = self._prepare(data, page, chain, upper)
+                        if self.stream.detail is not None:
+                            records = await self._with_details(records)
+                    self._emit(records)
+                    spans.page(span, records=len(records), first=first, last=last,
+                               sorted_pages=self.sorted_pages)
+                    pages += 1
+                    if self.incremental and self.sorted_pages and pages % CHECKPOINT_EVERY_PAGES == 0:
+                        self._emit_state()
+                    self.r.wake(self.bucket)
+                    del data, page, records  # free the page before awaiting the next one (peak RSS)
+                    if past:
+                        break
+            spans.finish(span)
+        finally:
+            self.r.chain_ended(self.bucket)
         self.progress.windows_done += 1
+        if spans.finished:
+            self.progress.partitions_done += 1
         if self.incremental:
             self._emit_state()
 
-    async def _open_range(self, partition: Partition, lower: datetime | None, upper: datetime,
-                          ) -> tuple[Opened | None, datetime | None, datetime | None]:
-        """A windowed range read as one window, its first page fetched: ((the chain, that page, the
-        rest of its pages), the first record's cursor, the last record's cursor when more pages
-        follow, else None)."""
-        chain = self._window_chain(partition, lower, upper, True)
-        pages = self.r.pages(chain, self.parse)
-        async for data, page in pages:
-            links = page.get("links")
-            more = isinstance(links, dict) and bool(links.get("next"))
-            first = self._cursor_of(data[0]) if data else None
-            last = self._cursor_of(data[-1]) if data and more else None
-            return (chain, (data, page), pages), first, last
-        return None, None, None
-
     def _cursor_of(self, record: AnyRecord) -> datetime | None:
-        if self.raw:
+        if self.raw:  # the raw path lifts the cursor, which is the range's attribute
             return _cursor_value(_raw_cursor(record[1]))
-        return _cursor_value((record.get("attributes") or {}).get(self.stream.lifted))
-
-    def _windows_for(self, start: datetime, opened_to: datetime, upper: datetime) -> int:
-        """Windows for `[start, upper)` whose first page ended at `opened_to`: a window per
-        PAGES_PER_WINDOW pages at that page's density, capped at what keeps every request slot busy."""
-        covered = max((opened_to - start).total_seconds(), 1.0)
-        pages = (upper - start).total_seconds() / covered
-        return min(math.ceil(pages / PAGES_PER_WINDOW), WINDOWS_PER_REQUEST_SLOT * self.concurrency)
+        return _cursor_value((record.get("attributes") or {}).get(self.range_field))
 
     # -- records ---------------------------------------------------------------------------------------
-    def _prepare(self, data: list[Record], page: JSONObject, chain: Chain) -> list[Record]:
+    def _prepare(self, data: list[Record], page: JSONObject, chain: Chain, upper: datetime | None,
+                 ) -> list[Record]:
         lifted = self.stream.lifted
         if lifted:
             try:
@@ -820,8 +888,10 @@ class _StreamRead:
             except (KeyError, TypeError):
                 for record in data:
                     record[lifted] = (record.get("attributes") or {}).get(lifted)
-        if (chain.lower or chain.upper) and lifted:
-            data = [r for r in data if _within(_cursor_value(r.get(lifted)), chain.lower, chain.upper)]
+        field = self.range_field
+        if (chain.lower or upper) and field:
+            data = [r for r in data
+                    if _within(_cursor_value((r.get("attributes") or {}).get(field)), chain.lower, upper)]
         if self.stream.parent is not None and self.stream.hook is None:
             for record in data:
                 record[self.stream.parent.key] = chain.parent_id
@@ -830,9 +900,10 @@ class _StreamRead:
             data = self.hook(data, page, key, chain.parent_id)
         return data
 
-    def _prepare_raw(self, data: list[RawRecord], chain: Chain) -> list[RawRecord]:
-        if (chain.lower or chain.upper) and self.stream.lifted:
-            return [r for r in data if _within(_cursor_value(_raw_cursor(r[1])), chain.lower, chain.upper)]
+    def _prepare_raw(self, data: list[RawRecord], lower: datetime | None, upper: datetime | None,
+                     ) -> list[RawRecord]:
+        if (lower or upper) and self.stream.lifted:
+            return [r for r in data if _within(_cursor_value(_raw_cursor(r[1])), lower, upper)]
         return data
 
     async def _with_details(self, records: list[Record]) -> list[Record]:
@@ -853,21 +924,6 @@ class _StreamRead:
 
         await asyncio.gather(*(fetch(record) for record in records))
         return records
-
-    # -- parent -> child fan-out (full refresh) ------------------------------------------------------
-    async def _read_children(self) -> None:
-        parent = self.stream.parent
-        assert parent is not None
-        ids = [pid async for pid in _ids_of(self.r, STREAMS_BY_NAME[parent.stream])]
-        self.progress.partitions_total = len(ids)
-
-        async def child(pid: str) -> None:
-            chain = build_chain(self.stream, self.r.config, path=parent.path.format(id=pid), parent_id=pid)
-            async for data, page in self.r.pages(chain):
-                self._emit(self._prepare(data, page, chain))
-            self.progress.partitions_done += 1
-
-        await _run_bounded((child(pid) for pid in ids), self.concurrency)
 
 
 async def _ids_of(reader: Reader, stream: Stream) -> AsyncIterator[str]:
@@ -897,55 +953,27 @@ def _key(partition: Partition) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(partition.items()))
 
 
-async def _replayed(first: Page, rest: AsyncIterator[Page]) -> AsyncIterator[Page]:
-    yield first
-    async for item in rest:
-        yield item
+def _has_next(page: JSONObject) -> bool:
+    links = page.get("links")
+    return isinstance(links, dict) and bool(links.get("next"))
 
 
-def _window_length(declared: timedelta, span: timedelta, at_least: int) -> timedelta:
-    """The declared window, shortened so that `span` makes at least `at_least` windows (whole
-    seconds, never under `SHORTEST_WINDOW`)."""
-    shared = timedelta(seconds=int(span.total_seconds() // max(1, at_least)))
-    return max(SHORTEST_WINDOW, min(declared, shared))
+def _cursor_state(cursor: str, spans: Spans) -> JSONObject | None:
+    """A unit's state: `{cursor: …}`, with the `gaps` below it that were never read; None before the
+    read has emitted anything of a range without a lower bound."""
+    position, gaps = spans.state()
+    if position == NO_LOWER_BOUND and not gaps:
+        return None
+    state: JSONObject = {cursor: format_datetime(position)}
+    if gaps:
+        state[GAPS] = [{"start": format_datetime(low), "end": format_datetime(high)} for low, high in gaps]
+    return state
 
 
-def _window_edges(start: datetime, upper: datetime, window: timedelta | None) -> list[datetime]:
-    if window is None or start == NO_LOWER_BOUND:
-        return [start, upper]
-    edges = [start]
-    while edges[-1] + window < upper:
-        edges.append(edges[-1] + window)
-    edges.append(upper)
-    return edges
-
-
-async def _run_bounded(coroutines: Iterable[Awaitable[None]], limit: int) -> None:
-    """Run coroutines with at most `limit` at once, in order of the iterable; the first error wins."""
-    iterator = iter(coroutines)
-    lock = asyncio.Lock()
-
-    async def worker() -> None:
-        while True:
-            async with lock:
-                coroutine = next(iterator, None)
-            if coroutine is None:
-                return
-            await coroutine
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, limit)):
-                group.create_task(worker())
-    except BaseExceptionGroup as failures:
-        raise _first_leaf(failures) from None
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    """The error that stopped a task group (the others were cancellations it caused)."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
+def _cuts(units: list[_Unit], room: int, min_records: int) -> list[tuple[_Unit, Span, list[datetime]]]:
+    unit_of = {id(unit.spans): unit for unit in units}
+    return [(unit_of[id(group)], span, edges)
+            for group, span, edges in plan_cuts([unit.spans for unit in units], room, min_records)]
 
 
 async def read_streams(config: Config, configured: list[ConfiguredStream],

@@ -12,15 +12,16 @@ Retried: 429 (waiting `Retry-After` exactly, for the whole bucket, up to `max_re
 incomplete bodies (Content-Length mismatch or JSON not ending in `}`). Not retried: 3xx (redirects
 are never followed: the key must only reach the configured origin), 400, 401, 403, 404 and other 4xx.
 
-Compression: over the internet gzip shrinks Klaviyo's JSON ~6-10x (a 1,000-event page is ~0.5 MB),
-so we ask for it; on loopback (the emulator) the server's compression and our inflating cost more
-CPU than the bytes they save, so loopback origins are asked for `identity`.
+Compression: gzip shrinks Klaviyo's JSON ~6-10x (a 1,000-event page is ~1 MB), so we ask for it,
+from the emulator on loopback too: benchmarks and tests pay for inflating what users pay for.
+
+Concurrency: each rate-limit bucket sizes its requests in flight from the round trips it measures
+(`concurrency.py`); `num_workers`, when set, caps them, per bucket and in all.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from source_klaviyo import __version__
+from source_klaviyo.concurrency import MAX_IN_FLIGHT
 from source_klaviyo.contracts import JSONObject, Params
 from source_klaviyo.errors import ApiError, SourceError, TransientError
 from source_klaviyo.ratelimit import Clock, RateLimiters, SystemClock, TierLimiter, parse_retry_after
@@ -86,12 +88,16 @@ class _Config(Protocol):
     @property
     def base_url(self) -> str: ...
     @property
-    def num_workers(self) -> int: ...
+    def num_workers(self) -> int | None: ...
     @property
     def request_timeout_seconds(self) -> float: ...
 
 
 T = TypeVar("T")
+
+
+# Requests in flight in all, when the user sets no cap (each bucket has its own bound too).
+MAX_IN_FLIGHT_IN_ALL = 256
 
 
 @dataclass
@@ -119,17 +125,6 @@ def encode_params(params: Sequence[tuple[str, str]]) -> str:
     """`[("filter", "greater-than(updated,2024-01-01T00:00:00+00:00)")]` ->
     `filter=greater-than(updated,2024-01-01T00:00:00%2B00:00)`."""
     return "&".join(f"{quote(str(k), safe=_QUERY_SAFE)}={quote(str(v), safe=_QUERY_SAFE)}" for k, v in params)
-
-
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _body_is_complete(body: bytes, content_length: str | None, encoded: bool) -> bool:
@@ -187,7 +182,8 @@ class KlaviyoClient:
             )
         self._base_text = str(self._base)
         self._origin = self._base.origin()
-        self._num_workers = max(1, int(config.num_workers))
+        cap = config.num_workers
+        self._in_flight = max(1, cap) if cap is not None else MAX_IN_FLIGHT_IN_ALL
         self._timeout = float(config.request_timeout_seconds)
         self._connector = transport_connector
         self._clock: Clock = clock or SystemClock()
@@ -197,10 +193,11 @@ class KlaviyoClient:
         self.retry_time_budget = retry_time_budget
         self.max_retry_after = max_retry_after
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
-        self.limiters = RateLimiters(clock=self._clock, margin=rate_limit_margin, tiers=tiers)
+        self.limiters = RateLimiters(clock=self._clock, margin=rate_limit_margin, tiers=tiers,
+                                     cap=min(self._in_flight, MAX_IN_FLIGHT))
         self.stats = HttpStats()
         self._session: aiohttp.ClientSession | None = None
-        self._semaphore = asyncio.Semaphore(self._num_workers)
+        self._semaphore = asyncio.Semaphore(self._in_flight)
 
     def __repr__(self) -> str:
         return f"KlaviyoClient(base_url={self._base_text!r}, api_key={self._mask(self._key)!r})"
@@ -227,7 +224,7 @@ class KlaviyoClient:
         if self._session is not None:
             return
         connector = self._connector or aiohttp.TCPConnector(
-            limit=self._num_workers,
+            limit=self._in_flight,
             ttl_dns_cache=300,
             keepalive_timeout=30,
         )
@@ -236,7 +233,7 @@ class KlaviyoClient:
             "revision": API_REVISION,
             "Accept": JSONAPI,
             "User-Agent": USER_AGENT,
-            "Accept-Encoding": "identity" if _is_loopback(self._base.host) else "gzip, deflate",
+            "Accept-Encoding": "gzip, deflate",
         }
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -255,6 +252,10 @@ class KlaviyoClient:
             self._session = None
 
     # -- public requests -------------------------------------------------------------------------
+
+    def in_flight_limit(self, bucket: str, tier: str) -> int:
+        """How many requests of `bucket` should be in flight now (Little's law on what it measured)."""
+        return self.limiters.get(bucket, tier).flight.limit_at(self._clock.monotonic())
 
     @overload
     async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
@@ -393,12 +394,15 @@ class KlaviyoClient:
         headers = {"Content-Type": JSONAPI} if data is not None else None
         self.stats.requests += 1
         response_headers: CIMultiDict[str] | None = None
+        round_trip: float | None = None
+        sent_at = self._clock.monotonic()
         try:
             async with self._session.request(
                 method, target, data=data, headers=headers, allow_redirects=False
             ) as response:
                 response_headers = response.headers  # type: ignore[assignment]
                 body = await response.read()
+                round_trip = self._clock.monotonic() - sent_at
                 self.stats.bytes_received += len(body)
                 return self._check(response, body, path)
         except TimeoutError:
@@ -408,7 +412,7 @@ class KlaviyoClient:
         except aiohttp.ClientError as exc:
             raise _Retry(self._mask(f"{type(exc).__name__}: {exc}")) from None
         finally:
-            limiter.release(response_headers)
+            limiter.release(response_headers, round_trip)
             self._semaphore.release()
 
     def _check(self, response: aiohttp.ClientResponse, body: bytes, path: str) -> bytes:

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
+from source_klaviyo.concurrency import MAX_IN_FLIGHT, InFlight
 from source_klaviyo.errors import TransientError
 from source_klaviyo.streams import TIERS, Tier
 
@@ -184,6 +185,7 @@ class TierLimiter:
         clock: Clock | None = None,
         margin: float = _DEFAULT_MARGIN,
         name: str = "",
+        cap: int = MAX_IN_FLIGHT,
     ) -> None:
         self.tier = tier
         self.name = name or tier.name
@@ -210,7 +212,8 @@ class TierLimiter:
         self._foreign_taken = 0.0  # requests others made in it (shared quota), estimated
         self._foreign_rate = 0.0  # per second, estimated
         self.inflight = 0
-        self._heard = asyncio.Event()  # set by the first answer (or failure) of this bucket
+        self.flight = InFlight(lambda: self._rate, cap, self._opening_burst)
+        self._released = asyncio.Event()  # set whenever a request of this bucket ends
 
     def __repr__(self) -> str:
         return f"TierLimiter({self.name!r}, burst={self.burst}/s, steady={self.steady}/min)"
@@ -236,11 +239,14 @@ class TierLimiter:
         try:
             async with self._lock:
                 while True:
-                    if not self._heard.is_set() and self.inflight > 0:
-                        # Until the first answer we know neither the account's real limits nor how
-                        # much of the quota others use: the bucket's first request goes alone.
-                        await self._heard.wait()
                     now = self._clock.monotonic()
+                    if self.inflight >= self.flight.limit_at(now):
+                        # Enough in flight for the pace (Little's law, `concurrency.py`). Until the
+                        # first answer the limit is one: we know neither the account's real limits
+                        # nor how much of the quota others use, so the first request goes alone.
+                        self._released.clear()
+                        await self._released.wait()
+                        continue
                     delay = self._delay(now)
                     if delay <= _EPSILON:  # float residue of an exact wait must not cause a re-sleep
                         if gate is not None and not holding:
@@ -264,6 +270,14 @@ class TierLimiter:
             if holding and gate is not None:
                 gate.release()
             raise
+
+    def _opening_burst(self, now: float) -> int:
+        """Requests in flight the opening burst allows now: those out, plus the tokens left; 0 once
+        the limiter paces (the burst is spent or its moment passed)."""
+        if self._paced:
+            return 0
+        self._refill(now)
+        return self.inflight + math.floor(self._tokens)
 
     def _refill(self, now: float) -> None:
         elapsed = now - self._refilled_at
@@ -311,10 +325,13 @@ class TierLimiter:
 
     # -- feedback ----------------------------------------------------------------------------
 
-    def release(self, headers: Mapping[str, str] | None = None) -> None:
-        """A request started by `acquire` finished; `headers` of its response, if any."""
+    def release(self, headers: Mapping[str, str] | None = None, round_trip: float | None = None) -> None:
+        """A request started by `acquire` finished; `headers` of its response, if any, and
+        `round_trip`: seconds from leaving to its whole answer, when it got one."""
         self.inflight = max(0, self.inflight - 1)
-        self._heard.set()
+        self._released.set()
+        if round_trip is not None:
+            self.flight.answered(round_trip, now=self._clock.monotonic())
         if headers is not None:
             self.observe(parse_rate_limit_headers(headers))
 
@@ -343,8 +360,11 @@ class TierLimiter:
             self._window_seen_at, self._foreign_taken = now, 0.0
 
     def block(self, seconds: float) -> None:
-        """A 429 said `Retry-After: seconds`: no request of this bucket starts before then."""
-        self._blocked_until = max(self._blocked_until, self._clock.monotonic() + seconds)
+        """A 429 said `Retry-After: seconds`: no request of this bucket starts before then, and
+        fewer are sent at once afterwards."""
+        now = self._clock.monotonic()
+        self._blocked_until = max(self._blocked_until, now + seconds)
+        self.flight.throttled(seconds, now=now)
 
     def _lower_limits(self, steady: int) -> None:
         scale = steady / self.steady
@@ -369,10 +389,12 @@ class RateLimiters:
         clock: Clock | None = None,
         margin: float = _DEFAULT_MARGIN,
         tiers: Mapping[str, Tier] = TIERS,
+        cap: int = MAX_IN_FLIGHT,
     ) -> None:
         self._clock = clock
         self._margin = margin
         self._tiers = tiers  # e.g. Klaviyo's table scaled to match an emulator's --rate-limit-scale
+        self._cap = cap  # requests in flight per bucket at most (the user's num_workers, if set)
         self._limiters: dict[tuple[str, str], TierLimiter] = {}
 
     def get(self, bucket: str, tier: str) -> TierLimiter:
@@ -381,7 +403,8 @@ class RateLimiters:
         if limiter is None:
             if tier not in self._tiers:
                 raise ValueError(f"unknown rate-limit tier {tier!r}; expected one of {sorted(self._tiers)}")
-            limiter = TierLimiter(self._tiers[tier], clock=self._clock, margin=self._margin, name=bucket)
+            limiter = TierLimiter(self._tiers[tier], clock=self._clock, margin=self._margin, name=bucket,
+                                  cap=self._cap)
             self._limiters[key] = limiter
         return limiter
 

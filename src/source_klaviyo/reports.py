@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, TypedDict
 from .contracts import JSONObject, Record
 from .datetimes import format_datetime, parse_datetime
 from .errors import ConfigError, SourceError, TransientError
+from .ranges import Spans
 from .schemas import load_schema
 from .streams import STREAMS_BY_NAME, TIERS, Report, Stream
 
@@ -172,15 +173,17 @@ async def conversion_metrics(read: _StreamRead) -> tuple[str, ...]:
 
 async def read_report(read: _StreamRead) -> None:
     """Read one report stream as planned (see the module docstring); called by the engine."""
-    from .engine import UPPER_MARGIN, parse_page
+    from .engine import UPPER_MARGIN, _Unit, parse_page
 
     stream, reader = read.stream, read.r
     assert stream.report is not None
-    saved = read._saved({}) if read.incremental else None
+    saved = read._saved({})[0] if read.incremental else None
     start, windows = plan_windows(stream.report, saved, reader.config.start_date,
                                   reader.clock() - UPPER_MARGIN)
-    position = start
-    read.positions[""] = lambda: position
+    end = windows[-1][1] if windows else start
+    spans = Spans([(start, end)], upper=end)
+    read.units = [_Unit({}, spans)]
+    span = spans.take()
     if windows:
         client = reader.client
         assert client is not None, "the reader opened its client before reading streams"
@@ -195,22 +198,26 @@ async def read_report(read: _StreamRead) -> None:
         )
         read.progress.windows_total = min(len(windows), fit)
         for low, high in windows[:fit]:
+            emitted = 0
             for metric_id in metrics:
                 body = request_body(stream, metric_id, low, high)
-                async with reader._requests:
-                    page = await client.post(stream.path, body, bucket=stream.path, tier=stream.tier,
-                                             parse=parse_page)
-                read._emit(records_of(stream, page, metric_id, low, high))
-            position = high
+                page = await client.post(stream.path, body, bucket=stream.path, tier=stream.tier,
+                                         parse=parse_page)
+                records = records_of(stream, page, metric_id, low, high)
+                read._emit(records)
+                emitted += len(records)
+            assert span is not None  # there are windows, so the range is not empty
+            spans.page(span, records=emitted, first=None, last=high)  # every metric's day(s) are in
             read.progress.windows_done += 1
             if read.incremental:
                 read._emit_state()
         if fit < len(windows):
+            read_up_to = format_datetime(spans.state()[0])
             raise TransientError(
                 f"{read.name} needs {needed} report requests ({len(windows)} windows x {len(metrics)} "
                 f"conversion metrics), more than the {int(allowed)} one sync may spend of Klaviyo's "
-                "reporting budget "
-                f"(225 a day); read the days before {format_datetime(position)}, the next sync resumes there",
+                f"reporting budget (225 a day); read the days before {read_up_to}, the next sync resumes "
+                "there",
                 internal_message=f"plan {needed} requests, budget {int(allowed)} per sync",
             )
     if read.incremental:

@@ -6,7 +6,7 @@ a 2.x UI validates unchanged; `config.parse_config` is the authority on what is 
 
 from __future__ import annotations
 
-from source_klaviyo.config import DEFAULT_BASE_URL, DEFAULT_NUM_WORKERS, MAX_NUM_WORKERS
+from source_klaviyo.config import DEFAULT_BASE_URL, MAX_NUM_WORKERS
 from source_klaviyo.contracts import JSONObject
 
 DOCUMENTATION_URL = "https://docs.airbyte.com/integrations/sources/klaviyo"
@@ -78,15 +78,16 @@ def _properties() -> JSONObject:
         },
         "num_workers": {
             "type": "integer",
-            "title": "Number of concurrent requests",
+            "title": "Cap on concurrent requests",
             "description": (
-                "The most requests in flight at once. The rate limits of your Klaviyo account bound "
-                "what helps: https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling"
+                "Leave empty: the connector keeps as many requests in flight as your account's rate "
+                "limits allow at the round trip it measures. Set it only to send fewer at once (per "
+                "endpoint and in all). 10, the default of 2.x, is read as empty. Rate limits: "
+                "https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling"
             ),
             "minimum": 1,
             "maximum": MAX_NUM_WORKERS,
-            "default": DEFAULT_NUM_WORKERS,
-            "examples": [1, 2, 3],
+            "examples": [4, 20],
             "order": 3,
         },
         "lookback_window": {

@@ -30,12 +30,13 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import product
+from itertools import pairwise, product
 
 from source_klaviyo.config import LEGACY_DEFAULT_START
 from source_klaviyo.contracts import JSON, JSONObject
 from source_klaviyo.datetimes import ONE_SECOND, format_datetime, parse_datetime, utc_now
 from source_klaviyo.errors import ConfigError
+from source_klaviyo.ranges import GAPS, normalised
 from source_klaviyo.streams import STREAMS_BY_NAME
 
 logger = logging.getLogger(__name__)
@@ -226,19 +227,29 @@ Migration = Callable[[JSONObject, Context], JSONObject]
 
 
 def concurrent_slices_to_cursor(state: JSONObject, ctx: Context) -> JSONObject:
-    """The concurrent CDK's date-range state (2.11+) becomes one cursor.
+    """The concurrent CDK's date-range state (2.11+): what the CDK that wrote it would read next.
 
-    The cursor is what the CDK itself would write as a sequential state: merge the slices that
-    touch (a gap of at most one second, the cursor granularity), take the first run from the
-    start, and use its `most_recent_cursor_value`, or its `start` when it saw no record. Slices
-    after a gap were read, but the gap was not, so we must resume at the gap. `legacy` is used only
-    when there are no slices.
+    The CDK's concurrent cursor (airbyte-cdk 6.x, `ConcurrentCursor.stream_slices`) counts every
+    slice `[start, end]` as read. Its next sync reads the gaps between slices (merged where they
+    touch: a next `start` at most one second, the cursor granularity, after the previous `end`),
+    the range from `start_date` (else 2012-01-01, as every 2.x version) up to the first slice, and
+    then from the last slice's `end`, less its lookback window, to now.
+
+    The 3.0.0 state says exactly that: the cursor is the last slice's `end` (the engine subtracts
+    the lookback, `lookback_window` for events, as the CDK did), and each range below it that was
+    never read is a gap, which the next read covers first. `most_recent_cursor_value` is not used:
+    the CDK never reads it back, and it only says that no record existed between it and the slice's
+    end when the slice was read. Resuming there would re-read what the slice already covered.
+    `legacy` is used only when there are no slices.
 
         before: {"state_type": "date-range", "legacy": {},
                  "slices": [{"start": "2024-01-01T00:00:00.000Z", "end": "2024-02-01T00:00:00.000Z",
                              "most_recent_cursor_value": "2024-01-31T10:00:00.000Z"},
                             {"start": "2024-03-01T00:00:00.000Z", "end": "2024-04-01T00:00:00.000Z"}]}
-        after:  {"updated": "2024-01-31T10:00:00+00:00"}
+        after:  {"updated": "2024-04-01T00:00:00+00:00",
+                 "gaps": [{"start": "2012-01-01T00:00:00+00:00", "end": "2024-01-01T00:00:00+00:00"},
+                          {"start": "2024-02-01T00:00:00+00:00", "end": "2024-03-01T00:00:00+00:00"}]}
+                (without start_date; with start_date 2024-01-01 only the second gap)
     """
     if state.get("state_type") != "date-range":
         return state
@@ -248,25 +259,32 @@ def concurrent_slices_to_cursor(state: JSONObject, ctx: Context) -> JSONObject:
         return dict(legacy) if isinstance(legacy, dict) else {}
     if not isinstance(slices, list):
         raise ctx.error(f"'slices' must be a list, got {_describe(slices)}")
-    runs = sorted(_slice_bounds(item, ctx) for item in slices)
-    run_start, run_end, most_recent = runs[0]
-    for start, end, recent in runs[1:]:
-        if start > run_end + ONE_SECOND:
-            break
-        run_end = max(run_end, end)
-        most_recent = max(filter(None, (most_recent, recent)), default=None)
-    return {ctx.cursor: format_datetime(most_recent or run_start)}
+    runs: list[list[datetime]] = []
+    for start, end in sorted(_slice_bounds(item, ctx) for item in slices):
+        if runs and start <= runs[-1][1] + ONE_SECOND:
+            runs[-1][1] = max(runs[-1][1], end)
+        else:
+            runs.append([start, end])
+    gaps = [(before[1], after[0]) for before, after in pairwise(runs)]
+    start_date = ctx.start_date or LEGACY_DEFAULT_START
+    if start_date < runs[0][0]:
+        gaps.insert(0, (start_date, runs[0][0]))
+    migrated: JSONObject = {ctx.cursor: format_datetime(runs[-1][1])}
+    if gaps:
+        migrated[GAPS] = [{"start": format_datetime(low), "end": format_datetime(high)} for low, high in gaps]
+    return migrated
 
 
-def _slice_bounds(item: JSON, ctx: Context) -> tuple[datetime, datetime, datetime | None]:
+def _slice_bounds(item: JSON, ctx: Context) -> tuple[datetime, datetime]:
     if not isinstance(item, dict) or "start" not in item or "end" not in item:
         raise ctx.error(f"a concurrent slice must be an object with 'start' and 'end', got {_show(item)}")
     recent = item.get("most_recent_cursor_value")
-    return (
-        ctx.instant(item["start"], "slices.start"),
-        ctx.instant(item["end"], "slices.end"),
-        ctx.instant(recent, "slices.most_recent_cursor_value") if recent is not None else None,
-    )
+    if recent is not None:
+        ctx.instant(recent, "slices.most_recent_cursor_value")  # not used, but a bad value is a bad state
+    start, end = ctx.instant(item["start"], "slices.start"), ctx.instant(item["end"], "slices.end")
+    if end < start:
+        raise ctx.error(f"a concurrent slice ends before it starts: {_show(item)}")
+    return start, end
 
 
 def epoch_timestamp_to_cursor(state: JSONObject, ctx: Context) -> JSONObject:
@@ -321,7 +339,7 @@ def per_partition_to_min_cursor(state: JSONObject, ctx: Context) -> JSONObject:
     """
     if "states" not in state and not isinstance(state.get("state"), dict):
         return state
-    cursors = [instant for _, instant in _partition_cursors(state, ctx)]
+    cursors = [instant for _, instant, _gaps in _partition_cursors(state, ctx)]
     global_cursor = _global_cursor(state, ctx)
     if global_cursor is not None:
         cursors.append(global_cursor)
@@ -458,7 +476,32 @@ def _finish_single(state: JSONObject, ctx: Context) -> JSONObject | None:
         raise ctx.error(f"expected a {ctx.cursor!r} cursor, found keys {sorted(state)}")
     value = state[ctx.cursor]
     # A null cursor is what a connector that has read nothing yet saves: no state.
-    return None if value is None else {ctx.cursor: ctx.normalised(value)}
+    if value is None:
+        return None
+    return {ctx.cursor: ctx.normalised(value), **_gaps(state, ctx)}
+
+
+def _gaps(entry: JSONObject, ctx: Context) -> JSONObject:
+    """`{"gaps": [...]}` normalised (sorted, overlaps merged), or {} when the entry has none.
+
+    A gap is a range below the cursor that was never read (`[start, end)`): the next read covers it
+    first. The engine writes them when a read is cut short while later ranges were done, and the
+    concurrent CDK's slices may leave them (`concurrent_slices_to_cursor`)."""
+    raw = entry.get(GAPS)
+    if raw is None or raw == []:
+        return {}
+    if not isinstance(raw, list):
+        raise ctx.error(f"'gaps' must be a list of {{'start': ..., 'end': ...}}, got {_describe(raw)}")
+    ranges = []
+    for gap in raw:
+        if not isinstance(gap, dict) or set(gap) != {"start", "end"}:
+            raise ctx.error(f"a gap must be {{'start': ..., 'end': ...}}, got {_show(gap)}")
+        low, high = ctx.instant(gap["start"], "gaps.start"), ctx.instant(gap["end"], "gaps.end")
+        if high <= low:
+            raise ctx.error(f"a gap must end after it starts, got {_show(gap)}")
+        ranges.append((low, high))
+    merged = normalised(ranges)
+    return {GAPS: [{"start": format_datetime(low), "end": format_datetime(high)} for low, high in merged]}
 
 
 def _finish_partitioned(state: JSONObject, ctx: Context) -> JSONObject | None:
@@ -466,16 +509,16 @@ def _finish_partitioned(state: JSONObject, ctx: Context) -> JSONObject | None:
         return None
     if "states" not in state:
         raise ctx.error(f"expected 'states' (a list of partitions), found keys {sorted(state)}")
-    earliest: dict[tuple[tuple[str, str], ...], tuple[JSONObject, datetime]] = {}
-    for partition, instant in _partition_cursors(state, ctx):
+    earliest: dict[tuple[tuple[str, str], ...], tuple[JSONObject, datetime, JSONObject]] = {}
+    for partition, instant, gaps in _partition_cursors(state, ctx):
         key = tuple(sorted(partition.items()))
         if key not in earliest or instant < earliest[key][1]:
-            earliest[key] = (partition, instant)
+            earliest[key] = (partition, instant, gaps)
     if not earliest:
         return None
     return {"states": [
-        {"partition": partition, "cursor": {ctx.cursor: format_datetime(instant)}}
-        for partition, instant in earliest.values()
+        {"partition": partition, "cursor": {ctx.cursor: format_datetime(instant)}, **gaps}
+        for partition, instant, gaps in earliest.values()
     ]}
 
 
@@ -489,8 +532,8 @@ def _state_entries(state: JSONObject, ctx: Context) -> list[JSONObject]:
     return entries
 
 
-def _partition_cursors(state: JSONObject, ctx: Context) -> Iterator[tuple[JSONObject, datetime]]:
-    """(partition in 3.0.0 form, cursor) for each entry of `states` that has a cursor."""
+def _partition_cursors(state: JSONObject, ctx: Context) -> Iterator[tuple[JSONObject, datetime, JSONObject]]:
+    """(partition in 3.0.0 form, cursor, its `_gaps`) for each entry of `states` that has a cursor."""
     for entry in _state_entries(state, ctx):
         cursor = entry.get("cursor") or {}
         if not cursor:
@@ -500,7 +543,7 @@ def _partition_cursors(state: JSONObject, ctx: Context) -> Iterator[tuple[JSONOb
         if cursor[ctx.cursor] is None:
             continue
         partition = _partition(entry, ctx) if ctx.target.partitioned else {}
-        yield partition, ctx.instant(cursor[ctx.cursor])
+        yield partition, ctx.instant(cursor[ctx.cursor]), _gaps(entry, ctx)
 
 
 def _partition(entry: JSONObject, ctx: Context) -> dict[str, str]:
@@ -585,7 +628,7 @@ def migrate_state(raw: JSON, start_date: datetime | None, *, now: datetime | Non
 
 def _future_cursor_warnings(stream: str, state: JSONObject, now: datetime) -> list[str]:
     cursors = [entry["cursor"] for entry in state["states"]] if "states" in state else [state]
-    latest = max(value for cursor in cursors for value in cursor.values())
+    latest = max(value for cursor in cursors for key, value in cursor.items() if key != GAPS)
     if parse_datetime(latest) <= now:
         return []
     return [

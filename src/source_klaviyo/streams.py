@@ -58,8 +58,6 @@ class Incremental:
     sortable: bool = True
     # Klaviyo's archived campaigns come back slightly unsorted: checkpoint only after a whole window.
     assume_sorted: bool = True
-    # Read windows of this length concurrently (events); None reads one window from state to now.
-    window: timedelta | None = None
     # Applied to the saved cursor before reading (late-arriving records); config may add more.
     lookback: timedelta = timedelta(0)
     # Records stamped later than "now" (clock skew, scheduled objects) never move state past now.
@@ -133,6 +131,10 @@ class Stream:
     report: Report | None = None  # kind "report": the reporting query
     # The attribute copied to the record's top level; defaults to the incremental cursor.
     lifted: str | None = None
+    # An attribute the endpoint sorts by and filters on both sides (`greater-or-equal`/`-than` and
+    # `less-than`): a chain of pages over a range of it can be cut while it runs, so the read keeps
+    # every request slot busy (see `ranges.py`). For an incremental stream, its cursor.
+    split_by: str | None = None
     default_cursor_field: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -161,7 +163,7 @@ _UPDATED_GREATER_THAN_ONLY = _updated(lower_operator="greater-than", supports_le
 # Report records are whole days: read once the day is over (see reports.py), never filtered by the server.
 _REPORTS_INCREMENTAL = Incremental(cursor="date", lower_operator=None, supports_less_than_filter=False,
                                    server_side_filter=False, sortable=False)
-_EVENTS_INCREMENTAL = Incremental(cursor="datetime", window=timedelta(days=30), config_lookback=True)
+_EVENTS_INCREMENTAL = Incremental(cursor="datetime", config_lookback=True)
 
 STREAMS: tuple[Stream, ...] = (
     Stream(
@@ -204,6 +206,7 @@ STREAMS: tuple[Stream, ...] = (
         page_size=1000,
         resource_type="event",
         tier="XL",
+        split_by="datetime",
     ),
     Stream(
         "events_detailed",
@@ -214,6 +217,7 @@ STREAMS: tuple[Stream, ...] = (
         resource_type="event",
         tier="XL",
         hook="merge_included_metric",
+        split_by="datetime",
     ),
     Stream(
         "flows",
@@ -251,6 +255,7 @@ STREAMS: tuple[Stream, ...] = (
         additional_fields=("subscriptions",),
         resource_type="profile",
         hook="only_suppressed",
+        split_by="updated",
     ),
     Stream("lists", "/api/lists", incremental=_UPDATED_GREATER_THAN_ONLY, page_size=10, resource_type="list"),
     Stream(
@@ -271,6 +276,7 @@ STREAMS: tuple[Stream, ...] = (
         resource_type="profile",
         parent=Parent("lists", "/api/lists/{id}/profiles", "list_id"),
         hook="membership_record",
+        split_by="joined_group_at",
     ),
     Stream(
         "metrics",
@@ -289,6 +295,7 @@ STREAMS: tuple[Stream, ...] = (
         additional_fields=("subscriptions", "predictive_analytics"),
         resource_type="profile",
         reduced_tier=("predictive_analytics", "M", "disable_fetching_predictive_analytics"),
+        split_by="updated",
     ),
     Stream(
         "segments",
@@ -305,6 +312,7 @@ STREAMS: tuple[Stream, ...] = (
         resource_type="profile",
         parent=Parent("segments", "/api/segments/{id}/profiles", "segment_id"),
         hook="membership_record",
+        split_by="joined_group_at",
     ),
     Stream("tags", "/api/tags", page_size=50, resource_type="tag", tier="S"),
     Stream("coupons", "/api/coupons", page_size=100, resource_type="coupon"),

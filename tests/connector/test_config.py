@@ -61,9 +61,15 @@ def test_fixture_parses_to_its_expected_config(path: Path) -> None:
     "path", [p for p in CONFIG_FIXTURES if "error" not in _expected(p)], ids=lambda p: p.name
 )
 def test_a_config_is_rewritten_exactly_when_the_spec_rejects_it(path: Path) -> None:
+    """... or when it holds 2.x's default `num_workers: 10`, which is dropped (read as "no cap")."""
     raw = read_json_file(str(path), "config")
     config, migrated = parse_config(raw, now=NOW)
-    assert (migrated is None) == _spec_validator().is_valid(raw)
+    legacy_default = raw.get("num_workers") == 10
+    assert (migrated is None) == (_spec_validator().is_valid(raw) and not legacy_default)
+    if legacy_default:
+        assert migrated is not None
+        assert "num_workers" not in migrated
+        assert config.num_workers is None
     if migrated is not None:
         _spec_validator().validate(migrated)
         assert migrated["api_key"] == raw["api_key"]
@@ -158,7 +164,7 @@ def test_metric_ids_become_a_tuple_without_blanks_or_duplicates(raw: Any, expect
 def test_defaults() -> None:
     config, migrated = parse_config({"api_key": f"  {KEY}\n"}, now=NOW)
     assert config == Config(api_key=KEY)
-    assert (config.start_date, config.num_workers, config.base_url) == (None, 10, "https://a.klaviyo.com")
+    assert (config.start_date, config.num_workers, config.base_url) == (None, None, "https://a.klaviyo.com")
     assert config.effective_start_date == datetime(2012, 1, 1, tzinfo=UTC)
     assert migrated is None
 
@@ -263,7 +269,8 @@ def test_spec_is_a_valid_airbyte_connector_specification() -> None:
 def test_spec_defaults_are_what_parse_config_uses() -> None:
     properties = connection_specification()["connectionSpecification"]["properties"]
     defaults = Config(api_key="k")
-    assert properties["num_workers"]["default"] == defaults.num_workers
+    assert "default" not in properties["num_workers"]  # no cap: the connector sizes concurrency itself
+    assert defaults.num_workers is None
     assert properties["base_url"]["default"] == defaults.base_url
     assert (
         properties["disable_fetching_predictive_analytics"]["default"]

@@ -123,7 +123,7 @@ def test_every_request_carries_key_revision_accept_and_user_agent() -> None:
     assert request.headers["revision"] == "2026-07-15"
     assert request.headers["Accept"] == "application/vnd.api+json"
     assert request.headers["User-Agent"] == "source-klaviyo/3.0.0"
-    assert request.headers["Accept-Encoding"] == "identity"  # loopback: see the module docstring
+    assert request.headers["Accept-Encoding"] == "gzip, deflate"  # loopback too: see the module docstring
 
 
 def test_post_sends_a_jsonapi_body() -> None:

@@ -123,6 +123,7 @@ async def _worker(
     ok = 0
     while clock.now < until:
         await limiter.acquire()
+        sent_at = clock.now
         if clock.now >= until:
             limiter.release()
             break
@@ -130,7 +131,7 @@ async def _worker(
         await clock.sleep(latency / 2 * rng.uniform(0.5, 1.5))
         status, headers = server.hit(clock.now)
         await clock.sleep(latency / 2 * rng.uniform(0.5, 1.5))
-        limiter.release(headers)
+        limiter.release(headers, round_trip=clock.now - sent_at)
         if status == 429:
             limiter.block(float(headers["Retry-After"]))
         else:
@@ -241,7 +242,8 @@ def test_the_first_request_of_a_bucket_goes_alone_and_its_answer_calibrates_the_
             await limiter.acquire()
             starts.append(clock.now)
             await clock.sleep(0.2)  # the answer takes 200 ms
-            limiter.release({"RateLimit-Limit": "175", "RateLimit-Remaining": "170", "RateLimit-Reset": "50"})
+            limiter.release({"RateLimit-Limit": "175", "RateLimit-Remaining": "170", "RateLimit-Reset": "50"},
+                            round_trip=0.2)
 
         await asyncio.gather(*(one(i == 0) for i in range(30)))
         return starts, limiter

@@ -1,16 +1,16 @@
 """No request goes out per record: reading any stream costs its pages, counted in the emulator's stats.
 
 Each stream is read alone from a fresh emulator; the requests the emulator saw must equal the pages
-the declaration implies — `max(1, ceil(records / page size))` per request chain (partition, window or
+the declaration implies — `max(1, ceil(records / page size))` per request chain (partition or
 parent), plus the parent stream's own pages — computed here from the emulator's ground truth. The
 only per-record requests are the declared fan-outs: a `Parent` child's one chain per parent record,
 and lists_detailed's one `profile_count` request per list (`Detail`; the API has no bulk way).
 
-Events are read in windows whose number and length the engine chooses from the first page's density;
-the test does not redo that arithmetic. It takes the windows from the requests' own filters, checks
-they cut the range into disjoint, adjoining pieces, and counts in the ground truth the events each
-window's filter selects: each window costs exactly its pages, and the opening page of the whole range
-one request when the range is cut.
+Streams with `split_by` (events, profiles, memberships) are read in chains the engine cuts while
+they run; the test does not redo that arithmetic. It takes the chains from the requests' own filters
+and checks that, per parent, they cut the range into adjoining pieces. A chain whose range was cut
+stops at the first page holding a record past the cut, so it costs `floor(n / size) + 1` pages for
+the `n` records before the cut; one that was not cut costs `max(1, ceil(n / size))`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import itertools
 import math
 import re
 from collections import Counter
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from source_klaviyo.datetimes import floor_second, format_datetime, parse_datetime, utc_now
-from source_klaviyo.engine import UPPER_MARGIN
+from source_klaviyo.datetimes import format_datetime, parse_datetime, utc_now
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME
 from tests.connector.helpers import read_in_process
@@ -48,56 +48,91 @@ def chains(counts: Counter, keys: list, stream: str) -> int:
     return sum(pages(counts[key], size(stream)) for key in keys)
 
 
+def stamped(rows: list[dict[str, Any]], field: str) -> list[datetime]:
+    return [parse_datetime(row[field]) for row in rows]
+
+
 def recording_client() -> tuple[type[KlaviyoClient], list[dict[str, str]]]:
-    """A client class that keeps the query of every GET it makes (a `links.next` URL's own query)."""
+    """A client class that keeps the path and query of every GET it makes (a `links.next` URL's own)."""
     queries: list[dict[str, str]] = []
 
     class Recording(KlaviyoClient):
         async def get(self, url: str, params: Any = None, **kwargs: Any) -> Any:
-            queries.append({**dict(parse_qsl(urlsplit(url).query)), **dict(params or ())})
+            parts = urlsplit(url)
+            queries.append({**dict(parse_qsl(parts.query)), **dict(params or ()), "_path": parts.path})
             return await super().get(url, params, **kwargs)
 
     return Recording, queries
 
 
-Window = tuple[datetime | None, datetime | None]
-_BOUND = re.compile(r"(greater-or-equal|less-than)\(datetime,([^)]+)\)")
+Bound = tuple[str, datetime]  # (filter operator, value)
+_BOUND = re.compile(r"(greater-or-equal|greater-than|less-than)\((\w+),([^)]+)\)")
 
 
-def window_of(query: dict[str, str]) -> Window:
-    """The [lower, upper) range an events request asks for, from its `filter` (None: unbounded)."""
+@dataclass(frozen=True)
+class ChainOf:
+    """One chain of requests: the parent's path, its page size and its range (None: unbounded)."""
+
+    path: str
+    size: int
+    lower: Bound | None
+    upper: datetime | None
+
+    def selects(self, stamp: datetime, upper: datetime | None = None) -> bool:
+        """The server's own filter: is a record stamped `stamp` in this chain (below `upper` if given)?"""
+        if self.lower is not None:
+            operator, value = self.lower
+            if stamp < value or (operator == "greater-than" and stamp == value):
+                return False
+        high = self.upper if upper is None else upper
+        return high is None or stamp < high
+
+
+def chain_of(query: dict[str, str], field: str, fixed: str) -> ChainOf:
+    """A request's chain, from its `filter` (the range on `field`, after the stream's `fixed` filters)."""
     text = query.get("filter", "")
-    bounds = dict(_BOUND.findall(text))
-    assert ",".join(f"{op}(datetime,{value})" for op, value in _BOUND.findall(text)) == text, text
-    lower, upper = bounds.get("greater-or-equal"), bounds.get("less-than")
-    return (parse_datetime(lower) if lower else None, parse_datetime(upper) if upper else None)
+    found = _BOUND.findall(text)
+    ranged = [(op, value) for op, name, value in found if name == field]
+    assert ",".join([*([fixed] if fixed else []), *(f"{op}({field},{v})" for op, v in ranged)]) == text, text
+    lower = [(op, parse_datetime(v)) for op, v in ranged if op != "less-than"]
+    upper = [parse_datetime(v) for op, v in ranged if op == "less-than"]
+    return ChainOf(query["_path"], int(query["page[size]"]),
+                   lower[0] if lower else None, upper[0] if upper else None)
 
 
-def windowed_requests(emu, stream: str, now: datetime, queries: list[dict[str, str]]) -> int:
-    """Events: the requests each window the engine chose must cost, from the ground truth."""
-    stamps = [parse_datetime(row["datetime"]) for row in emu.truth("events")]
-    per_window = Counter(window_of(query) for query in queries)
-    opening = window_of(queries[0])
+def lower_edge(chain: ChainOf) -> datetime:
+    """Where a chain's range starts, as a read's cut writes it (greater-than is a second before)."""
+    if chain.lower is None:
+        return datetime.min.replace(tzinfo=UTC)
+    operator, value = chain.lower
+    return value + timedelta(seconds=1) if operator == "greater-than" else value
 
-    def served(window: Window) -> int:
-        low, high = window
-        return sum(1 for s in stamps if (low is None or low <= s) and (high is None or s < high))
 
-    if len(per_window) == 1:  # the first page began the one chain: no window was cut
-        return pages(served(opening), size(stream))
-    cut = per_window.keys() - {opening}
-    assert all(low is not None for low, _high in cut), cut
-    windows = sorted(cut, key=lambda window: str(window[0]))  # ISO text of one zone sorts by time
-    upper = floor_second(now) - UPPER_MARGIN
-    # Disjoint, adjoining windows from the first event's second to the read's upper bound (or open).
-    assert len(windows) >= 2, "a range is cut into two windows at least"
-    assert windows[0][0] == floor_second(min(stamps))
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(windows)), windows
-    assert windows[-1][1] in (None, upper), windows[-1]
-    assert per_window[opening] == 1, "the opening page of the whole range, dropped when it is cut"
-    for window in windows:
-        assert per_window[window] == pages(served(window), size(stream)), window
-    return 1 + sum(pages(served(window), size(stream)) for window in windows)
+def split_requests(stream: str, queries: list[dict[str, str]], stamps: dict[str, list[datetime]]) -> int:
+    """The requests of a stream read in chains cut while they run, from the chains' own filters and
+    the truth (`stamps`: the records' range attribute, per parent path)."""
+    declared = STREAMS_BY_NAME[stream]
+    assert declared.split_by is not None
+    mine = [q for q in queries if q["_path"] in stamps]
+    requests = Counter(chain_of(q, declared.split_by, declared.filter or "") for q in mine)
+    big = [path for path, rows in stamps.items() if len(rows) > 2 * (declared.page_size or 0)]
+    assert all(sum(c.path == path for c in requests) > 1 for path in big), "a range of many pages is cut"
+    total = 0
+    for path, rows in stamps.items():
+        chains = sorted((c for c in requests if c.path == path), key=lower_edge)
+        assert chains, path
+        assert chains[0].lower is None, "a full refresh starts at the first record"
+        assert chains[-1].upper is None, "and ends open-ended"
+        for chain, following in itertools.zip_longest(chains, chains[1:]):
+            cut = lower_edge(following) if following is not None else None
+            if following is not None:
+                assert chain.upper is None or cut <= chain.upper, (chain, following)  # the pieces adjoin
+            before = sum(1 for stamp in rows if chain.selects(stamp, cut))
+            beyond = cut is not None and any(chain.selects(stamp) and stamp >= cut for stamp in rows)
+            expected = before // chain.size + 1 if beyond else pages(before, chain.size)
+            assert requests[chain] == expected, (chain, before, beyond)
+            total += expected
+    return total
 
 
 def expected_requests(emu, stream: str, now: datetime, queries: list[dict[str, str]]) -> int:
@@ -115,13 +150,14 @@ def expected_requests(emu, stream: str, now: datetime, queries: list[dict[str, s
     match stream:
         case "campaigns" | "campaigns_detailed" | "campaign_messages":
             return chains(by_campaign_partition, campaign_keys, stream)  # include=, not one call per campaign
-        case "email_templates" | "lists" | "segments" | "tags" | "coupons" | "metrics" | "profiles":
+        case "email_templates" | "lists" | "segments" | "tags" | "coupons" | "metrics":
             resource = {"email_templates": "templates"}.get(stream, stream)
             return pages(len(emu.truth(resource)), size(stream))
-        case "global_exclusions":
-            return pages(sum(1 for row in emu.truth("profiles") if row["suppressed"]), size(stream))
+        case "profiles" | "global_exclusions":
+            rows = [row for row in emu.truth("profiles") if stream == "profiles" or row["suppressed"]]
+            return split_requests(stream, queries, {"/api/profiles": stamped(rows, "updated")})
         case "events" | "events_detailed":
-            return windowed_requests(emu, stream, now, queries)
+            return split_requests(stream, queries, {"/api/events": stamped(emu.truth("events"), "datetime")})
         case "flows":
             return flow_pages
         case "flow_actions":
@@ -135,10 +171,11 @@ def expected_requests(emu, stream: str, now: datetime, queries: list[dict[str, s
             parents, resource, key = ((lists, "list-memberships", "list_id") if stream == "list_memberships"
                                       else (segments, "segment-memberships", "segment_id"))
             parent_stream = "lists" if stream == "list_memberships" else "segments"
-            members = Counter(row[key] for row in emu.truth(resource))
-            return pages(len(parents), size(parent_stream)) + chains(
-                members, [row["id"] for row in parents], stream
-            )
+            joined: dict[str, list[datetime]] = {f"/api/{parent_stream}/{row['id']}/profiles": []
+                                                 for row in parents}
+            for row in emu.truth(resource):
+                joined[f"/api/{parent_stream}/{row[key]}/profiles"].append(parse_datetime(row["joined_group_at"]))
+            return pages(len(parents), size(parent_stream)) + split_requests(stream, queries, joined)
         case "campaign_values_reports":
             return 3 * len(placed_order(emu)) + 1  # 3 days x metrics, + the metrics page
         case "flow_series_reports":
@@ -148,7 +185,7 @@ def expected_requests(emu, stream: str, now: datetime, queries: list[dict[str, s
 
 @pytest.mark.parametrize("stream", [stream.name for stream in STREAMS])
 def test_requests_are_the_pages_not_the_records(fresh_emulator, stream):
-    now = utc_now()
+    now = utc_now()  # a fixed clock for the read: every record the truth has is read
     extra = {"start_date": format_datetime(today() - 3 * DAY)} if STREAMS_BY_NAME[stream].report else {}
     fresh_emulator.reset_stats()
     client_class, queries = recording_client()

@@ -109,37 +109,86 @@ def test_a_missing_legacy_campaign_cursor_starts_at_start_date_or_2012() -> None
 
 
 class TestConcurrentState:
-    """The concurrent CDK's slices: resume where the first contiguous run from the start ends."""
+    """The concurrent CDK's slices, read back as the CDK that wrote them would (airbyte-cdk 6.x,
+    `ConcurrentCursor.stream_slices`): every slice is read, the gaps between them and before the first
+    (from start_date) are not, and the next read goes on from the last slice's end."""
 
     @staticmethod
-    def _migrate(*slices: tuple[str, str, str | None]) -> dict | None:
+    def _migrate(*slices: tuple[str, str, str | None], start_date: datetime | None = None) -> dict | None:
         state = {"state_type": "date-range", "slices": [
             {"start": s, "end": e, **({"most_recent_cursor_value": m} if m else {})} for s, e, m in slices
         ]}
-        return migrate_stream_state("profiles", state, None)
+        return migrate_stream_state("profiles", state, start_date)
 
-    def test_contiguous_slices_resume_at_the_most_recent_cursor(self) -> None:
+    JAN = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def test_one_slice_resumes_at_its_end_with_or_without_a_most_recent_cursor(self) -> None:
+        expected = {"updated": "2024-06-01T00:00:00+00:00"}
+        without = ("2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z", None)
+        assert self._migrate(without, start_date=self.JAN) == expected
+        assert self._migrate(("2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z", "2024-02-03T04:05:06Z"),
+                             start_date=self.JAN) == expected
+
+    def test_slices_that_touch_or_are_one_second_apart_are_one_run(self) -> None:
         assert self._migrate(
             ("2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z", "2024-01-09T00:00:00Z"),
-            ("2024-01-10T00:00:00Z", "2024-01-20T00:00:00Z", "2024-01-19T00:00:00Z"),
-        ) == {"updated": "2024-01-19T00:00:00+00:00"}
+            ("2024-01-10T00:00:01Z", "2024-01-20T00:00:00Z", None),
+            ("2024-01-20T00:00:00Z", "2024-01-30T00:00:00Z", None),
+            start_date=self.JAN,
+        ) == {"updated": "2024-01-30T00:00:00+00:00"}
 
-    def test_slices_one_second_apart_are_contiguous(self) -> None:
-        assert self._migrate(
-            ("2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z", "2024-01-09T00:00:00Z"),
-            ("2024-01-10T00:00:01Z", "2024-01-20T00:00:00Z", "2024-01-19T00:00:00Z"),
-        ) == {"updated": "2024-01-19T00:00:00+00:00"}
-
-    def test_a_gap_stops_the_run_even_when_later_slices_are_newer(self) -> None:
+    def test_a_gap_between_slices_is_read_and_the_read_goes_on_after_the_last(self) -> None:
         assert self._migrate(
             ("2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z", "2024-02-28T00:00:00Z"),
             ("2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z", "2024-01-09T00:00:00Z"),
-        ) == {"updated": "2024-01-09T00:00:00+00:00"}
+            start_date=self.JAN,
+        ) == {"updated": "2024-03-01T00:00:00+00:00",
+              "gaps": [{"start": "2024-01-10T00:00:00+00:00", "end": "2024-02-01T00:00:00+00:00"}]}
 
-    def test_a_run_without_records_resumes_at_its_start(self) -> None:
-        assert self._migrate(("2024-01-01T00:00:00Z", "2024-01-10T00:00:00Z", None)) == {
-            "updated": "2024-01-01T00:00:00+00:00"
+    def test_a_start_date_before_the_first_slice_is_a_gap_and_without_one_2012_is(self) -> None:
+        one = ("2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z", None)
+        assert self._migrate(one, start_date=datetime(2023, 7, 1, tzinfo=UTC)) == {
+            "updated": "2024-06-01T00:00:00+00:00",
+            "gaps": [{"start": "2023-07-01T00:00:00+00:00", "end": "2024-01-01T00:00:00+00:00"}]}
+        assert self._migrate(one) == {
+            "updated": "2024-06-01T00:00:00+00:00",
+            "gaps": [{"start": "2012-01-01T00:00:00+00:00", "end": "2024-01-01T00:00:00+00:00"}]}
+
+    def test_a_start_date_inside_or_after_the_first_slice_adds_nothing(self) -> None:
+        one = ("2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z", None)
+        inside = datetime(2024, 3, 1, tzinfo=UTC)
+        assert self._migrate(one, start_date=inside) == {"updated": "2024-06-01T00:00:00+00:00"}
+
+    def test_a_slice_that_ends_before_it_starts_is_a_bad_state(self) -> None:
+        with pytest.raises(ConfigError, match="ends before it starts"):
+            self._migrate(("2024-06-01T00:00:00Z", "2024-01-01T00:00:00Z", None))
+
+
+class TestGaps:
+    """A 3.0.0 state may name gaps below its cursor; they are validated and kept, never dropped."""
+
+    def test_gaps_are_normalised_sorted_and_merged(self) -> None:
+        state = {"datetime": "2024-06-01T00:00:00Z", "gaps": [
+            {"start": "2024-03-01 00:00:00+00:00", "end": "2024-04-01T00:00:00Z"},
+            {"start": "2024-01-01T00:00:00Z", "end": "2024-02-01T00:00:00Z"},
+            {"start": "2024-03-15T00:00:00Z", "end": "2024-05-01T00:00:00Z"},
+        ]}
+        assert migrate_stream_state("events", state, None) == {
+            "datetime": "2024-06-01T00:00:00+00:00",
+            "gaps": [{"start": "2024-01-01T00:00:00+00:00", "end": "2024-02-01T00:00:00+00:00"},
+                     {"start": "2024-03-01T00:00:00+00:00", "end": "2024-05-01T00:00:00+00:00"}],
         }
+
+    @pytest.mark.parametrize(("gaps", "message"), [
+        ("2024", "'gaps' must be a list"),
+        ([{"start": "2024-01-01T00:00:00Z"}], "a gap must be"),
+        ([{"start": "2024-02-01T00:00:00Z", "end": "2024-01-01T00:00:00Z"}], "must end after it starts"),
+        ([{"start": "soon", "end": "2024-01-01T00:00:00Z"}], "'gaps.start' has value 'soon'"),
+    ])
+    def test_a_bad_gap_is_a_config_error_naming_the_stream(self, gaps: object, message: str) -> None:
+        with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+            migrate_stream_state("events", {"datetime": "2024-06-01T00:00:00Z", "gaps": gaps}, None)
+        assert caught.value.message.startswith("state for stream 'events'")
 
 
 def test_per_partition_states_take_the_earliest_cursor_not_the_earliest_string() -> None:

@@ -71,7 +71,7 @@ def median_age(stream: str) -> timedelta:
 
 def cursors_of(state: dict[str, Any]) -> list[datetime]:
     cursors = [entry["cursor"] for entry in state["states"]] if "states" in state else [state]
-    return [parse_datetime(value) for cursor in cursors for value in cursor.values()]
+    return [parse_datetime(value) for cursor in cursors for key, value in cursor.items() if key != "gaps"]
 
 
 def anchor_for(stream: str, migrated_state: dict[str, Any]) -> datetime:
@@ -94,20 +94,27 @@ def partition_of(stream: str, row: dict[str, Any]) -> dict[str, str]:
     return {}
 
 
-def saved_cursor(state: dict[str, Any] | None, partition: dict[str, str]) -> datetime | None:
+def saved_cursor(state: dict[str, Any] | None, partition: dict[str, str],
+                 ) -> tuple[datetime | None, list[tuple[datetime, datetime]]]:
+    """The partition's saved cursor and the gaps below it (ranges never read)."""
     if not state:
-        return None
+        return None, []
+    entry: dict[str, Any] | None = state
+    cursor = state
     if "states" in state:
-        for entry in state["states"]:
-            if entry["partition"] == partition:
-                return parse_datetime(next(iter(entry["cursor"].values())))
-        return None
-    return parse_datetime(next(iter(state.values())))
+        entry = next((e for e in state["states"] if e["partition"] == partition), None)
+        if entry is None:
+            return None, []
+        cursor = entry["cursor"]
+    value = next(value for key, value in cursor.items() if key != "gaps")
+    gaps = [(parse_datetime(gap["start"]), parse_datetime(gap["end"])) for gap in entry.get("gaps") or ()]
+    return parse_datetime(value), gaps
 
 
 def expected_ids(emulator: RunningEmulator, stream: str, state: dict[str, Any] | None,
                  start_date: datetime | None, lookback_days: int = 0) -> set[str]:
-    """The truth rows a read from `state` must emit: cursor >= max(saved - lookback, start_date)."""
+    """The truth rows a read from `state` must emit: cursor >= max(saved - lookback, start_date), or
+    inside a gap of the state (and not before start_date)."""
     resource, cursor, suppressed_only = TRUTH[stream]
     inc = STREAMS_BY_NAME[stream].incremental
     assert inc is not None
@@ -116,9 +123,13 @@ def expected_ids(emulator: RunningEmulator, stream: str, state: dict[str, Any] |
     for row in emulator.truth(resource):
         if suppressed_only and not row.get("suppressed"):
             continue
-        saved = saved_cursor(state, partition_of(stream, row))
+        saved, gaps = saved_cursor(state, partition_of(stream, row))
+        stamp = parse_datetime(row[cursor])
         bounds = [b for b in (saved - lookback if saved else None, start_date) if b is not None]
-        if not bounds or parse_datetime(row[cursor]) >= floor_second(max(bounds)):
+        in_gap = any(low <= stamp < high for low, high in gaps)
+        if start_date is not None and stamp < floor_second(start_date):
+            continue
+        if not bounds or stamp >= floor_second(max(bounds)) or in_gap:
             ids.add(row["id"])
     return ids
 

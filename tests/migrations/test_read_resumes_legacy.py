@@ -67,7 +67,7 @@ def _assert_3_0_0_state(run, stream: str) -> dict:
 
 def _cursor_values(state: dict) -> list[str]:
     cursors = [entry["cursor"] for entry in state["states"]] if "states" in state else [state]
-    return [value for cursor in cursors for value in cursor.values()]
+    return [value for cursor in cursors for key, value in cursor.items() if key != "gaps"]
 
 
 def test_every_readable_legacy_state_fixture_is_covered() -> None:
@@ -100,20 +100,24 @@ def test_read_resumes_from_the_legacy_cursor(monkeypatch, tmp_path, path: Path, 
         native = run_command(monkeypatch, tmp_path, "read", config=config, streams=[stream],
                              state=[_stream_message(stream, migrated)], emulator=emu)
         assert set(native.ids(stream)) == want
-        assert (legacy.requests, legacy.bytes_sent) == (native.requests, native.bytes_sent)
+        if STREAMS_BY_NAME[stream].split_by is None:  # chains cut while they run differ run to run
+            assert (legacy.requests, legacy.bytes_sent) == (native.requests, native.bytes_sent)
 
         scratch = run_command(monkeypatch, tmp_path, "read", config=config, streams=[stream], emulator=emu)
         everything = expected_ids(emu, stream, None, START_DATE)
         assert set(scratch.ids(stream)) == everything
     # The cursor was inside the data: the legacy state really skipped records, and did not fetch them.
     assert want < everything
-    assert legacy.requests <= scratch.requests
+    # Each gap of a 2.x concurrent state is a chain of its own, which may end in a part-full page.
+    gaps = len(migrated.get("gaps") or ())
+    assert legacy.requests <= scratch.requests + gaps
     if all(cursor > utc_now() for cursor in map(parse_datetime, _cursor_values(migrated))):
         assert legacy.requests == 0  # a state in the future (warned about): nothing to fetch
-    elif STREAMS_BY_NAME[stream].incremental.server_side_filter:
-        assert legacy.bytes_sent < scratch.bytes_sent
-    else:  # metrics: the endpoint cannot filter by `updated`; the cursor is applied to the page
+    elif not STREAMS_BY_NAME[stream].incremental.server_side_filter:
+        # metrics: the endpoint cannot filter by `updated`; the cursor is applied to the page
         assert legacy.bytes_sent == scratch.bytes_sent
+    elif not gaps:
+        assert legacy.bytes_sent < scratch.bytes_sent
 
 
 @pytest.mark.parametrize(
@@ -200,10 +204,12 @@ REWRITTEN_CONFIGS = [p for p in VALID_CONFIGS if expected_of(p)["migrated"] is n
 
 
 def test_exactly_these_config_fixtures_are_rewritten() -> None:
-    """Written out by hand: numbers and booleans as strings with a date-only start_date, an empty or a
-    null start_date, a start_date with an offset and milliseconds. The test below runs once per
+    """2.x's default `num_workers: 10` (dropped: read as no cap), and written out by hand: numbers and
+    booleans as strings with a date-only start_date, an empty or a null start_date, a start_date with
+    an offset and milliseconds. The test below runs once per
     rewritten config; this list is what keeps it from running on none."""
     assert [path.stem for path in REWRITTEN_CONFIGS] == [
+        "config_2.13_default_num_workers",
         "config_handwritten_string_values",
         "config_start_date_empty_string",
         "config_start_date_null",

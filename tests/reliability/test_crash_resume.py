@@ -25,11 +25,10 @@ from tests.connector.helpers import CollectingSink
 from tests.reliability.helpers import (
     CORE_STREAMS,
     assert_duplicates_within_the_last_checkpoint_interval,
-    cursor_by_key,
     duplicates,
     expected_keys,
     keys_read,
-    states_cursor,
+    re_read_below_the_saved_cursor,
 )
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)  # every record, even the "future" ones, is in our past
@@ -141,10 +140,8 @@ def check_resumed_run(
         earlier = {key for run in runs for key in keys_read(run, stream)}
         twice = set(again) & earlier
         if stream in state:
-            cursors = cursor_by_key(emu, stream)
-            floor = min(states_cursor(stream, state[stream]))
-            below = [key for key in twice if cursors[key] < floor]
-            assert not below, f"{stream}: re-read below the saved cursor {floor}: {below[:3]}"
+            below = re_read_below_the_saved_cursor(emu, stream, state[stream], twice)
+            assert not below, f"{stream}: re-read below the saved cursor: {below[:3]}"
         last = runs[-1]
         assert_duplicates_within_the_last_checkpoint_interval(
             emu, last, stream, twice & set(keys_read(last, stream))
