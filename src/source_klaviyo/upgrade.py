@@ -35,6 +35,7 @@ from .config import parse_config, read_json_file
 from .contracts import JSON, JSONObject
 from .datetimes import parse_datetime
 from .errors import ConfigError
+from .ranges import GAPS
 from .streams import STREAMS
 
 if TYPE_CHECKING:
@@ -274,6 +275,12 @@ def _oldest_cursor(state: JSONObject, cursor: str) -> str | None:
     return min(values)[1] if values else None
 
 
+def _gaps_of(state: JSONObject) -> list[str]:
+    """The gaps of a migrated state (ranges below its cursor never read), as `start … end` texts."""
+    entries = state.get("states", [state])
+    return [f"{gap['start']} … {gap['end']}" for entry in entries for gap in entry.get(GAPS) or ()]
+
+
 def decide(stream_name: str, *, from_version: FromVersion, raw_state: JSON, sync_mode: str | None,
            mentioned: bool, start_date: datetime | None) -> StreamPlan:
     """The plan for one stream; ConfigError when its saved state cannot be understood."""
@@ -314,6 +321,9 @@ def decide(stream_name: str, *, from_version: FromVersion, raw_state: JSON, sync
     if migrated:
         plan.cursor = _oldest_cursor(migrated, target.cursor)
         plan.reasons.append("schema compatible; resumes from the migrated state")
+        gaps = _gaps_of(migrated)
+        if gaps:
+            plan.reasons.append("first reads what the saved state never read: " + ", ".join(gaps))
         if target.partitioned:
             total = 1
             for _key, values in target.axes:

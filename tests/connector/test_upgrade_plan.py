@@ -232,6 +232,34 @@ def test_two_13_user_with_partitioned_states(tmp_path):
     assert "`segments` removed" in " ".join(profiles)
 
 
+# The concurrent CDK's events state of a 2.13 user (issue 14): one slice 2010 … 2026-06-01, no record cursor.
+CONCURRENT_EVENTS = {"state_type": "date-range", "legacy": {}, "slices": [
+    {"start": "2010-01-01T00:00:00.000000Z", "end": "2026-06-01T00:00:00.000000Z"}]}
+
+
+@pytest.mark.parametrize(("start_date", "gaps"), [
+    (None, []),  # 2.x's default start (2012) is inside the slice
+    ("2009-03-01T00:00:00Z", ["2009-03-01T00:00:00+00:00 … 2010-01-01T00:00:00+00:00"]),
+])
+def test_a_concurrent_state_resumes_after_its_last_slice_and_names_the_gaps_it_reads(
+    tmp_path, start_date, gaps
+):
+    config = {key: value for key, value in TWO_13_CONFIG.items() if key != "start_date"}
+    if start_date is not None:
+        config["start_date"] = start_date
+    plan = _plan(tmp_path, config, [_stream_message("events", CONCURRENT_EVENTS)])
+    events = _stream(plan, "events")
+    assert (events["decision"], events["cursor"]) == ("continue", "2026-06-01T00:00:00+00:00")
+    expected_reasons = ["schema compatible; resumes from the migrated state"]
+    if gaps:
+        expected_reasons.append("first reads what the saved state never read: " + ", ".join(gaps))
+    assert events["reasons"] == expected_reasons
+    status, table, _err = _run(tmp_path, config, [_stream_message("events", CONCURRENT_EVENTS)])
+    assert status == 0
+    events_row = next(line for line in table.splitlines() if line.startswith("│ events "))
+    assert "2026-06-01T00:00:00+00:00" in events_row  # the "resumes from" column
+
+
 def test_new_streams_are_new_and_full_refresh_streams_say_so(tmp_path):
     plan = _plan(tmp_path, TWO_13_CONFIG, None, None, "--from-version", "2.13.1")
     decisions = _decisions(plan)

@@ -150,7 +150,8 @@ def configured(names: Iterable[str], sync_mode: str = "incremental",
 
 def fast_read(url: str, streams: list[ConfiguredStream] | list[str], *, sync_mode: str = "incremental",
               state: dict[str, dict] | None = None, clock: Callable[[], datetime] = utc_now,
-              api_key: str = API_KEY, max_attempts: int = 8, **config_extra: Any,
+              api_key: str = API_KEY, max_attempts: int = 8,
+              client_class: type[KlaviyoClient] = KlaviyoClient, **config_extra: Any,
               ) -> tuple[CollectingSink, ReadResult]:
     """One in-process read on simulated time: backoff and Retry-After waits cost nothing, only a
     hang costs its `request_timeout_seconds`; the retry policy is the production one otherwise.
@@ -164,8 +165,8 @@ def fast_read(url: str, streams: list[ConfiguredStream] | list[str], *, sync_mod
     sink = CollectingSink()
 
     async def read() -> ReadResult:
-        async with KlaviyoClient(config, clock=InstantClock(), max_attempts=max_attempts,
-                                 retry_time_budget=1e9) as client:
+        async with client_class(config, clock=InstantClock(), max_attempts=max_attempts,
+                                retry_time_budget=1e9) as client:
             return await read_streams(config, chosen, state or {}, sink, client=client,  # type: ignore[arg-type]
                                       clock=clock)
 
