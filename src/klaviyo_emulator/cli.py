@@ -9,6 +9,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 
+from .app import DEFAULT_GZIP_LEVEL
 from .faults import FaultPlan
 from .latency import PROFILES, resolve
 from .runner import EmulatorOptions, start_emulator
@@ -55,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
                          help="ms per KiB of the uncompressed body: the server's work (default 0)")  # fmt: skip
     latency.add_argument("--latency-tail", type=float, default=None, metavar="P99_FACTOR",
                          help="lognormal J with p99 = P99_FACTOR x median (> 1); 0: J uniform 0.5-1.5 (default)")  # fmt: skip
+    serve.add_argument("--gzip-level", type=int, choices=range(10), default=DEFAULT_GZIP_LEVEL, metavar="0-9",
+                       help="zlib level of gzip bodies for clients that accept gzip; 0 = identity only (default 1)")  # fmt: skip
     serve.add_argument("--faults", default="", help="e.g. 503=0.05,reset=0.02,429storm=0.01,retry_after=90")
     serve.add_argument("--no-rate-limits", action="store_true")
     serve.add_argument("--rate-limit-scale", type=float, default=1.0)
@@ -103,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_per_kb=args.latency_per_kb,
         latency_per_raw_kb=args.latency_per_raw_kb,
         latency_tail=args.latency_tail,
+        gzip_level=args.gzip_level,
         faults=args.faults,
         rate_limits=not args.no_rate_limits,
         rate_limit_scale=args.rate_limit_scale,
