@@ -50,6 +50,8 @@ class Settings:
         self.rate_limits: bool = options.rate_limits
         self.latency: LatencyModel = latency_model(options)
         self.gzip_level: int = getattr(options, "gzip_level", DEFAULT_GZIP_LEVEL)
+        if not 0 <= self.gzip_level <= 9:
+            raise ValueError(f"gzip_level is a zlib level from 0 (no gzip) to 9, not {self.gzip_level!r}")
         self.hang_seconds: float = options.hang_seconds
         self.seed: int = options.seed
 

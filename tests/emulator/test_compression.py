@@ -143,6 +143,12 @@ def test_gzip_level_0_serves_identity_to_everyone() -> None:
     assert all(json.loads(a.sent)["data"] for a in answers)
 
 
+@pytest.mark.parametrize("level", [-1, 10])
+def test_a_gzip_level_outside_zlibs_is_refused_at_start(level: int) -> None:
+    with pytest.raises(ValueError, match="gzip_level"):
+        run_emulator_in_thread(EmulatorOptions(seed=13, rate_limits=False, anchor=ANCHOR, gzip_level=level))
+
+
 def test_the_emulators_own_endpoints_are_not_compressed(emu: RunningEmulator) -> None:
     for answer in fetch(emu.url, ["/_emulator/stats", "/_emulator/truth/metrics"], "gzip"):
         assert answer.status == 200 and "Content-Encoding" not in answer.headers
