@@ -55,7 +55,13 @@ class Emulator:
     seed: int = 1
     rate_limits: bool = False
     rate_limit_scale: float = 1.0
-    latency_ms: float = 0.0
+    # latency and compression flags of `klaviyo-emulator serve` (docs/emulator.md); None: not passed
+    latency_ms: float | None = None
+    latency_profile: str | None = None
+    latency_per_kb: float | None = None
+    latency_per_raw_kb: float | None = None
+    latency_tail: float | None = None
+    gzip_level: int | None = None
     startup_timeout: float = 600.0
     url: str = ""
     startup_seconds: float = 0.0
@@ -63,9 +69,20 @@ class Emulator:
 
     def args(self) -> list[str]:
         args = ["serve", "--port", "0", "--scale", self.scale, "--seed", str(self.seed),
-                "--latency-ms", str(self.latency_ms), "--rate-limit-scale", str(self.rate_limit_scale)]
+                "--rate-limit-scale", str(self.rate_limit_scale)]
         if not self.rate_limits:
             args.append("--no-rate-limits")
+        optional: list[tuple[str, object]] = [
+            ("--latency-profile", self.latency_profile),
+            ("--latency-ms", self.latency_ms),
+            ("--latency-per-kb", self.latency_per_kb),
+            ("--latency-per-raw-kb", self.latency_per_raw_kb),
+            ("--latency-tail", self.latency_tail),
+            ("--gzip-level", self.gzip_level),
+        ]
+        for flag, value in optional:
+            if value is not None:
+                args += [flag, str(value)]
         return args
 
     def __enter__(self) -> Emulator:

@@ -5,10 +5,12 @@ events (``page[size]=1000``) and of profiles (``page[size]=100`` with
 ``additional-fields[profile]=subscriptions,predictive_analytics``) over one keep-alive aiohttp
 session, following ``links.next`` verbatim.  The *cold* pass is the first walk; the *warm* pass
 fetches the very same URLs again (what a cache may serve).  The emulator's CPU per page comes from
-``/proc/<pid>/stat`` (utime + stime) before and after each pass.
+``/proc/<pid>/stat`` (utime + stime) before and after each pass.  Requests ask ``Accept-Encoding:
+identity`` unless ``--gzip``; the client inflates outside the emulator's CPU.
 
     ./dev run python bench/emulator_bench.py                       # medium scale, 50 pages each
     ./dev run python bench/emulator_bench.py --scale small --pages 20
+    ./dev run python bench/emulator_bench.py --gzip --gzip-level 6 # pages served gzipped at level 6
 
 Prints a table and writes ``bench/results/emulator.json``.
 """
@@ -22,6 +24,7 @@ import os
 import platform
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -55,7 +58,8 @@ class Pass:
     phase: str  # cold | warm
     pages: int
     records: int
-    bytes: int
+    bytes: int  # uncompressed
+    wire_bytes: int  # as sent (gzip or identity)
     seconds: float
     cpu_seconds: float
     cache_hits: int | None = None  # from /_emulator/stats page_cache, when the emulator reports it
@@ -80,16 +84,25 @@ class Pass:
         }
 
 
-async def fetch_all(session: aiohttp.ClientSession, urls: list[str]) -> tuple[int, int]:
-    records = size = 0
+async def get(session: aiohttp.ClientSession, url: str) -> tuple[bytes, int]:
+    """The body of a 200 (inflated here, the session does not) and its size as sent."""
+    async with session.get(URL_(url, encoded=True)) as resp:  # links.next verbatim
+        sent = await resp.read()
+        gzipped = resp.headers.get("Content-Encoding") == "gzip"
+    body = zlib.decompress(sent, wbits=31) if gzipped else sent
+    if resp.status != 200:
+        raise SystemExit(f"GET {url} -> {resp.status}: {body[:300]!r}")
+    return body, len(sent)
+
+
+async def fetch_all(session: aiohttp.ClientSession, urls: list[str]) -> tuple[int, int, int]:
+    records = size = wire = 0
     for url in urls:
-        async with session.get(URL_(url, encoded=True)) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise SystemExit(f"GET {url} -> {resp.status}: {body[:300]!r}")
+        body, sent = await get(session, url)
         records += len(json.loads(body)["data"])
         size += len(body)
-    return records, size
+        wire += sent
+    return records, size, wire
 
 
 async def cold_walk(session: aiohttp.ClientSession, base: str, path: str, params: dict[str, str], pages: int,
@@ -97,18 +110,16 @@ async def cold_walk(session: aiohttp.ClientSession, base: str, path: str, params
     """Follow links.next for up to ``pages`` pages; returns the URLs visited, records and bytes."""
     url: str | None = f"{base}{path}?{urlencode(params, quote_via=quote, safe=',')}"
     urls: list[str] = []
-    records = size = 0
+    records = size = wire = 0
     while url and len(urls) < pages:
         urls.append(url)
-        async with session.get(URL_(url, encoded=True)) as resp:  # links.next verbatim
-            body = await resp.read()
-            if resp.status != 200:
-                raise SystemExit(f"GET {url} -> {resp.status}: {body[:300]!r}")
+        body, sent = await get(session, url)
         doc = json.loads(body)
         records += len(doc["data"])
         size += len(body)
+        wire += sent
         url = (doc.get("links") or {}).get("next")
-    return urls, records, size
+    return urls, records, size, wire
 
 
 async def cache_hits(session: aiohttp.ClientSession, base: str) -> int | None:
@@ -121,40 +132,38 @@ def _delta(after: int | None, before: int | None) -> int | None:
     return None if after is None or before is None else after - before
 
 
-async def bench(base: str, pid: int, pages: int) -> list[Pass]:
+async def bench(base: str, pid: int, pages: int, gzip: bool = False) -> list[Pass]:
     results: list[Pass] = []
     connector = aiohttp.TCPConnector(limit=1, force_close=False)
-    async with aiohttp.ClientSession(headers=HEADERS, connector=connector) as session:
+    headers = {**HEADERS, "Accept-Encoding": "gzip" if gzip else "identity"}
+    async with aiohttp.ClientSession(headers=headers, connector=connector, auto_decompress=False) as session:
         # one request to warm up the connection and the process, outside the measurements
         async with session.get(f"{base}/api/metrics") as resp:
             await resp.read()
         for resource, (path, params) in WALKS.items():
             hits0 = await cache_hits(session, base)
             cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-            urls, records, size = await cold_walk(session, base, path, params, pages)
+            urls, records, size, wire = await cold_walk(session, base, path, params, pages)
             t1, cpu1 = time.perf_counter(), cpu_seconds(pid)
             hits1 = await cache_hits(session, base)
-            cold = Pass(
-                resource, "cold", len(urls), records, size, t1 - t0, cpu1 - cpu0, _delta(hits1, hits0)
-            )
+            cold = Pass(resource, "cold", len(urls), records, size, wire, t1 - t0, cpu1 - cpu0,
+                        _delta(hits1, hits0))  # fmt: skip
             cpu0, t0 = cpu_seconds(pid), time.perf_counter()
-            records, size = await fetch_all(session, urls)
+            records, size, wire = await fetch_all(session, urls)
             t1, cpu1 = time.perf_counter(), cpu_seconds(pid)
             warm_hits = _delta(await cache_hits(session, base), hits1)
-            results += [
-                cold,
-                Pass(resource, "warm", len(urls), records, size, t1 - t0, cpu1 - cpu0, warm_hits),
-            ]
+            warm = Pass(resource, "warm", len(urls), records, size, wire, t1 - t0, cpu1 - cpu0, warm_hits)
+            results += [cold, warm]
     return results
 
 
 def table(results: list[Pass]) -> str:
     head = (
-        f"{'resource':<9} {'pass':<5} {'pages':>6} {'records':>8} {'MB':>7} {'pages/s':>8} "
+        f"{'resource':<9} {'pass':<5} {'pages':>6} {'records':>8} {'MB':>7} {'wire MB':>8} {'pages/s':>8} "
         f"{'records/s':>10} {'CPU ms/page':>12} {'cache hits':>10}"
     )
     rows = [
-        f"{r.resource:<9} {r.phase:<5} {r.pages:>6} {r.records:>8} {r.bytes / 1e6:>7.1f} "
+        f"{r.resource:<9} {r.phase:<5} {r.pages:>6} {r.records:>8} {r.bytes / 1e6:>7.1f} {r.wire_bytes / 1e6:>8.1f} "
         f"{r.pages_per_s:>8.1f} {r.records_per_s:>10.0f} {r.cpu_ms_per_page:>12.2f} "
         f"{'-' if r.cache_hits is None else r.cache_hits:>10}"
         for r in results
@@ -168,18 +177,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=50, help="pages walked per resource (default 50)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--startup-timeout", type=float, default=600.0)
+    parser.add_argument("--gzip", action="store_true", help="ask Accept-Encoding: gzip (default identity)")
+    parser.add_argument("--gzip-level", type=int, default=None, help="the emulator's --gzip-level")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
-    with Emulator(args.scale, seed=args.seed, startup_timeout=args.startup_timeout) as emulator:
+    with Emulator(args.scale, seed=args.seed, startup_timeout=args.startup_timeout,
+                  gzip_level=args.gzip_level) as emulator:  # fmt: skip
         base, startup = emulator.url, emulator.startup_seconds
-        results = asyncio.run(bench(base, emulator.pid, args.pages))
-    print(f"emulator: scale={args.scale} seed={args.seed} startup={startup:.2f}s url={base}")
+        results = asyncio.run(bench(base, emulator.pid, args.pages, args.gzip))
+    level = "the emulator's default" if args.gzip_level is None else args.gzip_level
+    encoding = f"gzip (level {level})" if args.gzip else "identity"
+    print(f"emulator: scale={args.scale} seed={args.seed} startup={startup:.2f}s url={base} encoding={encoding}")
     print(table(results))
     report = {
         "scale": args.scale,
         "seed": args.seed,
         "pages_requested": args.pages,
+        "encoding": encoding,
         "startup_seconds": round(startup, 3),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),

@@ -1,14 +1,14 @@
 """The aiohttp application: Klaviyo's API under /api, the emulator's own endpoints under /_emulator.
 
-Per API request, in order: fault draw and latency (middleware), auth, revision, scope, rate limit, query
-validation, then the body from the page cache or the builders.
+Per API request, in order (middleware `wire`): the first half of the fixed latency, the fault draw, then
+auth, revision, scope, rate limit, query validation, the body from the page cache or the builders; then
+(`wire` again) its Content-Encoding, the rest of the latency, and a fault that breaks the body.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 from collections import defaultdict
 from datetime import date
@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .api import Api, Request
-from .data.rng import mix, salt
+from .encoding import GZIP_MIN_BYTES, accepts_gzip, gzip_body
 from .endpoints import ENDPOINTS, REDUCED_TIER, TIERS, Endpoint
 from .errors import JSONAPI, ApiError
 from .faults import FaultPlan
 from .jsontext import JSONObject
+from .latency import LatencyModel, LatencyPlan, resolve
 from .ratelimit import RateLimiter
 from .render import PageCache
 from .store import World
@@ -40,6 +42,11 @@ _REVISION = re.compile(r"^(\d{4}-\d{2}-\d{2})(\.[a-z]+)?$")
 WORLD = web.AppKey("world", World)
 STATS: web.AppKey[Stats] = web.AppKey("stats", "Stats")  # type: ignore[arg-type]  # Stats is below
 CACHE = web.AppKey("cache", PageCache)
+# set by a GET handler: the page-cache key of the body it answered (its gzip body is cached with it)
+PAGE_KEY: web.RequestKey[tuple[Any, ...]] = web.RequestKey("page_key")
+# set by `wire`: (bytes sent, bytes of the uncompressed body) of an API response
+BODY_BYTES: web.RequestKey[tuple[int, int]] = web.RequestKey("body_bytes")
+DEFAULT_GZIP_LEVEL = 1  # docs/emulator.md, "Compression": level 6 costs ~3x the CPU for ~20 % fewer bytes
 
 
 class Settings:
@@ -47,9 +54,23 @@ class Settings:
         self.api_key: str = options.api_key
         self.key_scopes: dict[str, frozenset[str] | None] = {options.api_key: None, **options.key_scopes}
         self.rate_limits: bool = options.rate_limits
-        self.latency_ms: float = options.latency_ms
+        self.latency: LatencyModel = latency_model(options)
+        self.gzip_level: int = getattr(options, "gzip_level", DEFAULT_GZIP_LEVEL)
+        if not 0 <= self.gzip_level <= 9:
+            raise ValueError(f"gzip_level is a zlib level from 0 (no gzip) to 9, not {self.gzip_level!r}")
         self.hang_seconds: float = options.hang_seconds
         self.seed: int = options.seed
+
+
+def latency_model(options: Any) -> LatencyModel:
+    """The options' latency: their profile, if any, with each latency value they set replacing its own."""
+    return resolve(
+        getattr(options, "latency_profile", None),
+        options.latency_ms,
+        getattr(options, "latency_per_kb", None),
+        getattr(options, "latency_per_raw_kb", None),
+        getattr(options, "latency_tail", None),
+    )
 
 
 class Stats:
@@ -61,14 +82,18 @@ class Stats:
         self.by_status: dict[str, int] = defaultdict(int)
         self.total = 0
         self.bytes_sent = 0
+        self.bytes_uncompressed = 0
+        self.gzip_responses = 0
+        self.latency_seconds = 0.0
         self.throttled = 0
         self.faults: dict[str, int] = defaultdict(int)
 
-    def record(self, route: str, status: int, size: int) -> None:
+    def record(self, route: str, status: int, size: int, uncompressed: int | None = None) -> None:
         self.requests[route][str(status)] += 1
         self.by_status[str(status)] += 1
         self.total += 1
         self.bytes_sent += size
+        self.bytes_uncompressed += size if uncompressed is None else uncompressed
         if status == 429:
             self.throttled += 1
 
@@ -79,17 +104,50 @@ class Stats:
             "throttled": self.throttled,
             "faults": dict(self.faults),
             "bytes_sent": self.bytes_sent,
+            "bytes_uncompressed": self.bytes_uncompressed,
+            "gzip_responses": self.gzip_responses,
+            "latency_seconds": round(self.latency_seconds, 6),
             "page_cache": {
                 "entries": len(cache.entries),
                 "bytes": cache.size,
                 "hits": cache.hits,
                 "misses": cache.misses,
+                "gzip_entries": len(cache.gzipped),
+                "gzip_hits": cache.gzip_hits,
+                "gzip_misses": cache.gzip_misses,
             },
         }
 
 
 def error_response(error: ApiError) -> web.Response:
     return web.Response(status=error.status, body=error.body(), content_type=JSONAPI, headers=error.headers)
+
+
+def _body_size(response: web.StreamResponse) -> int:
+    if response.content_length:
+        return response.content_length
+    body = response.body if isinstance(response, web.Response) else None
+    return len(body) if isinstance(body, bytes | bytearray) else 0
+
+
+async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's response, or the error response its exception stands for."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        status = exc.status
+        detail = "Not found." if status == 404 else exc.reason
+        return error_response(ApiError(status, detail))
+    except asyncio.CancelledError:
+        raise
+    except ConnectionResetError:  # the client went away mid-response: nothing to answer, not an error
+        log.debug("client disconnected during %s", request.path_qs)
+        return web.Response(status=499)
+    except Exception:  # never leak a stack trace to a client
+        log.exception("emulator error on %s", request.path_qs)
+        return error_response(ApiError(500, "An internal error occurred in the emulator."))
 
 
 def _route_of(request: web.Request) -> str:
@@ -105,74 +163,90 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
     cache = PageCache(int(getattr(options, "page_cache_mb", 96.0) * 1024 * 1024))
     api = Api(world, getattr(options, "unsorted_archived_campaigns", True))
     stats = Stats()
-    latency_rng = random.Random(mix(options.seed, salt("latency")))
+    latency = settings.latency
+    latency_plan = LatencyPlan(latency, options.seed)
 
     @web.middleware
     async def count_and_catch(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = _route_of(request)
-        try:
-            response = await handler(request)
-        except ApiError as error:
-            response = error_response(error)
-        except web.HTTPException as exc:
-            status = exc.status
-            detail = "Not found." if status == 404 else exc.reason
-            response = error_response(ApiError(status, detail))
-        except asyncio.CancelledError:
-            raise
-        except ConnectionResetError:  # the client went away mid-response: nothing to answer, not an error
-            log.debug("client disconnected during %s", request.path_qs)
-            response = web.Response(status=499)
-        except Exception:  # never leak a stack trace to a client
-            log.exception("emulator error on %s", request.path_qs)
-            response = error_response(ApiError(500, "An internal error occurred in the emulator."))
-        size = response.content_length or (
-            len(response.body) if isinstance(response, web.Response) and response.body else 0  # type: ignore[arg-type]
-        )
-        stats.record(route, response.status, size or 0)
+        response = await answer(request, handler)
+        sent, uncompressed = request.get(BODY_BYTES) or (_body_size(response), None)
+        stats.record(route, response.status, sent, uncompressed)
         return response
 
+    def gzipped(request: web.Request, body: bytes) -> bytes:
+        """`body` gzipped; a cached page is compressed once and its gzip body cached with it."""
+        key = request.get(PAGE_KEY)
+        if key is not None:
+            cached = cache.get_gzip(key, body)
+            if cached is not None:
+                return cached
+        compressed = gzip_body(body, settings.gzip_level)
+        if key is not None:
+            cache.put_gzip(key, body, compressed)
+        return compressed
+
     @web.middleware
-    async def chaos(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def wire(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """An API request as a client across a network sees it: latency, faults, Content-Encoding."""
         if not request.path.startswith("/api/"):
             return await handler(request)
-        if settings.latency_ms > 0:
-            # jitter: uniform between half and one and a half times the mean
-            await asyncio.sleep(settings.latency_ms * (0.5 + latency_rng.random()) / 1000)
+        draw = latency_plan.draw(request.method, request.path_qs) if latency.enabled else 0.0
+        if latency.enabled:
+            wait = latency.before_s(draw)  # the request on its way in
+            stats.latency_seconds += wait
+            await asyncio.sleep(wait)
         kind = faults.draw()
-        if kind is None:
-            return await handler(request)
-        stats.faults[kind] += 1
-        if kind in ("500", "502", "503", "504"):
-            raise ApiError(int(kind), "The emulator injected this failure.")
-        if kind in ("429", "429storm"):
-            wait = faults.retry_after_for(kind)
-            raise ApiError(
-                429,
-                f"Request was throttled. Expected available in {wait} seconds.",
-                headers={"Retry-After": str(wait)},
-            )
-        if kind == "html":
-            html = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
-            return web.Response(status=502, text=html, content_type="text/html")
+        if kind is not None:
+            stats.faults[kind] += 1
         if kind == "timeout":
             await asyncio.sleep(settings.hang_seconds)
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=504)
-        response = await handler(request)
-        body = response.body if isinstance(response, web.Response) else None
-        if not isinstance(body, bytes) or len(body) < 2:
+
+        async def faulted(request: web.Request) -> web.StreamResponse:
+            if kind in ("500", "502", "503", "504"):
+                raise ApiError(int(kind), "The emulator injected this failure.")
+            if kind in ("429", "429storm"):
+                wait = faults.retry_after_for(kind)
+                raise ApiError(
+                    429,
+                    f"Request was throttled. Expected available in {wait} seconds.",
+                    headers={"Retry-After": str(wait)},
+                )
+            if kind == "html":
+                html = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+                return web.Response(status=502, text=html, content_type="text/html")
+            return await handler(request)
+
+        response = await answer(request, faulted)
+        if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+            return response  # nothing to send (a client that went away)
+        raw = body = response.body
+        if settings.gzip_level > 0 and response.content_type.endswith("json"):
+            response.headers["Vary"] = "Accept-Encoding"
+            if len(raw) >= GZIP_MIN_BYTES and accepts_gzip(request.headers.get("Accept-Encoding")):
+                body = gzipped(request, raw)
+                response.body = body
+                response.headers["Content-Encoding"] = "gzip"
+                stats.gzip_responses += 1
+        if latency.enabled:
+            wait = latency.after_s(draw, len(raw), len(body))  # the server's work, the answer's way back
+            stats.latency_seconds += wait
+            await asyncio.sleep(wait)
+        if kind not in ("truncate", "reset") or response.status >= 400 or len(body) < 2:
+            request[BODY_BYTES] = (len(body), len(raw))
             return response
+        # Both cut the body as sent: under gzip the client gets half a gzip stream.
         cut = body[: max(1, len(body) // 2)]
-        headers = {
-            k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")
-        }
+        request[BODY_BYTES] = (len(cut), len(raw))
         if kind == "truncate":
-            # well framed (Content-Length matches what is sent) but the JSON stops halfway
-            return web.Response(status=response.status, body=cut, content_type=JSONAPI, headers=headers)
+            # well framed (Content-Length matches what is sent) but the body stops halfway
+            response.body = cut
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
         stream = web.StreamResponse(status=response.status, headers=headers)
-        stream.content_type = JSONAPI
         stream.content_length = len(body)
         try:
             await stream.prepare(request)
@@ -251,6 +325,7 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
                         cached = api.get(endpoint, req)
                     cache.put(key, cached)
                 body = cached
+                request[PAGE_KEY] = key
             return web.Response(body=body, content_type=JSONAPI, headers=headers)
 
         return handler
@@ -287,7 +362,7 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
         cache.clear()
         return web.Response(body=orjson.dumps(result), content_type="application/json")
 
-    app = web.Application(middlewares=[count_and_catch, chaos], client_max_size=1024**2)
+    app = web.Application(middlewares=[count_and_catch, wire], client_max_size=1024**2)
     for endpoint in ENDPOINTS:
         handler = make_handler(endpoint)
         app.router.add_route(endpoint.method, endpoint.route, handler)

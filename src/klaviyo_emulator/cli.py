@@ -9,7 +9,9 @@ import signal
 import sys
 from datetime import UTC, datetime
 
+from .app import DEFAULT_GZIP_LEVEL
 from .faults import FaultPlan
+from .latency import PROFILES, resolve
 from .runner import EmulatorOptions, start_emulator
 from .scale import SCALES
 
@@ -41,7 +43,21 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--seed", type=int, default=1)
     serve.add_argument("--scale", choices=list(SCALES), default="tiny")
-    serve.add_argument("--latency-ms", type=float, default=0.0, help="mean added latency per API request")
+    latency = serve.add_argument_group(
+        "latency", "per API request: J x (MS + PER_RAW_KB x raw KiB + PER_KB x sent KiB), J of mean 1 (docs/emulator.md)"
+    )
+    latency.add_argument("--latency-profile", choices=list(PROFILES), default=None,
+                         help="preset values of the four below (each one given replaces the preset's)")  # fmt: skip
+    latency.add_argument("--latency-ms", type=float, default=None, metavar="MS",
+                         help="mean of the fixed part (default 0)")  # fmt: skip
+    latency.add_argument("--latency-per-kb", type=float, default=None, metavar="MS",
+                         help="ms per KiB of the body as sent, gzip or identity: the transfer (default 0)")  # fmt: skip
+    latency.add_argument("--latency-per-raw-kb", type=float, default=None, metavar="MS",
+                         help="ms per KiB of the uncompressed body: the server's work (default 0)")  # fmt: skip
+    latency.add_argument("--latency-tail", type=float, default=None, metavar="P99_FACTOR",
+                         help="lognormal J with p99 = P99_FACTOR x median (> 1); 0: J uniform 0.5-1.5 (default)")  # fmt: skip
+    serve.add_argument("--gzip-level", type=int, choices=range(10), default=DEFAULT_GZIP_LEVEL, metavar="0-9",
+                       help="zlib level of gzip bodies for clients that accept gzip; 0 = identity only (default 1)")  # fmt: skip
     serve.add_argument("--faults", default="", help="e.g. 503=0.05,reset=0.02,429storm=0.01,retry_after=90")
     serve.add_argument("--no-rate-limits", action="store_true")
     serve.add_argument("--rate-limit-scale", type=float, default=1.0)
@@ -77,13 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         FaultPlan.parse(args.faults, args.seed)
         key_scopes = _key_scopes(args.key_scopes)
+        resolve(args.latency_profile, args.latency_ms, args.latency_per_kb, args.latency_per_raw_kb,
+                args.latency_tail)  # fmt: skip
     except (ValueError, argparse.ArgumentTypeError) as exc:
         print(f"klaviyo-emulator: {exc}", file=sys.stderr)
         return 2
     options = EmulatorOptions(
         seed=args.seed,
         scale=args.scale,
+        latency_profile=args.latency_profile,
         latency_ms=args.latency_ms,
+        latency_per_kb=args.latency_per_kb,
+        latency_per_raw_kb=args.latency_per_raw_kb,
+        latency_tail=args.latency_tail,
+        gzip_level=args.gzip_level,
         faults=args.faults,
         rate_limits=not args.no_rate_limits,
         rate_limit_scale=args.rate_limit_scale,

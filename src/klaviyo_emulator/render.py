@@ -114,14 +114,18 @@ class Renderer:
 
 
 class PageCache:
-    """LRU of rendered bodies, bounded in bytes so memory does not grow with pages served."""
+    """LRU of rendered bodies, bounded in bytes so memory does not grow with pages served. A page's gzip
+    body is kept with it (`put_gzip`), counted in the same bound and evicted with it."""
 
     def __init__(self, max_bytes: int = 96 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self.size = 0
         self.entries: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self.gzipped: dict[tuple[object, ...], bytes] = {}
         self.hits = 0
         self.misses = 0
+        self.gzip_hits = 0
+        self.gzip_misses = 0
 
     def get(self, key: tuple[object, ...]) -> bytes | None:
         body = self.entries.get(key)
@@ -137,13 +141,34 @@ class PageCache:
             return
         old = self.entries.pop(key, None)
         if old is not None:
-            self.size -= len(old)
+            self.size -= len(old) + len(self.gzipped.pop(key, b""))
         self.entries[key] = body
         self.size += len(body)
+        self._evict()
+
+    def get_gzip(self, key: tuple[Any, ...], body: bytes) -> bytes | None:
+        """The gzip body kept with the page `key` if the cache holds that very `body` (a gzip hit or miss)."""
+        compressed = self.gzipped.get(key) if self.entries.get(key) is body else None
+        if compressed is None:
+            self.gzip_misses += 1
+        else:
+            self.gzip_hits += 1
+        return compressed
+
+    def put_gzip(self, key: tuple[Any, ...], body: bytes, compressed: bytes) -> None:
+        """Keep `compressed` with the page `key` if the cache still holds that very `body`."""
+        if self.entries.get(key) is not body or key in self.gzipped:
+            return
+        self.gzipped[key] = compressed
+        self.size += len(compressed)
+        self._evict()
+
+    def _evict(self) -> None:
         while self.size > self.max_bytes:
-            _, evicted = self.entries.popitem(last=False)
-            self.size -= len(evicted)
+            key, evicted = self.entries.popitem(last=False)
+            self.size -= len(evicted) + len(self.gzipped.pop(key, b""))
 
     def clear(self) -> None:
         self.entries.clear()
+        self.gzipped.clear()
         self.size = 0

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from aiohttp import web
 
-from .app import CACHE, STATS, WORLD, build_app
+from .app import CACHE, DEFAULT_GZIP_LEVEL, STATS, WORLD, build_app
 from .jsontext import JSONObject
 from .store import World
 
@@ -24,7 +24,14 @@ from .store import World
 class EmulatorOptions:
     seed: int = 1
     scale: str = "tiny"  # tiny | small | medium | large
-    latency_ms: float = 0.0  # mean added latency, with jitter
+    # Added latency per API request (latency.py, docs/emulator.md "Latency"). A profile ("real") gives
+    # all four values; each one set here replaces the profile's. None: the profile's, or 0.
+    latency_profile: str | None = None
+    latency_ms: float | None = None  # mean of the fixed part
+    latency_per_kb: float | None = None  # ms per KiB of the body as sent (gzip or identity)
+    latency_per_raw_kb: float | None = None  # ms per KiB of the uncompressed body
+    latency_tail: float | None = None  # p99 / median of the factor (lognormal); 0: uniform 0.5-1.5x
+    gzip_level: int = DEFAULT_GZIP_LEVEL  # gzip for clients that accept it, at this zlib level; 0: identity only
     faults: str = ""  # interface.md grammar, e.g. "503=0.05,reset=0.02"
     rate_limits: bool = True
     rate_limit_scale: float = 1.0  # multiplies every tier's burst and steady limits

@@ -1,0 +1,73 @@
+"""What gzip costs per page: compressing (the emulator's side) and inflating (a client's), by zlib level.
+
+Walks ``--pages`` pages of ``GET /api/events?page[size]=1000`` from an in-process emulator (identity),
+then compresses each page at each level and inflates the result, timing both with ``time.process_time``
+(the best of ``--repeat`` rounds, so a busy machine inflates the figures less). The emulator's own CPU
+per page, cold and warm, comes from ``bench/emulator_bench.py --gzip``.
+
+    ./dev run python bench/gzip_cost.py                      # medium scale, 20 pages, levels 1 and 6
+    ./dev run python bench/gzip_cost.py --levels 1 3 6 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.request
+import zlib
+from collections.abc import Callable
+from functools import partial
+
+from klaviyo_emulator.encoding import gzip_body
+from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
+
+HEADERS = {"Authorization": "Klaviyo-API-Key pk_emulator", "revision": "2026-07-15", "Accept-Encoding": "identity"}
+
+
+def pages(url: str, count: int) -> list[bytes]:
+    out: list[bytes] = []
+    next_url: str | None = url + "/api/events?page%5Bsize%5D=1000"
+    while next_url and len(out) < count:
+        with urllib.request.urlopen(urllib.request.Request(next_url, headers=HEADERS)) as resp:
+            body: bytes = resp.read()
+        out.append(body)
+        next_url = json.loads(body)["links"]["next"]
+    return out
+
+
+def best_ms_per_page(work: list[bytes], fn: Callable[[bytes], object], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        for body in work:
+            fn(body)
+        best = min(best, time.process_time() - start)
+    return 1000 * best / len(work)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", default="medium", choices=["tiny", "small", "medium", "large"])
+    parser.add_argument("--pages", type=int, default=20)
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 6])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    with run_emulator_in_thread(EmulatorOptions(seed=1, scale=args.scale, rate_limits=False)) as emu:
+        bodies = pages(emu.url, args.pages)
+    identity = sum(map(len, bodies)) / len(bodies)
+    print(f"{len(bodies)} pages of 1,000 events ({args.scale}): {identity / 1024:,.0f} KiB each, identity")
+    print(f"{'level':>5} {'KiB sent':>9} {'ratio':>6} {'compress ms':>12} {'inflate ms':>11}")
+    for level in args.levels:
+        packed = [gzip_body(body, level) for body in bodies]
+        size = sum(map(len, packed)) / len(packed)
+        compress = best_ms_per_page(bodies, partial(gzip_body, level=level), args.repeat)
+        inflate = best_ms_per_page(packed, partial(zlib.decompress, wbits=31), args.repeat)
+        print(f"{level:>5} {size / 1024:>9,.0f} {identity / size:>6.2f} {compress:>12.1f} {inflate:>11.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
