@@ -163,9 +163,9 @@ def table(results: list[Pass]) -> str:
         f"{'records/s':>10} {'CPU ms/page':>12} {'cache hits':>10}"
     )
     rows = [
-        f"{r.resource:<9} {r.phase:<5} {r.pages:>6} {r.records:>8} {r.bytes / 1e6:>7.1f} {r.wire_bytes / 1e6:>8.1f} "
-        f"{r.pages_per_s:>8.1f} {r.records_per_s:>10.0f} {r.cpu_ms_per_page:>12.2f} "
-        f"{'-' if r.cache_hits is None else r.cache_hits:>10}"
+        f"{r.resource:<9} {r.phase:<5} {r.pages:>6} {r.records:>8} {r.bytes / 1e6:>7.1f} "
+        f"{r.wire_bytes / 1e6:>8.1f} {r.pages_per_s:>8.1f} {r.records_per_s:>10.0f} "
+        f"{r.cpu_ms_per_page:>12.2f} {'-' if r.cache_hits is None else r.cache_hits:>10}"
         for r in results
     ]
     return "\n".join([head, "-" * len(head), *rows])
@@ -188,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(bench(base, emulator.pid, args.pages, args.gzip))
     level = "the emulator's default" if args.gzip_level is None else args.gzip_level
     encoding = f"gzip (level {level})" if args.gzip else "identity"
-    print(f"emulator: scale={args.scale} seed={args.seed} startup={startup:.2f}s url={base} encoding={encoding}")
+    print(
+        f"emulator: scale={args.scale} seed={args.seed} startup={startup:.2f}s url={base} "
+        f"encoding={encoding}"
+    )
     print(table(results))
     report = {
         "scale": args.scale,

@@ -23,7 +23,11 @@ from functools import partial
 from klaviyo_emulator.encoding import gzip_body
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 
-HEADERS = {"Authorization": "Klaviyo-API-Key pk_emulator", "revision": "2026-07-15", "Accept-Encoding": "identity"}
+HEADERS = {
+    "Authorization": "Klaviyo-API-Key pk_emulator",
+    "revision": "2026-07-15",
+    "Accept-Encoding": "identity",
+}
 
 
 def pages(url: str, count: int) -> list[bytes]:

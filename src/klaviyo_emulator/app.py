@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from .api import Api, Request
 from .encoding import GZIP_MIN_BYTES, accepts_gzip, gzip_body
@@ -43,7 +42,7 @@ WORLD = web.AppKey("world", World)
 STATS: web.AppKey[Stats] = web.AppKey("stats", "Stats")  # type: ignore[arg-type]  # Stats is below
 CACHE = web.AppKey("cache", PageCache)
 # set by a GET handler: the page-cache key of the body it answered (its gzip body is cached with it)
-PAGE_KEY: web.RequestKey[tuple[Any, ...]] = web.RequestKey("page_key")
+PAGE_KEY: web.RequestKey[tuple[object, ...]] = web.RequestKey("page_key")
 # set by `wire`: (bytes sent, bytes of the uncompressed body) of an API response
 BODY_BYTES: web.RequestKey[tuple[int, int]] = web.RequestKey("body_bytes")
 DEFAULT_GZIP_LEVEL = 1  # docs/emulator.md, "Compression": level 6 costs ~3x the CPU for ~20 % fewer bytes
@@ -62,7 +61,7 @@ class Settings:
         self.seed: int = options.seed
 
 
-def latency_model(options: Any) -> LatencyModel:
+def latency_model(options: EmulatorOptions) -> LatencyModel:
     """The options' latency: their profile, if any, with each latency value they set replacing its own."""
     return resolve(
         getattr(options, "latency_profile", None),
@@ -216,7 +215,10 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
                     headers={"Retry-After": str(wait)},
                 )
             if kind == "html":
-                html = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
+                html = (
+                    "<html><head><title>502 Bad Gateway</title></head>"
+                    "<body><center><h1>502 Bad Gateway</h1></center></body></html>"
+                )
                 return web.Response(status=502, text=html, content_type="text/html")
             return await handler(request)
 
@@ -290,7 +292,8 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
         if day.isoformat() < OLDEST_REVISION:
             raise ApiError(
                 400,
-                f"Revision {revision} is retired; use a revision from {OLDEST_REVISION} to {SERVED_REVISION}.",
+                f"Revision {revision} is retired; "
+                f"use a revision from {OLDEST_REVISION} to {SERVED_REVISION}.",
             )
         if day.isoformat() > SERVED_REVISION:
             raise ApiError(

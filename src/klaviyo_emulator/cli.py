@@ -44,26 +44,34 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=1)
     serve.add_argument("--scale", choices=list(SCALES), default="tiny")
     latency = serve.add_argument_group(
-        "latency", "per API request: J x (MS + PER_RAW_KB x raw KiB + PER_KB x sent KiB), J of mean 1 (docs/emulator.md)"
+        "latency",
+        "per API request: J x (MS + PER_RAW_KB x raw KiB + PER_KB x sent KiB), J of mean 1"
+        " (docs/emulator.md)",
     )
     latency.add_argument("--latency-profile", choices=list(PROFILES), default=None,
-                         help="preset values of the four below (each one given replaces the preset's)")  # fmt: skip
+                         help="preset values of the four below"
+                              " (each one given replaces the preset's)")  # fmt: skip
     latency.add_argument("--latency-ms", type=float, default=None, metavar="MS",
                          help="mean of the fixed part (default 0)")  # fmt: skip
     latency.add_argument("--latency-per-kb", type=float, default=None, metavar="MS",
-                         help="ms per KiB of the body as sent, gzip or identity: the transfer (default 0)")  # fmt: skip
+                         help="ms per KiB of the body as sent, gzip or identity: the transfer"
+                              " (default 0)")  # fmt: skip
     latency.add_argument("--latency-per-raw-kb", type=float, default=None, metavar="MS",
-                         help="ms per KiB of the uncompressed body: the server's work (default 0)")  # fmt: skip
+                         help="ms per KiB of the uncompressed body: the server's work"
+                              " (default 0)")  # fmt: skip
     latency.add_argument("--latency-tail", type=float, default=None, metavar="P99_FACTOR",
-                         help="lognormal J with p99 = P99_FACTOR x median (> 1); 0: J uniform 0.5-1.5 (default)")  # fmt: skip
+                         help="lognormal J with p99 = P99_FACTOR x median (> 1);"
+                              " 0: J uniform 0.5-1.5 (default)")  # fmt: skip
     serve.add_argument("--gzip-level", type=int, choices=range(10), default=DEFAULT_GZIP_LEVEL, metavar="0-9",
-                       help="zlib level of gzip bodies for clients that accept gzip; 0 = identity only (default 1)")  # fmt: skip
+                       help="zlib level of gzip bodies for clients that accept gzip;"
+                            " 0 = identity only (default 1)")  # fmt: skip
     serve.add_argument("--faults", default="", help="e.g. 503=0.05,reset=0.02,429storm=0.01,retry_after=90")
     serve.add_argument("--no-rate-limits", action="store_true")
     serve.add_argument("--rate-limit-scale", type=float, default=1.0)
     serve.add_argument("--api-key", default="pk_emulator")
     serve.add_argument("--key-scopes", action="append", default=[], metavar="KEY=SCOPE+SCOPE",
-                       help="an extra key and its scopes, e.g. pk_noevents=profiles:read+metrics:read; repeatable")  # fmt: skip
+                       help="an extra key and its scopes, e.g. pk_noevents=profiles:read+metrics:read;"
+                            " repeatable")  # fmt: skip
     serve.add_argument(
         "--anchor",
         type=_anchor,

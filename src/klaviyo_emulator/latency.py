@@ -83,7 +83,8 @@ class LatencyModel:
 
 
 # Klaviyo over the internet, as assumed for benchmarks (docs/emulator.md, "Latency"): ~120 ms for a small
-# answer, a 1,000-event page (~1 MB, ~140 KB gzipped) 0.76 s gzipped, 0.85 s identity on average, p99 3x the median.
+# answer, a 1,000-event page (~1 MB, ~140 KB gzipped) 0.76 s gzipped, 0.85 s identity on average, p99 3x
+# the median.
 PROFILES: dict[str, LatencyModel] = {
     "real": LatencyModel(fixed_ms=120.0, per_kb_ms=0.1, per_raw_kb_ms=0.6, tail=3.0),
 }

@@ -146,7 +146,7 @@ class PageCache:
         self.size += len(body)
         self._evict()
 
-    def get_gzip(self, key: tuple[Any, ...], body: bytes) -> bytes | None:
+    def get_gzip(self, key: tuple[object, ...], body: bytes) -> bytes | None:
         """The gzip body kept with the page `key` if the cache holds that very `body` (a gzip hit or miss)."""
         compressed = self.gzipped.get(key) if self.entries.get(key) is body else None
         if compressed is None:
@@ -155,7 +155,7 @@ class PageCache:
             self.gzip_hits += 1
         return compressed
 
-    def put_gzip(self, key: tuple[Any, ...], body: bytes, compressed: bytes) -> None:
+    def put_gzip(self, key: tuple[object, ...], body: bytes, compressed: bytes) -> None:
         """Keep `compressed` with the page `key` if the cache still holds that very `body`."""
         if self.entries.get(key) is not body or key in self.gzipped:
             return

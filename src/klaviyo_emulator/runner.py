@@ -31,7 +31,8 @@ class EmulatorOptions:
     latency_per_kb: float | None = None  # ms per KiB of the body as sent (gzip or identity)
     latency_per_raw_kb: float | None = None  # ms per KiB of the uncompressed body
     latency_tail: float | None = None  # p99 / median of the factor (lognormal); 0: uniform 0.5-1.5x
-    gzip_level: int = DEFAULT_GZIP_LEVEL  # gzip for clients that accept it, at this zlib level; 0: identity only
+    # gzip for clients that accept it, at this zlib level; 0: identity only
+    gzip_level: int = DEFAULT_GZIP_LEVEL
     faults: str = ""  # interface.md grammar, e.g. "503=0.05,reset=0.02"
     rate_limits: bool = True
     rate_limit_scale: float = 1.0  # multiplies every tier's burst and steady limits

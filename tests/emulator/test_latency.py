@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
 import statistics
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +45,8 @@ def test_a_draw_is_a_pure_function_of_seed_request_and_occurrence() -> None:
         unit_draw(3, "GET", "/api/events?page%5Bsize%5D=999", 1),
         unit_draw(3, "GET", "/api/events?page%5Bsize%5D=1000", 2),
     }
-    assert first not in others and len(others) == 4
+    assert first not in others
+    assert len(others) == 4
     assert all(0 < u < 1 for u in [first, *others])
 
 
@@ -82,7 +84,8 @@ def test_without_a_tail_the_factor_is_uniform_from_half_to_one_and_a_half() -> N
     model = LatencyModel(fixed_ms=150)
     assert [model.factor(q) for q in (0.0, 0.5, 0.9, 0.99)] == pytest.approx([0.5, 1.0, 1.4, 1.49])
     factors = [model.factor(u) for u in draws()]
-    assert min(factors) >= 0.5 and max(factors) <= 1.5
+    assert min(factors) >= 0.5
+    assert max(factors) <= 1.5
     assert statistics.fmean(factors) == pytest.approx(1.0, abs=0.01)
 
 
@@ -102,14 +105,16 @@ def test_with_a_tail_the_factor_is_lognormal_with_mean_one_and_p99_tail_times_th
     assert quantile(factors, 0.9) == pytest.approx(median * math.exp(1.2816 * sigma), rel=0.04)
     assert quantile(factors, 0.99) / quantile(factors, 0.5) == pytest.approx(tail, rel=0.08)
     z = statistics.NormalDist().inv_cdf(1 - CLAMP)  # 3.719: the clamp
-    assert median * math.exp(-z * sigma) <= min(factors) and max(factors) <= median * math.exp(z * sigma)
+    assert median * math.exp(-z * sigma) <= min(factors)
+    assert max(factors) <= median * math.exp(z * sigma)
 
 
 def test_the_tail_is_clamped() -> None:
     model = LatencyModel(fixed_ms=120, tail=3)
     assert model.factor(1e-12) == model.factor(CLAMP)
     assert model.factor(1 - 1e-12) == model.factor(1 - CLAMP)
-    assert model.factor(1 - CLAMP) == pytest.approx(math.exp(3.719 * model.sigma - model.sigma**2 / 2), rel=1e-4)
+    ceiling = math.exp(3.719 * model.sigma - model.sigma**2 / 2)
+    assert model.factor(1 - CLAMP) == pytest.approx(ceiling, rel=1e-4)
 
 
 # -- the parts -----------------------------------------------------------------------------------------
@@ -165,11 +170,17 @@ def test_a_profile_gives_the_values_not_set_and_the_ones_set_replace_its_own() -
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [{"fixed_ms": -1.0}, {"per_kb_ms": math.nan}, {"per_raw_kb_ms": math.inf}, {"tail": 1.0}, {"tail": 0.5}],
+    ("kwargs", "message"),
+    [
+        ({"fixed_ms": -1.0}, "latency fixed_ms must be a finite number >= 0, not -1.0"),
+        ({"per_kb_ms": math.nan}, "latency per_kb_ms must be a finite number >= 0, not nan"),
+        ({"per_raw_kb_ms": math.inf}, "latency per_raw_kb_ms must be a finite number >= 0, not inf"),
+        ({"tail": 1.0}, "latency tail is p99/median: 0 (no tail) or more than 1, not 1.0"),
+        ({"tail": 0.5}, "latency tail is p99/median: 0 (no tail) or more than 1, not 0.5"),
+    ],
 )
-def test_invalid_latency_values_are_refused(kwargs: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_latency_values_are_refused(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
         LatencyModel(**kwargs)
 
 
@@ -182,7 +193,9 @@ def test_an_unknown_profile_is_refused() -> None:
     "args",
     [["--latency-tail", "0.5"], ["--latency-ms", "-3"], ["--latency-per-kb", "nan"]],
 )
-def test_the_cli_refuses_invalid_latency_before_serving(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_refuses_invalid_latency_before_serving(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["serve", "--port", "0", *args]) == 2
     assert "latency" in capsys.readouterr().err
 
@@ -254,4 +267,5 @@ def test_a_request_waiting_out_its_latency_holds_up_no_other_request() -> None:
     options = EmulatorOptions(seed=9, rate_limits=False, anchor=ANCHOR, latency_ms=600_000.0)
     with run_emulator_in_thread(options) as emu:
         waited = asyncio.run(scenario(emu.url))
-    assert waited == pytest.approx(LatencyModel(fixed_ms=600_000.0).before_s(unit_draw(9, "GET", "/api/metrics", 1)))
+    draw = unit_draw(9, "GET", "/api/metrics", 1)
+    assert waited == pytest.approx(LatencyModel(fixed_ms=600_000.0).before_s(draw))
