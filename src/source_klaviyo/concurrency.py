@@ -11,9 +11,10 @@ body read): a quick one over about the last `QUICK_SECONDS` and a slow one over 
 
     ceil(λ · W_slow · HEADROOM) + SPARE          within [1, cap]
 
-`HEADROOM` covers the spread of `W`: a slow answer holds its slot longer than the mean says. While
-the limiter still holds its opening burst (Klaviyo lets each bucket start with one), the limit is at
-least what that burst lets start at once: a sync's first requests all leave together.
+`HEADROOM` covers the spread of `W`: a slow answer holds its slot longer than the mean says. The
+limiter's opening burst is not used to send more at once: measured at a realistic latency (0.76 s a
+page), a first wave of 128 events pages raised peak RSS from 52 to 113 MB (the answers land
+together) and gained no throughput.
 
 It backs off, never provoking a 429 to find the limit:
 
@@ -51,10 +52,8 @@ MAX_IN_FLIGHT = 128  # per bucket, when the user sets no cap
 class InFlight:
     """The in-flight limit of one bucket; see the module docstring."""
 
-    def __init__(self, pace: Callable[[], float], cap: int,
-                 opening: Callable[[float], int] = lambda now: 0) -> None:
+    def __init__(self, pace: Callable[[], float], cap: int) -> None:
         self._pace = pace  # requests per second the bucket's limiter allows now
-        self._opening = opening  # requests the limiter's opening burst lets be in flight now, else 0
         self.cap = max(1, cap)
         self._quick: float | None = None
         self._slow: float | None = None
@@ -82,8 +81,7 @@ class InFlight:
         wanted = self._pace() * self._slow * HEADROOM
         if self._quick > RISE * self._slow:
             wanted *= RISE * self._slow / self._quick
-        opening = self._opening(now) if now is not None else 0
-        return max(1, min(self.cap, max(math.ceil(wanted) + SPARE, opening)))
+        return max(1, min(self.cap, math.ceil(wanted) + SPARE))
 
     def answered(self, seconds: float, *, now: float) -> None:
         """A request of this bucket took `seconds` from leaving to its whole answer."""

@@ -212,7 +212,7 @@ class TierLimiter:
         self._foreign_taken = 0.0  # requests others made in it (shared quota), estimated
         self._foreign_rate = 0.0  # per second, estimated
         self.inflight = 0
-        self.flight = InFlight(lambda: self._rate, cap, self._opening_burst)
+        self.flight = InFlight(lambda: self._rate, cap)
         self._released = asyncio.Event()  # set whenever a request of this bucket ends
 
     def __repr__(self) -> str:
@@ -270,14 +270,6 @@ class TierLimiter:
             if holding and gate is not None:
                 gate.release()
             raise
-
-    def _opening_burst(self, now: float) -> int:
-        """Requests in flight the opening burst allows now: those out, plus the tokens left; 0 once
-        the limiter paces (the burst is spent or its moment passed)."""
-        if self._paced:
-            return 0
-        self._refill(now)
-        return self.inflight + math.floor(self._tokens)
 
     def _refill(self, now: float) -> None:
         elapsed = now - self._refilled_at

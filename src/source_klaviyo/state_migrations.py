@@ -356,8 +356,10 @@ def cdk6_global_cursor_to_partitions(state: JSONObject, ctx: Context) -> JSONObj
 
         before: {"use_global_cursor": true, "lookback_window": 0,
                  "state": {"updated": "2024-05-01T00:00:00+00:00"}, "states": []}
-        after:  {"states": [{"partition": {"archived": "false"}, "cursor": {"updated": "2024-05-01T00:00:00+00:00"}},
-                            {"partition": {"archived": "true"}, "cursor": {"updated": "2024-05-01T00:00:00+00:00"}}]}
+        after:  {"states": [{"partition": {"archived": "false"},
+                             "cursor": {"updated": "2024-05-01T00:00:00+00:00"}},
+                            {"partition": {"archived": "true"},
+                             "cursor": {"updated": "2024-05-01T00:00:00+00:00"}}]}
     """
     if not any(key in state for key in _CDK6_WRAPPER_KEYS):
         return state
@@ -395,7 +397,8 @@ def archived_substate_to_partitions(state: JSONObject, ctx: Context) -> JSONObje
     start_date (or 2012-01-01). Campaigns get email partitions only: revisions before 2.13 listed
     email campaigns only, so sms (and mobile_push) start from start_date.
 
-        before: {"updated_at": "2020-10-10T00:00:00+00:00", "archived": {"updated_at": "2021-10-10T00:00:00+00:00"}}
+        before: {"updated_at": "2020-10-10T00:00:00+00:00",
+                 "archived": {"updated_at": "2021-10-10T00:00:00+00:00"}}
         after:  {"states": [
                   {"partition": {"archived": "true", "campaign_type": "email"},
                    "cursor": {"updated_at": "2021-10-10T00:00:00+00:00"}},
@@ -409,7 +412,8 @@ def archived_substate_to_partitions(state: JSONObject, ctx: Context) -> JSONObje
         raise ctx.error(f"'archived' must be an object like {{{ctx.cursor!r}: ...}}, got {_show(archived)}")
     if ctx.cursor not in state and archived is None:
         raise ctx.error(
-            f"expected a {ctx.cursor!r} cursor, an 'archived' sub-state or 'states', found keys {sorted(state)}"
+            f"expected a {ctx.cursor!r} cursor, an 'archived' sub-state or 'states', "
+            f"found keys {sorted(state)}"
         )
     archived_value = (archived or {}).get(ctx.cursor)
     channel = {"campaign_type": "email"} if "campaign_type" in dict(ctx.target.axes) else {}
@@ -528,7 +532,9 @@ def _state_entries(state: JSONObject, ctx: Context) -> list[JSONObject]:
         raise ctx.error(f"'states' must be a list, got {_describe(entries)}")
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("cursor", {}), dict):
-            raise ctx.error(f"each entry of 'states' must be {{'partition': ..., 'cursor': {{...}}}}, got {_show(entry)}")
+            raise ctx.error(
+                f"each entry of 'states' must be {{'partition': ..., 'cursor': {{...}}}}, got {_show(entry)}"
+            )
     return entries
 
 

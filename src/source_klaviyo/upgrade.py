@@ -225,7 +225,8 @@ def _fact_reasons(version: str, entry: JSONObject) -> list[str]:
     if entry.get("restructured"):
         reasons.append(f"{version}: {entry['restructured']}")
     for item in entry.get("retyped", []):
-        reasons.append(f"{version}: `{item['path']}` retyped {'|'.join(item['from'])} → {'|'.join(item['to'])}")
+        retyped = f"{'|'.join(item['from'])} → {'|'.join(item['to'])}"
+        reasons.append(f"{version}: `{item['path']}` retyped {retyped}")
     return reasons
 
 
@@ -455,7 +456,8 @@ def _redact(text: str, api_key: str) -> str:
     return text.replace(api_key, MASK) if len(api_key) >= 4 else text
 
 
-_STYLES = {"continue": "green", "reset": "bold red", "new": "cyan", "full_refresh": "yellow", "dropped": "dim"}
+_STYLES = {"continue": "green", "reset": "bold red", "new": "cyan", "full_refresh": "yellow",
+           "dropped": "dim"}
 
 
 def render_table(plan: UpgradePlan) -> str:

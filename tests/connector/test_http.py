@@ -22,6 +22,7 @@ from aiohttp import web
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 from source_klaviyo.errors import ApiError, SourceError, TransientError
 from source_klaviyo.http import KlaviyoClient, encode_params
+from source_klaviyo.ratelimit import Clock, SystemClock
 
 KEY = "pk_test_5ecret_key_0123456789abcdef"
 ANCHOR = datetime(2026, 9, 1, 12, tzinfo=UTC)
@@ -53,7 +54,7 @@ class FastClock:
 
 
 def client(
-    base_url: str, *, api_key: str = KEY, clock: FastClock | None = None, **kwargs: Any
+    base_url: str, *, api_key: str = KEY, clock: Clock | None = None, **kwargs: Any
 ) -> KlaviyoClient:
     kwargs.setdefault("backoff_base", 0.01)
     kwargs.setdefault("rng", random.Random(0))
@@ -554,12 +555,13 @@ def test_no_more_than_num_workers_requests_are_in_flight() -> None:
     async def slow(request: web.Request) -> web.Response:
         in_flight[0] += 1
         in_flight[1] = max(in_flight)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
         in_flight[0] -= 1
         return OK()
 
     async def scenario() -> None:
-        async with serve({"/api/events": slow}) as url, client(url, num_workers=3) as c:
+        # On real time, Little's law asks for ceil(56.6/s x 50 ms x 1.2) + 2 = 6 in flight: the cap wins.
+        async with serve({"/api/events": slow}) as url, client(url, num_workers=3, clock=SystemClock()) as c:
             await asyncio.gather(*(c.get("/api/events", bucket="e", tier="XL") for _ in range(20)))
 
     run(scenario())
