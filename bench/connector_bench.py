@@ -18,14 +18,20 @@ process, whose CPU is read from /proc and reported separately):
   rounds the scaled limit the same way); 429s come from the emulator's `/_emulator/stats`, and
   "late 429s" are those after the first 5 s (the first burst). The four streams run at the same time,
   each against its own emulator (they are latency-bound, not CPU-bound).
-- **realxl**: `read` of events at Klaviyo's real XL limit (`rate_limit_scale` 1.0, 58,333 events/s)
-  with `--latency-ms`, until the data runs out (~20 s at large): the median 1-s rate from 3 s until
-  80 % of the records are read, against that ceiling. It shows what the scaled ceiling run cannot:
-  whether concurrency and pacing keep up with the real pace (a request every 17 ms). Then the same
-  as a DuckDB `sync` (rows / wall, start-up and drain included).
+- **backfill**: a whole backfill at Klaviyo's real limits (`rate_limit_scale` 1.0), with the default
+  config (no `num_workers`), once per latency model of `--latencies` (default: 150 ms, 600 ms and
+  1,500 ms of fixed latency, uniform 0.5-1.5x, and the emulator's size-proportional `real` profile,
+  docs/emulator.md) and per stream of `--backfill-streams`: events (large: 1M events, XL), profiles
+  without predictive analytics (medium: 50,000, L) and list_memberships (medium, L, one chain per
+  list). Achieved = records over the **whole wall time** of the process (spawn to exit: start-up,
+  the first answers and the last pages included), against the tier's steady ceiling (steady/min /
+  60 x page size). Each run has an emulator of its own (fresh rate-limit windows, cold pages). With
+  `--backfill-sync`, events are also synced into DuckDB from another fresh emulator, and the sync's
+  wall is compared with the read's.
 - **startup**: `source-klaviyo spec`, wall time of the whole process, median of 7.
 
-    ./dev run python bench/connector_bench.py                        # everything (~25 min)
+    ./dev run python bench/connector_bench.py                        # everything (~40 min)
+    ./dev run python bench/connector_bench.py --scenarios backfill --backfill-sync   # issue 15's table
     ./dev run python bench/connector_bench.py --scenarios cpu --repeat 3
     ./dev run python bench/connector_bench.py --quick                # harness smoke test, < 1 min
 
@@ -35,7 +41,6 @@ Prints a table and writes `bench/results/connector.json`. Linux only (/proc, wai
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -154,9 +159,11 @@ class RecordCounter(threading.Thread):
 
 
 def run_counted(
-    cmd: list[str], *, seconds: float | None = None, tick: Callable[[float], None] | None = None
+    cmd: list[str], *, seconds: float | None = None, tick: Callable[[float], None] | None = None,
+    grid: float = 1.0,
 ) -> Proc:
-    """Run with stdout to a pipe, count records every second; stop it (SIGTERM) after `seconds`."""
+    """Run with stdout to a pipe, count records every `grid` seconds; stop it (SIGTERM) after
+    `seconds`. Its exit is noticed within 10 ms, so `wall_s` is the process's own."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     counter = RecordCounter(proc.stdout)
@@ -164,13 +171,14 @@ def run_counted(
     timeline: list[tuple[float, int]] = []
     while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:  # not reaped
         now = time.perf_counter() - started
-        timeline.append((now, counter.records))
-        if tick is not None:
-            tick(now)
+        if now >= len(timeline) * grid:
+            timeline.append((now, counter.records))
+            if tick is not None:
+                tick(now)
         if seconds is not None and now >= seconds:
             proc.terminate()
             break
-        time.sleep(max(0.0, len(timeline) - (time.perf_counter() - started)))  # a 1 s grid
+        time.sleep(0.01)
     result = _reap(proc, started)
     counter.join(5)
     result.records = counter.records
@@ -346,44 +354,68 @@ def scenario_ceiling(inputs: Inputs, stream: str, scale: str, seconds: float, wa
     return row
 
 
-def scenario_real_events_limit(
-    inputs: Inputs, scale: str, latency_ms: float, log: Callable[[str], None]
-) -> list[Row]:
-    """`read` of events at Klaviyo's real XL limit (no scaling) until the data runs out.
+# latency model name -> the emulator's latency flags (bench/_common.Emulator fields)
+LATENCIES: dict[str, dict[str, Any]] = {
+    "150ms": {"latency_ms": 150.0},
+    "600ms": {"latency_ms": 600.0},
+    "1500ms": {"latency_ms": 1500.0},
+    "real": {"latency_profile": "real"},
+}
+# stream -> (scale, extra config, the emulator routes its requests start with)
+BACKFILL: dict[str, tuple[str, dict[str, Any], str]] = {
+    "events": ("large", {}, "/api/events"),
+    "profiles": ("medium", {"disable_fetching_predictive_analytics": True}, "/api/profiles"),
+    "list_memberships": ("medium", {}, "/api/lists"),
+}
 
-    A million events last ~20 s at 58,333/s, too short for the ceiling scenario's steady window, so
-    the rate is the median of the 1 s rates from 3 s (after the opening burst) until 80 % of the
-    records are read (after that the last date windows drain one page chain each)."""
-    tier, page, ceiling = ceiling_of("events", {}, 1.0)
-    row = Row("real limit: read events", scale)
-    with Emulator(scale, rate_limits=True, rate_limit_scale=1.0, latency_ms=latency_ms) as emu:
-        config = inputs.config("real-events", emu.url)
-        emu.reset_stats()
+
+def scenario_backfill(inputs: Inputs, stream: str, latency: str, log: Callable[[str], None],
+                      sync: bool) -> list[Row]:
+    """One whole backfill of `stream` at the real limit and a latency model; see the module docstring."""
+    scale, extra, route = BACKFILL[stream]
+    tier, page, ceiling = ceiling_of(stream, extra, 1.0)
+    row = Row(f"backfill: read {stream} @{latency}", scale)
+    with Emulator(scale, rate_limits=True, **LATENCIES[latency]) as emu:
+        config = inputs.config(f"backfill-{stream}-{latency}", emu.url, **extra)
         cpu0 = emu.cpu()
-        proc = run_counted(read_cmd(config, inputs.catalog(["events"])))
+        proc = run_counted(read_cmd(config, inputs.catalog([stream])), grid=0.5)
         row.emulator_cpu_s = emu.cpu() - cpu0
-        row.requests, row.throttled = emulator_requests(emu.stats(), "/api/events")
-        time.sleep(61)  # the emulator's 60 s window is fresh again, as it was for the read
-        sync = _sync_row(inputs, emu, config, ["events"], "real limit: sync events", scale, 1, log)
+        row.requests, row.throttled = emulator_requests(emu.stats(), route)
     _take_counted(row, proc)
-    steps = list(itertools.pairwise(proc.timeline))
-    rates = [(n1 - n0) / (t1 - t0) for (t0, n0), (t1, n1) in steps if t0 >= 3.0 and n1 <= 0.8 * row.records]
-    if rates:
-        row.achieved_per_s = statistics.median(rates)
+    _against_ceiling(row, ceiling)
+    row.notes.append(f"tier {tier}, page {page}; ideal {row.records / ceiling:.1f} s; records by "
+                     f"25/50/75/100 % of the wall: {_at_fractions(proc.timeline, row.records)}")
+    log(f"  backfill {stream} @{latency}: {row.records} in {row.wall_s:.2f} s = "
+        f"{row.achieved_per_s or 0:,.0f}/s, {row.achieved_pct or 0:.1f} % of {ceiling:,.0f}/s, "
+        f"{row.requests} requests, 429s {row.throttled}, {row.cpu_us_per_record or 0:.1f} µs/record, "
+        f"RSS {row.peak_rss_mb:.0f} MB")
+    rows = [row]
+    if sync and stream == "events":
+        with Emulator(scale, rate_limits=True, **LATENCIES[latency]) as emu:
+            config = inputs.config(f"backfill-sync-{latency}", emu.url, **extra)
+            name = f"backfill: sync {stream} @{latency}"
+            synced = _sync_row(inputs, emu, config, [stream], name, scale, 1, log)
+        _against_ceiling(synced, ceiling)
+        synced.notes.append(f"wall {synced.wall_s:.2f} s against the read's {row.wall_s:.2f} s: "
+                            f"{100 * (synced.wall_s / row.wall_s - 1):+.1f} %")
+        rows.append(synced)
+    return rows
+
+
+def _against_ceiling(row: Row, ceiling: float) -> None:
     row.ceiling_per_s = ceiling
+    row.achieved_per_s = row.records / row.wall_s if row.wall_s else None
     row.achieved_pct = 100 * row.achieved_per_s / ceiling if row.achieved_per_s else None
-    row.notes.append(f"median of {len(rates)} 1-s rates; per second: "
-                     + " ".join(f"{(n1 - n0) / (t1 - t0) / 1000:.0f}k" for (t0, n0), (t1, n1) in steps))
-    row.notes.append(f"tier {tier}, page {page}, rate_limit_scale 1.0, latency {latency_ms} ms ±50 %")
-    log(f"  real limit events: {row.achieved_per_s or 0:.0f}/s of {ceiling:.0f}/s, 429s {row.throttled}")
-    # The sync as a whole, start-up and drain included: records over wall time.
-    sync.ceiling_per_s = ceiling
-    sync.achieved_per_s = sync.records / sync.wall_s if sync.wall_s else None
-    sync.achieved_pct = 100 * sync.achieved_per_s / ceiling if sync.achieved_per_s else None
-    sync.notes.append(
-        f"achieved = rows / wall, start-up and drain included (the read: {row.records / row.wall_s:,.0f}/s)"
-    )
-    return [row, sync]
+
+
+def _at_fractions(timeline: list[tuple[float, int]], total: int) -> str:
+    """Records read by 25, 50 and 75 % of the wall time, and the wall (how even the read was)."""
+    end = timeline[-1][0]
+    marks = []
+    for fraction in (0.25, 0.5, 0.75):
+        reached = max((n for t, n in timeline if t <= fraction * end), default=0)
+        marks.append(f"{100 * reached / total:.0f}%" if total else "-")
+    return " / ".join([*marks, "100%"])
 
 
 def scenario_startup(runs: int, log: Callable[[str], None]) -> Row:
@@ -422,7 +454,7 @@ def table(rows: list[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="cpu,ceiling,realxl,memory,startup")
+    parser.add_argument("--scenarios", default="cpu,ceiling,backfill,memory,startup")
     parser.add_argument("--scale", default="large", choices=["tiny", "small", "medium", "large"])
     parser.add_argument("--memory-scales", default="medium,large")
     parser.add_argument("--cpu-streams", default="events,profiles", help="streams read by cpu/memory")
@@ -431,7 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling-streams", default=",".join(CEILING))
     parser.add_argument("--ceiling-seconds", type=float, default=200.0)
     parser.add_argument("--warmup-seconds", type=float, default=60.0)
-    parser.add_argument("--latency-ms", type=float, default=150.0)
+    parser.add_argument("--latency-ms", type=float, default=150.0, help="latency of the ceiling scenario")
+    parser.add_argument("--latencies", default=",".join(LATENCIES), help="latency models of backfill")
+    parser.add_argument("--backfill-streams", default=",".join(BACKFILL))
+    parser.add_argument("--backfill-sync", action="store_true", help="also sync events into DuckDB")
     parser.add_argument(
         "--verify-records", action="store_true", help="also count RECORD lines through a pipe"
     )
@@ -453,8 +488,10 @@ def main(argv: list[str] | None = None) -> int:
         inputs = Inputs(Path(tmp))
         if "startup" in scenarios:
             rows.append(scenario_startup(7, log))
-        if "realxl" in scenarios:
-            rows.extend(scenario_real_events_limit(inputs, args.scale, args.latency_ms, log))
+        if "backfill" in scenarios:
+            for stream in [s.strip() for s in args.backfill_streams.split(",") if s.strip()]:
+                for latency in [s.strip() for s in args.latencies.split(",") if s.strip()]:
+                    rows.extend(scenario_backfill(inputs, stream, latency, log, args.backfill_sync))
         if "ceiling" in scenarios:
             streams = [s.strip() for s in args.ceiling_streams.split(",") if s.strip()]
             scale = "small" if args.quick else args.scale

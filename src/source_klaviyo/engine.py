@@ -65,7 +65,7 @@ import os
 import time
 import traceback
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -656,7 +656,7 @@ class _StreamRead:
         self.running = False
         self.incremental = cs.incremental and stream.incremental is not None
         self.units: list[_Unit] = []
-        self.ready: deque[_Unit] = deque()
+        self.ready: deque[_Unit] = deque()  # units that may have spans without a chain, in order
         self.last_state: StreamState | None = None
         self.bucket = bucket_of(stream, reader.config)
         self.tier = _tier_and_fields(stream, reader.config)[0]
@@ -666,7 +666,9 @@ class _StreamRead:
         self.sorted_pages = stream.split_by is not None or bool(inc and inc.sortable and inc.assume_sorted)
         self.range_field = stream.split_by or (inc.cursor if inc else None)
         self.splittable = stream.split_by is not None
-        self.min_split = stream.page_size or 1  # a cut leaves at least a page's worth each side
+        # A cut leaves at least half a page each side: the last pieces of a backfill are read a page
+        # per round trip, so a chain left with two pages keeps the read waiting two round trips.
+        self.min_split = max(1, (stream.page_size or 1) // 2)
         # Records passed on unparsed when nothing here needs more of them than id and cursor.
         self.raw = (hasattr(reader.sink.inner, "raw_records") and stream.hook is None
                     and stream.detail is None and stream.parent is None and stream.report is None)
@@ -679,19 +681,30 @@ class _StreamRead:
             await read_report(self)
             return
         upper = floor_second(self.r.clock()) - UPPER_MARGIN
-        if self.stream.parent is not None:
-            parent = self.stream.parent
-            ids = [pid async for pid in _ids_of(self.r, STREAMS_BY_NAME[parent.stream])]
-            self.units = [_Unit({}, Spans([(NO_LOWER_BOUND, upper)], upper), pid, parent.path.format(id=pid))
-                          for pid in ids]
+        wake = asyncio.Event()
+        if self.stream.parent is None:
+            for partition in partitions_of(self.stream):
+                self._add(_Unit(partition, Spans(self._ranges(partition, upper), upper)))
+            await self._schedule(wake)
         else:
-            self.units = [_Unit(p, Spans(self._ranges(p, upper), upper)) for p in partitions_of(self.stream)]
-        self.progress.partitions_total = len(self.units)
-        self.progress.partitions_done = sum(unit.spans.finished for unit in self.units)
-        self.progress.windows_total = sum(len(unit.spans.spans) for unit in self.units)
-        await self._schedule()
+            # Children start as their parents' ids arrive, not once every parent page has been read.
+            await self._schedule(wake, self._add_children(upper, wake))
         if self.incremental:
             self._emit_state(force=True)
+
+    def _add(self, unit: _Unit) -> None:
+        self.units.append(unit)
+        self.ready.append(unit)
+        self.progress.partitions_total += 1
+        self.progress.partitions_done += unit.spans.finished
+        self.progress.windows_total += len(unit.spans.spans)
+
+    async def _add_children(self, upper: datetime, wake: asyncio.Event) -> None:
+        parent = self.stream.parent
+        assert parent is not None
+        async for pid in _ids_of(self.r, STREAMS_BY_NAME[parent.stream]):
+            self._add(_Unit({}, Spans([(NO_LOWER_BOUND, upper)], upper), pid, parent.path.format(id=pid)))
+            wake.set()
 
     # -- emission ------------------------------------------------------------------------------------
     def _emit(self, records: list[AnyRecord]) -> None:
@@ -761,13 +774,17 @@ class _StreamRead:
         return to_read(cursor, gaps, start_date=start_date, lookback=lookback, upper=upper)
 
     # -- chains: started while the bucket has room, split to keep it busy --------------------------------
-    async def _schedule(self) -> None:
+    async def _schedule(self, wake: asyncio.Event,
+                        producer: Coroutine[None, None, None] | None = None) -> None:
         """Read every unit's spans: a chain of pages per span, as many at once as the bucket has room
         for; when the spans run out while there is room, the running spans with the most left are
-        cut (`Spans.cuts`), so the last of a read runs as fast as the rest. The first error wins."""
+        cut (`plan_cuts`), so the last of a read runs as fast as the rest. `producer` adds units as it
+        finds them (a parent's ids). The first error wins."""
         running: set[asyncio.Task[None]] = set()
-        wake = asyncio.Event()
-        self.ready = deque(self.units)  # units that may have spans without a chain, in order
+        if producer is not None:
+            feeding = asyncio.create_task(producer)
+            feeding.add_done_callback(lambda _task: wake.set())
+            running.add(feeding)
         self.r.watch(self.bucket, wake)
         try:
             while True:

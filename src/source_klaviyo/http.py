@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, overload
@@ -98,6 +99,8 @@ T = TypeVar("T")
 
 # Requests in flight in all, when the user sets no cap (each bucket has its own bound too).
 MAX_IN_FLIGHT_IN_ALL = 256
+# Answers whose body is read and parsed at once: what bounds the pages in memory (see _attempt).
+BODIES_AT_ONCE = 8
 
 
 @dataclass
@@ -127,15 +130,36 @@ def encode_params(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{quote(str(k), safe=_QUERY_SAFE)}={quote(str(v), safe=_QUERY_SAFE)}" for k, v in params)
 
 
-def _body_is_complete(body: bytes, content_length: str | None, encoded: bool) -> bool:
-    # Content-Length counts the bytes on the wire, so it only compares when nothing was decoded.
-    if (
-        content_length is not None
-        and not encoded
-        and content_length.isdigit()
-        and int(content_length) != len(body)
-    ):
-        return False
+def _decoded(wire: bytes, encoding: str, content_length: str | None) -> bytes:
+    """The body as sent by Klaviyo, inflated; `_Retry` when it was cut short or is corrupt.
+
+    Bodies are inflated here, one at a time (see `_attempt`), not by aiohttp as they arrive: a gzip
+    page of ~140 KB lands in one socket read, and aiohttp would hold each one inflated (~1 MB)
+    until it is read; here an answer waiting its turn holds only its compressed bytes. Inflating a
+    whole page in one call is also cheaper than chunk by chunk."""
+    # Content-Length counts the bytes on the wire, encoded or not.
+    if content_length is not None and content_length.isdigit() and int(content_length) != len(wire):
+        raise _Retry(f"incomplete response body ({len(wire)} of {content_length} bytes)")
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return wire
+    if encoding not in _WBITS:
+        raise _Retry(f"response body in an encoding we did not ask for ({encoding})")
+    inflater = zlib.decompressobj(_WBITS[encoding])
+    try:
+        body = inflater.decompress(wire) + inflater.flush()
+    except zlib.error as exc:
+        raise _Retry(f"corrupt {encoding} response body ({exc})") from None
+    if not inflater.eof:
+        raise _Retry(f"incomplete response body ({encoding}, {len(wire)} bytes)")
+    return body
+
+
+# zlib window bits per Content-Encoding: 32 + 15 reads gzip or zlib headers (servers send both as "deflate").
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 32 + zlib.MAX_WBITS}
+
+
+def _body_is_complete(body: bytes) -> bool:
     # Every JSON:API document is an object: a cut-short body cannot end in "}" unless the cut
     # falls exactly after a nested object, which the engine's parser then still catches.
     return body.rstrip()[-1:] == b"}"
@@ -198,6 +222,7 @@ class KlaviyoClient:
         self.stats = HttpStats()
         self._session: aiohttp.ClientSession | None = None
         self._semaphore = asyncio.Semaphore(self._in_flight)
+        self._bodies = asyncio.Semaphore(BODIES_AT_ONCE)
 
     def __repr__(self) -> str:
         return f"KlaviyoClient(base_url={self._base_text!r}, api_key={self._mask(self._key)!r})"
@@ -241,7 +266,7 @@ class KlaviyoClient:
             timeout=aiohttp.ClientTimeout(
                 total=self._timeout, sock_connect=min(self._timeout, 30.0), sock_read=self._timeout
             ),
-            auto_decompress=True,
+            auto_decompress=False,  # inflated one body at a time, see _decoded
             raise_for_status=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
@@ -344,8 +369,7 @@ class KlaviyoClient:
             self.stats.rate_limit_wait_seconds += waited
             ordered_wait += self._clock.monotonic() - queued_at
             try:
-                body = await self._attempt(method, target, data, path, limiter)
-                return body if parse is None else self._parsed(body, parse)
+                return await self._attempt(method, target, data, path, limiter, parse)
             except _Retry as retry:
                 delay = self._next_delay(retry, attempt, limiter)
                 failing_time = self._clock.monotonic() - started - ordered_wait
@@ -388,23 +412,35 @@ class KlaviyoClient:
         return self._rng.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
 
     async def _attempt(
-        self, method: str, target: URL, data: bytes | None, path: str, limiter: TierLimiter
-    ) -> bytes:
+        self, method: str, target: URL, data: bytes | None, path: str, limiter: TierLimiter,
+        parse: Callable[[bytes], T] | None,
+    ) -> bytes | T:
         assert self._session is not None
         headers = {"Content-Type": JSONAPI} if data is not None else None
         self.stats.requests += 1
         response_headers: CIMultiDict[str] | None = None
         round_trip: float | None = None
-        sent_at = self._clock.monotonic()
+        clock = self._clock
+        sent_at = clock.monotonic()
         try:
             async with self._session.request(
                 method, target, data=data, headers=headers, allow_redirects=False
             ) as response:
                 response_headers = response.headers  # type: ignore[assignment]
-                body = await response.read()
-                round_trip = self._clock.monotonic() - sent_at
-                self.stats.bytes_received += len(body)
-                return self._check(response, body, path)
+                answered_at = clock.monotonic()
+                # Bodies are read and parsed a few at a time: the others wait with their bytes in the
+                # socket (aiohttp stops reading a connection past its small buffer), so answers
+                # landing together never pile up in memory, whatever is in flight.
+                async with self._bodies:
+                    reading_from = clock.monotonic()
+                    wire = await response.read()
+                    # The round trip the request held its slot for, without the wait for a body slot.
+                    round_trip = answered_at - sent_at + clock.monotonic() - reading_from
+                    self.stats.bytes_received += len(wire)
+                    body = _decoded(wire, response.headers.get("Content-Encoding", ""),
+                                    response.headers.get("Content-Length"))
+                    checked = self._check(response, body, path)
+                    return checked if parse is None else self._parsed(checked, parse)
         except TimeoutError:
             raise _Retry(f"no answer within {self._timeout:g} s (timeout)") from None
         except aiohttp.InvalidURL as exc:
@@ -418,9 +454,7 @@ class KlaviyoClient:
     def _check(self, response: aiohttp.ClientResponse, body: bytes, path: str) -> bytes:
         status = response.status
         if 200 <= status < 300:
-            headers = response.headers
-            encoded = headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
-            if status == 204 or _body_is_complete(body, headers.get("Content-Length"), encoded):
+            if status == 204 or _body_is_complete(body):
                 return body
             raise _Retry(f"incomplete response body ({len(body)} bytes, HTTP {status})")
         if status == 429:

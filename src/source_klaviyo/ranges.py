@@ -31,7 +31,7 @@ What has been emitted is always stated exactly, so a resumed read skips what is 
 
 from __future__ import annotations
 
-import math
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -134,45 +134,33 @@ def plan_cuts(groups: Sequence[Spans], wanted: int, min_records: int,
     """Where to cut running spans so that up to `wanted` more chains can start.
 
     A chain reads a page per round trip, so the span with the most records left sets when the read
-    ends; with room for more chains, it is worth cutting the spans that hold more than an even share
-    of what is left (`left / (chains + wanted)`), each into parts of about that share, never under
-    `min_records`. Records left are estimated by each span's density so far (else its group's).
-    Spans with less than two parts' worth are left alone: a cut costs a part-full page.
+    ends, and a bucket with room for more chains than it runs leaves rate-limit budget unused. So the
+    piece with the most left is halved, again and again, until `wanted` new pieces exist or no piece
+    holds two parts of at least `min_records` (a cut costs a part-full page). Records left are
+    estimated by each span's density so far (else its group's); a span with no estimate is left alone.
     """
-    estimates: list[tuple[float, Spans, Span]] = []
+    pieces: list[tuple[float, int, Spans, Span, datetime, datetime]] = []  # a heap, most left first
     for group in groups:
         fallback = group.density()
         for span in group.spans:
-            if not span.running or span.done:
-                continue
-            density = span.density() or fallback
-            if density:
-                estimates.append(((span.high - span.reached).total_seconds() * density, group, span))
-    if not estimates or wanted < 1:
-        return []
-    share = max(float(min_records), sum(left for left, _, _ in estimates) / (len(estimates) + wanted))
-    plan: list[tuple[Spans, Span, list[datetime]]] = []
-    for left, group, span in sorted(estimates, key=lambda item: -item[0]):
-        if wanted < 1 or left < 2 * share:
-            break
-        edges = _even_edges(span.reached, span.high, min(wanted + 1, math.floor(left / share)))
-        if edges:
-            plan.append((group, span, edges))
-            wanted -= len(edges)
-    return plan
-
-
-def _even_edges(low: datetime, high: datetime, parts: int) -> list[datetime]:
-    """Whole-second edges cutting `(low, high)` into up to `parts` parts of equal length."""
-    if parts < 2:
-        return []
-    step = (high - low) / parts
-    edges: list[datetime] = []
-    for index in range(1, parts):
-        edge = floor_second(low + step * index)
-        if edge > (edges[-1] if edges else low) and edge < high:
-            edges.append(edge)
-    return edges
+            if span.running and not span.done and (density := span.density() or fallback):
+                left = (span.high - span.reached).total_seconds() * density
+                heapq.heappush(pieces, (-left, len(pieces), group, span, span.reached, span.high))
+    edges: dict[int, tuple[Spans, Span, list[datetime]]] = {}
+    order = len(pieces)
+    while wanted > 0 and pieces:
+        negative_left, _, group, span, low, high = heapq.heappop(pieces)
+        if -negative_left < 2 * min_records:
+            break  # the piece with the most left is too small to cut: so is every other
+        middle = floor_second(low + (high - low) / 2)
+        if not low < middle < high:
+            continue  # too narrow to cut on a whole second
+        edges.setdefault(id(span), (group, span, []))[2].append(middle)
+        wanted -= 1
+        for part in ((low, middle), (middle, high)):
+            order += 1
+            heapq.heappush(pieces, (negative_left / 2, order, group, span, *part))
+    return [(group, span, sorted(cut)) for group, span, cut in edges.values()]
 
 
 def normalised(ranges: Iterable[Range]) -> list[Range]:

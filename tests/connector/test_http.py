@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from aiohttp import web
 
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 from source_klaviyo.errors import ApiError, SourceError, TransientError
-from source_klaviyo.http import KlaviyoClient, encode_params
+from source_klaviyo.http import KlaviyoClient, _decoded, _Retry, encode_params
 from source_klaviyo.ratelimit import Clock, SystemClock
 
 KEY = "pk_test_5ecret_key_0123456789abcdef"
@@ -703,3 +704,57 @@ def test_concurrent_requests_on_one_bucket_with_tiny_limits_meet_no_429(workers:
     # The bucket's first request goes alone and calibrates the limiter, so not even the opening
     # burst is throttled.
     assert served.get("429", 0) == stats.throttled == 0
+
+
+# -- bodies as Klaviyo sends them: gzip (asked for), inflated one at a time -------------------------
+
+
+PAGE = b'{"data": [], "links": {"self": "x", "next": null}}' * 40
+
+
+def _gzip(data: bytes) -> bytes:
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(("encoding", "wire"), [
+    ("gzip", _gzip(PAGE)),
+    ("x-gzip", _gzip(PAGE)),
+    ("deflate", zlib.compress(PAGE)),
+    ("", PAGE),
+    ("identity", PAGE),
+])
+def test_a_body_is_inflated_as_its_content_encoding_says(encoding: str, wire: bytes) -> None:
+    assert _decoded(wire, encoding, str(len(wire))) == PAGE
+    assert _decoded(wire, encoding, None) == PAGE
+
+
+@pytest.mark.parametrize(("wire", "encoding", "length", "message"), [
+    (_gzip(PAGE)[:-20], "gzip", None, "incomplete response body (gzip"),
+    (_gzip(PAGE)[:-20], "gzip", str(len(_gzip(PAGE))), "incomplete response body ("),
+    (PAGE[:-5], "", str(len(PAGE)), "incomplete response body ("),
+    (b"\x1f\x8b\x08\x00not gzip at all", "gzip", None, "corrupt gzip response body"),
+    (PAGE, "br", None, "response body in an encoding we did not ask for (br)"),
+])
+def test_a_cut_corrupt_or_unasked_body_is_retried(wire: bytes, encoding: str, length: str | None,
+                                                  message: str) -> None:
+    with pytest.raises(_Retry) as caught:
+        _decoded(wire, encoding, length)
+    assert caught.value.cause.startswith(message)
+
+
+def test_gzip_pages_cut_short_are_fetched_again_and_equal_the_whole_page() -> None:
+    whole = _gzip(PAGE)
+    answers = iter([whole[: len(whole) // 2], whole])
+
+    async def handler(request: web.Request) -> web.Response:
+        assert "gzip" in request.headers["Accept-Encoding"]
+        body = next(answers)
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/vnd.api+json"}
+        return web.Response(body=body, headers=headers)
+
+    async def scenario() -> bytes:
+        async with serve({"/api/events": handler}) as url, client(url) as c:
+            return await c.get("/api/events", bucket="e", tier="XL")
+
+    assert run(scenario()) == PAGE
