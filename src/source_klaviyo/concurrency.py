@@ -20,9 +20,9 @@ It backs off, never provoking a 429 to find the limit:
 
 * on a 429 the limit halves at once and does not grow back for `max(Retry-After, COOL_DOWN)` s;
 * when latency rises (the quick average above `RISE` times the slow one) the server is slowing
-  down: instead of growing with `W`, as Little's law would, the limit shrinks by the same ratio,
-  so we add no load to a struggling server. A lasting change moves the slow average, and the
-  limit follows it.
+  down: instead of growing with `W`, as Little's law would, the limit shrinks by the ratio of the
+  slow average to the quick one, so we add no load to a struggling server. A lasting change moves
+  the slow average, and the limit follows it.
 
 `cap` is the user's `num_workers` when set, else `MAX_IN_FLIGHT`: a hard bound on memory too (each
 request in flight may hold a page of up to a few MB when its answer lands).
@@ -80,7 +80,7 @@ class InFlight:
             self._throttled_limit = None
         wanted = self._pace() * self._slow * HEADROOM
         if self._quick > RISE * self._slow:
-            wanted *= RISE * self._slow / self._quick
+            wanted *= self._slow / self._quick
         return max(1, min(self.cap, math.ceil(wanted) + SPARE))
 
     def answered(self, seconds: float, *, now: float) -> None:
