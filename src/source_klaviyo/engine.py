@@ -861,6 +861,7 @@ class _StreamRead:
                         # from that second, goes to a chain of full-size pages.
                         spans.split(span, [last])
                         self.ready.appendleft(unit)
+                        self.progress.windows_total += 1
                     high = self._high(unit, span)  # lowered when the span is split while it runs
                     past = self.sorted_pages and last is not None and high is not None and last >= high
                     upper = high if past else chain.upper

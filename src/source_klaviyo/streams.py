@@ -64,6 +64,9 @@ class Incremental:
     never_past_now: bool = True
     # The config's `lookback_window` (days) applies: events arrive late (eventually consistent API).
     config_lookback: bool = False
+    # Records are only ever added, never changed (events): the cursor is when the record happened, so
+    # one read meets each record once, and a table the sync started empty needs no upsert.
+    append_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ _UPDATED_GREATER_THAN_ONLY = _updated(lower_operator="greater-than", supports_le
 # Report records are whole days: read once the day is over (see reports.py), never filtered by the server.
 _REPORTS_INCREMENTAL = Incremental(cursor="date", lower_operator=None, supports_less_than_filter=False,
                                    server_side_filter=False, sortable=False)
-_EVENTS_INCREMENTAL = Incremental(cursor="datetime", config_lookback=True)
+_EVENTS_INCREMENTAL = Incremental(cursor="datetime", config_lookback=True, append_only=True)
 
 STREAMS: tuple[Stream, ...] = (
     Stream(

@@ -82,6 +82,10 @@ class Target:
     # with (an incremental run); a staging table is compared with the live one when published.
     classify_changes: bool = False
     has_rows: bool = True  # False while the table is known to be empty: nothing to replace
+    # Every key this sync writes is new: the table was empty when it began and the stream is
+    # append-only (one read meets each record once). Batches are then inserted, never upserted:
+    # a delete by key scans the whole table, once per batch.
+    keys_once: bool = False
 
     @property
     def stream(self) -> str:
@@ -362,6 +366,7 @@ class Store:
             raise
         target.has_rows = self.count(target.table) > 0
         target.classify_changes = slot == "live" and target.has_rows
+        target.keys_once = layout.append_only and not target.has_rows
         known = set(layout.column_names)
         target.extra_columns = [
             c for c in self.columns_of(target.table) if c not in known and not c.startswith("_")
@@ -460,12 +465,22 @@ class Store:
         selects = ", ".join(c.select_expression() for c in columns)
         line_limit = max(1 << 20, 1 << (batch.longest + 1).bit_length())
         separator = FIELD_SEPARATOR.decode()
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _batch AS SELECT {selects} FROM read_csv({path}, "  # noqa: S608 - names via quote_ident
+        source = (
+            f"SELECT {selects} FROM read_csv({path}, "  # noqa: S608 - names via quote_ident, path via _literal
             f"delim = '{separator}', quote = '', escape = '', header = false, auto_detect = false, "
             f"new_line = '\\n', null_padding = {str(batch.padded).lower()}, columns = {read_columns}, "
             f"max_line_size = {line_limit}, buffer_size = {2 * line_limit})"
         )
+        names = ", ".join(quote_ident(c.name) for c in columns)
+        if target.keys_once:  # nothing to replace or compare: straight in
+            self.con.execute(
+                f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT *, now(), ? FROM ({source})",  # noqa: S608 - names via quote_ident
+                [self.sync_id],
+            )
+            target.has_rows = True
+            counts.new = len(batch)
+            return
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _batch AS {source}")
         joined = " AND ".join(f"b.{quote_ident(k)} = t.{quote_ident(k)}" for k in layout.primary_key)
         if target.classify_changes and layout.cursor is not None:
             (row,) = self.con.execute(
@@ -477,7 +492,6 @@ class Store:
         if target.has_rows:
             (row,) = self.con.execute(f"DELETE FROM {table} t USING _batch b WHERE {joined}").fetchall()  # noqa: S608 - names via quote_ident
             replaced = int(row[0])
-        names = ", ".join(quote_ident(c.name) for c in columns)
         self.con.execute(
             f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT {names}, now(), ? FROM _batch",  # noqa: S608 - names via quote_ident
             [self.sync_id],

@@ -65,6 +65,7 @@ class TableLayout:
     # The canonical JSON the fingerprint hashes ({"layout": LAYOUT_VERSION, "schema": ...}): stored
     # with it, so that a later connector can tell an additive schema change from a breaking one.
     schema_json: str = field(default="", compare=False, repr=False)
+    append_only: bool = field(default=False, compare=False)  # `Incremental.append_only`
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -132,4 +133,5 @@ def table_layout(stream: Stream, schema: JSONObject) -> TableLayout:
         cursor,
         schema_fingerprint(schema),
         canonical_schema(schema).decode(),
+        append_only=bool(stream.incremental and stream.incremental.append_only),
     )
