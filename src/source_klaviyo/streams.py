@@ -200,7 +200,8 @@ STREAMS: tuple[Stream, ...] = (
         hook="emit_included_campaign_messages",
     ),
     Stream(
-        "email_templates", "/api/templates", incremental=_updated(), page_size=10, resource_type="template"
+        "email_templates", "/api/templates", incremental=_updated(), page_size=10, resource_type="template",
+        split_by="updated",  # pages of 10: one chain reads a few dozen templates a second
     ),
     Stream(
         "events",

@@ -115,7 +115,8 @@ def split_requests(stream: str, queries: list[dict[str, str]], stamps: dict[str,
     assert declared.split_by is not None
     mine = [q for q in queries if q["_path"] in stamps]
     requests = Counter(chain_of(q, declared.split_by, declared.filter or "") for q in mine)
-    big = [path for path, rows in stamps.items() if len(rows) > 2 * (declared.page_size or 0)]
+    # Cuts follow the density seen so far: a range of a few pages may read as one chain.
+    big = [path for path, rows in stamps.items() if len(rows) > 8 * (declared.page_size or 0)]
     assert all(sum(c.path == path for c in requests) > 1 for path in big), "a range of many pages is cut"
     total = 0
     for path, rows in stamps.items():
@@ -150,9 +151,11 @@ def expected_requests(emu, stream: str, now: datetime, queries: list[dict[str, s
     match stream:
         case "campaigns" | "campaigns_detailed" | "campaign_messages":
             return chains(by_campaign_partition, campaign_keys, stream)  # include=, not one call per campaign
-        case "email_templates" | "lists" | "segments" | "tags" | "coupons" | "metrics":
-            resource = {"email_templates": "templates"}.get(stream, stream)
-            return pages(len(emu.truth(resource)), size(stream))
+        case "lists" | "segments" | "tags" | "coupons" | "metrics":
+            return pages(len(emu.truth(stream)), size(stream))
+        case "email_templates":
+            templates = {"/api/templates": stamped(emu.truth("templates"), "updated")}
+            return split_requests(stream, queries, templates)
         case "profiles" | "global_exclusions":
             rows = [row for row in emu.truth("profiles") if stream == "profiles" or row["suppressed"]]
             return split_requests(stream, queries, {"/api/profiles": stamped(rows, "updated")})
