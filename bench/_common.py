@@ -62,6 +62,7 @@ class Emulator:
     latency_per_raw_kb: float | None = None
     latency_tail: float | None = None
     gzip_level: int | None = None
+    prerender_events: bool = False  # `--prerender-events`: every event rendered once at start-up
     startup_timeout: float = 600.0
     url: str = ""
     startup_seconds: float = 0.0
@@ -72,6 +73,8 @@ class Emulator:
                 "--rate-limit-scale", str(self.rate_limit_scale)]
         if not self.rate_limits:
             args.append("--no-rate-limits")
+        if self.prerender_events:
+            args.append("--prerender-events")
         optional: list[tuple[str, object]] = [
             ("--latency-profile", self.latency_profile),
             ("--latency-ms", self.latency_ms),

@@ -11,8 +11,9 @@ identity`` unless ``--gzip``; the client inflates outside the emulator's CPU.
     ./dev run python bench/emulator_bench.py                       # medium scale, 50 pages each
     ./dev run python bench/emulator_bench.py --scale small --pages 20
     ./dev run python bench/emulator_bench.py --gzip --gzip-level 6 # pages served gzipped at level 6
+    ./dev run python bench/emulator_bench.py --scale large --pages 100 --gzip --prerender-events
 
-Prints a table and writes ``bench/results/emulator.json``.
+Prints a table (and the emulator's start-up time and RSS) and writes ``bench/results/emulator.json``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from yarl import URL as URL_
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Emulator, cpu_seconds
+from _common import Emulator, cpu_seconds, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "emulator.json"
@@ -157,6 +158,14 @@ async def bench(base: str, pid: int, pages: int, gzip: bool = False) -> list[Pas
     return results
 
 
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set size of a process (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def table(results: list[Pass]) -> str:
     head = (
         f"{'resource':<9} {'pass':<5} {'pages':>6} {'records':>8} {'MB':>7} {'wire MB':>8} {'pages/s':>8} "
@@ -179,18 +188,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-timeout", type=float, default=600.0)
     parser.add_argument("--gzip", action="store_true", help="ask Accept-Encoding: gzip (default identity)")
     parser.add_argument("--gzip-level", type=int, default=None, help="the emulator's --gzip-level")
+    parser.add_argument("--prerender-events", action="store_true",
+                        help="start the emulator with --prerender-events (every event rendered at start-up)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
-    with Emulator(args.scale, seed=args.seed, startup_timeout=args.startup_timeout,
-                  gzip_level=args.gzip_level) as emulator:  # fmt: skip
+    with Emulator(
+        args.scale,
+        seed=args.seed,
+        startup_timeout=args.startup_timeout,
+        gzip_level=args.gzip_level,
+        prerender_events=args.prerender_events,
+    ) as emulator:
         base, startup = emulator.url, emulator.startup_seconds
+        startup_cpu, rss_start = emulator.cpu(), rss_mb(emulator.pid)
         results = asyncio.run(bench(base, emulator.pid, args.pages, args.gzip))
+        rss_end, rss_peak = rss_mb(emulator.pid), peak_rss_mb(emulator.pid)
     level = "the emulator's default" if args.gzip_level is None else args.gzip_level
     encoding = f"gzip (level {level})" if args.gzip else "identity"
     print(
         f"emulator: scale={args.scale} seed={args.seed} startup={startup:.2f}s url={base} "
-        f"encoding={encoding}"
+        f"encoding={encoding}{' prerender-events' if args.prerender_events else ''}"
+    )
+    print(
+        f"emulator: start-up CPU {startup_cpu:.2f}s, RSS {rss_start:.0f} MB after start-up, "
+        f"{rss_end:.0f} MB at the end, peak {rss_peak:.0f} MB"
     )
     print(table(results))
     report = {
@@ -198,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "pages_requested": args.pages,
         "encoding": encoding,
+        "prerender_events": args.prerender_events,
         "startup_seconds": round(startup, 3),
+        "startup_cpu_seconds": round(startup_cpu, 3),
+        "rss_mb": {"after_startup": round(rss_start), "end": round(rss_end), "peak": round(rss_peak)},
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "results": [r.as_json() for r in results],

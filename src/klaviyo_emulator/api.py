@@ -161,11 +161,12 @@ class Api:
                 self.world.tables, [(table, i) for i in picked.indices], query.includes
             )
         if fast:
-            # events are spliced from text templates (data/events.py), the same bytes `dumps` would make
+            # events are spliced from text templates (data/events.py), the same bytes `dumps` would make,
+            # or sliced from the store `serve --prerender-events` rendered at start-up for this base
             base = dumps(req.base).decode()[1:-1]  # the Host header is the client's: escape it
-            objects = events.render(picked.indices, base, "attributions" in query.includes)
+            objects = events.render_bytes(picked.indices, base, "attributions" in query.includes)
             rest = dumps(doc)[len(b'{"data":[]') :]
-            return b'{"data":[' + ",".join(objects).encode() + b"]" + rest
+            return b"".join((b'{"data":[', objects, b"]", rest))
         return dumps(doc)
 
     def _unpaged(self, req: Request, query: Query, table: Table) -> bytes:
