@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from source_klaviyo.streams import STREAMS_BY_NAME
 from source_klaviyo.sync.duckdb_store import STATE_TABLE, Store
 from source_klaviyo.sync.layout import table_layout
 from source_klaviyo.sync.plan import plan_stream
-from source_klaviyo.sync.sink import DuckDBSink
+from source_klaviyo.sync.sink import WRITES_AHEAD, DuckDBSink
 
 
 def profile(n: int, updated: str = "2024-01-01T00:00:00+00:00", **attributes: Any) -> dict[str, Any]:
@@ -118,6 +119,42 @@ def test_a_failed_write_is_raised_once_at_its_streams_next_call_and_spares_the_o
     assert ids(db, "tags") == ["t1"]
     assert sink.tallies["profiles"].status == "INCOMPLETE"
     assert ids(db, "profiles") == []
+
+
+def test_writes_queued_behind_a_failed_one_are_dropped_so_no_later_state_skips_its_records(
+    tmp_path: Path,
+) -> None:
+    """Batches wait for the writer (up to WRITES_AHEAD) while the read goes on. When one fails, the
+    stream's batches queued behind it are not written: their states would vouch for the failed
+    batch's records."""
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "profiles")
+    real_write = store.write_batch
+    gate = threading.Event()
+    written: list[list[str]] = []
+
+    def slow_then_failing(target: Any, batch: Any, state: Any) -> Any:
+        gate.wait(5)  # hold the writer until every batch is queued
+        keys = sorted(str(key) for key in batch.rows)
+        if len(written) == 1:
+            written.append(keys)
+            raise duckdb.IOException("disk full")
+        written.append(keys)
+        return real_write(target, batch, state)
+
+    store.write_batch = slow_then_failing  # type: ignore[method-assign]
+    for n, month in ((1, "01"), (2, "02"), (3, "03")):  # three batches, each with its state
+        sink.records("profiles", [profile(n)])
+        sink.state("profiles", {"updated": f"2024-{month}-01T00:00:00+00:00"}, 1)
+    assert len(sink._writes) == WRITES_AHEAD  # the read did not wait for the writer
+    gate.set()
+    sink.stream_status("profiles", "COMPLETE")
+    sink.finish()
+    store.close()
+    assert len(written) == 2  # the third batch was never handed to DuckDB
+    assert sink.tallies["profiles"].status == "INCOMPLETE"
+    assert saved_state(db, "profiles") == {"updated": "2024-01-01T00:00:00+00:00"}
+    assert ids(db, "profiles") == ["p1"]
 
 
 def test_upsert_counts_new_updated_and_unchanged_and_never_duplicates(tmp_path: Path) -> None:

@@ -10,16 +10,20 @@ Checkpoints are coalesced (a commit costs ~5 ms): the buffer is written at the f
 `flush_records` records or `flush_seconds` seconds, so a crash costs at most that much re-reading.
 
 Writes run on one writer thread, one at a time and in order, while the engine goes on reading into
-the next batch: DuckDB releases the GIL while it loads, so the load no longer stalls the HTTP
-pipeline (events at Klaviyo's real XL limit: 30 s -> 21 s for a million, the read alone 20 s). A
-write's outcome (its counts, the checkpoint callback, or its failure) is taken in when the next write
-is handed over or the stream ends; a failed write is raised at that stream's next call, once, so
-the engine ends that stream. Nothing else touches the DuckDB connection while a write is in flight.
+the next batch: DuckDB releases the GIL while it loads, so the load does not stall the HTTP
+pipeline. Up to `WRITES_AHEAD` batches may wait for the writer (the read only blocks beyond that):
+with one, the event loop waited for every write to end before handing over the next batch, a
+quarter of a million-event sync's wall time. A write's outcome (its counts, the checkpoint callback,
+or its failure) is taken in as soon as it is done, at the stream's next call; a failed write is
+raised there, once, so the engine ends that stream, and the stream's writes queued behind it are
+dropped unwritten (a later state must never be committed without the records of the failed batch).
+Nothing else touches the DuckDB connection: only the writer thread does.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +33,11 @@ from source_klaviyo.errors import SourceError
 from source_klaviyo.sync.duckdb_store import Batch, BatchCounts, Store, Target
 
 TERMINAL = ("COMPLETE", "INCOMPLETE")
+WRITES_AHEAD = 3  # batches handed to the writer and not yet written, at most (~8 MB each)
+
+
+class _Dropped(Exception):
+    """A write not made because an earlier write of its stream failed."""
 
 
 @dataclass
@@ -87,8 +96,9 @@ class DuckDBSink:
             name: _Buffer(store.new_batch(target)) for name, target in targets.items()
         }
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
-        self._in_flight: tuple[str, Future[BatchCounts], bool] | None = None  # stream, write, with state
+        self._writes: deque[tuple[str, Future[BatchCounts], bool]] = deque()  # stream, write, with state
         self._failed: dict[str, BaseException] = {}  # raised at the stream's next call
+        self._poisoned: set[str] = set()  # streams whose write failed; read and written by the writer only
 
     # -- the engine's Sink protocol -----------------------------------------------------------
 
@@ -139,7 +149,7 @@ class DuckDBSink:
         target = self.targets[stream]
         try:
             self._flush(stream)
-            self._settle()
+            self._settle(wait=True)
             if tally.broken:
                 return  # the write failed: its error is on the stream already
             if status == "COMPLETE" and target.slot == "staging":
@@ -175,7 +185,7 @@ class DuckDBSink:
             if tally.status not in TERMINAL:
                 if not tally.broken:
                     self._flush(stream)
-                    self._settle()
+                    self._settle(wait=True)
                 if tally.status != "PENDING" or tally.records:
                     tally.status = "INCOMPLETE"
                     if not tally.errors:
@@ -183,17 +193,19 @@ class DuckDBSink:
         self.close()
 
     def close(self) -> None:
-        """Wait for the write in flight (its outcome is kept) and stop the writer thread."""
-        self._settle()
+        """Wait for the writes handed over (their outcomes are kept) and stop the writer thread."""
+        self._settle(wait=True)
         self._writer.shutdown(wait=True)
 
     def _flush(self, stream: str, *, with_state: bool = True) -> None:
-        """Hand the stream's batch (and its pending state) to the writer, after the previous write."""
+        """Hand the stream's batch (and its pending state) to the writer, behind the writes queued."""
         buffer = self._buffers[stream]
         state = buffer.state if with_state and buffer.state_pending else None
         if not buffer.batch.rows and not buffer.batch.skipped and state is None:
             return
         self._settle()
+        while len(self._writes) >= WRITES_AHEAD:  # the writer is behind: the read waits for it
+            self._settle_oldest()
         if self.tallies[stream].broken:
             return
         batch, target = buffer.batch, self.targets[stream]
@@ -201,21 +213,31 @@ class DuckDBSink:
         buffer.last_flush = time.monotonic()
         if state is not None:
             buffer.state_pending = False
-        self._in_flight = (
-            stream,
-            self._writer.submit(self.store.write_batch, target, batch, state),
-            state is not None,
-        )
+        self._writes.append((stream, self._writer.submit(self._write, stream, target, batch, state),
+                             state is not None))
 
-    def _settle(self) -> None:
-        """Take in the outcome of the write in flight, if any."""
-        if self._in_flight is None:
-            return
-        stream, write, with_state = self._in_flight
-        self._in_flight = None
+    def _write(self, stream: str, target: Target, batch: Batch, state: JSONObject | None) -> BatchCounts:
+        """On the writer thread: one batch, unless an earlier write of its stream failed."""
+        if stream in self._poisoned:
+            raise _Dropped(stream)
+        try:
+            return self.store.write_batch(target, batch, state)
+        except BaseException:
+            self._poisoned.add(stream)
+            raise
+
+    def _settle(self, *, wait: bool = False) -> None:
+        """Take in the outcomes of the writes done, in order; with `wait`, of every write handed over."""
+        while self._writes and (wait or self._writes[0][1].done()):
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        stream, write, with_state = self._writes.popleft()
         tally = self.tallies[stream]
         try:
             counts = write.result()
+        except _Dropped:
+            return  # its stream is broken already, by the write that failed
         except Exception as exc:
             # The transaction rolled back: the table and its state are as of the last commit.
             tally.broken = True
@@ -231,8 +253,7 @@ class DuckDBSink:
                 self.on_checkpoint(stream, tally.checkpoints)
 
     def _raise_failure(self, stream: str) -> None:
-        if self._in_flight is not None and self._in_flight[1].done():
-            self._settle()  # a finished write's failure is reported without waiting for the next one
+        self._settle()  # a finished write's failure is reported without waiting for the next one
         failure = self._failed.pop(stream, None)
         if failure is not None:
             raise failure
