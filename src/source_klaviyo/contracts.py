@@ -41,6 +41,10 @@ class Client(Protocol):
         """How many requests of `bucket` should be in flight now."""
         ...
 
+    def queued(self, bucket: str, tier: str) -> int:
+        """Requests of `bucket` waiting for their turn at its rate limit."""
+        ...
+
     @overload
     async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
                   parse: None = None) -> bytes: ...

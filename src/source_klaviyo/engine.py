@@ -587,6 +587,12 @@ class Reader:
         assert client is not None, "run() opens the client before any request"
         return client.in_flight_limit(bucket, tier) - self._chains.get(bucket, 0)
 
+    def idle(self, bucket: str, tier: str) -> bool:
+        """No request of `bucket` waits for its turn at the rate limit: its pace is not all used."""
+        client = self.client
+        assert client is not None, "run() opens the client before any request"
+        return client.queued(bucket, tier) == 0
+
     def chain_started(self, bucket: str) -> None:
         self._chains[bucket] = self._chains.get(bucket, 0) + 1
 
@@ -799,7 +805,9 @@ class _StreamRead:
                         continue
                     running.add(self._start(self.ready[0], span, wake))
                     room -= 1
-                if room > 0 and self.splittable and not self.ready:
+                # Cut only while the rate limit has turns to spare: a chain more than that would only
+                # queue for a turn, and every cut ends in one more part-full page.
+                if room > 0 and self.splittable and not self.ready and self.r.idle(self.bucket, self.tier):
                     for cut_unit, span, edges in _cuts(self.units, room, self.min_split):
                         for part in cut_unit.spans.split(span, edges):
                             part.running = True

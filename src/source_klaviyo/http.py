@@ -282,6 +282,10 @@ class KlaviyoClient:
         """How many requests of `bucket` should be in flight now (Little's law on what it measured)."""
         return self.limiters.get(bucket, tier).flight.limit_at(self._clock.monotonic())
 
+    def queued(self, bucket: str, tier: str) -> int:
+        """Requests of `bucket` waiting for their turn at its rate limit."""
+        return self.limiters.get(bucket, tier).queued
+
     @overload
     async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
                   parse: None = None) -> bytes: ...

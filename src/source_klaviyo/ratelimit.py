@@ -212,6 +212,7 @@ class TierLimiter:
         self._foreign_taken = 0.0  # requests others made in it (shared quota), estimated
         self._foreign_rate = 0.0  # per second, estimated
         self.inflight = 0
+        self.queued = 0  # requests waiting in acquire() for their turn
         self.flight = InFlight(lambda: self._rate, cap)
         self._released = asyncio.Event()  # set whenever a request of this bucket ends
 
@@ -236,6 +237,7 @@ class TierLimiter:
         """
         waited = 0.0
         holding = False
+        self.queued += 1
         try:
             async with self._lock:
                 while True:
@@ -270,6 +272,8 @@ class TierLimiter:
             if holding and gate is not None:
                 gate.release()
             raise
+        finally:
+            self.queued -= 1
 
     def _refill(self, now: float) -> None:
         elapsed = now - self._refilled_at
