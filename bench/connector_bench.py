@@ -374,36 +374,50 @@ BACKFILL: dict[str, tuple[str, dict[str, Any], str]] = {
 
 
 def scenario_backfill(inputs: Inputs, stream: str, latency: str, log: Callable[[str], None],
-                      sync: bool) -> list[Row]:
-    """One whole backfill of `stream` at the real limit and a latency model; see the module docstring."""
+                      sync: bool, repeat: int) -> list[Row]:
+    """Whole backfills of `stream` at the real limit and a latency model, `repeat` times (the read and,
+    for events with `sync`, the DuckDB sync in turn): the median run; see the module docstring."""
     scale, extra, route = BACKFILL[stream]
     tier, page, ceiling = ceiling_of(stream, extra, 1.0)
-    row = Row(f"backfill: read {stream} @{latency}", scale)
-    with Emulator(scale, rate_limits=True, prerender_events=True, **LATENCIES[latency]) as emu:
-        config = inputs.config(f"backfill-{stream}-{latency}", emu.url, **extra)
-        cpu0 = emu.cpu()
-        proc = run_counted(read_cmd(config, inputs.catalog([stream])), grid=0.5)
-        row.emulator_cpu_s = emu.cpu() - cpu0
-        row.requests, row.throttled = emulator_requests(emu.stats(), route)
-    _take_counted(row, proc)
-    _against_ceiling(row, ceiling)
-    row.notes.append(f"tier {tier}, page {page}; ideal {row.records / ceiling:.1f} s; records by "
-                     f"25/50/75/100 % of the wall: {_at_fractions(proc.timeline, row.records)}")
-    log(f"  backfill {stream} @{latency}: {row.records} in {row.wall_s:.2f} s = "
-        f"{row.achieved_per_s or 0:,.0f}/s, {row.achieved_pct or 0:.1f} % of {ceiling:,.0f}/s, "
-        f"{row.requests} requests, 429s {row.throttled}, {row.cpu_us_per_record or 0:.1f} µs/record, "
-        f"RSS {row.peak_rss_mb:.0f} MB")
-    rows = [row]
-    if sync and stream == "events":
+    reads: list[Row] = []
+    syncs: list[Row] = []
+    for run in range(1, repeat + 1):
+        row = Row(f"backfill: read {stream} @{latency}", scale)
         with Emulator(scale, rate_limits=True, prerender_events=True, **LATENCIES[latency]) as emu:
-            config = inputs.config(f"backfill-sync-{latency}", emu.url, **extra)
-            name = f"backfill: sync {stream} @{latency}"
-            synced = _sync_row(inputs, emu, config, [stream], name, scale, 1, log)
-        _against_ceiling(synced, ceiling)
-        synced.notes.append(f"wall {synced.wall_s:.2f} s against the read's {row.wall_s:.2f} s: "
-                            f"{100 * (synced.wall_s / row.wall_s - 1):+.1f} %")
-        rows.append(synced)
-    return rows
+            config = inputs.config(f"backfill-{stream}-{latency}", emu.url, **extra)
+            cpu0 = emu.cpu()
+            proc = run_counted(read_cmd(config, inputs.catalog([stream])), grid=0.5)
+            row.emulator_cpu_s = emu.cpu() - cpu0
+            row.requests, row.throttled = emulator_requests(emu.stats(), route)
+        _take_counted(row, proc)
+        _against_ceiling(row, ceiling)
+        row.notes.append(f"tier {tier}, page {page}; ideal {row.records / ceiling:.1f} s; records by "
+                         f"25/50/75/100 % of the wall: {_at_fractions(proc.timeline, row.records)}")
+        log(f"  backfill {stream} @{latency} run {run}: {row.records} in {row.wall_s:.2f} s = "
+            f"{row.achieved_per_s or 0:,.0f}/s, {row.achieved_pct or 0:.1f} % of {ceiling:,.0f}/s, "
+            f"{row.requests} requests, 429s {row.throttled}, {row.cpu_us_per_record or 0:.1f} µs/record, "
+            f"RSS {row.peak_rss_mb:.0f} MB")
+        reads.append(row)
+        if sync and stream == "events":
+            with Emulator(scale, rate_limits=True, prerender_events=True, **LATENCIES[latency]) as emu:
+                config = inputs.config(f"backfill-sync-{latency}", emu.url, **extra)
+                name = f"backfill: sync {stream} @{latency}"
+                synced = _sync_row(inputs, emu, config, [stream], name, scale, 1, log)
+            _against_ceiling(synced, ceiling)
+            synced.notes.append(f"wall {synced.wall_s:.2f} s against the read's {row.wall_s:.2f} s: "
+                                f"{100 * (synced.wall_s / row.wall_s - 1):+.1f} %")
+            syncs.append(synced)
+    return [_median_run(reads), *([_median_run(syncs)] if syncs else [])]
+
+
+def _median_run(rows: list[Row]) -> Row:
+    """The run of median wall time, with every run's wall and share of the ceiling in its notes."""
+    ordered = sorted(rows, key=lambda row: row.wall_s)
+    median = ordered[(len(ordered) - 1) // 2]
+    if len(rows) > 1:
+        runs = ", ".join(f"{row.wall_s:.2f} s ({row.achieved_pct or 0:.1f} %)" for row in rows)
+        median.notes.append(f"median of {len(rows)} runs by wall; runs: {runs}")
+    return median
 
 
 def _against_ceiling(row: Row, ceiling: float) -> None:
@@ -495,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         if "backfill" in scenarios:
             for stream in [s.strip() for s in args.backfill_streams.split(",") if s.strip()]:
                 for latency in [s.strip() for s in args.latencies.split(",") if s.strip()]:
-                    rows.extend(scenario_backfill(inputs, stream, latency, log, args.backfill_sync))
+                    rows.extend(scenario_backfill(inputs, stream, latency, log, args.backfill_sync,
+                                                  args.repeat))
         if "ceiling" in scenarios:
             streams = [s.strip() for s in args.ceiling_streams.split(",") if s.strip()]
             scale = "small" if args.quick else args.scale
