@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import http.client
 import json
+import queue
 import re
+import shutil
+import subprocess
+import sys
+import threading
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -182,3 +189,55 @@ def memberships(truth: list[dict[str, Any]], group: str) -> dict[str, set[str]]:
 
 def is_connection_failure(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | http.client.HTTPException | urllib.error.URLError | OSError)
+
+
+_URL = re.compile(r"https?://[\w.\-]+:\d+")
+
+
+def emulator_command() -> list[str]:
+    """The `klaviyo-emulator` console script of this environment (or the module, if not installed)."""
+    script = Path(sys.executable).with_name("klaviyo-emulator")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("klaviyo-emulator")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from klaviyo_emulator.cli import main; sys.exit(main())"]
+
+
+@contextmanager
+def served(*args: str, wait_seconds: float = 30.0) -> Iterator[str]:
+    """`klaviyo-emulator ARGS` as a process: the URL it prints, then the process stopped."""
+    proc = subprocess.Popen([*emulator_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    try:
+        yield _first_url(proc, wait_seconds)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _first_url(proc: subprocess.Popen[str], wait_seconds: float) -> str:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen = []
+    while True:
+        try:
+            line = lines.get(timeout=wait_seconds)
+        except queue.Empty:
+            raise AssertionError(f"no URL printed within {wait_seconds}s; got {seen}") from None
+        seen.append(line)
+        match = _URL.search(line)
+        if match:
+            return match.group(0)
+

@@ -8,7 +8,6 @@ pre-rendered one's Host header, so both build their links (and event links) on t
 
 from __future__ import annotations
 
-import subprocess
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +21,7 @@ from klaviyo_emulator.app import CACHE
 from klaviyo_emulator.cli import parser
 from klaviyo_emulator.data.events import Events
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
-from tests.emulator.helpers import request
-from tests.emulator.test_cli import _command, _first_url
+from tests.emulator.helpers import request, served
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
 # mutations are stamped with the real now; both worlds get this one, a day after the anchor: added events
@@ -174,19 +172,8 @@ def test_the_flag():
 def test_serve_prerender_events():
     args = ["serve", "--port", "0", "--seed", "3", "--scale", "tiny", "--no-rate-limits"]
     args.append("--prerender-events")
-    proc = subprocess.Popen(
-        [*_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    )
-    try:
-        url = _first_url(proc)
+    with served(*args) as url:
         resp = request(url, "/api/events", {"page[size]": 1000})
         assert resp.status == 200
         assert len(resp.json()["data"]) == 1000
         assert resp.json()["data"][0]["links"]["self"].startswith(f"{url}/api/events/")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
