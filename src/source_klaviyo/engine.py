@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import msgspec
 import orjson
 
+from .allocator import keep_large_buffers
 from .catalog import ConfiguredStream
 from .contracts import JSON, Client, JSONObject, Record, StreamState
 from .datetimes import ONE_SECOND, floor_second, format_datetime, parse_datetime, utc_now
@@ -502,6 +503,7 @@ class Reader:
         # containers per 1,000 events): ~4 µs of CPU per record. Restored when the read ends.
         threshold = gc.get_threshold()
         gc.set_threshold(GC_THRESHOLD, *threshold[1:])
+        keep_large_buffers()
         try:
             if self.client is None:
                 from .http import KlaviyoClient  # late: protocol commands never need aiohttp
