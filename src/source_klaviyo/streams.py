@@ -200,8 +200,7 @@ STREAMS: tuple[Stream, ...] = (
         hook="emit_included_campaign_messages",
     ),
     Stream(
-        "email_templates", "/api/templates", incremental=_updated(), page_size=10, resource_type="template",
-        split_by="updated",  # pages of 10: one chain reads a few dozen templates a second
+        "email_templates", "/api/templates", incremental=_updated(), page_size=10, resource_type="template"
     ),
     Stream(
         "events",

@@ -151,11 +151,9 @@ def expected_requests(emu, stream: str, now: datetime, queries: list[dict[str, s
     match stream:
         case "campaigns" | "campaigns_detailed" | "campaign_messages":
             return chains(by_campaign_partition, campaign_keys, stream)  # include=, not one call per campaign
-        case "lists" | "segments" | "tags" | "coupons" | "metrics":
-            return pages(len(emu.truth(stream)), size(stream))
-        case "email_templates":
-            templates = {"/api/templates": stamped(emu.truth("templates"), "updated")}
-            return split_requests(stream, queries, templates)
+        case "email_templates" | "lists" | "segments" | "tags" | "coupons" | "metrics":
+            resource = {"email_templates": "templates"}.get(stream, stream)
+            return pages(len(emu.truth(resource)), size(stream))
         case "profiles" | "global_exclusions":
             rows = [row for row in emu.truth("profiles") if stream == "profiles" or row["suppressed"]]
             return split_requests(stream, queries, {"/api/profiles": stamped(rows, "updated")})
