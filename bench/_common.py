@@ -6,7 +6,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Emulator", "cpu_seconds", "emulator_command", "rss_mb"]
+from klaviyo_emulator import cli as emulator_cli
+
+__all__ = ["Emulator", "cpu_seconds", "rss_mb"]
 
 URL = re.compile(r"https?://[\w.\-]+:\d+")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -27,16 +28,6 @@ def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def emulator_command() -> list[str]:
-    script = Path(sys.executable).with_name("klaviyo-emulator")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("klaviyo-emulator")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys; from klaviyo_emulator.cli import main; sys.exit(main())"]
 
 
 def rss_mb(pid: int) -> float:
@@ -90,7 +81,7 @@ class Emulator:
 
     def __enter__(self) -> Emulator:
         started = time.perf_counter()
-        self.proc = subprocess.Popen([*emulator_command(), *self.args()], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([*emulator_cli.command(), *self.args()], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         lines: queue.Queue[str] = queue.Queue()
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import signal
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from .app import DEFAULT_GZIP_LEVEL
 from .faults import FaultPlan
@@ -98,6 +100,18 @@ async def _serve(options: EmulatorOptions) -> None:
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await handle.close()
+
+
+def command() -> list[str]:
+    """The argv that runs this emulator as a process: the `klaviyo-emulator` console script of this
+    environment, else the one on PATH, else this module through the interpreter."""
+    script = Path(sys.executable).with_name("klaviyo-emulator")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("klaviyo-emulator")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from klaviyo_emulator.cli import main; sys.exit(main())"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,9 +10,7 @@ import http.client
 import json
 import queue
 import re
-import shutil
 import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -23,9 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
+
+from klaviyo_emulator import cli as emulator_cli
 
 REVISION = "2026-07-15"
 API_KEY = "pk_emulator"
@@ -194,22 +193,11 @@ def is_connection_failure(exc: BaseException) -> bool:
 _URL = re.compile(r"https?://[\w.\-]+:\d+")
 
 
-def emulator_command() -> list[str]:
-    """The `klaviyo-emulator` console script of this environment (or the module, if not installed)."""
-    script = Path(sys.executable).with_name("klaviyo-emulator")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("klaviyo-emulator")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys; from klaviyo_emulator.cli import main; sys.exit(main())"]
-
-
 @contextmanager
 def served(*args: str, wait_seconds: float = 30.0) -> Iterator[str]:
     """`klaviyo-emulator ARGS` as a process: the URL it prints, then the process stopped."""
-    proc = subprocess.Popen([*emulator_command(), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
+    proc = subprocess.Popen([*emulator_cli.command(), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
     try:
         yield _first_url(proc, wait_seconds)
     finally:
