@@ -33,10 +33,6 @@ def encode_cursor(key: SortKey, digest: str, held: list[SortKey] | None = None) 
     return base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
 
 
-def decode_cursor(token: str, digest: str) -> SortKey:
-    return decode_cursor_and_held(token, digest)[0]
-
-
 def decode_cursor_and_held(token: str, digest: str) -> tuple[SortKey, list[SortKey]]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))

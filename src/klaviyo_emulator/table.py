@@ -7,7 +7,6 @@ range filter on the sort field a binary search and a page a slice.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
@@ -75,10 +74,6 @@ class Table:
         order = sorted(self.live(), key=partial(self.key_of, field))
         self._orders[field] = (self.version, order)
         return order
-
-    def position_after(self, field: str, order: Sequence[int], key: SortKey) -> int:
-        """Index into `order` of the first record sorting strictly after `key` (a keyset cursor)."""
-        return bisect_right(order, key, key=partial(self.key_of, field))
 
     def touched(self) -> None:
         self.version += 1

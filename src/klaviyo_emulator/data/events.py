@@ -329,13 +329,6 @@ class Events(Table):
             "metric_id": self.metric_ids[self.metric_index(index)],
         }
 
-    def range_of(self, lo_ts: float | None, hi_ts: float | None) -> tuple[int, int]:
-        order = self.order("datetime")
-        key = self.ts.__getitem__
-        lo = 0 if lo_ts is None else bisect_left(order, lo_ts, key=key)
-        hi = len(order) if hi_ts is None else bisect_right(order, hi_ts, key=key)
-        return lo, hi
-
 
 @dataclass(frozen=True)
 class Prerendered:
