@@ -60,26 +60,24 @@ import contextlib
 import functools
 import gc
 import itertools
-import json
 import os
 import time
 import traceback
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import msgspec
-import orjson
 
+from . import json_codec
 from .allocator import keep_large_buffers
 from .catalog import ConfiguredStream
 from .contracts import JSON, Client, JSONObject, Record, StreamState
 from .datetimes import ONE_SECOND, floor_second, format_datetime, parse_datetime, utc_now
 from .errors import ApiError, SourceError
 from .hooks import HOOKS
-from .protocol import dumps
 from .ranges import GAPS, NO_LOWER_BOUND, Range, Span, Spans, plan_cuts, to_read
 from .streams import STREAMS_BY_NAME, TIERS, Stream
 
@@ -187,105 +185,12 @@ class _Unauthorized(Exception):
 
 
 # -- page parsing: the hot path ----------------------------------------------------------------------
-_DIGITS_ONLY = bytes(48 if 48 <= byte <= 57 else 120 for byte in range(256))
-_LONG_NUMBER = b"0" * 20  # 20 digits in a row: possibly an integer beyond 64 bits
-
-
 def parse_page(body: bytes) -> JSONObject:
-    """Parse a JSON:API page with orjson, keeping integers beyond 64 bits exact.
-
-    orjson turns such integers into floats silently. A page holding a run of 20+ digits is scanned
-    for integer tokens that long; the floats they became are put back as Python ints (orjson cannot
-    write them; the protocol writer falls back to `json` for those records). When two tokens would
-    collapse to the same float, the page is parsed by `json` instead (rare, slower, always exact)."""
-    digits = body.translate(_DIGITS_ONLY)
-    page: JSONObject
-    if digits.find(_LONG_NUMBER) < 0:
-        try:
-            page = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _parse_slow(body)  # e.g. a lone surrogate escape, which `json` accepts
-        return page
-    tokens = _big_integer_tokens(body, digits)
+    """A JSON:API page as Python objects (integers of any width kept exact, see `json_codec`)."""
     try:
-        page = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return _parse_slow(body)
-    if tokens and _restore(_holders(page, body, tokens), tokens, [0]) != len(tokens):
-        return _parse_slow(body)  # a token we could not place: let `json` do it exactly
-    return page
-
-
-def _holders(page: JSONObject, body: bytes, tokens: list[int]) -> list[JSON]:
-    """The records of `data` that hold the tokens: the nearest `"id"` before each token names its
-    record (type and id come first in Klaviyo's resources). A wrong guess is caught by the caller,
-    which then parses the page with `json`."""
-    ids: set[str] = set()
-    after = 0  # tokens are in document order: a value seen twice is looked up past the previous one
-    for number in tokens:
-        text = str(number).encode()
-        at = body.find(text, after)
-        key = body.rfind(b'"id"', 0, at)
-        if at < 0 or key < 0:
-            return [page]
-        after = at + len(text)
-        quote = body.find(b'"', body.find(b":", key + 4) + 1)
-        ids.add(body[quote + 1:body.find(b'"', quote + 1)].decode("utf-8", "replace"))
-    data = page.get("data")
-    if not isinstance(data, list):
-        return [page]
-    return [record for record in data if isinstance(record, dict) and record.get("id") in ids]
-
-
-_BEFORE = frozenset(b":,[ \t\r\n")
-_AFTER = frozenset(b",}] \t\r\n")
-_INT64_RANGE = 2.0**63
-
-
-def _big_integer_tokens(body: bytes, digits: bytes) -> list[int]:
-    """The integer tokens of 20+ digits, in document order (runs inside strings are skipped)."""
-    tokens: list[int] = []
-    position = digits.find(_LONG_NUMBER)
-    while position >= 0:
-        end = digits.find(b"x", position)
-        end = len(body) if end < 0 else end
-        start, sign = position, 1
-        if start > 0 and body[start - 1] == 0x2D:  # '-'
-            start, sign = start - 1, -1
-        if (start == 0 or body[start - 1] in _BEFORE) and (end == len(body) or body[end] in _AFTER):
-            tokens.append(sign * int(body[position:end]))
-        position = digits.find(_LONG_NUMBER, end)
-    return tokens
-
-
-def _restore(node: JSON, tokens: list[int], placed: list[int]) -> int:
-    """Walk in document order (orjson keeps key order) and put the k-th token back where orjson left
-    the k-th float outside the 64-bit range; stops once every token is placed. Returns how many were."""
-    if isinstance(node, dict):
-        items: Iterable[tuple[JSON, JSON]] = node.items()
-    elif isinstance(node, list):
-        items = enumerate(node)
-    else:
-        return placed[0]
-    for key, value in items:
-        if placed[0] >= len(tokens):
-            break
-        if type(value) is float:
-            if abs(value) >= _INT64_RANGE and float(tokens[placed[0]]) == value:
-                node[key] = tokens[placed[0]]
-                placed[0] += 1
-        elif isinstance(value, dict | list):
-            _restore(value, tokens, placed)
-    return placed[0]
-
-
-def _parse_slow(body: bytes) -> JSONObject:
-    try:
-        page: JSON = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise SourceError(
-            "Klaviyo returned a page that is not valid JSON", f"{type(exc).__name__}: {exc}"
-        ) from None
+        page = json_codec.loads(body)
+    except json_codec.DecodeError as exc:
+        raise SourceError("Klaviyo returned a page that is not valid JSON", str(exc)) from None
     if not isinstance(page, dict):
         raise SourceError("Klaviyo returned a page that is not a JSON object")
     return page
@@ -324,7 +229,7 @@ def raw_page_parser(lifted: str | None) -> Callable[[bytes], JSONObject]:
     record = msgspec.defstruct("Resource", [("id", str), ("attributes", attributes | None, None)])
     decoder = msgspec.json.Decoder(record)
     decode_record = cast("Callable[[msgspec.Raw], _Resource]", decoder.decode)
-    head = orjson.dumps(lifted)[:-1] + b'":' if lifted else b""
+    head = json_codec.dumps(lifted)[:-1] + b'":' if lifted else b""
 
     def parse(body: bytes) -> JSONObject:
         try:
@@ -339,7 +244,7 @@ def raw_page_parser(lifted: str | None) -> Callable[[bytes], JSONObject]:
                 else:
                     decode_record(raw)
                     append((bytes(raw), b"null"))
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return _reencoded(parse_page(body), lifted)
         links = page.links
         return {"data": data, "links": None if links is None else {"next": links.next}}
@@ -359,7 +264,7 @@ def _reencoded(page: JSONObject, lifted: str | None) -> JSONObject:
         if lifted:
             attributes = record.get("attributes")
             record[lifted] = attributes.get(lifted) if isinstance(attributes, dict) else None
-        records.append((dumps(record), dumps(record.get(lifted))))
+        records.append((json_codec.dumps(record), json_codec.dumps(record.get(lifted))))
     page["data"] = records
     return page
 
@@ -499,7 +404,7 @@ class Reader:
 
     async def run(self) -> ReadResult:
         # Parsed pages are acyclic and freed by reference counting, but with the default gen-0
-        # threshold (700) the collector traverses each page while orjson builds it (~30,000
+        # threshold (700) the collector traverses each page while the decoder builds it (~30,000
         # containers per 1,000 events): ~4 µs of CPU per record. Restored when the read ends.
         threshold = gc.get_threshold()
         gc.set_threshold(GC_THRESHOLD, *threshold[1:])

@@ -2,7 +2,7 @@
 
     async with KlaviyoClient(config) as client:
         body = await client.get("/api/events", [("page[size]", "1000")], bucket="/api/events", tier="XL")
-        ...  # the engine parses `body` (raw bytes of a complete 2xx JSON body) with orjson
+        ...  # `body`: the raw bytes of a complete 2xx JSON body; `parse=` parses it inside the retries
 
 Retry policy (numbers are constructor arguments): up to `max_attempts` (8) attempts, exponential
 backoff with full jitter (`uniform(0, min(backoff_cap, backoff_base * 2**n))`, 0.5 s base, 30 s cap)
@@ -31,11 +31,10 @@ from typing import Protocol, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 from multidict import CIMultiDict
 from yarl import URL
 
-from source_klaviyo import __version__
+from source_klaviyo import __version__, json_codec
 from source_klaviyo.concurrency import MAX_IN_FLIGHT
 from source_klaviyo.contracts import JSONObject, Params
 from source_klaviyo.errors import ApiError, SourceError, TransientError
@@ -167,10 +166,10 @@ def _body_is_complete(body: bytes) -> bool:
 
 def _first_error(body: bytes) -> JSONObject:
     try:
-        errors = orjson.loads(body).get("errors") or [{}]
+        errors = json_codec.loads(body).get("errors") or [{}]
         first: JSONObject = errors[0] if isinstance(errors[0], dict) else {}
         return first
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
+    except (json_codec.DecodeError, AttributeError, TypeError):
         return {}
 
 
@@ -326,7 +325,7 @@ class KlaviyoClient:
         parse: Callable[[bytes], T] | None = None,
     ) -> bytes | T:
         """POST a JSON:API document (the reporting endpoints); same policy as `get`, `parse` too."""
-        return await self._request("POST", path, params, orjson.dumps(body), bucket=bucket, tier=tier,
+        return await self._request("POST", path, params, json_codec.dumps(body), bucket=bucket, tier=tier,
                                    parse=parse)
 
     # -- the policy --------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
-"""Airbyte protocol messages, written as one orjson line each to a buffered binary stream.
+"""Airbyte protocol messages, written as one JSON line each (`json_codec`) to a buffered binary stream.
 
 Messages are plain dicts; only RECORD lines take a faster path, because they are the hot path: the
 `{"type":"RECORD","record":{"stream":…,"emitted_at":…,"data":` prefix is encoded once per page and
-spliced around `orjson.dumps(record)`. Integers wider than 64 bits (seen in event properties) make
-orjson raise; such a record falls back to `json.dumps`, which writes them losslessly.
-`raw_records` takes records that are already JSON (the engine's raw path) and writes them as they are.
+spliced around each encoded record. `raw_records` takes records that are already JSON (the engine's
+raw path) and writes them as they are.
 
 The writer flushes at every STATE message (so the platform never sees a state before the records it
 covers), at every stream status (the engine's heartbeat is one) and at `close()`.
@@ -12,34 +11,20 @@ covers), at every stream status (the engine's heartbeat is one) and at `close()`
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import traceback
 from typing import BinaryIO
 
-import orjson
-
 from .contracts import JSONObject
 from .errors import SourceError
+from .json_codec import dumps
 
 _RECORD_SUFFIX = b"}}\n"
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _dumps_slow(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def dumps(value: object) -> bytes:
-    """One JSON document, compact; lossless for integers orjson cannot represent."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return _dumps_slow(value)
 
 
 def trace_error_message(error: SourceError, stream: str | None = None) -> JSONObject:
@@ -60,7 +45,7 @@ def _record_prefix(stream: str) -> bytes:
     """Everything of a RECORD line before its data; one per batch, so a record costs one splice."""
     return (
         b'{"type":"RECORD","record":{"stream":'
-        + orjson.dumps(stream)
+        + dumps(stream)
         + b',"emitted_at":'
         + str(now_ms()).encode()
         + b',"data":'
@@ -83,10 +68,7 @@ class MessageWriter:
         lines: list[bytes] = []
         append = lines.append
         for record in records:
-            try:
-                append(prefix + orjson.dumps(record) + suffix)
-            except TypeError:
-                append(prefix + _dumps_slow(record) + suffix)
+            append(prefix + dumps(record) + suffix)
         self._out.write(b"".join(lines))
 
     def raw_records(self, stream: str, records: list[bytes]) -> None:
