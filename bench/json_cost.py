@@ -26,7 +26,7 @@ import msgspec
 import orjson
 
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
-from source_klaviyo.engine import parse_page
+from source_klaviyo.pages import parse_page
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     decoders: dict[str, Callable[[bytes], Any]] = {
         "orjson.loads": orjson.loads,
         "msgspec.json.decode": msgspec.json.Decoder().decode,
-        "engine parse_page": parse_page,
+        "pages.parse_page": parse_page,
     }
     encoders: dict[str, Callable[[Any], bytes]] = {
         "orjson.dumps": orjson.dumps,

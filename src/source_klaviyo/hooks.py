@@ -1,4 +1,4 @@
-"""Named record hooks: the few per-stream transformations a declaration cannot express as data.
+"""Record hooks: the few per-stream transformations a declaration cannot express as data.
 
 A hook takes the page's records (cursor already lifted), the whole parsed page (for `included`) and
 the parent id when the stream is a child, and returns the records to emit. Hooks must not reorder
@@ -81,9 +81,3 @@ def only_suppressed(records: list[Record], _page: JSONObject, _key: str | None,
 
     return [record for record in records if suppressed(record)]
 
-
-HOOKS: dict[str, Hook] = {
-    hook.__name__: hook
-    for hook in (attach_campaign_messages, emit_included_campaign_messages, merge_included_metric,
-                 membership_record, only_suppressed)
-}

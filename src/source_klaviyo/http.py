@@ -39,7 +39,7 @@ from source_klaviyo.concurrency import MAX_IN_FLIGHT
 from source_klaviyo.contracts import JSONObject, Params
 from source_klaviyo.errors import ApiError, SourceError, TransientError
 from source_klaviyo.ratelimit import Clock, RateLimiters, SystemClock, TierLimiter, parse_retry_after
-from source_klaviyo.streams import API_REVISION, TIERS, Tier
+from source_klaviyo.streams import API_REVISION, TIERS, Tier, TierName
 
 __all__ = ["HttpStats", "KlaviyoClient", "encode_params"]
 
@@ -194,7 +194,7 @@ class KlaviyoClient:
         retry_time_budget: float = 600.0,
         max_retry_after: float = 900.0,
         rate_limit_margin: float = 0.03,
-        tiers: Mapping[str, Tier] = TIERS,
+        tiers: Mapping[TierName, Tier] = TIERS,
         rng: random.Random | None = None,
     ) -> None:
         self._key = config.api_key
@@ -277,19 +277,19 @@ class KlaviyoClient:
 
     # -- public requests -------------------------------------------------------------------------
 
-    def in_flight_limit(self, bucket: str, tier: str) -> int:
+    def in_flight_limit(self, bucket: str, tier: TierName) -> int:
         """How many requests of `bucket` should be in flight now (Little's law on what it measured)."""
         return self.limiters.get(bucket, tier).flight.limit_at(self._clock.monotonic())
 
-    def queued(self, bucket: str, tier: str) -> int:
+    def queued(self, bucket: str, tier: TierName) -> int:
         """Requests of `bucket` waiting for their turn at its rate limit."""
         return self.limiters.get(bucket, tier).queued
 
     @overload
-    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
+    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: TierName,
                   parse: None = None) -> bytes: ...
     @overload
-    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
+    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: TierName,
                   parse: Callable[[bytes], T]) -> T: ...
 
     async def get(
@@ -298,7 +298,7 @@ class KlaviyoClient:
         params: Params | None = None,
         *,
         bucket: str,
-        tier: str,
+        tier: TierName,
         parse: Callable[[bytes], T] | None = None,
     ) -> bytes | T:
         """GET a path (`/api/events`, joined to base_url) or an absolute `links.next` URL, which is
@@ -308,10 +308,10 @@ class KlaviyoClient:
         return await self._request("GET", url, params, None, bucket=bucket, tier=tier, parse=parse)
 
     @overload
-    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: str,
+    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: TierName,
                    params: Params | None = None, parse: None = None) -> bytes: ...
     @overload
-    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: str,
+    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: TierName,
                    params: Params | None = None, parse: Callable[[bytes], T]) -> T: ...
 
     async def post(
@@ -320,7 +320,7 @@ class KlaviyoClient:
         body: JSONObject,
         *,
         bucket: str,
-        tier: str,
+        tier: TierName,
         params: Params | None = None,
         parse: Callable[[bytes], T] | None = None,
     ) -> bytes | T:
@@ -351,7 +351,7 @@ class KlaviyoClient:
         data: bytes | None,
         *,
         bucket: str,
-        tier: str,
+        tier: TierName,
         parse: Callable[[bytes], T] | None = None,
     ) -> bytes | T:
         if self._session is None:

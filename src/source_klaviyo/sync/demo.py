@@ -16,7 +16,7 @@ import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from source_klaviyo.streams import TIERS, Tier
+from source_klaviyo.streams import TIERS, Tier, TierName
 from source_klaviyo.sync.run import SyncOptions, sync
 from source_klaviyo.sync.summary import SyncSummary
 
@@ -52,7 +52,7 @@ GROUP BY reason ORDER BY profiles DESC""",
 )
 
 
-def scaled_tiers(scale: float) -> dict[str, Tier]:
+def scaled_tiers(scale: float) -> dict[TierName, Tier]:
     """Klaviyo's tiers multiplied by `scale`, to match an emulator started with the same scale."""
     return {
         name: replace(
