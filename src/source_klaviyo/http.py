@@ -39,6 +39,7 @@ from source_klaviyo.concurrency import MAX_IN_FLIGHT
 from source_klaviyo.contracts import JSONObject, Params
 from source_klaviyo.errors import ApiError, SourceError, TransientError
 from source_klaviyo.ratelimit import Clock, RateLimiters, SystemClock, TierLimiter, parse_retry_after
+from source_klaviyo.redaction import masked, redact
 from source_klaviyo.streams import API_REVISION, TIERS, Tier, TierName
 
 __all__ = ["HttpStats", "KlaviyoClient", "encode_params"]
@@ -224,16 +225,10 @@ class KlaviyoClient:
         self._bodies = asyncio.Semaphore(BODIES_AT_ONCE)
 
     def __repr__(self) -> str:
-        return f"KlaviyoClient(base_url={self._base_text!r}, api_key={self._mask(self._key)!r})"
+        return f"KlaviyoClient(base_url={self._base_text!r}, api_key={masked(self._key)!r})"
 
     def _mask(self, text: str) -> str:
-        if not self._key:
-            return text
-        return text.replace(self._key, self._masked_key())
-
-    def _masked_key(self) -> str:
-        # Enough to tell two keys apart in a support thread, never enough to use one.
-        return f"{self._key[:3]}…{self._key[-2:]}" if len(self._key) > 12 else "***"
+        return redact(text, self._key)
 
     # -- session lifecycle -----------------------------------------------------------------------
 
