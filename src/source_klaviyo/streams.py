@@ -15,14 +15,7 @@ from datetime import timedelta
 from typing import Literal
 
 from .config import Config
-from .hooks import (
-    Hook,
-    attach_campaign_messages,
-    emit_included_campaign_messages,
-    membership_record,
-    merge_included_metric,
-    only_suppressed,
-)
+from .hooks import EmbedIncluded, Hook, IncludedAsRecords, Membership, MergeIncluded, OnlySuppressed
 
 API_REVISION = "2026-07-15"
 
@@ -217,7 +210,7 @@ STREAMS: tuple[Stream, ...] = (
         include=("campaign-messages",),
         resource_type="campaign",
         tier="M",
-        hook=attach_campaign_messages,
+        hook=EmbedIncluded("campaign_messages", "campaign-message", relationship="campaign-messages"),
     ),
     Stream(
         "campaign_messages",
@@ -227,7 +220,8 @@ STREAMS: tuple[Stream, ...] = (
         include=("campaign-messages",),
         resource_type="campaign",
         tier="M",
-        hook=emit_included_campaign_messages,
+        hook=IncludedAsRecords("campaign-message", relationship="campaign-messages",
+                               parent_field="campaign_id", cursor="updated_at"),
     ),
     Stream(
         "email_templates", "/api/templates", incremental=_UPDATED, page_size=10, resource_type="template"
@@ -249,7 +243,7 @@ STREAMS: tuple[Stream, ...] = (
         include=("metric", "attributions"),
         resource_type="event",
         tier="XL",
-        hook=merge_included_metric,
+        hook=MergeIncluded("metric", "metric"),
         split_by="datetime",
     ),
     Stream(
@@ -287,7 +281,7 @@ STREAMS: tuple[Stream, ...] = (
         page_size=100,
         additional_fields=("subscriptions",),
         resource_type="profile",
-        hook=only_suppressed,
+        hook=OnlySuppressed(),
         split_by="updated",
     ),
     Stream("lists", "/api/lists", incremental=_UPDATED_GREATER_THAN_ONLY, page_size=10, resource_type="list"),
@@ -308,7 +302,7 @@ STREAMS: tuple[Stream, ...] = (
         page_size=100,
         resource_type="profile",
         parent=Parent("lists", "list_id"),
-        hook=membership_record,
+        hook=Membership(),
         split_by="joined_group_at",
     ),
     Stream(
@@ -346,7 +340,7 @@ STREAMS: tuple[Stream, ...] = (
         page_size=100,
         resource_type="profile",
         parent=Parent("segments", "segment_id"),
-        hook=membership_record,
+        hook=Membership(),
         split_by="joined_group_at",
     ),
     Stream("tags", "/api/tags", page_size=50, resource_type="tag", tier="S"),
