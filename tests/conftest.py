@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from source_klaviyo.transport import is_transport_variable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Reference data lives in the repository (reference/, derived by tools/derive_reference.py).
@@ -22,6 +23,15 @@ OPENAPI_SPEC = REFERENCE / "klaviyo-openapi" / "stable.json"
 # CI (.ci/run) sets this: a skipped test fails the run, so a file missing from the clone, a tool
 # missing from the machine or a test skipped by mistake cannot pass unseen.
 NO_SKIPS = "SOURCE_KLAVIYO_NO_SKIPS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite talks only to servers it starts on loopback: the proxy and CA variables of the machine
+    running it (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE, ... of a developer behind a proxy, or of CI) must
+    not route its connections. They are removed for the whole run (xdist workers run this too); the
+    tests of those variables set them with monkeypatch (tests/network/)."""
+    for name in [name for name in os.environ if is_transport_variable(name)]:
+        del os.environ[name]
 
 
 def _skipped(config: pytest.Config) -> list[Any]:
