@@ -89,7 +89,7 @@ def parse_proxy(variable: str, value: str) -> Proxy:
     text = value if "://" in value else f"http://{value}"  # curl and requests read a bare host as http
     try:
         url = URL(text)
-        host, port = url.raw_host, url.port
+        host, port = url.host_subcomponent, url.port
     except ValueError:
         raise ConfigError(f"{variable} is not a valid proxy URL ({expected})") from None
     scheme = url.scheme.lower()
@@ -100,11 +100,12 @@ def parse_proxy(variable: str, value: str) -> Proxy:
         )
     if not host:
         raise ConfigError(f"{variable} names no proxy host ({expected})")
-    url = URL.build(scheme=scheme, user=url.raw_user, password=url.raw_password, host=host, port=port,
-                    encoded=True)
+    # Only what a proxy URL means: its path, query and fragment are dropped; IPv6 keeps its brackets.
+    url = URL.build(scheme=scheme, user=url.raw_user, password=url.raw_password, host=host,
+                    port=port, encoded=True)
     secrets = tuple(secret for secret in dict.fromkeys((url.raw_password, url.password, *_basic_tokens(url)))
                     if secret)
-    return Proxy(url, variable, f"{scheme}://{url.raw_host}:{port}", secrets)
+    return Proxy(url, variable, f"{scheme}://{url.host_subcomponent}:{port}", secrets)
 
 
 def _basic_tokens(url: URL) -> tuple[str, ...]:

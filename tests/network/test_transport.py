@@ -86,6 +86,7 @@ def test_a_proxy_url_is_read_like_curl_reads_it():
     assert proxy.shown == "http://proxy.corp:3128"
     assert str(proxy) == "the proxy http://proxy.corp:3128 set in HTTPS_PROXY"
     assert parse_proxy("HTTP_PROXY", "http://proxy.corp").url.port == 80
+    assert parse_proxy("HTTP_PROXY", "[::1]:3128").shown == "http://[::1]:3128"
     assert parse_proxy("HTTPS_PROXY", "HTTPS://proxy.corp:8443/").url.scheme == "https"
 
 
