@@ -120,12 +120,13 @@ def cmd_read(args: argparse.Namespace, writer: MessageWriter) -> int:
 
 def _log_route(config: Config, writer: MessageWriter) -> None:
     """A LOG line naming the proxy and the extra CAs a read uses, when the environment sets any: what an
-    operator looks for first when connections fail. A variable we cannot use is a ConfigError here."""
+    operator looks for first when connections fail. A proxy variable we cannot use is a ConfigError
+    here; a CA bundle is read once, by the client."""
     from yarl import URL
 
     from .transport import Transport
 
-    summary = Transport.from_environment(URL(config.base_url)).summary()
+    summary = Transport.from_environment(URL(config.base_url), load=False).summary()
     if summary is not None:
         writer.log("INFO", summary)
 

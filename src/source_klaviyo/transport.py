@@ -186,13 +186,24 @@ def choose_proxy(base: URL, environ: Mapping[str, str]) -> tuple[Proxy | None, s
     return parse_proxy(*found), None
 
 
-def ssl_context(environ: Mapping[str, str]) -> tuple[ssl.SSLContext | None, tuple[str, ...]]:
-    """(a context trusting the system store and every bundle the environment names, the variables
-    used), or (None, ()) when none is set: aiohttp's default context, built at its import, serves."""
+def _ca_sources(environ: Mapping[str, str]) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+    """(the bundle variables set, as (name, path); SSL_CERT_DIR as (name, paths) or None)."""
     files = [found for found in (_lookup_exact(environ, "SSL_CERT_FILE"),
                                  _lookup_exact(environ, "REQUESTS_CA_BUNDLE")
                                  or _lookup_exact(environ, "CURL_CA_BUNDLE")) if found]
-    directories = _lookup_exact(environ, "SSL_CERT_DIR")
+    return files, _lookup_exact(environ, "SSL_CERT_DIR")
+
+
+def ca_variables(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The CA variables `ssl_context` reads, without reading their files."""
+    files, directories = _ca_sources(environ)
+    return tuple(variable for variable, _ in files) + ((directories[0],) if directories else ())
+
+
+def ssl_context(environ: Mapping[str, str]) -> tuple[ssl.SSLContext | None, tuple[str, ...]]:
+    """(a context trusting the system store and every bundle the environment names, the variables
+    used), or (None, ()) when none is set: aiohttp's default context, built at its import, serves."""
+    files, directories = _ca_sources(environ)
     if not files and not directories:
         return None, ()
     # create_default_context loads paths.cafile / paths.capath (None when missing): SSL_CERT_FILE and
@@ -221,8 +232,7 @@ def ssl_context(environ: Mapping[str, str]) -> tuple[ssl.SSLContext | None, tupl
             if not os.path.isdir(directory):
                 raise ConfigError(f"{variable}={directory} is not a directory of CA certificates")
             load(directory, variable)
-    used = tuple(variable for variable, _ in files) + ((directories[0],) if directories else ())
-    return context, used
+    return context, ca_variables(environ)
 
 
 def _lookup_exact(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
@@ -257,11 +267,15 @@ class Transport:
     ca_variables: tuple[str, ...] = ()
 
     @classmethod
-    def from_environment(cls, base: URL, environ: Mapping[str, str] | None = None) -> Transport:
+    def from_environment(cls, base: URL, environ: Mapping[str, str] | None = None, *,
+                         load: bool = True) -> Transport:
+        """The transport for `base`; `load=False` names the CA variables without reading their files
+        (no `ssl` context: for describing the route only)."""
         env = os.environ if environ is None else environ
         proxy, bypassed_by = choose_proxy(base, env)
-        context, used = ssl_context(env) if base.scheme == "https" or (
-            proxy is not None and proxy.url.scheme == "https") else (None, ())
+        if base.scheme != "https" and (proxy is None or proxy.url.scheme != "https"):
+            return cls(base.raw_host or "", proxy, bypassed_by)
+        context, used = ssl_context(env) if load else (None, ca_variables(env))
         return cls(base.raw_host or "", proxy, bypassed_by, context, used)
 
     @property
