@@ -117,8 +117,22 @@ def cmd_read(args: argparse.Namespace, writer: MessageWriter) -> int:
         writer.log("WARN", warning)
     state = {cs.name: migrated.streams[cs.name] for cs in configured
              if cs.incremental and cs.name in migrated.streams}
+    _log_route(config, writer)
     result = asyncio.run(_read_with_heartbeat(Reader(config, configured, state, writer), writer))
     return 0 if result.ok else 1
+
+
+def _log_route(config: Config, writer: MessageWriter) -> None:
+    """A LOG line naming the proxy and the extra CAs a read uses, when the environment sets any: what an
+    operator looks for first when connections fail. A proxy variable we cannot use is a ConfigError
+    here; a CA bundle is read once, by the client."""
+    from yarl import URL
+
+    from .transport import Transport
+
+    summary = Transport.from_environment(URL(config.base_url), load=False).summary()
+    if summary is not None:
+        writer.log("INFO", summary)
 
 
 async def _read_with_heartbeat(reader: Reader, writer: MessageWriter) -> ReadResult:

@@ -15,6 +15,11 @@ are never followed: the key must only reach the configured origin), 400, 401, 40
 Compression: gzip shrinks Klaviyo's JSON ~6-10x (a 1,000-event page is ~1 MB), so we ask for it,
 from the emulator on loopback too: benchmarks and tests pay for inflating what users pay for.
 
+Route and trust (`transport.py`): the proxy (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY) and the
+extra certificate authorities (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, SSL_CERT_DIR) are read once, when
+the client is made; a failure to reach or trust the proxy or the host says which variable was used.
+An untrusted certificate or a proxy that refuses the credentials or the host is not retried.
+
 Concurrency: each rate-limit bucket sizes its requests in flight from the round trips it measures
 (`concurrency.py`); `num_workers`, when set, caps them, per bucket and in all.
 """
@@ -37,10 +42,11 @@ from yarl import URL
 from source_klaviyo import __version__, json_codec
 from source_klaviyo.concurrency import MAX_IN_FLIGHT
 from source_klaviyo.contracts import JSONObject, Params
-from source_klaviyo.errors import ApiError, SourceError, TransientError
+from source_klaviyo.errors import ApiError, ConfigError, SourceError, TransientError
 from source_klaviyo.ratelimit import Clock, RateLimiters, SystemClock, TierLimiter, parse_retry_after
 from source_klaviyo.redaction import masked, redact
 from source_klaviyo.streams import API_REVISION, TIERS, Tier, TierName
+from source_klaviyo.transport import Transport
 
 __all__ = ["HttpStats", "KlaviyoClient", "encode_params"]
 
@@ -99,6 +105,8 @@ T = TypeVar("T")
 
 # Requests in flight in all, when the user sets no cap (each bucket has its own bound too).
 MAX_IN_FLIGHT_IN_ALL = 256
+# Seconds a connection may take to set up (TCP, a proxy's CONNECT, TLS), when request_timeout_seconds is more.
+CONNECT_TIMEOUT = 30.0
 # Answers whose body is read and parsed at once: what bounds the pages in memory (see _attempt).
 BODIES_AT_ONCE = 8
 
@@ -197,18 +205,24 @@ class KlaviyoClient:
         rate_limit_margin: float = 0.03,
         tiers: Mapping[TierName, Tier] = TIERS,
         rng: random.Random | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._key = config.api_key
+        self._secrets: tuple[str, ...] = ()
         self._base = URL(config.base_url.rstrip("/"))
         if not self._base.is_absolute() or self._base.scheme not in ("http", "https"):
             raise SourceError(
                 f"base_url must be an absolute http(s) URL, got {self._mask(config.base_url)!r}"
             )
+        # The proxy and CA variables of `environ` (the process's by default); ConfigError if unusable.
+        self.transport = Transport.from_environment(self._base, environ)
+        self._secrets = self.transport.secrets
         self._base_text = str(self._base)
         self._origin = self._base.origin()
         cap = config.num_workers
         self._in_flight = max(1, cap) if cap is not None else MAX_IN_FLIGHT_IN_ALL
         self._timeout = float(config.request_timeout_seconds)
+        self._connect_timeout = min(self._timeout, CONNECT_TIMEOUT)
         self._connector = transport_connector
         self._clock: Clock = clock or SystemClock()
         self.max_attempts = max_attempts
@@ -228,6 +242,9 @@ class KlaviyoClient:
         return f"KlaviyoClient(base_url={self._base_text!r}, api_key={masked(self._key)!r})"
 
     def _mask(self, text: str) -> str:
+        """`text` without the API key (shortened) or the proxy's password (starred)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return redact(text, self._key)
 
     # -- session lifecycle -----------------------------------------------------------------------
@@ -242,10 +259,12 @@ class KlaviyoClient:
     async def open(self) -> None:
         if self._session is not None:
             return
+        transport = self.transport
         connector = self._connector or aiohttp.TCPConnector(
             limit=self._in_flight,
             ttl_dns_cache=300,
             keepalive_timeout=30,
+            ssl=transport.ssl if transport.ssl is not None else True,
         )
         headers = {
             "Authorization": f"Klaviyo-API-Key {self._key}",
@@ -257,12 +276,17 @@ class KlaviyoClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers=headers,
+            # `connect` bounds the whole connection set-up (through a proxy: its CONNECT answer too), so
+            # that a hang there is told apart from a slow answer (`Transport.timeout`).
             timeout=aiohttp.ClientTimeout(
-                total=self._timeout, sock_connect=min(self._timeout, 30.0), sock_read=self._timeout
+                total=self._timeout, connect=self._connect_timeout, sock_connect=self._connect_timeout,
+                sock_read=self._timeout,
             ),
             auto_decompress=False,  # inflated one body at a time, see _decoded
             raise_for_status=False,
             cookie_jar=aiohttp.DummyCookieJar(),
+            # Set once for the session: requests carry no proxy argument of their own.
+            proxy=transport.proxy.url if transport.proxy is not None else None,
         )
 
     async def close(self) -> None:
@@ -439,12 +463,16 @@ class KlaviyoClient:
                                     response.headers.get("Content-Length"))
                     checked = self._check(response, body, path)
                     return checked if parse is None else self._parsed(checked, parse)
-        except TimeoutError:
-            raise _Retry(f"no answer within {self._timeout:g} s (timeout)") from None
+        except TimeoutError as exc:
+            cause = self.transport.timeout(exc, self._timeout, self._connect_timeout)
+            raise _Retry(self._mask(cause)) from None
         except aiohttp.InvalidURL as exc:
             raise SourceError(self._mask(f"invalid URL for {path}: {exc}")) from None
         except aiohttp.ClientError as exc:
-            raise _Retry(self._mask(f"{type(exc).__name__}: {exc}")) from None
+            cause, retry = self.transport.failure(exc)
+            if retry:
+                raise _Retry(self._mask(cause)) from None
+            raise ConfigError(self._mask(cause)) from None
         finally:
             limiter.release(response_headers, round_trip)
             self._semaphore.release()
@@ -455,6 +483,8 @@ class KlaviyoClient:
             if status == 204 or _body_is_complete(body):
                 return body
             raise _Retry(f"incomplete response body ({len(body)} bytes, HTTP {status})")
+        if status == 407 and self.transport.proxy is not None:  # a plain-http proxy's own answer
+            raise ConfigError(self._mask(self.transport.proxy_answer(status, response.reason or "")[0]))
         if status == 429:
             raise _Retry(
                 "HTTP 429 throttled",

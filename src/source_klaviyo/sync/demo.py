@@ -94,7 +94,8 @@ async def _sync_emulator(args: argparse.Namespace, options: SyncOptions, out: Co
             markup=False,
         )
         config, _ = parse_config({"api_key": DEMO_API_KEY, "base_url": url})
-        async with KlaviyoClient(config, tiers=scaled_tiers(RATE_LIMIT_SCALE)) as client:
+        # The demo's emulator is on this machine: no proxy of the environment applies (environ={}).
+        async with KlaviyoClient(config, tiers=scaled_tiers(RATE_LIMIT_SCALE), environ={}) as client:
             return await sync(config, options, client=client)
     finally:
         await handle.close()
