@@ -11,10 +11,10 @@ body read): a quick one over about the last `QUICK_SECONDS` and a slow one over 
 
     ceil(λ · W_slow · HEADROOM) + SPARE          within [1, cap]
 
-`HEADROOM` covers the spread of `W`: a slow answer holds its slot longer than the mean says. The
-limiter's opening burst is not used to send more at once: measured at a realistic latency (0.76 s a
-page), a first wave of 128 events pages raised peak RSS from 52 to 113 MB (the answers land
-together) and gained no throughput.
+`HEADROOM` covers the spread of `W`: a slow answer holds its slot longer than the mean says. While
+the limiter spends its opening credit (`ratelimit.py`), `λ` is twice the pace, so the credit goes out
+while the first pages are in flight instead of being lost to their round trip; the cap still bounds
+what lands at once.
 
 It backs off, never provoking a 429 to find the limit:
 

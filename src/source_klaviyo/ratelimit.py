@@ -10,8 +10,12 @@ server's windows start, so each `TierLimiter` (one per endpoint bucket and tier)
    wherever it is aligned. The logs are the hard safety cap; they almost never bind after the
    first minute, because of (2).
 2. **A pacing token bucket** refilled at `steady / 60 * (1 - margin)` per second (margin 3 %). It starts
-   full with `burst` tokens, so a run opens with the burst Klaviyo allows; once that first burst is
-   spent its capacity drops to what `_CATCH_UP` seconds of pacing earn (at least one token), and
+   full with `burst` tokens, the **opening credit**: a run may send that much ahead of the pace, so
+   the round trips of its first pages (1.5 s each at a realistic page size, when nothing arrives)
+   are made up, and the in-flight limit is sized to spend it (`_OPENING_SPEED`, `concurrency.py`).
+   The logs of (1) still bound it: at worst the first minute's budget is reached a few seconds
+   before the minute ends. Once the credit is spent, or the first minute is over, the bucket's
+   capacity drops to what `_CATCH_UP` seconds of pacing earn (at least one token), and
    from then on requests are spread evenly. That small reserve is what a late wake-up makes up
    for: a loop busy with a 1,000-event page wakes the waiting request a few ms late, and at the
    XL pace (one request per 17.7 ms) a one-token bucket lost that time for good: ~88 % of the
@@ -26,14 +30,15 @@ server's windows start, so each `TierLimiter` (one per endpoint bucket and tier)
    so we also trust the server: `RateLimit-Limit` lower than the table lowers our limits (burst
    scaled in proportion; Klaviyo reports only the steady window); `RateLimit-Remaining` /
    `RateLimit-Reset` give a budget for the rest of the server's current window, reduced by our own
-   requests still in flight (the server may not have counted them yet) and only ever lowered within
-   one window (a stale response must not raise it). Where Remaining falls faster than our own
-   requests explain, the difference is another integration's use: we estimate its rate and leave
-   it its share of what is left. When the budget left for us is lower than our own pace would use,
-   requests are spread evenly over the time left; at zero we wait for the window to reset (+ a
-   guard, since Reset is whole seconds). A 429's `Retry-After` blocks the whole bucket.
-   Absent headers leave the local model in charge; the IETF draft forms
-   (`RateLimit-Limit: 150, 150;w=60` and the combined `RateLimit: limit=…, remaining=…, reset=…`)
+   requests that left after the answered one (the server had not counted them) and only ever
+   lowered within one window (a stale response must not raise it). Where Remaining falls faster
+   than our own requests explain, the difference is another integration's use: we estimate its
+   rate (the last window's estimate weighing as 10 s of the current one) and leave it its share of
+   what is left. When the budget left for us is lower than our own pace would use, requests are
+   spread evenly over the time left; at zero we wait for the window to reset (+ a guard, since
+   Reset is whole seconds). A 429's `Retry-After` blocks the whole bucket. Absent headers leave
+   the local model in charge; the IETF draft forms (`RateLimit-Limit: 150, 150;w=60` and the
+   combined `RateLimit: limit=…, remaining=…, reset=…`)
    are read too.
 
 `acquire()` is FIFO (an `asyncio.Lock`): only the head waiter sleeps, and it re-evaluates every
@@ -72,6 +77,8 @@ DAY = 86_400.0
 _GUARD = 0.5  # seconds added to every window: arrival-time jitter and whole-second Reset values
 _DEFAULT_MARGIN = 0.03
 _EPSILON = 1e-6
+_OPENING_SPEED = 2.0  # x the pace, while the opening credit lasts (see 2. above)
+_PRIOR_SECONDS = 10.0  # how much the last window's estimate of others' use weighs in the next
 _CATCH_UP = 0.1  # seconds of pacing the bucket may hold once paced: lateness made up, never a burst
 
 
@@ -211,9 +218,10 @@ class TierLimiter:
         self._window_seen_at = 0.0  # when we first heard of the current server window
         self._foreign_taken = 0.0  # requests others made in it (shared quota), estimated
         self._foreign_rate = 0.0  # per second, estimated
+        self._foreign_prior = 0.0  # the estimate when the current server window began
         self.inflight = 0
         self.queued = 0  # requests waiting in acquire() for their turn
-        self.flight = InFlight(lambda: self._rate, cap)
+        self.flight = InFlight(self._sizing_rate, cap)
         self._released = asyncio.Event()  # set whenever a request of this bucket ends
 
     def __repr__(self) -> str:
@@ -222,6 +230,11 @@ class TierLimiter:
     @property
     def pace_per_second(self) -> float:
         return self._rate
+
+    @property
+    def opening(self) -> bool:
+        """Whether the bucket still spends its opening credit (it paces evenly once that is over)."""
+        return not self._paced
 
     # -- acquiring ---------------------------------------------------------------------------
 
@@ -307,8 +320,8 @@ class TierLimiter:
         self._tokens -= 1.0
         if self._opened_at is None:
             self._opened_at = now
-        if self._tokens < 1.0 or now - self._opened_at > 2 * BURST_WINDOW:
-            # The opening burst is spent or its moment has passed: pace evenly from now on, so
+        if self._tokens < 1.0 or now - self._opened_at > STEADY_WINDOW:
+            # The opening credit is spent or the first minute is over: pace evenly from now on, so
             # saved-up tokens never turn into a burst at a window start (others may be there).
             self._paced = True
             self._capacity = self._paced_capacity()
@@ -329,9 +342,10 @@ class TierLimiter:
         if round_trip is not None:
             self.flight.answered(round_trip, now=self._clock.monotonic())
         if headers is not None:
-            self.observe(parse_rate_limit_headers(headers))
+            self.observe(parse_rate_limit_headers(headers), round_trip)
 
-    def observe(self, info: RateLimitInfo) -> None:
+    def observe(self, info: RateLimitInfo, round_trip: float | None = None) -> None:
+        """Learn from one answer's RateLimit headers; `round_trip`: how long ago its request left."""
         now = self._clock.monotonic()
         is_steady = info.window is None or info.window == STEADY_WINDOW
         if info.limit is not None and is_steady and 0 < info.limit < self.steady:
@@ -339,7 +353,7 @@ class TierLimiter:
         if info.remaining is None or info.reset is None or not is_steady:
             return
         end = now + info.reset
-        left = info.remaining - self.inflight  # ours in flight may not be counted yet
+        left = info.remaining - self._not_yet_counted(now, round_trip)
         if abs(end - self._server_end) <= 2 * _GUARD + 1.0:
             # Same server window. What the server's count fell by beyond our own requests was
             # taken by someone else: a signed sum, so in-flight noise averages out.
@@ -347,13 +361,33 @@ class TierLimiter:
             # Remaining only goes down within a window: a stale answer must never raise it.
             self._server_left = min(self._server_left, left)
             self._server_end = max(self._server_end, end)
+            # The last window's rate weighs as `_PRIOR_SECONDS` of this one: early in a window a
+            # few requests of jitter must not look like a busy neighbour (3 in its first second
+            # read as 2.5/s, and the rest of the window was left to nobody).
             span = now - self._window_seen_at
-            if span >= 1.0:
-                self._foreign_rate = max(0.0, self._foreign_taken / span)
+            self._foreign_rate = max(0.0, (self._foreign_taken + self._foreign_prior * _PRIOR_SECONDS)
+                                     / (span + _PRIOR_SECONDS))
         else:
             # A new window: the other integrations' rate of the last one is our best guess for it.
             self._server_end, self._server_left = end, left
             self._window_seen_at, self._foreign_taken = now, 0.0
+            self._foreign_prior = self._foreign_rate
+
+    def _not_yet_counted(self, now: float, round_trip: float | None) -> int:
+        """Our requests the server had not counted when it wrote an answer's Remaining: those that
+        left after that answer's request. Subtracting every request in flight instead counts the
+        ones that left before it twice: with 100+ pages in flight at a long round trip, that looked
+        like another integration's use and slowed us below our pace."""
+        if round_trip is None:
+            return self.inflight  # when the request left is unknown: the cautious count
+        since = now - round_trip
+        starts = self._steady_log.starts
+        count = 0
+        for index in range(len(starts) - 1, -1, -1):  # newest first; stops at the first older start
+            if starts[index] <= since:
+                break
+            count += 1
+        return count
 
     def block(self, seconds: float) -> None:
         """A 429 said `Retry-After: seconds`: no request of this bucket starts before then, and
@@ -371,6 +405,11 @@ class TierLimiter:
         self._rate = steady / STEADY_WINDOW * (1 - self.margin)
         self._capacity = min(self._paced_capacity() if self._paced else self._capacity, float(self.burst))
         self._tokens = min(self._tokens, self._capacity)
+
+    def _sizing_rate(self) -> float:
+        """The rate the in-flight limit is sized for: faster than the pace while the opening credit
+        lasts, so that the credit is spent while the first pages are in flight."""
+        return self._rate if self._paced else self._rate * _OPENING_SPEED
 
     def _paced_capacity(self) -> float:
         return 1.0 + self._rate * _CATCH_UP

@@ -76,16 +76,18 @@ def test_rising_latency_shrinks_the_limit_instead_of_growing_it() -> None:
 
 def run_bucket(*, chains: int, latency: float, seconds: float, cap: int = MAX_IN_FLIGHT,
                slow_down_at: float | None = None, throttle_at: float | None = None,
-               ) -> tuple[list[tuple[float, int, int]], int]:
+               ) -> tuple[list[tuple[float, int, int]], int, float]:
     """`chains` workers each send one request after another through one XL limiter; answers take
     `latency` s (x4 from `slow_down_at`; a 429 with Retry-After 5 at `throttle_at`). Returns samples
-    (time, in flight, limit) every 0.1 s, and the requests answered."""
+    (time, in flight, limit) every 0.1 s, the requests answered, and when the opening credit was
+    spent (the bucket paces evenly from then on)."""
 
-    async def scenario(clock: FakeClock) -> tuple[list[tuple[float, int, int]], int]:
+    async def scenario(clock: FakeClock) -> tuple[list[tuple[float, int, int]], int, float]:
         limiter = TierLimiter(TIERS["XL"], clock=clock, cap=cap)
         rng = random.Random(3)
         samples: list[tuple[float, int, int]] = []
         done = [0]
+        paced_at = [math.inf]
         throttled = [False]
 
         async def chain() -> None:
@@ -107,33 +109,48 @@ def run_bucket(*, chains: int, latency: float, seconds: float, cap: int = MAX_IN
         async def sampler() -> None:
             while clock.now < seconds:
                 samples.append((clock.now, limiter.inflight, limiter.flight.limit_at(clock.now)))
+                if not limiter.opening:
+                    paced_at[0] = min(paced_at[0], clock.now)
                 await clock.sleep(0.1)
 
         await asyncio.gather(sampler(), *(chain() for _ in range(chains)))
-        return samples, done[0]
+        return samples, done[0], paced_at[0]
 
     return simulate(scenario)  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("latency", [0.15, 0.6, 1.5])
 def test_in_flight_converges_within_seconds_and_the_pace_is_reached(latency: float) -> None:
-    samples, answered = run_bucket(chains=200, latency=latency, seconds=30.0)
+    seconds = 40.0
+    samples, answered, paced_at = run_bucket(chains=200, latency=latency, seconds=seconds)
     expected = little(XL_PACE, latency)
-    settled = [limit for t, _in_flight, limit in samples if t >= 2 * latency + 1.0]
+    assert paced_at < 20.0  # the opening credit is spent within seconds, even at 1.5 s a page
+    settled = [limit for t, _in_flight, limit in samples if t >= paced_at + 2 * latency + 1.0]
     assert settled
     assert all(abs(limit - expected) <= 0.15 * expected + 1 for limit in settled)
     assert max(in_flight for _t, in_flight, limit in samples) <= max(limit for *_, limit in samples)
     # Enough in flight for the pace: the bucket answers what the limiter lets start.
-    assert answered >= 0.93 * XL_PACE * (30.0 - 2 * latency)
+    assert answered >= 0.93 * XL_PACE * (seconds - 2 * latency)
+
+
+@pytest.mark.parametrize("latency", [0.15, 0.6, 1.5])
+def test_the_opening_credit_makes_up_for_the_first_round_trips(latency: float) -> None:
+    # Evenly paced from the first request, a backfill loses the round trip of its calibrating request
+    # and of its first pages for good: at 1.5 s a page, 3 s of a 20 s backfill. The bucket's opening
+    # credit (Klaviyo's burst allowance, 350 XL requests) sends ahead of the pace while those pages
+    # are in flight, so the first 20 s carry 20 s of pace and most of that credit besides.
+    seconds = 20.0
+    _samples, answered, _paced_at = run_bucket(chains=200, latency=latency, seconds=seconds)
+    assert answered >= XL_PACE * seconds + 0.75 * TIERS["XL"].burst_per_second
 
 
 def test_in_flight_never_passes_the_cap() -> None:
-    samples, _answered = run_bucket(chains=50, latency=1.0, seconds=20.0, cap=6)
+    samples, _answered, _paced_at = run_bucket(chains=50, latency=1.0, seconds=20.0, cap=6)
     assert max(in_flight for _t, in_flight, _limit in samples) == 6
 
 
 def test_a_429_holds_fewer_in_flight_for_its_retry_after() -> None:
-    samples, _answered = run_bucket(chains=200, latency=0.6, seconds=30.0, throttle_at=10.0)
+    samples, _answered, _paced_at = run_bucket(chains=200, latency=0.6, seconds=30.0, throttle_at=10.0)
     before = [limit for t, _f, limit in samples if 8.0 <= t < 10.0]
     during = [in_flight for t, in_flight, _l in samples if 11.5 <= t < 15.0]
     after = [limit for t, _f, limit in samples if t >= 20.0]
@@ -142,7 +159,7 @@ def test_a_429_holds_fewer_in_flight_for_its_retry_after() -> None:
 
 
 def test_when_latency_rises_the_bucket_backs_off_before_it_grows_again() -> None:
-    samples, _answered = run_bucket(chains=300, latency=0.5, seconds=40.0, slow_down_at=10.0)
+    samples, _answered, _paced_at = run_bucket(chains=300, latency=0.5, seconds=40.0, slow_down_at=10.0)
     steady = [limit for t, _f, limit in samples if 6.0 <= t < 10.0]
     slowed = [limit for t, _f, limit in samples if 13.0 <= t < 16.0]
     assert max(slowed) < min(steady)
