@@ -14,6 +14,8 @@ Klaviyo: its truth is named after Klaviyo's resources (`profiles`, `flow-actions
     ('list-memberships', ('list_id', 'profile_id'))
     >>> "campaign_values_reports" in TRUTHS  # a report's records are computed, not stored
     False
+    >>> "flows" in PLAIN_INCREMENTAL, "events_detailed" in PLAIN_INCREMENTAL  # the latter: an include on top
+    (True, False)
 """
 
 from __future__ import annotations
@@ -96,3 +98,18 @@ def truth_of(stream: Stream) -> Truth | None:
 TRUTHS: dict[str, Truth] = {truth.name: truth for truth in map(truth_of, STREAMS) if truth is not None}
 REPORT_STREAMS: tuple[Stream, ...] = tuple(stream for stream in STREAMS if stream.report is not None)
 INCREMENTAL_TRUTHS: dict[str, Truth] = {name: truth for name, truth in TRUTHS.items() if truth.cursor}
+
+
+def reads_its_endpoint_plainly(stream: Stream) -> bool:
+    """An incremental stream of its endpoint's own records: no `include`, no per-record detail, no parent."""
+    return (stream.incremental is not None and not stream.include and stream.detail is None
+            and stream.parent is None)
+
+
+# The sample the costly scenarios (faults, kills, outages, proxies) read: every cursor, partition and
+# filter shape of the table (a split range, partitions, `greater-than` only, a client-side filter,
+# unsorted pages, a filtered subset of an endpoint), without the streams that repeat one of these
+# endpoints with an include or a detail request on top.
+PLAIN_INCREMENTAL: tuple[str, ...] = tuple(
+    name for name, truth in INCREMENTAL_TRUTHS.items() if reads_its_endpoint_plainly(truth.stream)
+)
