@@ -113,3 +113,22 @@ def reads_its_endpoint_plainly(stream: Stream) -> bool:
 PLAIN_INCREMENTAL: tuple[str, ...] = tuple(
     name for name, truth in INCREMENTAL_TRUTHS.items() if reads_its_endpoint_plainly(truth.stream)
 )
+
+# Records added in one second: more than the smallest page holds, so a page ends inside the second.
+BURST = min(stream.page_size for stream in STREAMS if stream.page_size) + 2
+
+
+def changes_of(*streams: Stream) -> dict[str, int]:
+    """What a test changes in the emulator's resource of `streams` between two incremental reads: a
+    burst of records added in one second; as many updated (never events: they are append-only); two
+    archived where one of the streams is partitioned by `archived`.
+
+    >>> changes_of(TRUTHS["campaigns"].stream), changes_of(TRUTHS["events"].stream)
+    ({'add': 12, 'update': 12, 'archive': 2}, {'add': 12})
+    """
+    change = {"add": BURST}
+    if not any(stream.incremental and stream.incremental.append_only for stream in streams):
+        change["update"] = BURST
+    if any(axis.key == "archived" for stream in streams for axis in stream.partitions):
+        change["archive"] = 2
+    return change

@@ -10,7 +10,7 @@ import pytest
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from source_klaviyo.datetimes import utc_now
-from source_klaviyo.streams import STREAMS
+from source_klaviyo.streams import Stream
 from tests.reliability.helpers import (
     HANG_SECONDS,
     OutageProxy,
@@ -24,7 +24,7 @@ from tests.reliability.helpers import (
     states_cursor,
     upper_for,
 )
-from tests.truth import INCREMENTAL_TRUTHS, PLAIN_INCREMENTAL, TRUTHS, Truth
+from tests.truth import INCREMENTAL_TRUTHS, PLAIN_INCREMENTAL, TRUTHS, changes_of
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
 # The emulator generates its data up to its anchor, plus a few records dated after it.
@@ -45,29 +45,14 @@ FAULTS = {
     "503=0.05,reset=0.05,truncate=0.05,timeout=0.05": "reset",
 }
 INCREMENTAL = list(INCREMENTAL_TRUTHS)
-# Records added in one second: more than the smallest page holds, so a page ends inside the second.
-BURST = min(stream.page_size for stream in STREAMS if stream.page_size) + 2
-
-
-def changes(truths: list[Truth]) -> dict[str, int]:
-    """What changes in one resource between the first incremental read and the next: a burst of new
-    records, some updated (never events: they are immutable), some archived where a stream of it is
-    partitioned by `archived`."""
-    streams = [truth.stream for truth in truths]
-    change = {"add": BURST}
-    if not any(stream.incremental and stream.incremental.append_only for stream in streams):
-        change["update"] = BURST
-    if any(axis.key == "archived" for stream in streams for axis in stream.partitions):
-        change["archive"] = 2
-    return change
 
 
 def mutations() -> dict[str, dict[str, int]]:
-    """resource -> its changes, for every resource an incremental stream reads."""
-    by_resource: dict[str, list[Truth]] = {}
+    """resource -> what changes in it between the reads, for every resource an incremental stream reads."""
+    by_resource: dict[str, list[Stream]] = {}
     for truth in INCREMENTAL_TRUTHS.values():
-        by_resource.setdefault(truth.resource, []).append(truth)
-    return {resource: changes(truths) for resource, truths in by_resource.items()}
+        by_resource.setdefault(truth.resource, []).append(truth.stream)
+    return {resource: changes_of(*streams) for resource, streams in by_resource.items()}
 
 
 def emulator_with(faults: str, seed: int = 3) -> RunningEmulator:
