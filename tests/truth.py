@@ -114,6 +114,31 @@ PLAIN_INCREMENTAL: tuple[str, ...] = tuple(
     name for name, truth in INCREMENTAL_TRUTHS.items() if reads_its_endpoint_plainly(truth.stream)
 )
 
+# The shapes of a read that checkpointing and resuming treat differently.
+READ_SHAPES: dict[str, Callable[[Stream], bool]] = {
+    "a cursor per partition": lambda s: s.incremental is not None and bool(s.partitions),
+    "a cursor range cut into chains": lambda s: s.incremental is not None and s.split_by is not None,
+    "one cursor, one chain": lambda s: s.incremental is not None and not s.partitions and s.split_by is None,
+    "a fan-out over a parent's records": lambda s: s.parent is not None,
+    "a full refresh of one endpoint": lambda s: s.incremental is None and s.parent is None,
+}
+
+
+def one_per_shape(names: Iterable[str]) -> list[str]:
+    """For each read shape, the first of `names` (a sample of every shape, each stream once).
+
+    >>> one_per_shape(TRUTHS)[:2]  # partitions; a range cut into chains
+    ['campaigns', 'events']
+    """
+    candidates = list(names)
+    sample: list[str] = []
+    for has_shape in READ_SHAPES.values():
+        found = next((name for name in candidates if has_shape(TRUTHS[name].stream)), None)
+        if found is not None and found not in sample:
+            sample.append(found)
+    return sample
+
+
 # Records added in one second: more than the smallest page holds, so a page ends inside the second.
 BURST = min(stream.page_size for stream in STREAMS if stream.page_size) + 2
 

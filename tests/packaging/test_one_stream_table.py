@@ -47,12 +47,6 @@ PENDING: frozenset[str] = frozenset({
     "docs/performance.md",
     "docs/schemas.md",
     "docs/state-migrations.md",
-    "tests/migrations/helpers.py",
-    "tests/sync/helpers.py",
-    "tests/sync/test_crash_resume.py",
-    "tests/sync/test_demo.py",
-    "tests/sync/test_schema_change_reset.py",
-    "tests/sync/test_sync_emulator.py",
 })
 
 
