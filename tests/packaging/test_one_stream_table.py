@@ -37,18 +37,6 @@ NOT_READ = ("tests/emulator", "tests/fixtures")
 MARKDOWN = ("README.md", "docs", "bench/README.md")
 _WORD = re.compile(r"[a-z_]+")
 
-# Where hand lists are still being replaced by derivations (issue 16); each entry is a file that may
-# still hold some. Emptied as the files are converted.
-PENDING: frozenset[str] = frozenset({
-    "README.md",
-    "docs/emulator.md",
-    "docs/klaviyo.md",
-    "docs/migration-guide.md",
-    "docs/performance.md",
-    "docs/schemas.md",
-    "docs/state-migrations.md",
-})
-
 
 def _files(roots: tuple[str, ...], suffix: str) -> Iterator[Path]:
     for root in roots:
@@ -120,20 +108,13 @@ def markdown_lists(text: str) -> Iterator[tuple[int, set[str]]]:
             yield number, names
 
 
-def _check(path: Path, found: list[tuple[int, set[str]]], fix: str) -> None:
-    if path.relative_to(ROOT).as_posix() in PENDING:
-        assert found, "no hand list left here: take the file out of PENDING"
-    else:
-        assert not found, f"{fix}: {found}"
-
-
 @pytest.mark.parametrize("path", list(_files(PYTHON, ".py")), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_no_python_file_keeps_a_list_of_streams(path: Path) -> None:
     found = list(python_lists(path.read_text(encoding="utf-8")))
-    _check(path, found, "derive these from STREAMS (tests: tests/truth.py) or mark them exempt, with why")
+    assert not found, f"derive these from STREAMS (tests: tests/truth.py) or mark them exempt, why: {found}"
 
 
 @pytest.mark.parametrize("path", list(_files(MARKDOWN, ".md")), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_no_document_keeps_a_list_of_streams(path: Path) -> None:
     found = list(markdown_lists(path.read_text(encoding="utf-8")))
-    _check(path, found, "generate these from STREAMS (tools/) or mark them exempt, with why")
+    assert not found, f"generate these from STREAMS (tools/) or mark them exempt, why: {found}"
