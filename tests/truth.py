@@ -5,6 +5,8 @@ endpoint, parent, hook, cursor), never by a stream's name, so that a new declara
 every suite that iterates `TRUTHS` without a test edit. The emulator stays an independent model of
 Klaviyo: its truth is named after Klaviyo's resources (`profiles`, `flow-actions`,
 `list-memberships`, `campaign-messages`, ...), and the rules below say which of them a stream reads.
+The samples that costly scenarios read (`PLAIN_INCREMENTAL`, `one_per_shape`) and the changes tests
+make between two reads (`changes_of`) are chosen by feature too.
 
     >>> TRUTHS["global_exclusions"].resource, TRUTHS["global_exclusions"].cursor
     ('profiles', 'updated')
