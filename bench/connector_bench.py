@@ -72,6 +72,7 @@ RECORD = b'"type":"RECORD"'
 # Why these scale factors: see docs/performance.md ("Ceiling"). In short, each one keeps the emulator
 # far from CPU-bound on this 2-core machine while leaving >= 150 requests/min per bucket, so one
 # request is < 1 % of the steady window's count.
+# not the stream table: the scenarios measured in docs/performance.md, each with its own scale factor
 CEILING = {
     "events": ("/api/events", 0.05, None, {}),
     "profiles": ("/api/profiles", 1.0, None, {}),

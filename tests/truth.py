@@ -5,6 +5,8 @@ endpoint, parent, hook, cursor), never by a stream's name, so that a new declara
 every suite that iterates `TRUTHS` without a test edit. The emulator stays an independent model of
 Klaviyo: its truth is named after Klaviyo's resources (`profiles`, `flow-actions`,
 `list-memberships`, `campaign-messages`, ...), and the rules below say which of them a stream reads.
+The samples that costly scenarios read (`PLAIN_INCREMENTAL`, `one_per_shape`) and the changes tests
+make between two reads (`changes_of`) are chosen by feature too.
 
     >>> TRUTHS["global_exclusions"].resource, TRUTHS["global_exclusions"].cursor
     ('profiles', 'updated')
@@ -14,6 +16,8 @@ Klaviyo: its truth is named after Klaviyo's resources (`profiles`, `flow-actions
     ('list-memberships', ('list_id', 'profile_id'))
     >>> "campaign_values_reports" in TRUTHS  # a report's records are computed, not stored
     False
+    >>> "flows" in PLAIN_INCREMENTAL, "events_detailed" in PLAIN_INCREMENTAL  # the latter: an include on top
+    (True, False)
 """
 
 from __future__ import annotations
@@ -96,3 +100,62 @@ def truth_of(stream: Stream) -> Truth | None:
 TRUTHS: dict[str, Truth] = {truth.name: truth for truth in map(truth_of, STREAMS) if truth is not None}
 REPORT_STREAMS: tuple[Stream, ...] = tuple(stream for stream in STREAMS if stream.report is not None)
 INCREMENTAL_TRUTHS: dict[str, Truth] = {name: truth for name, truth in TRUTHS.items() if truth.cursor}
+
+
+def reads_its_endpoint_plainly(stream: Stream) -> bool:
+    """An incremental stream of its endpoint's own records: no `include`, no per-record detail, no parent."""
+    return (stream.incremental is not None and not stream.include and stream.detail is None
+            and stream.parent is None)
+
+
+# The sample the costly scenarios (faults, kills, outages, proxies) read: every cursor, partition and
+# filter shape of the table (a split range, partitions, `greater-than` only, a client-side filter,
+# unsorted pages, a filtered subset of an endpoint), without the streams that repeat one of these
+# endpoints with an include or a detail request on top.
+PLAIN_INCREMENTAL: tuple[str, ...] = tuple(
+    name for name, truth in INCREMENTAL_TRUTHS.items() if reads_its_endpoint_plainly(truth.stream)
+)
+
+# The shapes of a read that checkpointing and resuming treat differently.
+READ_SHAPES: dict[str, Callable[[Stream], bool]] = {
+    "a cursor per partition": lambda s: s.incremental is not None and bool(s.partitions),
+    "a cursor range cut into chains": lambda s: s.incremental is not None and s.split_by is not None,
+    "one cursor, one chain": lambda s: s.incremental is not None and not s.partitions and s.split_by is None,
+    "a fan-out over a parent's records": lambda s: s.parent is not None,
+    "a full refresh of one endpoint": lambda s: s.incremental is None and s.parent is None,
+}
+
+
+def one_per_shape(names: Iterable[str]) -> list[str]:
+    """For each read shape, the first of `names` (a sample of every shape, each stream once).
+
+    >>> one_per_shape(TRUTHS)[:2]  # partitions; a range cut into chains
+    ['campaigns', 'events']
+    """
+    candidates = list(names)
+    sample: list[str] = []
+    for has_shape in READ_SHAPES.values():
+        found = next((name for name in candidates if has_shape(TRUTHS[name].stream)), None)
+        if found is not None and found not in sample:
+            sample.append(found)
+    return sample
+
+
+# Records added in one second: more than the smallest page holds, so a page ends inside the second.
+BURST = min(stream.page_size for stream in STREAMS if stream.page_size) + 2
+
+
+def changes_of(*streams: Stream) -> dict[str, int]:
+    """What a test changes in the emulator's resource of `streams` between two incremental reads: a
+    burst of records added in one second; as many updated (never events: they are append-only); two
+    archived where one of the streams is partitioned by `archived`.
+
+    >>> changes_of(TRUTHS["campaigns"].stream), changes_of(TRUTHS["events"].stream)
+    ({'add': 12, 'update': 12, 'archive': 2}, {'add': 12})
+    """
+    change = {"add": BURST}
+    if not any(stream.incremental and stream.incremental.append_only for stream in streams):
+        change["update"] = BURST
+    if any(axis.key == "archived" for stream in streams for axis in stream.partitions):
+        change["archive"] = 2
+    return change

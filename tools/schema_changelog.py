@@ -52,6 +52,7 @@ TARGET_VERSION = "3.0.0"
 # --------------------------------------------------------------------------- hand-written facts
 
 # Which streams each release line had (legacy-shapes.md §2); "first" is the first version with it.
+# not the stream table: the streams of the releases before 3.0.0
 STREAM_INTRODUCED: dict[str, str] = {
     "campaigns": "0.1.0",
     "events": "0.1.0",
@@ -98,6 +99,7 @@ HISTORICAL_BREAKS: dict[str, dict[str, Any]] = {
         "entirely.",
         "streams": {
             name: {"restructured": _V2_MOVE}
+            # not the stream table: the seven v1-API streams 2.0.0 moved
             for name in (
                 "campaigns",
                 "email_templates",

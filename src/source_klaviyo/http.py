@@ -45,6 +45,7 @@ from source_klaviyo.contracts import JSONObject, Params
 from source_klaviyo.errors import ApiError, ConfigError, SourceError, TransientError
 from source_klaviyo.ratelimit import Clock, RateLimiters, SystemClock, TierLimiter, parse_retry_after
 from source_klaviyo.redaction import masked, redact
+from source_klaviyo.scopes import path_scopes
 from source_klaviyo.streams import API_REVISION, TIERS, Tier, TierName
 from source_klaviyo.transport import Transport
 
@@ -60,33 +61,6 @@ JSONAPI = "application/vnd.api+json"
 # Encoded on purpose: "+" (a space to form decoders: "+00:00" offsets would break), "&", "=", ";",
 # '"', spaces and anything non-ASCII.
 _QUERY_SAFE = "[]()',:@!$*/"
-
-# First path segment after /api/ -> the read scope it needs (for the 403 message).
-_SCOPES = {
-    "accounts": "accounts:read",
-    "campaigns": "campaigns:read",
-    "campaign-messages": "campaigns:read",
-    "campaign-values-reports": "campaigns:read",
-    "catalog-items": "catalogs:read",
-    "catalog-variants": "catalogs:read",
-    "catalog-categories": "catalogs:read",
-    "coupons": "coupons:read",
-    "coupon-codes": "coupons:read",
-    "events": "events:read",
-    "flows": "flows:read",
-    "flow-actions": "flows:read",
-    "flow-messages": "flows:read",
-    "flow-series-reports": "flows:read",
-    "flow-values-reports": "flows:read",
-    "lists": "lists:read",
-    "metrics": "metrics:read",
-    "profiles": "profiles:read",
-    "segments": "segments:read",
-    "tags": "tags:read",
-    "tag-groups": "tags:read",
-    "templates": "templates:read",
-}
-
 
 class _Config(Protocol):
     # Read-only, so the frozen `Config` dataclass (and any object with these attributes) matches.
@@ -180,12 +154,6 @@ def _first_error(body: bytes) -> JSONObject:
         return first
     except (json_codec.DecodeError, AttributeError, TypeError):
         return {}
-
-
-def _scope_for(path: str) -> str:
-    parts = path.strip("/").split("/")
-    segment = parts[1] if len(parts) > 1 and parts[0] == "api" else parts[0]
-    return _SCOPES.get(segment, f"{segment}:read")
 
 
 class KlaviyoClient:
@@ -521,9 +489,11 @@ class KlaviyoClient:
         if status == 401:
             message = f"Klaviyo rejected the API key ({status} {code}): check api_key"
         elif status == 403:
+            scopes = path_scopes(path)
             message = (
                 f"the API key lacks the scope needed for {path} ({status} {code}): "
-                f"add the `{_scope_for(path)}` read scope"
+                f"add the {' and '.join(f'`{scope}`' for scope in scopes)} read scope"
+                + ("s" if len(scopes) > 1 else "")
             )
         elif status == 400:
             where = f" (parameter `{parameter}`)" if parameter else ""

@@ -37,7 +37,7 @@ from .errors import ConfigError, SourceError, TransientError
 from .pages import chain_pages, parse_page
 from .ranges import Range, Spans
 from .schemas import load_schema
-from .streams import STREAMS_BY_NAME, TIERS, Report, Stream
+from .streams import CONVERSION_METRICS_STREAM, STREAMS_BY_NAME, TIERS, Report, Stream
 
 REQUESTS_PER_SYNC = 100
 DEFAULT_CONVERSION_METRIC = "Placed Order"
@@ -174,7 +174,7 @@ async def conversion_metrics(read: ReportRead) -> tuple[str, ...]:
         return tuple(read.config.metric_ids)
 
     async def placed_order_metrics() -> tuple[str, ...]:
-        metrics = STREAMS_BY_NAME["metrics"]
+        metrics = STREAMS_BY_NAME[CONVERSION_METRICS_STREAM]
         found: set[str] = set()
         async for data, _page in chain_pages(read.client, build_chain(metrics, read.config)):
             found |= {record["id"] for record in data

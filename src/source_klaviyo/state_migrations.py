@@ -421,6 +421,8 @@ def _value_or_default(value: JSON, ctx: Context, key: str | None = None) -> str:
 
 # The registry: each stream's migrations, run in order on its raw state. Each one returns the state
 # unchanged when it does not recognise its legacy shape; what is left must be the 3.0.0 shape.
+# A stream that no earlier version wrote a legacy shape for needs no entry.
+# not the stream table: which legacy shapes the 0.x-2.x versions of each stream wrote
 MIGRATIONS: dict[str, tuple[Migration, ...]] = {
     "profiles": (concurrent_slices_to_cursor,),
     "global_exclusions": (concurrent_slices_to_cursor, epoch_timestamp_to_cursor),

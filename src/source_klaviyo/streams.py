@@ -377,3 +377,5 @@ STREAMS: tuple[Stream, ...] = (
 )
 
 STREAMS_BY_NAME: dict[str, Stream] = {stream.name: stream for stream in STREAMS}
+# The stream a report stream reads its default conversion metrics from (the "Placed Order" ones).
+CONVERSION_METRICS_STREAM = "metrics"

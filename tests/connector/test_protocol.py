@@ -13,17 +13,9 @@ from source_klaviyo.errors import ConfigError
 from source_klaviyo.pages import parse_page
 from source_klaviyo.protocol import MessageWriter
 from tests.connector.helpers import config_for, run_cli
+from tests.truth import PLAIN_INCREMENTAL
 
-STREAMS = [
-    "campaigns",
-    "events",
-    "flows",
-    "lists",
-    "metrics",
-    "profiles",
-    "email_templates",
-    "global_exclusions",
-]
+STREAMS = list(PLAIN_INCREMENTAL)  # every cursor and partition shape
 
 
 def validate(message: dict) -> AirbyteMessage:

@@ -18,7 +18,9 @@ from source_klaviyo.errors import SourceError
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.pages import parse_page, raw_page_parser
 from source_klaviyo.protocol import MessageWriter
+from source_klaviyo.streams import STREAMS_BY_NAME
 from tests.connector.helpers import CollectingSink, InstantClock, config_for, configured
+from tests.truth import INCREMENTAL_TRUTHS
 
 
 class RawCollectingSink(CollectingSink):
@@ -50,8 +52,12 @@ def sorted_by_id(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 NOW = utc_now()  # both paths read up to the same upper bound
-STREAMS = ["events", "events_detailed", "profiles", "metrics", "campaigns"]
-ONE_CHAIN = ["profiles", "metrics"]  # one request chain each: the API's order, every run
+# Every incremental stream: those the raw path serves and those it leaves to the parsed path (hooks,
+# details) read side by side.
+STREAMS = list(INCREMENTAL_TRUTHS)
+# Read by one request chain (no partitions, no range cut while it runs): the API's order, every run.
+ONE_CHAIN = [name for name in STREAMS
+             if not STREAMS_BY_NAME[name].partitions and STREAMS_BY_NAME[name].split_by is None]
 
 
 def test_raw_and_parsed_paths_emit_the_same_records_states_and_order(emulator) -> None:

@@ -1,73 +1,107 @@
-"""Full refresh of every core stream returns exactly the emulator's truth, valid against its schema."""
+"""A full refresh of every stream returns exactly the emulator's truth, valid against its schema, with
+what its declaration adds to each record: the lifted cursor, an included resource embedded or merged,
+a detail request's fields, the additional fields. (Report streams: test_reports.py.)"""
 
 from __future__ import annotations
 
 import jsonschema
 import pytest
 
+from source_klaviyo import hooks
 from source_klaviyo.schemas import load_schema
+from source_klaviyo.streams import Stream
 from tests.connector.helpers import read_in_process
-
-# stream -> (emulator resource, predicate on a truth row)
-CORE_STREAMS = {
-    "campaigns": ("campaigns", None),
-    "email_templates": ("templates", None),
-    "events": ("events", None),
-    "flows": ("flows", None),
-    "global_exclusions": ("profiles", lambda row: bool(row.get("suppressed"))),
-    "lists": ("lists", None),
-    "metrics": ("metrics", None),
-    "profiles": ("profiles", None),
-}
+from tests.truth import TRUTHS
 
 
-def truth_ids(emulator, stream: str) -> set[str]:
-    resource, keep = CORE_STREAMS[stream]
-    return {row["id"] for row in emulator.truth(resource) if keep is None or keep(row)}
+def streams_with(feature) -> list[str]:
+    """The streams (with a truth) whose declaration has `feature`."""
+    return [name for name, truth in TRUTHS.items() if feature(truth.stream)]
+
+
+def top_level_cursor(stream: Stream) -> str | None:
+    """The attribute a record carries a copy of at its top level: the declaration's, or its hook's."""
+    return stream.lifted or (stream.hook.cursor if isinstance(stream.hook, hooks.IncludedAsRecords) else None)
 
 
 @pytest.fixture(scope="module")
 def full_read(emulator):
-    sink, result = read_in_process(emulator.url, list(CORE_STREAMS), sync_mode="full_refresh")
-    return sink, result
+    return read_in_process(emulator.url, list(TRUTHS), sync_mode="full_refresh")
 
 
-@pytest.mark.parametrize("stream", list(CORE_STREAMS))
+@pytest.mark.parametrize("stream", list(TRUTHS))
 def test_full_refresh_returns_exactly_the_truth(emulator, full_read, stream):
     sink, result = full_read
     assert result.statuses[stream] == "COMPLETE", sink.errors
-    ids = sink.ids(stream)
-    assert len(ids) == len(set(ids)), "duplicates"
-    assert set(ids) == truth_ids(emulator, stream)
+    truth = TRUTHS[stream]
+    keys = truth.records_keys(sink.by_stream.get(stream, []))
+    assert keys, "the emulator has data for every stream"
+    assert len(keys) == len(set(keys)), "duplicates"
+    assert set(keys) == truth.keys(emulator)
     assert sink.statuses[stream] == ["STARTED", "RUNNING", "COMPLETE"]
 
 
-@pytest.mark.parametrize("stream", list(CORE_STREAMS))
+@pytest.mark.parametrize("stream", list(TRUTHS))
 def test_every_record_matches_its_schema(full_read, stream):
     sink, _ = full_read
     validator = jsonschema.Draft7Validator(load_schema(stream))
     for record in sink.by_stream[stream]:
         errors = list(validator.iter_errors(record))
-        assert not errors, f"{record['id']}: {errors[0].message} at {list(errors[0].absolute_path)}"
+        assert not errors, f"{errors[0].message} at {list(errors[0].absolute_path)} in {record}"
 
 
-@pytest.mark.parametrize("stream", ["events", "profiles", "campaigns", "flows"])
+@pytest.mark.parametrize("stream", streams_with(top_level_cursor))
 def test_cursor_is_lifted_to_the_top_level(full_read, stream):
     sink, _ = full_read
-    cursor = {"campaigns": "updated_at", "events": "datetime"}.get(stream, "updated")
+    cursor = top_level_cursor(TRUTHS[stream].stream)
     for record in sink.by_stream[stream]:
         assert record[cursor] == record["attributes"][cursor]
         assert {"type", "id", "attributes"} <= set(record)
 
 
-def test_profiles_carry_the_additional_fields_and_predictive_analytics_can_be_dropped(emulator, full_read):
+@pytest.mark.parametrize("stream", streams_with(lambda s: isinstance(s.hook, hooks.EmbedIncluded)))
+def test_embedded_resources_are_the_related_ones_in_order(full_read, stream):
     sink, _ = full_read
-    assert all("subscriptions" in r["attributes"] for r in sink.by_stream["profiles"])
-    assert any("predictive_analytics" in r["attributes"] for r in sink.by_stream["profiles"])
-    lean, _ = read_in_process(emulator.url, ["profiles"], sync_mode="full_refresh",
-                              disable_fetching_predictive_analytics=True)
-    assert lean.by_stream["profiles"]
-    assert not any("predictive_analytics" in r["attributes"] for r in lean.by_stream["profiles"])
+    hook = TRUTHS[stream].stream.hook
+    assert any(record[hook.key] for record in sink.by_stream[stream])
+    for record in sink.by_stream[stream]:
+        related = [ref["id"] for ref in record["relationships"][hook.relationship]["data"]]
+        assert [resource["id"] for resource in record[hook.key]] == related
+        assert all(resource["type"] == hook.included_type for resource in record[hook.key])
+
+
+@pytest.mark.parametrize("stream", streams_with(lambda s: isinstance(s.hook, hooks.MergeIncluded)))
+def test_merged_resources_carry_the_included_attributes(full_read, stream):
+    sink, _ = full_read
+    hook = TRUTHS[stream].stream.hook
+    for record in sink.by_stream[stream]:
+        data = record["relationships"][hook.relationship]["data"]
+        assert data["type"] == hook.included_type
+        assert set(data) - {"type", "id"}, f"nothing merged into {record['id']}"
+
+
+@pytest.mark.parametrize("stream", streams_with(lambda s: s.detail is not None))
+def test_a_detail_request_adds_its_fields_to_every_record(full_read, stream):
+    sink, _ = full_read
+    for record in sink.by_stream[stream]:
+        assert set(TRUTHS[stream].stream.detail.fields) <= set(record["attributes"])
+
+
+@pytest.mark.parametrize("stream", streams_with(lambda s: s.additional_fields))
+def test_additional_fields_are_read(full_read, stream):
+    sink, _ = full_read
+    for field in TRUTHS[stream].stream.additional_fields:
+        assert any(field in record["attributes"] for record in sink.by_stream[stream]), field
+
+
+@pytest.mark.parametrize("stream", streams_with(lambda s: s.reduced_tier))
+def test_the_setting_that_keeps_the_faster_tier_drops_its_field(emulator, full_read, stream):
+    reduced = TRUTHS[stream].stream.reduced_tier
+    lean, result = read_in_process(emulator.url, [stream], sync_mode="full_refresh",
+                                   **{reduced.dropped_by: True})
+    assert result.ok, lean.errors
+    assert lean.by_stream[stream]
+    assert not any(reduced.field in record["attributes"] for record in lean.by_stream[stream])
 
 
 def test_start_date_limits_a_full_refresh(emulator):
@@ -76,23 +110,3 @@ def test_start_date_limits_a_full_refresh(emulator):
     sink, _ = read_in_process(emulator.url, ["events"], sync_mode="full_refresh", start_date=start)
     expected = {row["id"] for row in rows if row["datetime"] >= start}
     assert set(sink.ids("events")) == expected
-
-
-def test_child_and_detail_streams(emulator):
-    names = ["flow_actions", "flow_messages", "list_memberships", "campaign_messages", "campaigns_detailed",
-             "lists_detailed", "events_detailed"]
-    sink, result = read_in_process(emulator.url, names, sync_mode="full_refresh")
-    assert result.ok, sink.errors
-    assert set(sink.ids("flow_actions")) == {row["id"] for row in emulator.truth("flow-actions")}
-    assert {(r["id"], r["flow_id"]) for r in sink.by_stream["flow_actions"]} == {
-        (row["id"], row["flow_id"]) for row in emulator.truth("flow-actions")}
-    assert set(sink.ids("flow_messages")) == {row["id"] for row in emulator.truth("flow-messages")}
-    memberships = {(r["list_id"], r["profile_id"]) for r in sink.by_stream.get("list_memberships", [])}
-    assert memberships == {(row["list_id"], row["profile_id"]) for row in emulator.truth("list-memberships")}
-    assert {(r["id"], r["campaign_id"]) for r in sink.by_stream["campaign_messages"]} == {
-        (row["id"], row["campaign_id"]) for row in emulator.truth("campaign-messages")}
-    for campaign in sink.by_stream["campaigns_detailed"]:
-        refs = [ref["id"] for ref in campaign["relationships"]["campaign-messages"]["data"]]
-        assert [message["id"] for message in campaign["campaign_messages"]] == refs
-    assert all("profile_count" in r["attributes"] for r in sink.by_stream["lists_detailed"])
-    assert all("name" in r["relationships"]["metric"]["data"] for r in sink.by_stream["events_detailed"])

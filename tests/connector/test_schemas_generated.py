@@ -15,44 +15,42 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 
+from source_klaviyo import hooks
 from source_klaviyo.schemas import STREAM_SCHEMAS, load_schema
-from source_klaviyo.streams import STREAMS
+from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, Stream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "src" / "source_klaviyo" / "schemas"
 # The repository's reduced OpenAPI description (tools/derive_reference.py); never read from outside.
 OPENAPI_SPEC = REPO_ROOT / "reference" / "klaviyo-openapi" / "stable.json"
 
-CURSORS = {
-    "profiles": "updated",
-    "global_exclusions": "updated",
-    "events": "datetime",
-    "events_detailed": "datetime",
-    "metrics": "updated",
-    "campaigns": "updated_at",
-    "campaigns_detailed": "updated_at",
-    "campaign_messages": "updated_at",
-    "email_templates": "updated",
-    "flows": "updated",
-    "flow_actions": "updated",
-    "flow_messages": "updated",
-    "lists": "updated",
-    "lists_detailed": "updated",
-    "segments": "updated",
-    "tags": None,
-    "coupons": None,
-    "list_memberships": "joined_group_at",
-    "segment_memberships": "joined_group_at",
-    "campaign_values_reports": "date",
-    "flow_series_reports": "date",
-}
-FLAT_STREAMS = {"list_memberships", "segment_memberships", "campaign_values_reports", "flow_series_reports"}
-JSON_API_STREAMS = sorted(set(CURSORS) - FLAT_STREAMS)
-PARENT_FIELDS = {
-    "campaign_messages": "campaign_id",
-    "flow_actions": "flow_id",
-    "flow_messages": "flow_action_id",
-}
+
+
+def top_level_cursor(stream: Stream) -> str | None:
+    """The date-time a record carries at its top level: the lifted cursor (the declaration's, or its
+    hook's), or the attribute a hand-shaped record is ranged by (a membership's join time)."""
+    hook = stream.hook
+    return stream.lifted or (hook.cursor if isinstance(hook, hooks.IncludedAsRecords) else None) \
+        or stream.split_by
+
+
+def is_hand_shaped(stream: Stream) -> bool:
+    """The API has no resource for the record: a membership, or a report's flattened results."""
+    return isinstance(stream.hook, hooks.Membership) or stream.report is not None
+
+
+def parent_field(stream: Stream) -> str | None:
+    """The id of the record's parent the connector adds at its top level."""
+    hook = stream.hook
+    return hook.parent_field if isinstance(hook, hooks.IncludedAsRecords) else \
+        stream.parent.key if stream.parent else None
+
+
+def names(feature) -> list[str]:
+    return sorted(stream.name for stream in STREAMS if feature(stream))
+
+
+JSON_API_STREAMS = names(lambda stream: not is_hand_shaped(stream))
 
 
 def _generator() -> ModuleType:
@@ -107,7 +105,7 @@ def test_committed_schemas_are_byte_identical_to_a_fresh_generation() -> None:
 
 
 def test_every_declared_stream_has_a_generated_schema_and_nothing_else_does() -> None:
-    assert set(STREAM_SCHEMAS) == set(CURSORS) == {stream.name for stream in STREAMS}
+    assert set(STREAM_SCHEMAS) == {stream.name for stream in STREAMS}
     assert {path.stem for path in SCHEMA_DIR.glob("*.json")} == set(STREAM_SCHEMAS)
 
 
@@ -120,7 +118,7 @@ def test_files_are_written_deterministically() -> None:
 # --------------------------------------------------------------------------- shape of every schema
 
 
-@pytest.mark.parametrize("stream", sorted(CURSORS))
+@pytest.mark.parametrize("stream", names(lambda stream: True))
 def test_schema_is_valid_draft7_and_tolerant_at_the_top(stream: str) -> None:
     schema = load_schema(stream)
     Draft7Validator.check_schema(schema)
@@ -134,9 +132,9 @@ def test_schema_is_valid_draft7_and_tolerant_at_the_top(stream: str) -> None:
     assert schema["x-source"]["revision"] == "2026-07-15"
 
 
-@pytest.mark.parametrize("stream", sorted(stream for stream, cursor in CURSORS.items() if cursor))
+@pytest.mark.parametrize("stream", names(top_level_cursor))
 def test_cursor_is_a_top_level_datetime(stream: str) -> None:
-    cursor = load_schema(stream)["properties"][CURSORS[stream]]
+    cursor = load_schema(stream)["properties"][top_level_cursor(STREAMS_BY_NAME[stream])]
     assert cursor["format"] == "date-time"
     assert "string" in types(cursor)
 
@@ -146,7 +144,7 @@ def test_json_api_record_keeps_the_resource_shape(stream: str) -> None:
     properties = load_schema(stream)["properties"]
     assert {"type", "id", "attributes", "links"} <= set(properties)
     assert "string" in types(properties["id"])
-    cursor = CURSORS[stream]
+    cursor = top_level_cursor(STREAMS_BY_NAME[stream])
     if cursor:
         lifted = {key: value for key, value in properties[cursor].items() if key != "format"}
         original = {
@@ -155,9 +153,9 @@ def test_json_api_record_keeps_the_resource_shape(stream: str) -> None:
         assert lifted == original, "the top-level cursor is a copy of the attribute"
 
 
-@pytest.mark.parametrize("stream", sorted(PARENT_FIELDS))
+@pytest.mark.parametrize("stream", names(parent_field))
 def test_child_streams_carry_their_parent_id(stream: str) -> None:
-    assert load_schema(stream)["properties"][PARENT_FIELDS[stream]] == {"type": "string"}
+    assert load_schema(stream)["properties"][parent_field(STREAMS_BY_NAME[stream])] == {"type": "string"}
 
 
 def test_load_schema_returns_a_private_copy_and_rejects_unknown_streams() -> None:
@@ -229,63 +227,81 @@ def test_templates_omit_the_definition_they_do_not_request() -> None:
     assert "definition" not in at(load_schema("email_templates"), "attributes")["properties"]
 
 
-def test_memberships_are_flat_with_the_join_time() -> None:
-    for stream, group in (("list_memberships", "list_id"), ("segment_memberships", "segment_id")):
-        assert load_schema(stream)["properties"] == {
-            group: {"type": "string"},
-            "profile_id": {"type": "string"},
-            "joined_group_at": {"type": "string", "format": "date-time"},
-        }
+@pytest.mark.parametrize("stream", names(lambda stream: isinstance(stream.hook, hooks.Membership)))
+def test_memberships_are_flat_with_the_join_time(stream: str) -> None:
+    group = parent_field(STREAMS_BY_NAME[stream])
+    assert load_schema(stream)["properties"] == {
+        group: {"type": "string"},
+        "profile_id": {"type": "string"},
+        "joined_group_at": {"type": "string", "format": "date-time"},
+    }
 
 
-@pytest.mark.parametrize(
-    ("stream", "request_schema", "groupings"),
-    [
-        ("campaign_values_reports", "CampaignValuesRequestDTO", {"campaign_id", "campaign_message_id"}),
-        ("flow_series_reports", "FlowSeriesRequestDTO", {"flow_id", "flow_message_id"}),
-    ],
-)
-def test_report_statistics_are_the_spec_enum(stream: str, request_schema: str, groupings: set[str]) -> None:
+@pytest.mark.parametrize("stream", names(lambda stream: stream.report is not None))
+def test_report_statistics_are_the_spec_enum(stream: str) -> None:
+    declared = STREAMS_BY_NAME[stream]
+    assert declared.report is not None
+    groupings = set(declared.report.group_by)
     components = _spec()["components"]["schemas"]
-    attributes = components[request_schema]["properties"]["data"]
-    attributes = components[attributes["$ref"].rsplit("/", 1)[-1]]["properties"]["attributes"]
+    body = _spec()["paths"][declared.path]["post"]["requestBody"]["content"]["application/vnd.api+json"]
+    attributes = components[ref_name(body["schema"])]["properties"]["data"]
+    attributes = components[ref_name(attributes)]["properties"]["attributes"]
     statistics = set(attributes["properties"]["statistics"]["items"]["enum"])
     properties = load_schema(stream)["properties"]
     assert set(properties["statistics"]["properties"]) == statistics
     assert all(
         stat == {"type": ["number", "null"]} for stat in properties["statistics"]["properties"].values()
     )
-    assert groupings | {"send_channel"} <= set(attributes["properties"]["group_by"]["items"]["enum"])
-    assert set(properties) == {"date", "conversion_metric_id", "send_channel", "statistics"} | groupings
+    assert groupings <= set(attributes["properties"]["group_by"]["items"]["enum"])
+    assert set(properties) == {"date", "conversion_metric_id", "statistics"} | groupings
     assert properties["date"] == {"type": "string", "format": "date-time"}
 
 
 # ------------------------------------------------------------------------ records built from the spec's types
 
-RESOURCE_COMPONENTS = {
-    "profiles": "ProfileResponsePluralConversationsObjectResource",
-    "global_exclusions": "ProfileResponsePluralConversationsObjectResource",
-    "events": "EventResponseObjectResource",
-    "events_detailed": "EventResponseObjectResource",
-    "metrics": "MetricResponseObjectResource",
-    "campaigns": "CampaignResponseObjectResource",
-    "campaigns_detailed": "CampaignResponseObjectResource",
-    "campaign_messages": "CampaignMessageResponseObjectResource",
-    "email_templates": "TemplateResponseObjectResource",
-    "flows": "FlowResponseObjectResource",
-    "flow_actions": "FlowActionEncodedResponseObjectResource",
-    "flow_messages": "FlowMessageEncodedResponseObjectResource",
-    "lists": "ListListResponseObjectResource",
-    "lists_detailed": "ListRetrieveResponseObjectResource",
-    "segments": "SegmentListResponseObjectResource",
-    "tags": "TagResponseObjectResource",
-    "coupons": "CouponResponseObjectResource",
-}
-# Attributes that the spec keeps outside the resource component (additional-fields overlays).
-ADDITIONAL_ATTRIBUTES = {
-    "profiles": "PredictiveAnalytics",
-    "global_exclusions": "PredictiveAnalytics",
-}
+def ref_name(node: Mapping[str, Any]) -> str:
+    return node["$ref"].rsplit("/", 1)[-1]
+
+
+def response_item(path: str) -> Mapping[str, Any]:
+    """The schema of a resource in the `data` of a GET to `path`."""
+    response = _spec()["paths"][path]["get"]["responses"]["200"]["content"]["application/vnd.api+json"]
+    data = _spec()["components"]["schemas"][ref_name(response["schema"])]["properties"]["data"]
+    return data.get("items", data)
+
+
+def included_component(path: str, type_: str) -> str:
+    """The component of the resources of `type_` a GET to `path` includes."""
+    components = _spec()["components"]["schemas"]
+    response = _spec()["paths"][path]["get"]["responses"]["200"]["content"]["application/vnd.api+json"]
+    included = components[ref_name(response["schema"])]["properties"]["included"]["items"]["oneOf"]
+    for branch in included:
+        type_enum = components[ref_name(components[ref_name(branch)]["properties"]["type"])]["enum"]
+        if type_enum == [type_]:
+            return ref_name(branch)
+    raise AssertionError(f"{path} includes no {type_}")
+
+
+def resource_and_overlays(stream: Stream) -> tuple[str, dict[str, Any]]:
+    """The component of the stream's record, and the attributes the spec keeps outside it (the
+    additional-fields overlays), by name."""
+    hook = stream.hook
+    if isinstance(hook, hooks.IncludedAsRecords):
+        return included_component(stream.path, hook.included_type), {}
+    item = response_item(stream.detail.path if stream.detail else stream.path)
+    if "$ref" in item:
+        return ref_name(item), {}
+    (resource,) = [ref_name(part) for part in item["allOf"] if "$ref" in part]
+    overlays = {name: node for part in item["allOf"] if "$ref" not in part
+                for name, node in part["properties"]["attributes"]["properties"].items()}
+    return resource, overlays
+
+
+def requested_fields(stream: Stream) -> set[str]:
+    """The additional fields a record of the stream may carry: those any stream of its endpoint asks
+    for (one endpoint publishes one shape) and its detail request's."""
+    shared = {field for other in STREAMS if other.path == stream.path for field in other.additional_fields}
+    return shared | set(stream.detail.fields if stream.detail else ())
 
 
 PLACEHOLDERS = {"string": "text", "integer": 7, "number": 2.5, "boolean": True}
@@ -334,24 +350,29 @@ def closed(schema: Any) -> Any:
     return schema
 
 
-def _spec_record(stream: str) -> dict[str, Any]:
+def _spec_record(name: str) -> dict[str, Any]:
+    """A record of the stream as the connector emits it, every value typed as the spec declares."""
+    stream = STREAMS_BY_NAME[name]
     components = _spec()["components"]["schemas"]
-    record = value_of(components[RESOURCE_COMPONENTS[stream]])
-    if stream in ADDITIONAL_ATTRIBUTES:
-        record["attributes"]["predictive_analytics"] = value_of(components[ADDITIONAL_ATTRIBUTES[stream]])
-    if stream == "events_detailed":
-        metric = value_of(components["MetricResponseObjectResource"])
-        record["relationships"]["metric"]["data"].update(metric["attributes"])
-    if stream == "campaigns_detailed":
-        record["campaign_messages"] = [value_of(components["CampaignMessageResponseObjectResource"])]
-    if stream in PARENT_FIELDS:
-        record[PARENT_FIELDS[stream]] = "parent-1"
-    if CURSORS[stream]:
-        record[CURSORS[stream]] = record["attributes"][CURSORS[stream]]
+    resource, overlays = resource_and_overlays(stream)
+    record = value_of(components[resource])
+    for field in requested_fields(stream) & set(overlays):
+        record["attributes"][field] = value_of(overlays[field])
+    hook = stream.hook
+    if isinstance(hook, hooks.MergeIncluded):
+        included = value_of(components[included_component(stream.path, hook.included_type)])
+        record["relationships"][hook.relationship]["data"].update(included["attributes"])
+    if isinstance(hook, hooks.EmbedIncluded):
+        record[hook.key] = [value_of(components[included_component(stream.path, hook.included_type)])]
+    if parent_field(stream):
+        record[parent_field(stream)] = "parent-1"
+    cursor = top_level_cursor(stream)
+    if cursor:
+        record[cursor] = record["attributes"][cursor]
     return record
 
 
-@pytest.mark.parametrize("stream", sorted(RESOURCE_COMPONENTS))
+@pytest.mark.parametrize("stream", JSON_API_STREAMS)
 def test_a_record_with_every_attribute_the_spec_declares_validates(stream: str) -> None:
     record = _spec_record(stream)
     assert record["attributes"], f"the spec declares no attributes for {stream}"

@@ -3,54 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from source_klaviyo import hooks
 from source_klaviyo.chains import build_chain, partitions_of
+from source_klaviyo.checkpoints import stream_state
 from source_klaviyo.config import Config
+from source_klaviyo.ranges import Spans
 from source_klaviyo.schemas import STREAM_SCHEMAS
-from source_klaviyo.state_migrations import state_target
+from source_klaviyo.state_migrations import migrate_stream_state, state_target
 from source_klaviyo.streams import STREAMS, TIERS
 
-CORE = {
-    "campaigns",
-    "email_templates",
-    "events",
-    "flows",
-    "global_exclusions",
-    "lists",
-    "metrics",
-    "profiles",
-}
-
-# The 3.0.0 state of each stream as docs/state-migrations.md ("The 3.0.0 shapes") publishes it, written
-# out by hand: (cursor, {partition key: allowed values}), or None for a stream read in full every time.
-_UPDATED = ("updated", {})
-_CAMPAIGN_AXES = {"campaign_type": {"email", "sms", "mobile_push"}, "archived": {"true", "false"}}
-STATE_SHAPES: dict[str, tuple[str, dict[str, set[str]]] | None] = {
-    "profiles": _UPDATED,
-    "global_exclusions": _UPDATED,
-    "email_templates": _UPDATED,
-    "metrics": _UPDATED,
-    "lists": _UPDATED,
-    "lists_detailed": _UPDATED,
-    "segments": _UPDATED,
-    "events": ("datetime", {}),
-    "events_detailed": ("datetime", {}),
-    "flow_series_reports": ("date", {}),
-    "campaign_values_reports": ("date", {}),
-    "campaigns": ("updated_at", _CAMPAIGN_AXES),
-    "campaigns_detailed": ("updated_at", _CAMPAIGN_AXES),
-    "flows": ("updated", {"archived": {"true", "false"}}),
-    "campaign_messages": None,
-    "flow_actions": None,
-    "flow_messages": None,
-    "list_memberships": None,
-    "segment_memberships": None,
-    "tags": None,
-    "coupons": None,
-}
+REFERENCE_2X = Path(__file__).resolve().parents[2] / "reference" / "airbyte-2.x-schemas"
 
 
 @pytest.mark.parametrize("stream", STREAMS, ids=lambda s: s.name)
@@ -61,27 +27,31 @@ def test_every_stream_is_well_formed(stream):
     assert stream.detail is None or stream.detail.tier in TIERS
 
 
-def test_every_declared_stream_has_a_published_state_shape():
-    assert {stream.name for stream in STREAMS} == set(STATE_SHAPES)
-
-
 @pytest.mark.parametrize("stream", STREAMS, ids=lambda s: s.name)
-def test_the_state_a_stream_writes_is_the_published_shape(stream):
+def test_the_state_a_stream_writes_passes_the_migrations_unchanged(stream):
+    """A 3.0.0 state (as the read writes it: the declaration's cursor, one entry per partition) is the
+    shape the migrations produce, so a state saved by 3.0.0 resumes as it is."""
     target = state_target(stream.name)
-    if STATE_SHAPES[stream.name] is None:
-        assert stream.incremental is None
+    if stream.incremental is None:
         assert target is None
         return
-    cursor, axes = STATE_SHAPES[stream.name]
-    assert target is not None
-    assert (target.cursor, {key: set(values) for key, values in target.axes}) == (cursor, axes)
-    # The read writes state at the declaration's cursor and partitions: they must be the published ones.
-    assert stream.incremental.cursor == cursor
-    assert {axis.key: set(axis.values) for axis in stream.partitions} == axes
+    low, upper = datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
+    partitions = [(partition, Spans([(low, upper)], upper)) for partition in partitions_of(stream)]
+    for _partition, spans in partitions:
+        span = spans.take()
+        assert span is not None
+        spans.finish(span)
+    written = stream_state(stream, partitions)
+    assert written is not None
+    assert migrate_stream_state(stream.name, written, None) == written
 
 
-def test_the_core_streams_are_declared():
-    assert {stream.name for stream in STREAMS} >= CORE
+def test_every_stream_of_the_2x_connector_is_still_declared():
+    versions = sorted(REFERENCE_2X.iterdir())
+    assert versions
+    for version in versions:
+        names = {path.stem for path in version.glob("*.json") if not path.stem.startswith("_")}
+        assert names <= {stream.name for stream in STREAMS}, version.name
 
 
 def test_campaign_requests_are_partitioned_by_channel_and_archived():

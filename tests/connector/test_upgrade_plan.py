@@ -16,9 +16,11 @@ import pytest
 
 from source_klaviyo import upgrade
 from source_klaviyo.redaction import masked
+from source_klaviyo.streams import STREAMS
 
 API_KEY = "pk_do_not_print_me_0123456789"
 START = "2023-01-01T00:00:00Z"
+REFERENCE_2X = Path(__file__).resolve().parents[2] / "reference" / "airbyte-2.x-schemas"
 
 
 def _run(tmp_path: Path, config: dict, state=None, catalog=None, *extra: str) -> tuple[int, str, str]:
@@ -72,6 +74,7 @@ def _configured(*names_and_modes: tuple[str, str]) -> dict:
 
 
 ONE_X_CONFIG = {"api_key": API_KEY, "start_date": "2017-01-25T00:00:00Z"}
+# not the stream table: the state a 1.x user saved (the streams and shapes of 1.x)
 ONE_X_STATE = {
     "events": {"timestamp": 1650000000},
     "global_exclusions": {"timestamp": 1650000000},
@@ -84,6 +87,7 @@ def test_one_x_user_resets_every_stream(tmp_path):
     plan = _plan(tmp_path, ONE_X_CONFIG, ONE_X_STATE)
     assert plan["from_version"]["source"] == "inferred"
     assert plan["from_version"]["high"] == "2.0.0"
+    # not the stream table: the decision for each stream of that 1.x state
     assert _decisions(plan) == {
         "events": "reset", "global_exclusions": "reset", "lists": "reset", "profiles": "reset",
     }
@@ -106,6 +110,7 @@ def test_from_version_flag_overrides_the_guess(tmp_path):
 # ------------------------------------------------------------------ a 2.0-2.12 user (Python CDK)
 
 
+# not the stream table: the state a 2.0-2.12 user saved (the streams and shapes of those versions)
 TWO_0_STATE = {
     "campaigns": {
         "updated_at": "2020-10-10T00:00:00+00:00",
@@ -125,6 +130,7 @@ def test_two_0_user_with_archived_campaign_state(tmp_path):
     plan = _plan(tmp_path, {"api_key": API_KEY, "start_date": START}, TWO_0_STATE)
     assert (plan["from_version"]["low"], plan["from_version"]["high"]) == ("2.0.0", "2.13.0")
     assert "campaigns state has an `archived` sub-state" in plan["from_version"]["clues"]
+    # not the stream table: the decision for each stream of that 2.0 state
     assert _decisions(plan) == {
         "campaigns": "reset", "email_templates": "reset", "events": "continue", "flows": "continue",
         "global_exclusions": "reset", "lists": "continue", "metrics": "continue", "profiles": "reset",
@@ -204,6 +210,7 @@ TWO_13_CATALOG = _configured(
 def test_two_13_user_with_partitioned_states(tmp_path):
     plan = _plan(tmp_path, TWO_13_CONFIG, TWO_13_STATE, TWO_13_CATALOG)
     assert plan["from_version"]["low"] == "2.13.0"
+    # not the stream table: the decision for each stream of that 2.13 user's catalog
     assert _decisions(plan) == {
         "events": "continue",
         "events_detailed": "continue",
@@ -264,12 +271,12 @@ def test_a_concurrent_state_resumes_after_its_last_slice_and_names_the_gaps_it_r
 def test_new_streams_are_new_and_full_refresh_streams_say_so(tmp_path):
     plan = _plan(tmp_path, TWO_13_CONFIG, None, None, "--from-version", "2.13.1")
     decisions = _decisions(plan)
-    for stream in ("campaign_messages", "coupons", "flow_actions", "flow_messages", "list_memberships",
-                   "segment_memberships", "segments", "tags"):
-        assert decisions[stream] == "new", stream
+    had = {path.stem for path in (REFERENCE_2X / "2.13.1").glob("*.json") if not path.stem.startswith("_")}
+    assert set(decisions) == {stream.name for stream in STREAMS}
+    new = {stream for stream, decision in decisions.items() if decision == "new"}
+    assert new == set(decisions) - had  # every stream 2.13.1 did not have, the report streams among them
     assert decisions["events"] == "continue"
     assert decisions["flows"] == "continue"
-    assert decisions["flow_series_reports"] == "new"
 
 
 def test_state_without_catalog_plans_only_the_streams_in_the_state(tmp_path):

@@ -19,28 +19,17 @@ from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulat
 from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.cli import main
 from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
-from source_klaviyo.streams import STREAMS_BY_NAME, TIERS
+from source_klaviyo.streams import TIERS
+from tests.truth import INCREMENTAL_TRUTHS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 FIXTURE_KEY = "pk_fixture_0123456789abcdef"  # the key every legacy config fixture holds
 SEED = 5
 PROBE_ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 
-# stream -> (truth resource, cursor in truth, keep only suppressed profiles)
-TRUTH: dict[str, tuple[str, str, bool]] = {
-    "campaigns": ("campaigns", "updated_at", False),
-    "campaigns_detailed": ("campaigns", "updated_at", False),
-    "email_templates": ("templates", "updated", False),
-    "events": ("events", "datetime", False),
-    "events_detailed": ("events", "datetime", False),
-    "flows": ("flows", "updated", False),
-    "global_exclusions": ("profiles", "updated", True),
-    "lists": ("lists", "updated", False),
-    "lists_detailed": ("lists", "updated", False),
-    "metrics": ("metrics", "updated", False),
-    "profiles": ("profiles", "updated", False),
-    "segments": ("segments", "updated", False),
-}
+# The streams a legacy state can resume, and the truth each must read: every incremental stream with
+# rows in the emulator (tests/truth.py).
+TRUTH = INCREMENTAL_TRUTHS
 
 
 def fixture_paths(prefix: str) -> list[Path]:
@@ -62,9 +51,10 @@ _MEDIAN_AGE: dict[str, timedelta] = {}
 def median_age(stream: str) -> timedelta:
     """How long before the anchor the median record of `stream` is stamped (data shifts with the anchor)."""
     if stream not in _MEDIAN_AGE:
-        resource, cursor, _ = TRUTH[stream]
+        truth = TRUTH[stream]
+        assert truth.cursor is not None
         with emulator_at(PROBE_ANCHOR) as probe:
-            stamps = sorted(parse_datetime(row[cursor]).timestamp() for row in probe.truth(resource))
+            stamps = sorted(parse_datetime(row[truth.cursor]).timestamp() for row in truth.rows(probe))
         _MEDIAN_AGE[stream] = PROBE_ANCHOR - datetime.fromtimestamp(statistics.median(stamps), UTC)
     return _MEDIAN_AGE[stream]
 
@@ -115,16 +105,15 @@ def expected_ids(emulator: RunningEmulator, stream: str, state: dict[str, Any] |
                  start_date: datetime | None, lookback_days: int = 0) -> set[str]:
     """The truth rows a read from `state` must emit: cursor >= max(saved - lookback, start_date), or
     inside a gap of the state (and not before start_date)."""
-    resource, cursor, suppressed_only = TRUTH[stream]
-    inc = STREAMS_BY_NAME[stream].incremental
+    truth = TRUTH[stream]
+    inc = truth.stream.incremental
     assert inc is not None
+    assert truth.cursor is not None
     lookback = inc.lookback + (timedelta(days=lookback_days) if inc.config_lookback else timedelta(0))
     ids = set()
-    for row in emulator.truth(resource):
-        if suppressed_only and not row.get("suppressed"):
-            continue
+    for row in truth.rows(emulator):
         saved, gaps = saved_cursor(state, partition_of(stream, row))
-        stamp = parse_datetime(row[cursor])
+        stamp = parse_datetime(row[truth.cursor])
         bounds = [b for b in (saved - lookback if saved else None, start_date) if b is not None]
         in_gap = any(low <= stamp < high for low, high in gaps)
         if start_date is not None and stamp < floor_second(start_date):

@@ -28,6 +28,7 @@ from tests.migrations.helpers import (
     fixture_paths,
     run_command,
 )
+from tests.truth import REPORT_STREAMS
 
 STATE_FIXTURES = fixture_paths("state")
 CONFIG_FIXTURES = fixture_paths("config")
@@ -79,7 +80,7 @@ def test_every_readable_legacy_state_fixture_is_covered() -> None:
         in_truth = [s for s in expected["streams"] if s in TRUTH]
         assert (path.name in covered) == bool(in_truth), path.name
         # The report streams have no truth() rows to compare with (their results are derived).
-        assert set(expected["streams"]) - set(TRUTH) <= {"flow_series_reports", "campaign_values_reports"}
+        assert set(expected["streams"]) - set(TRUTH) <= {stream.name for stream in REPORT_STREAMS}
 
 
 @pytest.mark.parametrize(("path", "stream"), _readable_cases(), ids=lambda v: getattr(v, "stem", v))

@@ -12,7 +12,8 @@ from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.cli import _check
 from source_klaviyo.config import parse_config
 from tests.connector.helpers import API_KEY
-from tests.reliability.helpers import CORE_STREAMS, assert_exact, expected_keys, fast_read
+from tests.reliability.helpers import assert_exact, expected_keys, fast_read
+from tests.truth import PLAIN_INCREMENTAL
 
 PROXY_USER = "etl-job"
 # Characters that must be percent-encoded in a URL: the connector must decode them, and mask both forms.
@@ -34,7 +35,7 @@ def assert_mentions(message: str, *parts: str) -> None:
         assert part in message, f"{part!r} not in {message!r}"
 
 
-def assert_reads_the_truth(emu, streams=CORE_STREAMS):
+def assert_reads_the_truth(emu, streams=PLAIN_INCREMENTAL):
     """A full-refresh read of `streams` in-process: every stream complete, exactly the emulator's truth."""
     sink, result = fast_read(emu.url, streams, sync_mode="full_refresh", max_attempts=3, **SLOW_ENOUGH)
     assert result.ok, sink.errors

@@ -37,43 +37,6 @@ NOT_READ = ("tests/emulator", "tests/fixtures")
 MARKDOWN = ("README.md", "docs", "bench/README.md")
 _WORD = re.compile(r"[a-z_]+")
 
-# Where hand lists are still being replaced by derivations (issue 16); each entry is a file that may
-# still hold some. Emptied as the files are converted.
-PENDING: frozenset[str] = frozenset({
-    "README.md",
-    "bench/connector_bench.py",
-    "docs/emulator.md",
-    "docs/klaviyo.md",
-    "docs/migration-guide.md",
-    "docs/performance.md",
-    "docs/schemas.md",
-    "docs/state-migrations.md",
-    "src/source_klaviyo/http.py",
-    "src/source_klaviyo/state_migrations.py",
-    "tests/connector/test_all_streams.py",
-    "tests/connector/test_cli.py",
-    "tests/connector/test_protocol.py",
-    "tests/connector/test_raw_records.py",
-    "tests/connector/test_read_full_refresh.py",
-    "tests/connector/test_read_incremental.py",
-    "tests/connector/test_schema_changes.py",
-    "tests/connector/test_schemas_generated.py",
-    "tests/connector/test_streams_table.py",
-    "tests/connector/test_upgrade_plan.py",
-    "tests/migrations/helpers.py",
-    "tests/packaging/test_reference.py",
-    "tests/reliability/helpers.py",
-    "tests/reliability/test_boundaries.py",
-    "tests/reliability/test_fault_matrix.py",
-    "tests/reliability/test_secrets.py",
-    "tests/sync/helpers.py",
-    "tests/sync/test_crash_resume.py",
-    "tests/sync/test_demo.py",
-    "tests/sync/test_schema_change_reset.py",
-    "tests/sync/test_sync_emulator.py",
-    "tools/schema_changelog.py",
-})
-
 
 def _files(roots: tuple[str, ...], suffix: str) -> Iterator[Path]:
     for root in roots:
@@ -145,20 +108,13 @@ def markdown_lists(text: str) -> Iterator[tuple[int, set[str]]]:
             yield number, names
 
 
-def _check(path: Path, found: list[tuple[int, set[str]]], fix: str) -> None:
-    if path.relative_to(ROOT).as_posix() in PENDING:
-        assert found, "no hand list left here: take the file out of PENDING"
-    else:
-        assert not found, f"{fix}: {found}"
-
-
 @pytest.mark.parametrize("path", list(_files(PYTHON, ".py")), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_no_python_file_keeps_a_list_of_streams(path: Path) -> None:
     found = list(python_lists(path.read_text(encoding="utf-8")))
-    _check(path, found, "derive these from STREAMS (tests: tests/truth.py) or mark them exempt, with why")
+    assert not found, f"derive these from STREAMS (tests: tests/truth.py) or mark them exempt, why: {found}"
 
 
 @pytest.mark.parametrize("path", list(_files(MARKDOWN, ".md")), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_no_document_keeps_a_list_of_streams(path: Path) -> None:
     found = list(markdown_lists(path.read_text(encoding="utf-8")))
-    _check(path, found, "generate these from STREAMS (tools/) or mark them exempt, with why")
+    assert not found, f"generate these from STREAMS (tools/) or mark them exempt, why: {found}"

@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from source_klaviyo.engine import ReadResult, read_streams
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.streams import STREAMS_BY_NAME
 from tests.connector.helpers import CollectingSink, InstantClock
+from tests.truth import TRUTHS
 
 API_KEY = "pk_emulator"
 # Small enough that a `timeout` fault costs well under a second, large enough that a 1,000-event
@@ -30,80 +30,31 @@ REQUEST_TIMEOUT = 0.6
 HANG_SECONDS = 3.0
 
 
-@dataclass(frozen=True)
-class Truth:
-    """Where a stream's ground truth lives: the emulator resource, its cursor, a filter, the key."""
-
-    resource: str
-    cursor: str | None = None
-    keep: Callable[[dict[str, Any]], bool] | None = None
-    key: tuple[str, ...] = ("id",)
-
-
-TRUTH: dict[str, Truth] = {
-    "campaigns": Truth("campaigns", "updated_at"),
-    "campaigns_detailed": Truth("campaigns", "updated_at"),
-    "campaign_messages": Truth("campaign-messages"),
-    "email_templates": Truth("templates", "updated"),
-    "events": Truth("events", "datetime"),
-    "events_detailed": Truth("events", "datetime"),
-    "flows": Truth("flows", "updated"),
-    "flow_actions": Truth("flow-actions"),
-    "flow_messages": Truth("flow-messages"),
-    "global_exclusions": Truth("profiles", "updated", lambda row: bool(row.get("suppressed"))),
-    "lists": Truth("lists", "updated"),
-    "lists_detailed": Truth("lists", "updated"),
-    "list_memberships": Truth("list-memberships", key=("list_id", "profile_id")),
-    "metrics": Truth("metrics", "updated"),
-    "profiles": Truth("profiles", "updated"),
-    "segments": Truth("segments", "updated"),
-    "segment_memberships": Truth("segment-memberships", key=("segment_id", "profile_id")),
-    "tags": Truth("tags"),
-    "coupons": Truth("coupons"),
-}
-CORE_STREAMS = ["campaigns", "email_templates", "events", "flows", "global_exclusions", "lists", "metrics",
-                "profiles"]
-OTHER_STREAMS = [name for name in TRUTH if name not in CORE_STREAMS]
-INCREMENTAL_STREAMS = [name for name in TRUTH if STREAMS_BY_NAME[name].incremental is not None]
-
-
 def key_of(stream: str, record: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(record[part] for part in TRUTH[stream].key)
+    return TRUTHS[stream].key_of(record)
 
 
 def truth_rows(emulator: Any, stream: str) -> list[dict[str, Any]]:
-    spec = TRUTH[stream]
-    return [row for row in emulator.truth(spec.resource) if spec.keep is None or spec.keep(row)]
+    return TRUTHS[stream].rows(emulator)
 
 
 def expected_keys(emulator: Any, stream: str, lower: datetime | None = None,
                   upper: datetime | None = None) -> set[tuple[Any, ...]]:
     """Keys of the truth rows whose cursor is in `[lower, upper)` (bounds ignored without a cursor)."""
-    spec = TRUTH[stream]
-    keys = set()
-    for row in truth_rows(emulator, stream):
-        if spec.cursor is not None and (lower is not None or upper is not None):
-            moment = parse_datetime(row[spec.cursor])
-            if (lower is not None and moment < lower) or (upper is not None and moment >= upper):
-                continue
-        keys.add(tuple(row[part] for part in spec.key))
-    return keys
+    return TRUTHS[stream].keys(emulator, lower, upper)
 
 
 def cursor_by_key(emulator: Any, stream: str) -> dict[tuple[Any, ...], datetime]:
-    spec = TRUTH[stream]
-    assert spec.cursor is not None
-    return {
-        tuple(row[p] for p in spec.key): parse_datetime(row[spec.cursor])
-        for row in truth_rows(emulator, stream)
-    }
+    truth = TRUTHS[stream]
+    assert truth.cursor is not None
+    return {truth.key_of(row): parse_datetime(row[truth.cursor]) for row in truth.rows(emulator)}
 
 
 def saved_floor_by_key(emulator: Any, stream: str, state: dict[str, Any]) -> dict[tuple[Any, ...], datetime]:
     """For each truth record whose partition the state has a cursor for: that cursor. A partition the
     state does not list never checkpointed, so all of it may come again."""
-    spec = TRUTH[stream]
-    cursor = spec.cursor
+    truth = TRUTHS[stream]
+    cursor = truth.cursor
     assert cursor is not None
     if "states" not in state:
         return dict.fromkeys(cursor_by_key(emulator, stream), parse_datetime(state[cursor]))
@@ -116,7 +67,7 @@ def saved_floor_by_key(emulator: Any, stream: str, state: dict[str, Any]) -> dic
             partition["campaign_type"] = row["channel"]
         floor = saved.get(tuple(sorted(partition.items())))
         if floor is not None:
-            floors[tuple(row[p] for p in spec.key)] = floor
+            floors[truth.key_of(row)] = floor
     return floors
 
 
@@ -194,7 +145,7 @@ def assert_exact(
 
 def states_cursor(stream: str, state: dict[str, Any]) -> list[datetime]:
     """Every cursor value of a stream state (one, or one per partition)."""
-    cursor = TRUTH[stream].cursor
+    cursor = TRUTHS[stream].cursor
     assert cursor is not None
     if "states" in state:
         return [parse_datetime(entry["cursor"][cursor]) for entry in state["states"]]

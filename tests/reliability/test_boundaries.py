@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from source_klaviyo import checkpoints, engine
 from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
+from source_klaviyo.streams import STREAMS_BY_NAME
 from tests.reliability.helpers import (
     assert_exact,
     configured,
@@ -27,10 +28,27 @@ from tests.reliability.helpers import (
     truth_rows,
     upper_for,
 )
+from tests.truth import PLAIN_INCREMENTAL, TRUTHS
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
 NOW = ANCHOR + timedelta(hours=1)  # the emulator plants a few records days after its anchor: the future
-STREAMS = ["events", "email_templates", "profiles", "lists", "campaigns", "metrics", "flows"]
+STREAMS = PLAIN_INCREMENTAL  # every cursor, partition and filter shape
+
+
+def one_sorted_cursor(name: str) -> bool:
+    """Pages sorted by the stream's one cursor (no partitions) over every record of its resource."""
+    stream = STREAMS_BY_NAME[name]
+    incremental = stream.incremental
+    assert incremental is not None
+    return (TRUTHS[name].keep is None and not stream.partitions and incremental.sortable
+            and incremental.assume_sorted)
+
+
+# Where bursts of records in one second are planted, and checkpoints land inside them.
+SORTED = [name for name in STREAMS if one_sorted_cursor(name)]
+# Archiving moves a record to the other partition of a stream partitioned by `archived`.
+ARCHIVABLE = [name for name in STREAMS
+              if "archived" in {axis.key for axis in STREAMS_BY_NAME[name].partitions}]
 PROPERTY = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -102,16 +120,14 @@ def test_two_reads_split_at_any_second_read_each_record_exactly_once(emu, data, 
 def bursty() -> Iterator[RunningEmulator]:
     """Bursts of records sharing one second (the real now: mutations stamp it) in every sorted stream."""
     with run_emulator_in_thread(EmulatorOptions(seed=37, scale="tiny", rate_limits=False)) as emulator:
-        emulator.mutate("templates", add=23)
-        emulator.mutate("profiles", add=31, update=9)
-        emulator.mutate("events", add=45)
-        emulator.mutate("lists", add=12)
+        for resource in dict.fromkeys(TRUTHS[name].resource for name in SORTED):
+            emulator.mutate(resource, add=23)
         yield emulator
 
 
 @PROPERTY
 @given(
-    stream=st.sampled_from(["email_templates", "profiles", "events", "lists"]),
+    stream=st.sampled_from(SORTED),
     page_size=st.sampled_from([1, 2, 3, 4, 7, 10]),
 )
 def test_resuming_from_any_checkpoint_inside_a_burst_loses_nothing(
@@ -151,7 +167,7 @@ def test_resuming_from_any_checkpoint_inside_a_burst_loses_nothing(
         assert before | again == expected
         edge = states_cursor(stream, state)[0]
         assert all(times[key] >= edge for key in before & again), "re-read a record below the checkpoint"
-        if stream != "events":  # one sorted window: only the checkpoint's own second comes twice
+        if STREAMS_BY_NAME[stream].split_by is None:  # one chain: only the checkpoint's second comes twice
             assert all(times[key] == edge for key in before & again), "re-read a record before the checkpoint"
     assert covered_by_last_state(full, stream) == expected
 
@@ -207,13 +223,13 @@ def test_empty_windows_and_reads_with_nothing_new_complete_and_advance_state(emu
     assert nothing.final_state("profiles") == {"updated": upper_for(NOW).isoformat()}
 
 
-@pytest.mark.parametrize(("stream", "resource"), [("campaigns", "campaigns"), ("flows", "flows")])
-def test_archived_records_move_partition_and_are_read_once(fresh_emulator: RunningEmulator, stream: str,
-                                                           resource: str) -> None:
+@pytest.mark.parametrize("stream", ARCHIVABLE)
+def test_archived_records_move_partition_and_are_read_once(fresh_emulator: RunningEmulator,
+                                                           stream: str) -> None:
     """Klaviyo lists archived campaigns and flows only under `archived=true`; archiving bumps the cursor."""
     now = utc_now()
     first, _ = fast_read(fresh_emulator.url, [stream], clock=fixed(now))
-    changed = fresh_emulator.mutate(resource, archive=2)
+    changed = fresh_emulator.mutate(TRUTHS[stream].resource, archive=2)
     later = utc_now() + timedelta(seconds=8)
     second, result = fast_read(fresh_emulator.url, [stream], state={stream: first.final_state(stream)},
                                clock=fixed(later))
@@ -224,8 +240,5 @@ def test_archived_records_move_partition_and_are_read_once(fresh_emulator: Runni
     assert set(changed["archived"]) <= archived
     assert {p["partition"]["archived"] for p in second.final_state(stream)["states"]} == {"true", "false"}
     assert parse_datetime(
-        second.final_state(stream)["states"][0]["cursor"][TRUTH_CURSOR[stream]]
+        second.final_state(stream)["states"][0]["cursor"][TRUTHS[stream].cursor]
     ) == upper_for(later)
-
-
-TRUTH_CURSOR = {"campaigns": "updated_at", "flows": "updated"}

@@ -23,13 +23,13 @@ from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.errors import SourceError
 from tests.connector.helpers import CollectingSink
 from tests.reliability.helpers import (
-    CORE_STREAMS,
     assert_duplicates_within_the_last_checkpoint_interval,
     duplicates,
     expected_keys,
     keys_read,
     re_read_below_the_saved_cursor,
 )
+from tests.truth import PLAIN_INCREMENTAL
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)  # every record, even the "future" ones, is in our past
 KILLS = 22
@@ -67,7 +67,7 @@ def run_read(
     """One `read`; SIGKILLed once `kill_after` protocol lines were received. Returns what it wrote and
     whether it was killed (False: it finished first)."""
     (tmp / "config.json").write_text(json.dumps({"api_key": "pk_emulator", "base_url": url}))
-    (tmp / "catalog.json").write_text(json.dumps(configured_catalog(CORE_STREAMS)))
+    (tmp / "catalog.json").write_text(json.dumps(configured_catalog(list(PLAIN_INCREMENTAL))))
     argv = [sys.executable, "-m", "source_klaviyo", "read", "--config", str(tmp / "config.json"),
             "--catalog", str(tmp / "catalog.json")]
     if state:
@@ -96,9 +96,9 @@ def run_read(
 def test_reads_killed_at_random_points_resume_to_exactly_the_truth(slow_emulator: RunningEmulator,
                                                                    tmp_path: Path) -> None:
     baseline, _ = run_read(tmp_path, slow_emulator.url, {}, None)
-    for stream in CORE_STREAMS:
+    for stream in PLAIN_INCREMENTAL:
         assert set(keys_read(baseline, stream)) == expected_keys(slow_emulator, stream), stream
-    total = sum(len(baseline.by_stream.get(stream, [])) for stream in CORE_STREAMS)
+    total = sum(len(baseline.by_stream.get(stream, [])) for stream in PLAIN_INCREMENTAL)
 
     rng = random.Random(8)
     kills = chains = resumed_from_state = 0
@@ -114,7 +114,7 @@ def test_reads_killed_at_random_points_resume_to_exactly_the_truth(slow_emulator
             if runs:
                 check_resumed_run(slow_emulator, runs, state, sink)
             runs.append(sink)
-            for stream in CORE_STREAMS:
+            for stream in PLAIN_INCREMENTAL:
                 if sink.final_state(stream) is not None:
                     state[stream] = sink.final_state(stream)
             if not killed:
@@ -122,7 +122,7 @@ def test_reads_killed_at_random_points_resume_to_exactly_the_truth(slow_emulator
             kills += 1
             resumed_from_state += bool(sink.states)
             assert len(runs) < 40, "resumed reads make no progress"
-        for stream in CORE_STREAMS:
+        for stream in PLAIN_INCREMENTAL:
             union = {key for run in runs for key in keys_read(run, stream)}
             assert union == expected_keys(slow_emulator, stream), f"chain {chains}: {stream}"
     assert chains >= 2
@@ -134,7 +134,7 @@ def check_resumed_run(
 ) -> None:
     """What `resumed` (started from `state`) emitted again: never below the saved cursor, and within the
     bound of the killed run before it; no duplicate inside the run itself."""
-    for stream in CORE_STREAMS:
+    for stream in PLAIN_INCREMENTAL:
         again = keys_read(resumed, stream)
         assert not duplicates(again), f"{stream}: a record twice within one read"
         earlier = {key for run in runs for key in keys_read(run, stream)}

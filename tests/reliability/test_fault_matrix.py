@@ -10,11 +10,9 @@ import pytest
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from source_klaviyo.datetimes import utc_now
+from source_klaviyo.streams import Stream
 from tests.reliability.helpers import (
-    CORE_STREAMS,
     HANG_SECONDS,
-    INCREMENTAL_STREAMS,
-    TRUTH,
     OutageProxy,
     assert_duplicates_within_the_last_checkpoint_interval,
     assert_exact,
@@ -26,6 +24,7 @@ from tests.reliability.helpers import (
     states_cursor,
     upper_for,
 )
+from tests.truth import INCREMENTAL_TRUTHS, PLAIN_INCREMENTAL, TRUTHS, changes_of
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
 # The emulator generates its data up to its anchor, plus a few records dated after it.
@@ -45,17 +44,15 @@ FAULTS = {
     "429storm=0.2,retry_after=120": "429storm",  # a long Retry-After, waited for on simulated time
     "503=0.05,reset=0.05,truncate=0.05,timeout=0.05": "reset",
 }
-# What changes between the full/first read and the incremental one.
-MUTATIONS = {
-    "campaigns": {"add": 2, "update": 2, "archive": 2},
-    "templates": {"add": 12, "update": 2},  # 12 in one second: more than a page of 10
-    "events": {"add": 30},
-    "flows": {"add": 1, "update": 1, "archive": 1},
-    "lists": {"add": 2, "update": 2},
-    "metrics": {"add": 1},
-    "profiles": {"add": 3, "update": 40},
-    "segments": {"update": 2},
-}
+INCREMENTAL = list(INCREMENTAL_TRUTHS)
+
+
+def mutations() -> dict[str, dict[str, int]]:
+    """resource -> what changes in it between the reads, for every resource an incremental stream reads."""
+    by_resource: dict[str, list[Stream]] = {}
+    for truth in INCREMENTAL_TRUTHS.values():
+        by_resource.setdefault(truth.resource, []).append(truth.stream)
+    return {resource: changes_of(*streams) for resource, streams in by_resource.items()}
 
 
 def emulator_with(faults: str, seed: int = 3) -> RunningEmulator:
@@ -72,27 +69,27 @@ def faulty(request: pytest.FixtureRequest) -> Iterator[RunningEmulator]:
 @pytest.mark.parametrize("faulty", list(FAULTS), indirect=True)
 def test_full_and_incremental_reads_under_faults_equal_the_truth(faulty: RunningEmulator) -> None:
     kind = FAULTS[faulty.options.faults]
-    full, result = fast_read(faulty.url, list(TRUTH), sync_mode="full_refresh")
+    full, result = fast_read(faulty.url, list(TRUTHS), sync_mode="full_refresh")
     assert result.ok, [(s, e.message) for s, e in result.errors]
-    for stream in TRUTH:
+    for stream in TRUTHS:
         assert_exact(full, stream, expected_keys(faulty, stream), " (full refresh)")
 
-    first, result = fast_read(faulty.url, INCREMENTAL_STREAMS, clock=fixed(NOW))
+    first, result = fast_read(faulty.url, INCREMENTAL, clock=fixed(NOW))
     assert result.ok, [(s, e.message) for s, e in result.errors]
     upper = upper_for(NOW)
-    for stream in INCREMENTAL_STREAMS:
+    for stream in INCREMENTAL_TRUTHS:
         assert_exact(first, stream, expected_keys(faulty, stream, upper=upper), " (first incremental)")
         assert states_cursor(stream, first.final_state(stream))
         assert all(
             cursor == upper for cursor in states_cursor(stream, first.final_state(stream)))
 
-    for resource, change in MUTATIONS.items():
+    for resource, change in mutations().items():
         faulty.mutate(resource, **change)
     later = utc_now() + timedelta(seconds=7)
-    states = {stream: first.final_state(stream) for stream in INCREMENTAL_STREAMS}
-    second, result = fast_read(faulty.url, INCREMENTAL_STREAMS, state=states, clock=fixed(later))
+    states = {stream: first.final_state(stream) for stream in INCREMENTAL_TRUTHS}
+    second, result = fast_read(faulty.url, INCREMENTAL, state=states, clock=fixed(later))
     assert result.ok, [(s, e.message) for s, e in result.errors]
-    for stream in INCREMENTAL_STREAMS:
+    for stream in INCREMENTAL_TRUTHS:
         expected = expected_keys(faulty, stream, lower=upper, upper=upper_for(later))
         assert_exact(second, stream, expected, " (incremental after changes)")
     assert faulty.stats()["faults"].get(kind, 0) >= 5, "the fault under test was hardly injected"
@@ -111,7 +108,7 @@ def test_full_and_incremental_reads_under_faults_equal_the_truth(faulty: Running
 )
 def test_a_fault_outlasting_the_retry_budget_ends_every_stream_incomplete_never_complete(
         faults: str, mentions: str) -> None:
-    streams = ["events", "profiles", "campaigns"] if faults.startswith("timeout") else CORE_STREAMS
+    streams = list(PLAIN_INCREMENTAL)
     with emulator_with(faults) as emu:
         sink, result = fast_read(emu.url, streams, clock=fixed(NOW), max_attempts=3)
     for stream in streams:
@@ -131,13 +128,13 @@ def test_an_outage_mid_read_leaves_states_that_resume_to_exactly_the_truth(healt
     (INCOMPLETE + transient_error) and their last state must resume, without faults, to the truth;
     a record is read twice only if the cut run emitted it after its stream's last state or at the
     state's own second."""
-    streams = configured(CORE_STREAMS, page_size=40)  # more pages: checkpoints inside windows
+    streams = configured(PLAIN_INCREMENTAL, page_size=40)  # more pages: checkpoints inside windows
     upper = upper_for(NOW)
     with emulator_with("") as emu, OutageProxy(emu.url, healthy) as proxy:
         cut, result = fast_read(proxy.url, streams, clock=fixed(NOW), max_attempts=3)
         assert proxy.refused > 0
         states = {}
-        for stream in CORE_STREAMS:
+        for stream in PLAIN_INCREMENTAL:
             errors = [error for name, error in cut.errors if name == stream]
             if result.statuses[stream] == "COMPLETE":
                 assert not errors
@@ -153,7 +150,7 @@ def test_an_outage_mid_read_leaves_states_that_resume_to_exactly_the_truth(healt
 
         resumed, result = fast_read(emu.url, streams, state=states, clock=fixed(NOW))
         assert result.ok
-        for stream in CORE_STREAMS:
+        for stream in PLAIN_INCREMENTAL:
             before, after = keys_read(cut, stream), keys_read(resumed, stream)
             assert set(before) | set(after) == expected_keys(emu, stream, upper=upper), stream
             assert_duplicates_within_the_last_checkpoint_interval(emu, cut, stream, set(before) & set(after))

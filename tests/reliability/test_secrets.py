@@ -21,7 +21,8 @@ from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulat
 from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.protocol import trace_error_message
 from source_klaviyo.spec import connection_specification
-from tests.reliability.helpers import CORE_STREAMS, ServerThread, fast_read
+from tests.reliability.helpers import ServerThread, fast_read
+from tests.truth import PLAIN_INCREMENTAL
 
 KEY = f"pk_SECRET_{secrets.token_hex(12)}"
 # Forms a leak could take besides the key itself: its distinctive part, URL- or JSON-escaped, base64.
@@ -62,7 +63,7 @@ def test_spec_marks_the_key_secret() -> None:
 
 
 def test_in_process_reads_under_faults_and_failures_never_show_the_key(keyed_emulator, caplog) -> None:
-    sink, result = fast_read(keyed_emulator.url, CORE_STREAMS, api_key=KEY)
+    sink, result = fast_read(keyed_emulator.url, PLAIN_INCREMENTAL, api_key=KEY)
     assert result.ok
     # A key without scopes, a wrong key and a fault outlasting the budget: every error path.
     wrong, _ = fast_read(keyed_emulator.url, ["events", "profiles"], api_key=KEY + "x")
@@ -87,7 +88,7 @@ def test_the_cli_under_faults_never_prints_the_key(keyed_emulator, tmp_path: Pat
         json.dumps({"api_key": KEY, "base_url": keyed_emulator.url, "request_timeout_seconds": 1})
     )
     catalog = tmp_path / "catalog.json"
-    catalog.write_text(json.dumps(configured_catalog(["events", "profiles", "metrics", "lists", "flows"])))
+    catalog.write_text(json.dumps(configured_catalog(list(PLAIN_INCREMENTAL))))
     wrong_config = tmp_path / "wrong.json"
     wrong_config.write_text(json.dumps({"api_key": KEY + "x", "base_url": keyed_emulator.url}))
     outputs = []

@@ -17,20 +17,7 @@ from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.sync.demo import scaled_tiers
 from source_klaviyo.sync.run import SyncOptions, sync
 from source_klaviyo.sync.summary import SyncSummary
-
-# stream -> the emulator's truth resource and the cursor it reports
-TRUTH: dict[str, tuple[str, str | None]] = {
-    "campaigns": ("campaigns", "updated_at"),
-    "email_templates": ("templates", "updated"),
-    "events": ("events", "datetime"),
-    "flows": ("flows", "updated"),
-    "lists": ("lists", "updated"),
-    "metrics": ("metrics", "updated"),
-    "profiles": ("profiles", "updated"),
-    "segments": ("segments", "updated"),
-    "tags": ("tags", None),
-    "coupons": ("coupons", None),
-}
+from tests.truth import TRUTHS
 
 
 def config_for(url: str) -> Any:
@@ -78,13 +65,31 @@ def table_rows(db: Path, table: str, columns: str) -> list[tuple]:
         return con.execute(f'SELECT {columns} FROM "{table}" ORDER BY ALL').fetchall()
 
 
-def truth(emulator: Any, stream: str, read_at: datetime) -> dict[str, datetime | None]:
-    """id -> cursor of what a sync started at `read_at` must land.
+Key = Any  # a record's id, or the tuple of its composite key (memberships, children)
+
+
+def _key(values: tuple[Any, ...]) -> Key:
+    return values[0] if len(values) == 1 else values
+
+
+def truth(emulator: Any, stream: str, read_at: datetime) -> dict[Key, datetime | None]:
+    """key -> cursor of what a sync started at `read_at` must land (tests/truth.py says which rows).
 
     Records stamped in the future (the emulator plants a few) are left for a later sync: the engine
     never moves a cursor past now.
     """
-    resource, cursor = TRUTH[stream]
-    rows = {row["id"]: parse_datetime(row[cursor]) if cursor and row.get(cursor) else None
-            for row in emulator.truth(resource)}
+    expected = TRUTHS[stream]
+    rows = {_key(expected.key_of(row)): parse_datetime(row[expected.cursor])
+            if expected.cursor and row.get(expected.cursor) else None
+            for row in expected.rows(emulator)}
     return {key: value for key, value in rows.items() if value is None or value < read_at}
+
+
+def landed(db: Path, stream: str) -> dict[Key, datetime | None]:
+    """key -> cursor of the rows of the stream's table, which must hold each key once."""
+    expected = TRUTHS[stream]
+    columns = ", ".join([*(f'"{column}"' for column in expected.key), expected.cursor or "NULL"])
+    rows = table_rows(db, stream, columns)
+    keys = [_key(row[:-1]) for row in rows]
+    assert len(keys) == len(set(keys)), f"duplicates in {stream}"
+    return dict(zip(keys, (row[-1] for row in rows), strict=True))
