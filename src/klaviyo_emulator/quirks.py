@@ -190,7 +190,8 @@ def encode_klaviyo_cursor(route: str, table: Table, sort: str, key: SortKey, hel
         def named(k: SortKey) -> str:
             if sort == "id":
                 return f"id::{k[1]}"
-            return f"{sort}::{_value_text(sort, k[1])}::id::{table.key_id(k[2])}"
+            value = None if k[0] == 0 else k[1]  # a null sorts first, as (0, 0, tie-break)
+            return f"{sort}::{_value_text(sort, value)}::id::{table.key_id(k[2])}"
 
         text = "next::" + named(key)
         if held:
