@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from klaviyo_emulator.runner import RunningEmulator
-from source_klaviyo.datetimes import utc_now
+from source_klaviyo.datetimes import parse_datetime, utc_now
 from tests.sync.helpers import TRUTH, ahead, fixed, run_sync, table_rows, truth, upper_of
 
 
@@ -46,3 +46,23 @@ def test_first_sync_equals_ground_truth_then_incremental_upserts_exactly_the_cha
     assert set(new_events["added"]) <= {row[0] for row in table_rows(db, "events", "id")}
     (campaign,) = archived["archived"]
     assert (campaign, "true") in table_rows(db, "campaigns", "id, attributes->>'archived'")
+
+
+def test_space_separated_and_microsecond_datetimes_land_as_their_instants(
+    fresh_emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """Klaviyo writes `2024-04-01 17:33:15.123456+00:00` for some events and microseconds for campaign
+    times (the emulator's quirks `event_datetime_space`, `datetime_microseconds`): the TIMESTAMPTZ
+    columns hold each exact instant, microseconds included."""
+    db = tmp_path / "klaviyo.duckdb"
+    clock = fixed(utc_now())
+    assert run_sync(fresh_emulator.url, db, ["events", "campaigns"], clock=clock).status == "SUCCEEDED"
+    for stream, cursor in (("events", "datetime"), ("campaigns", "updated_at")):
+        forms = {row["id"]: row[cursor] for row in fresh_emulator.truth(TRUTH[stream][0])}
+        odd = {key for key, text in forms.items() if " " in text or "." in text}
+        assert odd, f"the emulator serves {stream} with space-separated or microsecond datetimes"
+        landed = dict(table_rows(db, stream, f"id, {cursor}"))
+        assert {key: landed[key] for key in odd if key in landed} == {
+            key: parse_datetime(forms[key]) for key in odd if key in landed
+        }
+        assert any(landed[key].microsecond for key in odd if key in landed)
