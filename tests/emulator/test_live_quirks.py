@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,14 +32,6 @@ UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 BY_DATE = r"next::updated::\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00::id::01\w{24}"
 MICROS = re.compile(r"\.\d{6}\+00:00$")
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def strict() -> Iterator[RunningEmulator]:
-    with run_emulator_in_thread(
-        EmulatorOptions(seed=7, scale="tiny", rate_limits=False, spec_strict=True)
-    ) as emu:
-        yield emu
 
 
 def _sibling(emu: RunningEmulator, **options) -> RunningEmulator:
@@ -280,9 +272,9 @@ def test_every_quirk_has_a_probe():
 
 
 @pytest.mark.parametrize("name", sorted(PROBES))
-def test_the_quirk_is_served_by_default_and_never_with_spec_strict(emulator, strict, name):
+def test_the_quirk_is_served_by_default_and_never_with_spec_strict(emulator, strict_emulator, name):
     assert PROBES[name](emulator), f"{name}: not in the default emulator's responses"
-    assert not PROBES[name](strict), f"{name}: served with --spec-strict"
+    assert not PROBES[name](strict_emulator), f"{name}: served with --spec-strict"
 
 
 def test_spec_strict_is_a_flag_and_an_option():

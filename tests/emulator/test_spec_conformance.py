@@ -5,21 +5,12 @@ reproduces), and with `--spec-strict` none at all."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from klaviyo_emulator.quirks import QUIRKS
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from tests.emulator.helpers import CHANNELS, REVISION, request, walk
 from tests.openapi_validation import LIVE_API_DEVIATIONS, OpenAPIValidator, spec_validator
-
-
-@pytest.fixture(scope="module")
-def strict_emulator() -> Iterator[RunningEmulator]:
-    options = EmulatorOptions(seed=7, scale="tiny", rate_limits=False, spec_strict=True)
-    with run_emulator_in_thread(options) as emu:
-        yield emu
 
 
 @pytest.fixture(params=["quirks", "spec-strict"])
