@@ -305,14 +305,12 @@ def _take_counted(row: Row, proc: Proc) -> None:
 
 def ceiling_of(stream_name: str, config_extra: dict[str, Any], factor: float) -> tuple[str, int, float]:
     """(tier, page size, records/s) for a stream under the emulator's scaled limits."""
+    from source_klaviyo.chains import tier_and_fields
+    from source_klaviyo.config import parse_config
     from source_klaviyo.streams import STREAMS_BY_NAME, TIERS
 
     stream = STREAMS_BY_NAME[stream_name]
-    tier = stream.tier
-    if stream.reduced_tier is not None:
-        extra, reduced, flag = stream.reduced_tier
-        if not config_extra.get(flag) and extra in stream.additional_fields:
-            tier = reduced
+    tier = tier_and_fields(stream, parse_config({"api_key": "pk_bench", **config_extra})[0])[0]
     steady = max(1, round(TIERS[tier].steady_per_minute * factor))
     page = stream.page_size or 1
     return tier, page, steady / 60 * page

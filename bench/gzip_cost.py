@@ -12,43 +12,17 @@ per page, cold and warm, comes from ``bench/emulator_bench.py --gzip``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-import urllib.request
 import zlib
-from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from klaviyo_emulator.encoding import gzip_body
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 
-HEADERS = {
-    "Authorization": "Klaviyo-API-Key pk_emulator",
-    "revision": "2026-07-15",
-    "Accept-Encoding": "identity",
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def pages(url: str, count: int) -> list[bytes]:
-    out: list[bytes] = []
-    next_url: str | None = url + "/api/events?page%5Bsize%5D=1000"
-    while next_url and len(out) < count:
-        with urllib.request.urlopen(urllib.request.Request(next_url, headers=HEADERS)) as resp:
-            body: bytes = resp.read()
-        out.append(body)
-        next_url = json.loads(body)["links"]["next"]
-    return out
-
-
-def best_ms_per_page(work: list[bytes], fn: Callable[[bytes], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.process_time()
-        for body in work:
-            fn(body)
-        best = min(best, time.process_time() - start)
-    return 1000 * best / len(work)
+from _common import best_ms_per_call, identity_pages
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,15 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with run_emulator_in_thread(EmulatorOptions(seed=1, scale=args.scale, rate_limits=False)) as emu:
-        bodies = pages(emu.url, args.pages)
+        bodies = identity_pages(emu.url, "/api/events?page%5Bsize%5D=1000", args.pages)
     identity = sum(map(len, bodies)) / len(bodies)
     print(f"{len(bodies)} pages of 1,000 events ({args.scale}): {identity / 1024:,.0f} KiB each, identity")
     print(f"{'level':>5} {'KiB sent':>9} {'ratio':>6} {'compress ms':>12} {'inflate ms':>11}")
     for level in args.levels:
         packed = [gzip_body(body, level) for body in bodies]
         size = sum(map(len, packed)) / len(packed)
-        compress = best_ms_per_page(bodies, partial(gzip_body, level=level), args.repeat)
-        inflate = best_ms_per_page(packed, partial(zlib.decompress, wbits=31), args.repeat)
+        compress = best_ms_per_call(bodies, partial(gzip_body, level=level), args.repeat)
+        inflate = best_ms_per_call(packed, partial(zlib.decompress, wbits=31), args.repeat)
         print(f"{level:>5} {size / 1024:>9,.0f} {identity / size:>6.2f} {compress:>12.1f} {inflate:>11.1f}")
     return 0
 

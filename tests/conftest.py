@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from source_klaviyo.transport import is_transport_variable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Reference data lives in the repository (reference/, derived by tools/derive_reference.py).
@@ -22,6 +23,28 @@ OPENAPI_SPEC = REFERENCE / "klaviyo-openapi" / "stable.json"
 # CI (.ci/run) sets this: a skipped test fails the run, so a file missing from the clone, a tool
 # missing from the machine or a test skipped by mistake cannot pass unseen.
 NO_SKIPS = "SOURCE_KLAVIYO_NO_SKIPS"
+
+
+# Where pytest_configure keeps the variables it removes: the environment, under this prefix, so that
+# xdist workers (started after the controller removed them) have them too.
+MACHINE_VARIABLE = "SOURCE_KLAVIYO_TESTS_MACHINE_"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite talks only to servers it starts on loopback: the proxy and CA variables of the machine
+    running it (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE, ... of a developer behind a proxy, or of CI) must
+    not route its connections. They are removed for the whole run (xdist workers run this too); the
+    tests of those variables set them with monkeypatch (tests/network/). A test whose subprocess
+    reaches a package registry (uv) gets them back from `machine_network_environment`."""
+    for name in [name for name in os.environ if is_transport_variable(name)]:
+        os.environ[MACHINE_VARIABLE + name] = os.environ.pop(name)
+
+
+@pytest.fixture(scope="session")
+def machine_network_environment() -> dict[str, str]:
+    """The proxy and CA variables the machine had before the suite removed them."""
+    return {name.removeprefix(MACHINE_VARIABLE): value for name, value in os.environ.items()
+            if name.startswith(MACHINE_VARIABLE)}
 
 
 def _skipped(config: pytest.Config) -> list[Any]:

@@ -23,6 +23,9 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
+from source_klaviyo import hooks
+from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, Stream
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = REPO_ROOT / "reference" / "klaviyo-openapi" / "stable.json"
 DEFAULT_OUT = REPO_ROOT / "src" / "source_klaviyo" / "schemas"
@@ -33,15 +36,19 @@ RESOURCE_KEYS = ("type", "id", "attributes", "relationships", "links")
 Schema = dict[str, Any]
 
 
-# --------------------------------------------------------------------------- the stream table
+# --------------------------------------------------------------------------- record shapes
+# What each stream's record is, derived from its declaration in `source_klaviyo.streams` (`shape_of`):
+# the stream table is the only list of streams.
 
 
 @dataclass(frozen=True)
 class Resource:
-    """A stream whose record is one JSON:API resource object of ``operation``'s response."""
+    """A stream whose record is one JSON:API resource object of ``operation``'s response (its
+    ``data`` items, or with ``included_records`` its included resources of that type)."""
 
     operation: str
     cursor: str | None = None
+    included_records: str | None = None
     additional_fields: tuple[str, ...] = ()
     # Top-level id of the parent the connector adds to each record (e.g. ``flow_id``).
     parent_field: str | None = None
@@ -82,43 +89,37 @@ class Report:
     date_source: str
 
 
-STREAMS: dict[str, Resource | Membership | Report] = {
-    "profiles": Resource(
-        "get_profiles", cursor="updated", additional_fields=("subscriptions", "predictive_analytics")
-    ),
-    "global_exclusions": Resource(
-        "get_profiles", cursor="updated", additional_fields=("subscriptions", "predictive_analytics")
-    ),
-    "events": Resource("get_events", cursor="datetime"),
-    "events_detailed": Resource("get_events", cursor="datetime", merge_included=("metric", "metric")),
-    "metrics": Resource("get_metrics", cursor="updated", resource_type="metric"),
-    "campaigns": Resource("get_campaigns", cursor="updated_at"),
-    "campaigns_detailed": Resource(
-        "get_campaigns", cursor="updated_at", embed_included=("campaign_messages", "campaign-message")
-    ),
-    "campaign_messages": Resource("get_campaign_message", cursor="updated_at", parent_field="campaign_id"),
-    "email_templates": Resource("get_templates", cursor="updated"),
-    "flows": Resource("get_flows", cursor="updated"),
-    "flow_actions": Resource("get_actions_for_flow", cursor="updated", parent_field="flow_id"),
-    "flow_messages": Resource("get_flow_action_messages", cursor="updated", parent_field="flow_action_id"),
-    "lists": Resource("get_lists", cursor="updated"),
-    "lists_detailed": Resource("get_list", cursor="updated", additional_fields=("profile_count",)),
-    "segments": Resource("get_segments", cursor="updated"),
-    "tags": Resource("get_tags"),
-    "coupons": Resource("get_coupons"),
-    "list_memberships": Membership("get_profiles_for_list", group_field="list_id"),
-    "segment_memberships": Membership("get_profiles_for_segment", group_field="segment_id"),
-    "campaign_values_reports": Report(
-        "query_campaign_values",
-        groupings=("campaign_id", "campaign_message_id", "send_channel"),
-        date_source="timeframe",
-    ),
-    "flow_series_reports": Report(
-        "query_flow_series",
-        groupings=("flow_id", "flow_message_id", "send_channel"),
-        date_source="date_times",
-    ),
-}
+def shape_of(spec: Spec, stream: Stream) -> Resource | Membership | Report:
+    """The record shape of a declared stream: the operation its endpoint is in the spec, and what its
+    declaration (additional fields, parent, detail, hook, report) adds to that operation's resource."""
+    if stream.report is not None:
+        return Report(spec.operation_at("post", stream.path), stream.report.group_by,
+                      date_source="date_times" if stream.report.interval else "timeframe")
+    hook = stream.hook
+    if isinstance(hook, hooks.Membership):
+        if stream.parent is None:
+            raise SpecError(f"{stream.name}: a membership stream must be a child of its group")
+        return Membership(spec.operation_at("get", stream.path), group_field=stream.parent.key)
+    if isinstance(hook, hooks.IncludedAsRecords):
+        return Resource(spec.operation_at("get", stream.path), cursor=hook.cursor,
+                        included_records=hook.included_type, parent_field=hook.parent_field,
+                        resource_type=hook.included_type)
+    detail = stream.detail
+    # Streams of one endpoint publish one resource shape: a field one of them asks for is declared
+    # (nullable) on all, so profiles and global_exclusions have the same profile schema.
+    shared = dict.fromkeys(field for other in STREAMS if other.path == stream.path
+                           for field in other.additional_fields)
+    merged = (hook.relationship, hook.included_type) if isinstance(hook, hooks.MergeIncluded) else None
+    embedded = (hook.key, hook.included_type) if isinstance(hook, hooks.EmbedIncluded) else None
+    return Resource(
+        spec.operation_at("get", detail.path if detail else stream.path),
+        cursor=stream.lifted,
+        additional_fields=tuple(shared) + (detail.fields if detail else ()),
+        parent_field=stream.parent.key if stream.parent else None,
+        merge_included=merged,
+        embed_included=embedded,
+        resource_type=stream.resource_type or None,
+    )
 
 
 class SpecError(Exception):
@@ -295,6 +296,13 @@ class Spec:
             if isinstance(op, dict) and "operationId" in op and method != "parameters"
         }
 
+    def operation_at(self, method: str, path: str) -> str:
+        """The operationId of `method path` (a path template, ids as `{id}`)."""
+        operation = self.document["paths"].get(path, {}).get(method)
+        if not isinstance(operation, dict) or "operationId" not in operation:
+            raise SpecError(f"{method.upper()} {path} is not in the spec")
+        return str(operation["operationId"])
+
     def operation(self, operation_id: str) -> Mapping[str, Any]:
         try:
             return self._operations[operation_id]
@@ -362,7 +370,10 @@ def _string(*, format: str | None = None) -> Schema:
 
 
 def build_resource(spec: Spec, stream: Resource) -> Schema:
-    item = spec.data_item(stream.operation)
+    if stream.included_records:
+        item = spec.included(stream.operation, stream.included_records)
+    else:
+        item = spec.data_item(stream.operation)
     attributes = prop(item, "attributes")
     gated = _additional_fields(spec, stream.operation, item)
     unknown = set(stream.additional_fields) - gated
@@ -460,11 +471,14 @@ def build_report(spec: Spec, stream: Report) -> Schema:
 
 
 def build_schema(spec: Spec, name: str) -> Schema:
-    stream = STREAMS[name]
+    stream = shape_of(spec, STREAMS_BY_NAME[name])
+    source: dict[str, Any]
     if isinstance(stream, Resource):
         properties, source = build_resource(spec, stream), {"shape": "resource"}
         if stream.additional_fields:
             source["additional-fields"] = list(stream.additional_fields)
+        if stream.included_records:
+            source["included"] = stream.included_records
     elif isinstance(stream, Membership):
         properties, source = build_membership(spec, stream), {"shape": "hand-shaped"}
     else:
@@ -486,7 +500,7 @@ def render(schema: Schema) -> str:
 def render_all(spec_path: Path = DEFAULT_SPEC) -> dict[str, str]:
     """File name -> file text for every stream."""
     spec = Spec(json.loads(spec_path.read_text(encoding="utf-8")))
-    return {f"{name}.json": render(build_schema(spec, name)) for name in sorted(STREAMS)}
+    return {f"{name}.json": render(build_schema(spec, name)) for name in sorted(s.name for s in STREAMS)}
 
 
 def _read(path: Path) -> str | None:

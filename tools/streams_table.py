@@ -30,7 +30,7 @@ def _code(*names: str) -> str:
 def endpoint(stream: Stream) -> str:
     if stream.report is not None:
         return f"POST `{stream.path}`"
-    text = f"GET `{stream.parent.path if stream.parent else stream.path}`"
+    text = f"GET `{stream.path}`"
     if stream.include:
         text += f" `include={','.join(stream.include)}`"
     if stream.detail is not None:
@@ -44,8 +44,8 @@ def tier(stream: Stream) -> str:
         return f"reporting ({limits.burst_per_second}/s, {limits.steady_per_minute}/min, {limits.daily}/day)"
     text = stream.tier
     if stream.reduced_tier is not None:
-        extra, reduced, flag = stream.reduced_tier
-        text = f"{reduced} (with `{extra}`; {stream.tier} with `{flag}`)"
+        reduced = stream.reduced_tier
+        text = f"{reduced.tier} (with `{reduced.field}`; {stream.tier} with `{reduced.dropped_by}`)"
     if stream.detail is not None:
         text += f" + {stream.detail.tier}"
     return text

@@ -9,6 +9,7 @@ with run_emulator_in_thread(EmulatorOptions(seed=7, scale="tiny")) as emu:
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +55,8 @@ class EmulatorOptions:
     prerender_events: bool = False
     host: str = "127.0.0.1"
     port: int = 0
+    # Serve https with this context (its certificate and key) instead of http: tests of TLS and proxies.
+    ssl_context: ssl.SSLContext | None = None
 
 
 @dataclass
@@ -97,12 +100,12 @@ async def start_emulator(options: EmulatorOptions) -> tuple[EmulatorHandle, str]
     app = build_app(world, options)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port)
+    site = web.TCPSite(runner, options.host, options.port, ssl_context=options.ssl_context)
     await site.start()
     server = site._server
     assert server is not None and server.sockets  # type: ignore[attr-defined]
     port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    url = f"http://{options.host}:{port}"
+    url = f"{'https' if options.ssl_context is not None else 'http'}://{options.host}:{port}"
     if options.prerender_events:
         # for the base a client of `url` sends (api.py escapes the Host header the same way)
         base = dumps(url).decode()[1:-1]

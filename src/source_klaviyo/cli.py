@@ -22,10 +22,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, SourceError
-from .protocol import MessageWriter
+from .protocol import MessageWriter, heartbeat_seconds_from_env, keep_alive
 
 if TYPE_CHECKING:
     from .config import Config
+    from .engine import Reader, ReadResult
 
 # name -> "module:function(subparsers) -> parser"; imported lazily.
 EXTRA_COMMANDS: dict[str, str] = {
@@ -70,13 +71,16 @@ async def _check(config: Config) -> tuple[bool, str | None]:
     endpoint has no required filter; `/api/accounts` would need `accounts:read`, a scope many
     read-only keys lack although they can read every stream.
     """
+    from .chains import build_chain
     from .http import KlaviyoClient
+    from .streams import STREAMS_BY_NAME
 
+    metrics = build_chain(STREAMS_BY_NAME["metrics"], config)
     try:
         # A check is interactive: a wrong host must fail in seconds, not after a read's 8 attempts
         # (~30 s of backoff); three still ride out a blip.
         async with KlaviyoClient(config, max_attempts=CHECK_ATTEMPTS) as client:
-            await client.get("/api/metrics", None, bucket="/api/metrics", tier="M")
+            await client.get(metrics.path, metrics.params, bucket=metrics.bucket, tier=metrics.tier)
     except SourceError as exc:
         status = getattr(exc, "status", None)
         if status == 401:
@@ -101,7 +105,7 @@ def cmd_read(args: argparse.Namespace, writer: MessageWriter) -> int:
 
     from .catalog import parse_configured_catalog
     from .config import read_json_file
-    from .engine import read_streams
+    from .engine import Reader
     from .state_migrations import migrate_state
 
     config = _load_config(args.config, writer)
@@ -113,20 +117,33 @@ def cmd_read(args: argparse.Namespace, writer: MessageWriter) -> int:
         writer.log("WARN", warning)
     state = {cs.name: migrated.streams[cs.name] for cs in configured
              if cs.incremental and cs.name in migrated.streams}
-    result = asyncio.run(read_streams(config, configured, state, ProtocolSink(writer)))
+    _log_route(config, writer)
+    result = asyncio.run(_read_with_heartbeat(Reader(config, configured, state, writer), writer))
     return 0 if result.ok else 1
 
 
-class ProtocolSink:
-    """The engine's Sink for `read`: every event becomes a protocol line on stdout."""
+def _log_route(config: Config, writer: MessageWriter) -> None:
+    """A LOG line naming the proxy and the extra CAs a read uses, when the environment sets any: what an
+    operator looks for first when connections fail. A proxy variable we cannot use is a ConfigError
+    here; a CA bundle is read once, by the client."""
+    from yarl import URL
 
-    def __init__(self, writer: MessageWriter) -> None:
-        self.records = writer.records
-        self.raw_records = writer.raw_records
-        self.state = writer.state
-        self.stream_status = writer.stream_status
-        self.error = writer.error
-        self.log = writer.log
+    from .transport import Transport
+
+    summary = Transport.from_environment(URL(config.base_url), load=False).summary()
+    if summary is not None:
+        writer.log("INFO", summary)
+
+
+async def _read_with_heartbeat(reader: Reader, writer: MessageWriter) -> ReadResult:
+    """The read, with a RUNNING status for its streams whenever stdout has been silent too long."""
+    import asyncio
+
+    beat = asyncio.create_task(keep_alive(writer, reader.in_progress, heartbeat_seconds_from_env()))
+    try:
+        return await reader.run()
+    finally:
+        beat.cancel()
 
 
 PROTOCOL_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, MessageWriter], int], Sequence[str]]] = {

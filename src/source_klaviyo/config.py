@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 from urllib.parse import urlsplit
 
 from source_klaviyo.contracts import JSON, JSONObject
 from source_klaviyo.errors import ConfigError
+from source_klaviyo.redaction import masked, redact
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
 # 2.x's default `num_workers`, which its UI wrote into every config: not a choice (see _num_workers).
@@ -60,7 +61,7 @@ class Config:
         shown = ", ".join(
             f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "api_key"
         )
-        return f"Config(api_key='***', {shown})"
+        return f"Config(api_key={masked(self.api_key)!r}, {shown})"
 
     __str__ = __repr__
 
@@ -126,7 +127,8 @@ def parse_config(raw: JSON, *, now: datetime | None = None) -> tuple[Config, JSO
         return _parse_validated(raw, api_key, now or datetime.now(UTC))
     except ConfigError as exc:
         # A key pasted into the wrong field would otherwise be echoed back.
-        raise ConfigError(_redact(exc.message, api_key), _redact(exc.internal_message, api_key)) from None
+        internal = None if exc.internal_message is None else redact(exc.internal_message, api_key)
+        raise ConfigError(redact(exc.message, api_key), internal) from None
 
 
 def _parse_validated(raw: JSONObject, api_key: str, now: datetime) -> tuple[Config, JSONObject | None]:
@@ -340,17 +342,3 @@ def _describe(value: object) -> str:
         shown = value if len(value) <= 200 else value[:197] + "..."
         return f"{_describe_type(value)} ({shown!r})"
     return _describe_type(value)
-
-
-@overload
-def _redact(message: str, secret: str) -> str: ...
-@overload
-def _redact(message: None, secret: str) -> None: ...
-@overload
-def _redact(message: str | None, secret: str) -> str | None: ...
-
-
-def _redact(message: str | None, secret: str) -> str | None:
-    if message is None or len(secret) < 4:
-        return message
-    return message.replace(secret, "***")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 if TYPE_CHECKING:
     from .http import HttpStats
+    from .streams import TierName
 
 # A JSON value decoded from the wire (a Klaviyo page) or from a user's file (config, catalog, state).
 # Its shape is only known after the checks that read it; a precise recursive union would force an
@@ -37,24 +38,24 @@ class Client(Protocol):
 
     stats: HttpStats
 
-    def in_flight_limit(self, bucket: str, tier: str) -> int:
+    def in_flight_limit(self, bucket: str, tier: TierName) -> int:
         """How many requests of `bucket` should be in flight now."""
         ...
 
-    def queued(self, bucket: str, tier: str) -> int:
+    def queued(self, bucket: str, tier: TierName) -> int:
         """Requests of `bucket` waiting for their turn at its rate limit."""
         ...
 
     @overload
-    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
+    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: TierName,
                   parse: None = None) -> bytes: ...
     @overload
-    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
+    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: TierName,
                   parse: Callable[[bytes], T]) -> T: ...
 
     @overload
-    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: str,
+    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: TierName,
                    params: Params | None = None, parse: None = None) -> bytes: ...
     @overload
-    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: str,
+    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: TierName,
                    params: Params | None = None, parse: Callable[[bytes], T]) -> T: ...

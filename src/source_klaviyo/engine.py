@@ -1,4 +1,4 @@
-"""The read engine: interprets the stream table (`streams.py`) with one `KlaviyoClient` per run.
+"""The read engine: interprets the stream table (`streams.py`) with one HTTP client per run.
 
 In-process API (stable; the DuckDB `sync` and the tests build on it)::
 
@@ -17,92 +17,71 @@ In-process API (stable; the DuckDB `sync` and the tests build on it)::
     result = await read_streams(config, configured, state, sink, client=None)  # the same, in one call
 
 `state` maps a stream name to its 3.0.0 stream state (already migrated). `client` is any object with
-the `Client` API (`contracts.py`); when None the engine opens its own `KlaviyoClient`.
+the `Client` API (`contracts.py`); when None the engine opens its own `KlaviyoClient`. A sink that is
+also a `RawSink` gets the records of streams that change nothing in them as the bytes Klaviyo sent.
 
-Incremental semantics — one rule everywhere: a saved cursor `S` means every record whose cursor is
-`< S` was emitted, except in the `gaps` the state lists (ranges below `S` never read: a read cut
-short while its later ranges were done, or a 2.x concurrent state with holes). A read covers the
-gaps and `[start, upper)` where `start = max(S - lookback, start_date)` and `upper = now -
-UPPER_MARGIN` (never past now: records stamped later, e.g. in the future, are left for a later
-sync). The lower bound is inclusive: `greater-or-equal(S)`, or `greater-than(S - 1 s)` plus a
-client-side `>= S` check where the endpoint has only `greater-than`; the upper bound is
-`less-than(upper)` server-side where supported, else checked here. Ranges are half-open and
-disjoint, so a read never emits a record twice; a read that resumes from a mid-range position `S`
-may re-emit the records stamped exactly `S` (at-least-once; the destination de-duplicates by
-primary key). After a complete read the state is `upper`, so the next read returns exactly the
-records changed since.
+The parts: `chains.py` builds each chain's first request, `pages.py` parses and walks its pages,
+`records.py` turns a page's records into what the stream emits, `checkpoints.py` reads a saved state
+into ranges and states what was read, `ranges.py` keeps the spans of those ranges; this module
+schedules the chains and passes records and states to the sink. Report streams are read by
+`reports.py` through `StreamRead`'s public methods.
 
-Chains (`ranges.py`): each range is read by a chain of pages sorted by its attribute, one request in
-flight per chain. A bucket runs as many chains as its rate and measured round trip call for
-(`Reader.room`); a stream whose endpoint sorts and filters an attribute on both sides (`split_by`:
-events, profiles, memberships) cuts its running ranges when it has room for more chains than it has
-ranges, from the first page's density at the start to the last pages of a backfill, so the whole
-read runs at the pace the rate limit allows.
+Bounds: ranges are half-open and disjoint, so a read never emits a record twice; the lower bound is
+inclusive (`greater-or-equal(S)`, or `greater-than(S - 1 s)` plus a check here where the endpoint
+has only `greater-than`), the upper bound `less-than(upper)` server-side where supported, else
+checked here. A read that resumes from a mid-range position `S` may re-emit the records stamped
+exactly `S` (at-least-once; the destination de-duplicates by primary key). After a complete read
+the state is `upper`, so the next read returns exactly the records changed since.
+
+Chains: each range is read by a chain of pages sorted by its attribute, one request in flight per
+chain. A bucket runs as many chains as its rate and measured round trip call for (`Reader.room`); a
+stream whose endpoint sorts and filters an attribute on both sides (`split_by`: events, profiles,
+memberships) cuts its running ranges when it has room for more chains than it has ranges, from the
+first page's density at the start to the last pages of a backfill, so the whole read runs at the
+pace the rate limit allows.
 
 Checkpoints: sorted streams emit a state at least every `CHECKPOINT_EVERY_PAGES` pages and whenever a
 chain ends; unsorted streams (`assume_sorted=False`) only when a whole partition is done;
-partitioned streams keep one cursor per partition (`{"states": [{"partition", "cursor"}]}`).
+partitioned streams keep one cursor per partition.
 
 Errors: a failing stream gets a TRACE ERROR and INCOMPLETE, keeps its last emitted state, and the
 others go on; a 401 stops the whole read with one config_error.
-
-Heartbeat: a read that has passed nothing to the sink for `heartbeat_seconds` (waiting out a rate
-limit or a long Retry-After, or paging slowly) sends a RUNNING stream status for every stream still
-in progress, so the platform (`maxSecondsBetweenMessages`) never sees a silent connector. The default
-is `HEARTBEAT_SECONDS`; the environment variable `SOURCE_KLAVIYO_HEARTBEAT_SECONDS` overrides it
-(tests use a fraction of a second).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
-import itertools
-import json
-import os
-import time
 import traceback
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, cast
-
-import msgspec
-import orjson
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from .allocator import keep_large_buffers
 from .catalog import ConfiguredStream
-from .contracts import JSON, Client, JSONObject, Record, StreamState
-from .datetimes import ONE_SECOND, floor_second, format_datetime, parse_datetime, utc_now
+from .chains import Chain, Partition, bucket_of, build_chain, partitions_of, tier_and_fields
+from .checkpoints import ranges_to_read, read_upper, saved_position, stream_state
+from .config import Config
+from .contracts import Client, Record, StreamState
+from .datetimes import utc_now
 from .errors import ApiError, SourceError
-from .hooks import HOOKS
-from .protocol import dumps
-from .ranges import GAPS, NO_LOWER_BOUND, Range, Span, Spans, plan_cuts, to_read
-from .streams import STREAMS_BY_NAME, TIERS, Stream
+from .pages import PARSED, AnyRecord, chain_pages, cursor_value, has_next, ids_of, raw_cursor, raw_format
+from .ranges import NO_LOWER_BOUND, Range, Span, Spans, plan_cuts
+from .records import prepare, prepare_raw, with_details
+from .reports import read_report
+from .streams import STREAMS_BY_NAME, TierName
 
 if TYPE_CHECKING:
-    from .config import Config
     from .http import HttpStats
 
-UPPER_MARGIN = timedelta(seconds=5)
 CHECKPOINT_EVERY_PAGES = 10
 PROBE_RECORDS = 100  # the first page of a splittable range nothing is known of (see _probe_size)
 GC_THRESHOLD = 50_000  # gen-0 allocations between collections while reading (default 700)
-HEARTBEAT_SECONDS = 30.0  # the longest silence of a read; Airbyte's maxSecondsBetweenMessages is 600
-HEARTBEAT_ENV = "SOURCE_KLAVIYO_HEARTBEAT_SECONDS"
 
-Partition = dict[str, str]
-# A record on the raw path: its JSON object (lifted cursor spliced in) and the cursor's JSON text.
-RawRecord = tuple[bytes, bytes | msgspec.Raw]
-# A record of a page: a `Record` (parsed path) or a `RawRecord` (raw path). Which one is fixed per
-# stream by its parser and checked once per page in `Reader.pages`; a union would need a check or a
-# cast per record on the hot path, hence Any.
-AnyRecord = Any
-# One page of a chain: its records and the whole parsed page (`links`, `included`).
-Page = tuple[list[AnyRecord], JSONObject]
+T = TypeVar("T")
 
 
 class Sink(Protocol):
@@ -111,8 +90,14 @@ class Sink(Protocol):
     def stream_status(self, stream: str, status: str) -> None: ...
     def error(self, stream: str | None, error: SourceError) -> None: ...
     def log(self, level: str, message: str) -> None: ...
-    # Optional: a sink with `raw_records(stream, list[bytes])` gets each record of a stream without
-    # hooks as its JSON object (the bytes Klaviyo sent, lifted cursor spliced in), never parsed.
+
+
+@runtime_checkable
+class RawSink(Protocol):
+    """A sink that writes JSON as it is: it gets each record of a stream without hooks, details or
+    parents as its JSON object (the bytes Klaviyo sent, the lifted cursor spliced in), never parsed."""
+
+    def raw_records(self, stream: str, records: list[bytes]) -> None: ...
 
 
 @dataclass
@@ -140,337 +125,11 @@ class ReadResult:
         return all(status == "COMPLETE" for status in self.statuses.values())
 
 
-def heartbeat_seconds_from_env() -> float:
-    """`SOURCE_KLAVIYO_HEARTBEAT_SECONDS` when it is a positive number, else `HEARTBEAT_SECONDS`."""
-    try:
-        seconds = float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS))
-    except ValueError:
-        return HEARTBEAT_SECONDS
-    return seconds if seconds > 0 else HEARTBEAT_SECONDS
-
-
-class _Stamped:
-    """The sink, noting when it last passed anything on (what the heartbeat measures silence by)."""
-
-    def __init__(self, sink: Sink) -> None:
-        self.inner = sink
-        self.last = time.monotonic()
-
-    def records(self, stream: str, records: list[Record]) -> None:
-        self.last = time.monotonic()
-        self.inner.records(stream, records)
-
-    def raw_records(self, stream: str, records: list[bytes]) -> None:
-        self.last = time.monotonic()
-        self.inner.raw_records(stream, records)  # type: ignore[attr-defined]
-
-    def state(self, stream: str, stream_state: StreamState, record_count: int) -> None:
-        self.last = time.monotonic()
-        self.inner.state(stream, stream_state, record_count)
-
-    def stream_status(self, stream: str, status: str) -> None:
-        self.last = time.monotonic()
-        self.inner.stream_status(stream, status)
-
-    def error(self, stream: str | None, error: SourceError) -> None:
-        self.last = time.monotonic()
-        self.inner.error(stream, error)
-
-    def log(self, level: str, message: str) -> None:
-        self.last = time.monotonic()
-        self.inner.log(level, message)
-
-
 class _Unauthorized(Exception):
     def __init__(self, error: SourceError) -> None:
         self.error = error
 
 
-# -- page parsing: the hot path ----------------------------------------------------------------------
-_DIGITS_ONLY = bytes(48 if 48 <= byte <= 57 else 120 for byte in range(256))
-_LONG_NUMBER = b"0" * 20  # 20 digits in a row: possibly an integer beyond 64 bits
-
-
-def parse_page(body: bytes) -> JSONObject:
-    """Parse a JSON:API page with orjson, keeping integers beyond 64 bits exact.
-
-    orjson turns such integers into floats silently. A page holding a run of 20+ digits is scanned
-    for integer tokens that long; the floats they became are put back as Python ints (orjson cannot
-    write them; the protocol writer falls back to `json` for those records). When two tokens would
-    collapse to the same float, the page is parsed by `json` instead (rare, slower, always exact)."""
-    digits = body.translate(_DIGITS_ONLY)
-    page: JSONObject
-    if digits.find(_LONG_NUMBER) < 0:
-        try:
-            page = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _parse_slow(body)  # e.g. a lone surrogate escape, which `json` accepts
-        return page
-    tokens = _big_integer_tokens(body, digits)
-    try:
-        page = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return _parse_slow(body)
-    if tokens and _restore(_holders(page, body, tokens), tokens, [0]) != len(tokens):
-        return _parse_slow(body)  # a token we could not place: let `json` do it exactly
-    return page
-
-
-def _holders(page: JSONObject, body: bytes, tokens: list[int]) -> list[JSON]:
-    """The records of `data` that hold the tokens: the nearest `"id"` before each token names its
-    record (type and id come first in Klaviyo's resources). A wrong guess is caught by the caller,
-    which then parses the page with `json`."""
-    ids: set[str] = set()
-    after = 0  # tokens are in document order: a value seen twice is looked up past the previous one
-    for number in tokens:
-        text = str(number).encode()
-        at = body.find(text, after)
-        key = body.rfind(b'"id"', 0, at)
-        if at < 0 or key < 0:
-            return [page]
-        after = at + len(text)
-        quote = body.find(b'"', body.find(b":", key + 4) + 1)
-        ids.add(body[quote + 1:body.find(b'"', quote + 1)].decode("utf-8", "replace"))
-    data = page.get("data")
-    if not isinstance(data, list):
-        return [page]
-    return [record for record in data if isinstance(record, dict) and record.get("id") in ids]
-
-
-_BEFORE = frozenset(b":,[ \t\r\n")
-_AFTER = frozenset(b",}] \t\r\n")
-_INT64_RANGE = 2.0**63
-
-
-def _big_integer_tokens(body: bytes, digits: bytes) -> list[int]:
-    """The integer tokens of 20+ digits, in document order (runs inside strings are skipped)."""
-    tokens: list[int] = []
-    position = digits.find(_LONG_NUMBER)
-    while position >= 0:
-        end = digits.find(b"x", position)
-        end = len(body) if end < 0 else end
-        start, sign = position, 1
-        if start > 0 and body[start - 1] == 0x2D:  # '-'
-            start, sign = start - 1, -1
-        if (start == 0 or body[start - 1] in _BEFORE) and (end == len(body) or body[end] in _AFTER):
-            tokens.append(sign * int(body[position:end]))
-        position = digits.find(_LONG_NUMBER, end)
-    return tokens
-
-
-def _restore(node: JSON, tokens: list[int], placed: list[int]) -> int:
-    """Walk in document order (orjson keeps key order) and put the k-th token back where orjson left
-    the k-th float outside the 64-bit range; stops once every token is placed. Returns how many were."""
-    if isinstance(node, dict):
-        items: Iterable[tuple[JSON, JSON]] = node.items()
-    elif isinstance(node, list):
-        items = enumerate(node)
-    else:
-        return placed[0]
-    for key, value in items:
-        if placed[0] >= len(tokens):
-            break
-        if type(value) is float:
-            if abs(value) >= _INT64_RANGE and float(tokens[placed[0]]) == value:
-                node[key] = tokens[placed[0]]
-                placed[0] += 1
-        elif isinstance(value, dict | list):
-            _restore(value, tokens, placed)
-    return placed[0]
-
-
-def _parse_slow(body: bytes) -> JSONObject:
-    try:
-        page: JSON = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise SourceError(
-            "Klaviyo returned a page that is not valid JSON", f"{type(exc).__name__}: {exc}"
-        ) from None
-    if not isinstance(page, dict):
-        raise SourceError("Klaviyo returned a page that is not a JSON object")
-    return page
-
-
-class _RawLinks(msgspec.Struct):
-    next: JSON = None
-
-
-class _RawPage(msgspec.Struct):
-    data: list[msgspec.Raw]
-    links: _RawLinks | None = None
-
-
-_RAW_PAGE = msgspec.json.Decoder(_RawPage)
-_NULL = msgspec.Raw(b"null")
-
-
-class _Resource(Protocol):
-    """What `raw_page_parser` decodes of a record (its Struct type is built at run time)."""
-
-    id: str
-    attributes: object | None
-
-
-@functools.cache
-def raw_page_parser(lifted: str | None) -> Callable[[bytes], JSONObject]:
-    """A parser for streams whose records are passed on unparsed (`Sink.raw_records`): the page is
-    split into its records' raw JSON and only `id` and the lifted cursor of each are decoded, so
-    integers beyond 64 bits and every string pass through byte for byte. `data` holds `RawRecord`s:
-    `{"<lifted>":<cursor>,` spliced before the record's own keys. A page msgspec will not take
-    (a record without a string id, a lone surrogate, …) goes through `parse_page` and is re-encoded,
-    so odd answers fail or pass exactly as on the parsed path. The bytes are not re-validated as
-    UTF-8 (that alone would cost ~1.5 µs per 1 KB event)."""
-    attributes = msgspec.defstruct("Attributes", [(lifted, msgspec.Raw, _NULL)] if lifted else [])
-    record = msgspec.defstruct("Resource", [("id", str), ("attributes", attributes | None, None)])
-    decoder = msgspec.json.Decoder(record)
-    decode_record = cast("Callable[[msgspec.Raw], _Resource]", decoder.decode)
-    head = orjson.dumps(lifted)[:-1] + b'":' if lifted else b""
-
-    def parse(body: bytes) -> JSONObject:
-        try:
-            page = _RAW_PAGE.decode(body)
-            data: list[RawRecord] = []
-            append = data.append
-            for raw in page.data:
-                if lifted:
-                    found = decode_record(raw).attributes
-                    cursor: msgspec.Raw = _NULL if found is None else getattr(found, lifted)
-                    append((b"".join((b"{", head, cursor, b",", memoryview(raw)[1:])), cursor))
-                else:
-                    decode_record(raw)
-                    append((bytes(raw), b"null"))
-        except msgspec.DecodeError:
-            return _reencoded(parse_page(body), lifted)
-        links = page.links
-        return {"data": data, "links": None if links is None else {"next": links.next}}
-
-    return parse
-
-
-def _reencoded(page: JSONObject, lifted: str | None) -> JSONObject:
-    data = page.get("data") if isinstance(page, dict) else None
-    if not isinstance(data, list):
-        return page
-    records: list[JSON] = []
-    for record in data:
-        if type(record) is not dict:
-            records.append(record)  # refused by `Reader.pages`, as on the parsed path
-            continue
-        if lifted:
-            attributes = record.get("attributes")
-            record[lifted] = attributes.get(lifted) if isinstance(attributes, dict) else None
-        records.append((dumps(record), dumps(record.get(lifted))))
-    page["data"] = records
-    return page
-
-
-def _raw_cursor(text: bytes | msgspec.Raw) -> JSON:
-    try:
-        return msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        return None
-
-
-def _cursor_value(value: object) -> datetime | None:
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return None
-    try:
-        return parse_datetime(value)
-    except ValueError:
-        return None
-
-
-# -- request building --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Chain:
-    """One chain of pages: a first request, then `links.next` until there is none."""
-
-    path: str
-    params: list[tuple[str, str]]
-    bucket: str
-    tier: str
-    partition: Partition = field(default_factory=dict)
-    parent_id: str | None = None
-    lower: datetime | None = None  # checked here (inclusive) when the server cannot
-    upper: datetime | None = None  # checked here (exclusive) when the server cannot
-
-
-def partitions_of(stream: Stream) -> list[Partition]:
-    axes = stream.partitions
-    return [dict(zip((a.key for a in axes), values, strict=True))
-            for values in itertools.product(*(a.values for a in axes))]
-
-
-def _tier_and_fields(stream: Stream, config: Config) -> tuple[str, tuple[str, ...]]:
-    fields, tier = stream.additional_fields, stream.tier
-    if stream.reduced_tier is not None:
-        extra, reduced, flag = stream.reduced_tier
-        if getattr(config, flag, False):
-            fields = tuple(f for f in fields if f != extra)
-        elif extra in fields:
-            tier = reduced
-    return tier, fields
-
-
-def build_chain(stream: Stream, config: Config, *, partition: Partition | None = None,
-                lower: datetime | None = None, upper: datetime | None = None,
-                path: str | None = None, parent_id: str | None = None, page_size: int | None = None,
-                ) -> Chain:
-    """The first request of a chain, from the declaration; bounds are `[lower, upper)`."""
-    partition = partition or {}
-    filters = [stream.filter] if stream.filter else []
-    for axis in stream.partitions:
-        filters.append(axis.filter.format(value=partition[axis.key]))
-    check_lower = check_upper = None
-    inc = stream.incremental
-    if inc is None and stream.split_by is not None:
-        # A range of an attribute that is not a cursor (memberships by `joined_group_at`).
-        if lower is not None:
-            filters.append(f"greater-or-equal({stream.split_by},{format_datetime(lower)})")
-        if upper is not None:
-            filters.append(f"less-than({stream.split_by},{format_datetime(upper)})")
-    if inc is not None:
-        cursor = inc.cursor
-        if lower is not None:
-            if inc.server_side_filter and inc.lower_operator == "greater-or-equal":
-                filters.append(f"greater-or-equal({cursor},{format_datetime(lower)})")
-            else:
-                if inc.server_side_filter and inc.lower_operator == "greater-than":
-                    filters.append(f"greater-than({cursor},{format_datetime(lower - ONE_SECOND)})")
-                check_lower = lower
-        if upper is not None:
-            if inc.server_side_filter and inc.supports_less_than_filter:
-                filters.append(f"less-than({cursor},{format_datetime(upper)})")
-            else:
-                check_upper = upper
-    params: list[tuple[str, str]] = []
-    size = page_size or stream.page_size
-    if size:
-        params.append(("page[size]", str(size)))
-    if filters:
-        params.append(("filter", ",".join(filters)))
-    if inc is not None and inc.sortable:
-        params.append(("sort", inc.cursor))
-    elif inc is None and stream.split_by is not None:
-        params.append(("sort", stream.split_by))
-    if stream.include:
-        params.append(("include", ",".join(stream.include)))
-    tier, additional = _tier_and_fields(stream, config)
-    if additional:
-        params.append((f"additional-fields[{stream.resource_type}]", ",".join(additional)))
-    return Chain(path or stream.path, params, bucket_of(stream, config), tier, partition, parent_id,
-                 check_lower, check_upper)
-
-
-def bucket_of(stream: Stream, config: Config) -> str:
-    """The rate-limit bucket of a stream's requests: Klaviyo counts per endpoint, and an endpoint
-    whose additional field moves it to another tier is counted apart."""
-    tier, additional = _tier_and_fields(stream, config)
-    template = stream.parent.path if stream.parent else stream.path
-    return template + ("?" + ",".join(additional) if tier != stream.tier else "")
-
-
-# -- the reader ----------------------------------------------------------------------------------------
 class Reader:
     """One read of the configured streams; see the module docstring."""
 
@@ -483,40 +142,52 @@ class Reader:
         *,
         client: Client | None = None,
         clock: Callable[[], datetime] = utc_now,
-        heartbeat_seconds: float | None = None,
     ) -> None:
         self.config = config
         self.configured = configured
         self.state = state or {}
-        self.sink = _Stamped(sink)
-        self.heartbeat_seconds = heartbeat_seconds or heartbeat_seconds_from_env()
-        self.client: Client | None = client  # set by run() when None
+        self.sink = sink
+        self._client: Client | None = client  # opened by run() when None
         self.clock = clock
         self.progress: dict[str, StreamProgress] = {cs.name: StreamProgress() for cs in configured}
         self.errors: list[tuple[str | None, SourceError]] = []
         self._chains: dict[str, int] = {}  # chains of pages running, per rate-limit bucket
         self._watchers: dict[str, set[asyncio.Event]] = {}  # schedulers waiting for room in a bucket
+        self._once: dict[str, asyncio.Future[Any]] = {}
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None, "run() opens the client before any request"
+        return self._client
+
+    @property
+    def stats(self) -> HttpStats | None:
+        """The client's counters, once it is open (a progress display polls them)."""
+        return None if self._client is None else self._client.stats
+
+    def in_progress(self) -> list[str]:
+        """The streams started and not yet COMPLETE or INCOMPLETE."""
+        return [name for name, progress in self.progress.items() if progress.status in ("STARTED", "RUNNING")]
 
     async def run(self) -> ReadResult:
         # Parsed pages are acyclic and freed by reference counting, but with the default gen-0
-        # threshold (700) the collector traverses each page while orjson builds it (~30,000
+        # threshold (700) the collector traverses each page while the decoder builds it (~30,000
         # containers per 1,000 events): ~4 µs of CPU per record. Restored when the read ends.
         threshold = gc.get_threshold()
         gc.set_threshold(GC_THRESHOLD, *threshold[1:])
         keep_large_buffers()
         try:
-            if self.client is None:
+            if self._client is None:
                 from .http import KlaviyoClient  # late: protocol commands never need aiohttp
 
                 async with KlaviyoClient(self.config) as client:
-                    self.client = client
+                    self._client = client
                     return await self._run_all()
             return await self._run_all()
         finally:
             gc.set_threshold(*threshold)
 
     async def _run_all(self) -> ReadResult:
-        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             async with asyncio.TaskGroup() as group:
                 for cs in self.configured:
@@ -525,32 +196,19 @@ class Reader:
             error = failures.exceptions[0].error  # type: ignore[union-attr]  # a task's leaf, never a group
             self.errors.append((None, error))
             self.sink.error(None, error)
-            for name, progress in self.progress.items():
-                if progress.status not in ("COMPLETE", "INCOMPLETE"):
-                    self._status(name, "INCOMPLETE")
-        finally:
-            heartbeat.cancel()
+            for name in self.in_progress():
+                self.status(name, "INCOMPLETE")
         statuses = {name: p.status for name, p in self.progress.items()}
-        return ReadResult(statuses, self.progress, self.errors, getattr(self.client, "stats", None))
+        return ReadResult(statuses, self.progress, self.errors, self.stats)
 
-    async def _heartbeat(self) -> None:
-        while True:
-            silent = time.monotonic() - self.sink.last
-            if silent >= self.heartbeat_seconds:
-                for name, progress in self.progress.items():
-                    if progress.status in ("STARTED", "RUNNING"):
-                        self.sink.stream_status(name, "RUNNING")
-                silent = 0.0
-            await asyncio.sleep(self.heartbeat_seconds - silent)
-
-    def _status(self, stream: str, status: str) -> None:
+    def status(self, stream: str, status: str) -> None:
         self.progress[stream].status = status
         self.sink.stream_status(stream, status)
 
     async def _run_stream(self, cs: ConfiguredStream) -> None:
-        self._status(cs.name, "STARTED")
+        self.status(cs.name, "STARTED")
         try:
-            await _StreamRead(self, cs).run()
+            await StreamRead(self, cs).run()
         except asyncio.CancelledError:
             raise
         except ApiError as exc:
@@ -565,35 +223,30 @@ class Reader:
             error.__traceback__ = exc.__traceback__
             self._fail(cs.name, error)
         else:
-            self._status(cs.name, "COMPLETE")
+            self.status(cs.name, "COMPLETE")
 
     def _fail(self, stream: str, error: SourceError) -> None:
         self.errors.append((stream, error))
         self.sink.error(stream, error)
-        self._status(stream, "INCOMPLETE")
+        self.status(stream, "INCOMPLETE")
 
-    # -- HTTP ----------------------------------------------------------------------------------------
-    async def get(self, url: str, params: list[tuple[str, str]] | None, bucket: str, tier: str,
-                  parse: Callable[[bytes], JSONObject] = parse_page) -> JSONObject:
-        """The parsed page; parsing happens inside the client's retries, so a 200 whose JSON was cut
-        short is fetched again instead of failing the stream."""
-        client = self.client
-        assert client is not None, "run() opens the client before any request"
-        return await client.get(url, params, bucket=bucket, tier=tier, parse=parse)
+    async def once(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
+        """`compute()`'s result, computed once per read and shared by every stream asking for `key`."""
+        shared = self._once.get(key)
+        if shared is None:
+            shared = self._once[key] = asyncio.ensure_future(compute())
+        result: T = await shared
+        return result
 
     # -- chains per bucket -----------------------------------------------------------------------------
-    def room(self, bucket: str, tier: str) -> int:
+    def room(self, bucket: str, tier: TierName) -> int:
         """How many more chains of pages `bucket` may run now: one request in flight each, up to what
-        its rate and round trip call for (`KlaviyoClient.in_flight_limit`)."""
-        client = self.client
-        assert client is not None, "run() opens the client before any request"
-        return client.in_flight_limit(bucket, tier) - self._chains.get(bucket, 0)
+        its rate and round trip call for (`Client.in_flight_limit`)."""
+        return self.client.in_flight_limit(bucket, tier) - self._chains.get(bucket, 0)
 
-    def idle(self, bucket: str, tier: str) -> bool:
+    def idle(self, bucket: str, tier: TierName) -> bool:
         """No request of `bucket` waits for its turn at the rate limit: its pace is not all used."""
-        client = self.client
-        assert client is not None, "run() opens the client before any request"
-        return client.queued(bucket, tier) == 0
+        return self.client.queued(bucket, tier) == 0
 
     def chain_started(self, bucket: str) -> None:
         self._chains[bucket] = self._chains.get(bucket, 0) + 1
@@ -613,32 +266,6 @@ class Reader:
         for event in self._watchers.get(bucket, ()):
             event.set()
 
-    async def pages(self, chain: Chain, parse: Callable[[bytes], JSONObject] = parse_page,
-                    ) -> AsyncGenerator[Page, None]:
-        """Every page of a chain; refuses a `links.next` it has already followed (a server loop).
-        Records are dicts, or `RawRecord`s with a `raw_page_parser`."""
-        url: str | None = chain.path
-        params: list[tuple[str, str]] | None = chain.params
-        seen: set[str] = set()
-        kind: type = dict if parse is parse_page else tuple
-        while url is not None:
-            page = await self.get(url, params, chain.bucket, chain.tier, parse)
-            data = page.get("data")
-            if not isinstance(data, list) or not all(type(record) is kind for record in data):
-                raise SourceError(f"Klaviyo answered {chain.path} without a data list of resource objects")
-            yield data, page
-            links = page.get("links")
-            next_url = links.get("next") if isinstance(links, dict) else None
-            if next_url is not None:
-                if not isinstance(next_url, str):
-                    raise SourceError(f"Klaviyo answered {chain.path} with a links.next that is not a URL")
-                if next_url in seen:
-                    raise SourceError(f"Klaviyo returned the same next page twice for {chain.path}",
-                                      "pagination loop detected; refusing to follow it again")
-                seen.add(next_url)
-            url, params = next_url, None
-            del page, data, links  # not held while the next page is fetched: 4 MB per events page
-
 
 @dataclass(eq=False)
 class _Unit:
@@ -647,19 +274,16 @@ class _Unit:
     partition: Partition
     spans: Spans
     parent_id: str | None = None
-    path: str | None = None  # the children's path, for a parent's unit
 
 
-class _StreamRead:
-    """The read of one configured stream."""
+class StreamRead:
+    """The read of one configured stream. Its public methods are what `reports.ReportRead` needs."""
 
     def __init__(self, reader: Reader, cs: ConfiguredStream) -> None:
         self.r = reader
-        self.cs = cs
         self.stream = stream = cs.stream
         self.name = cs.name
         self.progress = reader.progress[cs.name]
-        self.hook = HOOKS[stream.hook] if stream.hook else None
         self.since_state = 0
         self.running = False
         self.incremental = cs.incremental and stream.incremental is not None
@@ -667,7 +291,7 @@ class _StreamRead:
         self.ready: deque[_Unit] = deque()  # units that may have spans without a chain, in order
         self.last_state: StreamState | None = None
         self.bucket = bucket_of(stream, reader.config)
-        self.tier = _tier_and_fields(stream, reader.config)[0]
+        self.tier = tier_and_fields(stream, reader.config)[0]
         inc = stream.incremental
         # Pages sorted by the range's attribute: a page ending at `c` proves everything before `c`
         # was read, and a chain may be split past it.
@@ -678,108 +302,97 @@ class _StreamRead:
         # per round trip, so a chain left with two pages keeps the read waiting two round trips.
         self.min_split = max(1, (stream.page_size or 1) // 2)
         # Records passed on unparsed when nothing here needs more of them than id and cursor.
-        self.raw = (hasattr(reader.sink.inner, "raw_records") and stream.hook is None
-                    and stream.detail is None and stream.parent is None and stream.report is None)
-        self.parse = raw_page_parser(stream.lifted) if self.raw else parse_page
+        self.raw_sink = reader.sink if isinstance(reader.sink, RawSink) else None
+        self.raw = (self.raw_sink is not None and stream.hook is None and stream.detail is None
+                    and stream.parent is None and stream.report is None)
+        self.page_format = raw_format(stream.lifted) if self.raw else PARSED
 
-    async def run(self) -> None:
-        if self.stream.report is not None:
-            from .reports import read_report  # late: reports.py builds on this module
+    # -- what reports.py uses --------------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        return self.r.config
 
-            await read_report(self)
-            return
-        upper = floor_second(self.r.clock()) - UPPER_MARGIN
-        wake = asyncio.Event()
-        if self.stream.parent is None:
-            for partition in partitions_of(self.stream):
-                self._add(_Unit(partition, Spans(self._ranges(partition, upper), upper)))
-            await self._schedule(wake)
-        else:
-            # Children start as their parents' ids arrive, not once every parent page has been read.
-            await self._schedule(wake, self._add_children(upper, wake))
-        if self.incremental:
-            self._emit_state(force=True)
+    @property
+    def client(self) -> Client:
+        return self.r.client
 
-    def _add(self, unit: _Unit) -> None:
+    def now(self) -> datetime:
+        return self.r.clock()
+
+    def saved(self, partition: Partition) -> tuple[datetime | None, list[Range]]:
+        """The saved cursor of `partition` and the gaps below it that were never read."""
+        return saved_position(self.stream, self.r.state.get(self.name), partition)
+
+    def track(self, spans: Spans, partition: Partition | None = None) -> _Unit:
+        """Read `spans` (of `partition`) as part of this stream: its state states them."""
+        unit = _Unit(partition or {}, spans)
         self.units.append(unit)
-        self.ready.append(unit)
-        self.progress.partitions_total += 1
-        self.progress.partitions_done += unit.spans.finished
-        self.progress.windows_total += len(unit.spans.spans)
+        return unit
 
-    async def _add_children(self, upper: datetime, wake: asyncio.Event) -> None:
-        parent = self.stream.parent
-        assert parent is not None
-        async for pid in _ids_of(self.r, STREAMS_BY_NAME[parent.stream]):
-            self._add(_Unit({}, Spans([(NO_LOWER_BOUND, upper)], upper), pid, parent.path.format(id=pid)))
-            wake.set()
-
-    # -- emission ------------------------------------------------------------------------------------
-    def _emit(self, records: list[AnyRecord]) -> None:
+    def emit(self, records: list[AnyRecord]) -> None:
         self.progress.pages += 1
         if not records:
             return
         if not self.running:
             self.running = True
-            self.r._status(self.name, "RUNNING")
-        if self.raw:
-            self.r.sink.raw_records(self.name, [record for record, _cursor in records])
+            self.r.status(self.name, "RUNNING")
+        if self.raw_sink is not None and self.raw:
+            self.raw_sink.raw_records(self.name, [record for record, _cursor in records])
         else:
             self.r.sink.records(self.name, records)
         self.progress.records += len(records)
         self.since_state += len(records)
 
-    def _state_value(self) -> StreamState | None:
-        inc = self.stream.incremental
-        assert inc is not None, "only incremental streams keep state"
-        entries = [(unit.partition, _cursor_state(inc.cursor, unit.spans)) for unit in self.units]
-        if not self.stream.partitions:
-            return entries[0][1] if entries else None
-        states: list[JSONObject] = []
-        for partition, entry in entries:
-            if entry is not None:
-                gaps = entry.pop(GAPS, None)
-                states.append({"partition": partition, "cursor": entry, **({GAPS: gaps} if gaps else {})})
-        return {"states": states} if states else None
-
-    def _emit_state(self, force: bool = False) -> None:
-        value = self._state_value()
+    def checkpoint(self, *, force: bool = False) -> None:
+        """The stream's state to the sink, when it changed (always with `force`); nothing for a full
+        refresh."""
+        if not self.incremental:
+            return
+        value = stream_state(self.stream, ((unit.partition, unit.spans) for unit in self.units))
         if value is None or (value == self.last_state and not force):
             return
         self.r.sink.state(self.name, value, self.since_state)
         self.last_state = value
         self.since_state = 0
 
-    # -- incremental bounds ------------------------------------------------------------------------
-    def _saved(self, partition: Partition) -> tuple[datetime | None, list[Range]]:
-        """The saved cursor of `partition` and the gaps below it that were never read."""
-        saved = self.r.state.get(self.name) or {}
-        inc = self.stream.incremental
-        if inc is None:
-            return None, []
-        entry: JSONObject = saved
-        value = saved.get(inc.cursor)
-        if self.stream.partitions:
-            entries = [s for s in saved.get("states") or () if s.get("partition") == partition]
-            entry = entries[0] if entries else {}
-            value = (entry.get("cursor") or {}).get(inc.cursor)
-        gaps = [(parse_datetime(gap["start"]), parse_datetime(gap["end"])) for gap in entry.get(GAPS) or ()]
-        try:
-            return (parse_datetime(value) if value is not None else None), gaps
-        except ValueError:
-            return None, gaps
+    def log(self, level: str, message: str) -> None:
+        self.r.sink.log(level, message)
 
-    def _ranges(self, partition: Partition, upper: datetime) -> list[Range]:
-        """What the read of `partition` covers: from the state (its gaps, then `[cursor - lookback,
-        upper)`), else from `start_date`, else from the first record."""
-        inc = self.stream.incremental
-        start_date = self.r.config.start_date if inc is not None else None
-        cursor, gaps = self._saved(partition) if self.incremental else (None, [])
-        lookback = timedelta(0)
-        if inc is not None:
-            lookback = inc.lookback + (timedelta(days=self.r.config.lookback_window_days)
-                                       if inc.config_lookback else timedelta(0))
-        return to_read(cursor, gaps, start_date=start_date, lookback=lookback, upper=upper)
+    async def once(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
+        return await self.r.once(key, compute)
+
+    # -- collections -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        if self.stream.report is not None:
+            await read_report(self)
+            return
+        upper = read_upper(self.r.clock())
+        wake = asyncio.Event()
+        if self.stream.parent is None:
+            saved = self.r.state.get(self.name) if self.incremental else None
+            for partition in partitions_of(self.stream):
+                self._add(partition, Spans(ranges_to_read(self.stream, self.config, saved, partition, upper),
+                                           upper))
+            await self._schedule(wake)
+        else:
+            # Children start as their parents' ids arrive, not once every parent page has been read.
+            await self._schedule(wake, self._add_children(upper, wake))
+        self.checkpoint(force=True)
+
+    def _add(self, partition: Partition, spans: Spans, parent_id: str | None = None) -> None:
+        unit = self.track(spans, partition)
+        unit.parent_id = parent_id
+        self.ready.append(unit)
+        self.progress.partitions_total += 1
+        self.progress.partitions_done += spans.finished
+        self.progress.windows_total += len(spans.spans)
+
+    async def _add_children(self, upper: datetime, wake: asyncio.Event) -> None:
+        parent = self.stream.parent
+        assert parent is not None
+        async for pid in ids_of(self.client, STREAMS_BY_NAME[parent.stream], self.config):
+            self._add({}, Spans([(NO_LOWER_BOUND, upper)], upper), pid)
+            wake.set()
 
     # -- chains: started while the bucket has room, split to keep it busy --------------------------------
     async def _schedule(self, wake: asyncio.Event,
@@ -838,9 +451,8 @@ class _StreamRead:
 
     def _chain(self, unit: _Unit, span: Span, page_size: int | None = None) -> Chain:
         lower = None if span.low == NO_LOWER_BOUND else span.low
-        return build_chain(self.stream, self.r.config, partition=unit.partition, lower=lower,
-                           upper=self._high(unit, span), path=unit.path, parent_id=unit.parent_id,
-                           page_size=page_size)
+        return build_chain(self.stream, self.config, partition=unit.partition, lower=lower,
+                           upper=self._high(unit, span), parent_id=unit.parent_id, page_size=page_size)
 
     def _probe_size(self, unit: _Unit) -> int | None:
         """A smaller first page for the first chain of a splittable range nothing is known of yet: it
@@ -861,12 +473,12 @@ class _StreamRead:
         pages = 0
         records: list[AnyRecord]
         try:
-            async with contextlib.aclosing(self.r.pages(chain, self.parse)) as source:
+            async with contextlib.aclosing(chain_pages(self.client, chain, self.page_format)) as source:
                 async for data, page in source:
                     first = last = None
                     if data and self.range_field is not None:
                         first, last = self._cursor_of(data[0]), self._cursor_of(data[-1])
-                    if probe and last is not None and span.reached < last < span.high and _has_next(page):
+                    if probe and last is not None and span.reached < last < span.high and has_next(page):
                         # The probe's last second may go on in the next page: the rest of the range,
                         # from that second, goes to a chain of full-size pages.
                         spans.split(span, [last])
@@ -876,17 +488,17 @@ class _StreamRead:
                     past = self.sorted_pages and last is not None and high is not None and last >= high
                     upper = high if past else chain.upper
                     if self.raw:  # never a stream with details (see __init__)
-                        records = self._prepare_raw(data, chain.lower, upper)
+                        records = prepare_raw(self.stream, data, chain.lower, upper)
                     else:
-                        records = self._prepare(data, page, chain, upper)
+                        records = prepare(self.stream, data, page, chain, upper, self.range_field)
                         if self.stream.detail is not None:
-                            records = await self._with_details(records)
-                    self._emit(records)
+                            records = await with_details(self.client, self.stream.detail, records)
+                    self.emit(records)
                     spans.page(span, records=len(records), first=first, last=last,
                                sorted_pages=self.sorted_pages)
                     pages += 1
-                    if self.incremental and self.sorted_pages and pages % CHECKPOINT_EVERY_PAGES == 0:
-                        self._emit_state()
+                    if self.sorted_pages and pages % CHECKPOINT_EVERY_PAGES == 0:
+                        self.checkpoint()
                     self.r.wake(self.bucket)
                     del data, page, records  # free the page before awaiting the next one (peak RSS)
                     if past:
@@ -897,105 +509,12 @@ class _StreamRead:
         self.progress.windows_done += 1
         if spans.finished:
             self.progress.partitions_done += 1
-        if self.incremental:
-            self._emit_state()
+        self.checkpoint()
 
     def _cursor_of(self, record: AnyRecord) -> datetime | None:
         if self.raw:  # the raw path lifts the cursor, which is the range's attribute
-            return _cursor_value(_raw_cursor(record[1]))
-        return _cursor_value((record.get("attributes") or {}).get(self.range_field))
-
-    # -- records ---------------------------------------------------------------------------------------
-    def _prepare(self, data: list[Record], page: JSONObject, chain: Chain, upper: datetime | None,
-                 ) -> list[Record]:
-        lifted = self.stream.lifted
-        if lifted:
-            try:
-                for record in data:
-                    record[lifted] = record["attributes"][lifted]
-            except (KeyError, TypeError):
-                for record in data:
-                    record[lifted] = (record.get("attributes") or {}).get(lifted)
-        field = self.range_field
-        if (chain.lower or upper) and field:
-            data = [r for r in data
-                    if _within(_cursor_value((r.get("attributes") or {}).get(field)), chain.lower, upper)]
-        if self.stream.parent is not None and self.stream.hook is None:
-            for record in data:
-                record[self.stream.parent.key] = chain.parent_id
-        if self.hook is not None:
-            key = self.stream.parent.key if self.stream.parent else None
-            data = self.hook(data, page, key, chain.parent_id)
-        return data
-
-    def _prepare_raw(self, data: list[RawRecord], lower: datetime | None, upper: datetime | None,
-                     ) -> list[RawRecord]:
-        if (lower or upper) and self.stream.lifted:
-            return [r for r in data if _within(_cursor_value(_raw_cursor(r[1])), lower, upper)]
-        return data
-
-    async def _with_details(self, records: list[Record]) -> list[Record]:
-        detail = self.stream.detail
-        assert detail is not None
-        limit = asyncio.Semaphore(max(1, TIERS[detail.tier].burst_per_second))
-
-        async def fetch(record: Record) -> None:
-            async with limit:
-                answer = await self.r.get(detail.path.format(id=record["id"]), list(detail.params),
-                                          detail.path + "?" + "&".join("=".join(p) for p in detail.params),
-                                          detail.tier)
-            attributes = (answer.get("data") or {}).get("attributes") or {}
-            target = record.setdefault("attributes", {})
-            for name in detail.fields:
-                if name in attributes:
-                    target[name] = attributes[name]
-
-        await asyncio.gather(*(fetch(record) for record in records))
-        return records
-
-
-async def _ids_of(reader: Reader, stream: Stream) -> AsyncIterator[str]:
-    """Every id of a (parent) stream, read in full whether or not it is selected."""
-    if stream.parent is not None:
-        parent = stream.parent
-        parent_ids = [pid async for pid in _ids_of(reader, STREAMS_BY_NAME[parent.stream])]
-        for pid in parent_ids:
-            chain = build_chain(stream, reader.config, path=parent.path.format(id=pid), parent_id=pid)
-            async for data, _page in reader.pages(chain):
-                for record in data:
-                    yield record["id"]
-        return
-    for partition in partitions_of(stream):
-        async for data, _page in reader.pages(build_chain(stream, reader.config, partition=partition)):
-            for record in data:
-                yield record["id"]
-
-
-def _within(value: datetime | None, lower: datetime | None, upper: datetime | None) -> bool:
-    if value is None:
-        return True
-    return (lower is None or value >= lower) and (upper is None or value < upper)
-
-
-def _key(partition: Partition) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(partition.items()))
-
-
-def _has_next(page: JSONObject) -> bool:
-    links = page.get("links")
-    return isinstance(links, dict) and bool(links.get("next"))
-
-
-def _cursor_state(cursor: str, spans: Spans) -> JSONObject | None:
-    """A unit's state: `{cursor: …}`, with the `gaps` below it that were never read; None before the
-    read has emitted anything of a range without a lower bound."""
-    position, gaps = spans.state()
-    if position == NO_LOWER_BOUND and not gaps:
-        return None
-    state: JSONObject = {cursor: format_datetime(position)}
-    if gaps:
-        state[GAPS] = [{"start": format_datetime(low), "end": format_datetime(high)} for low, high in gaps]
-    return state
+            return cursor_value(raw_cursor(record[1]))
+        return cursor_value((record.get("attributes") or {}).get(self.range_field))
 
 
 def _cuts(units: list[_Unit], room: int, min_records: int) -> list[tuple[_Unit, Span, list[datetime]]]:
@@ -1006,8 +525,6 @@ def _cuts(units: list[_Unit], room: int, min_records: int) -> list[tuple[_Unit, 
 
 async def read_streams(config: Config, configured: list[ConfiguredStream],
                        state: dict[str, StreamState] | None, sink: Sink, *, client: Client | None = None,
-                       clock: Callable[[], datetime] = utc_now,
-                       heartbeat_seconds: float | None = None) -> ReadResult:
+                       clock: Callable[[], datetime] = utc_now) -> ReadResult:
     """Read `configured` streams into `sink`; see the module docstring for the contract."""
-    return await Reader(config, configured, state, sink, client=client, clock=clock,
-                        heartbeat_seconds=heartbeat_seconds).run()
+    return await Reader(config, configured, state, sink, client=client, clock=clock).run()

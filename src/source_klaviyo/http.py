@@ -2,7 +2,7 @@
 
     async with KlaviyoClient(config) as client:
         body = await client.get("/api/events", [("page[size]", "1000")], bucket="/api/events", tier="XL")
-        ...  # the engine parses `body` (raw bytes of a complete 2xx JSON body) with orjson
+        ...  # `body`: the raw bytes of a complete 2xx JSON body; `parse=` parses it inside the retries
 
 Retry policy (numbers are constructor arguments): up to `max_attempts` (8) attempts, exponential
 backoff with full jitter (`uniform(0, min(backoff_cap, backoff_base * 2**n))`, 0.5 s base, 30 s cap)
@@ -14,6 +14,11 @@ are never followed: the key must only reach the configured origin), 400, 401, 40
 
 Compression: gzip shrinks Klaviyo's JSON ~6-10x (a 1,000-event page is ~1 MB), so we ask for it,
 from the emulator on loopback too: benchmarks and tests pay for inflating what users pay for.
+
+Route and trust (`transport.py`): the proxy (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY) and the
+extra certificate authorities (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, SSL_CERT_DIR) are read once, when
+the client is made; a failure to reach or trust the proxy or the host says which variable was used.
+An untrusted certificate or a proxy that refuses the credentials or the host is not retried.
 
 Concurrency: each rate-limit bucket sizes its requests in flight from the round trips it measures
 (`concurrency.py`); `num_workers`, when set, caps them, per bucket and in all.
@@ -31,16 +36,17 @@ from typing import Protocol, TypeVar, overload
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 from multidict import CIMultiDict
 from yarl import URL
 
-from source_klaviyo import __version__
+from source_klaviyo import __version__, json_codec
 from source_klaviyo.concurrency import MAX_IN_FLIGHT
 from source_klaviyo.contracts import JSONObject, Params
-from source_klaviyo.errors import ApiError, SourceError, TransientError
+from source_klaviyo.errors import ApiError, ConfigError, SourceError, TransientError
 from source_klaviyo.ratelimit import Clock, RateLimiters, SystemClock, TierLimiter, parse_retry_after
-from source_klaviyo.streams import API_REVISION, TIERS, Tier
+from source_klaviyo.redaction import masked, redact
+from source_klaviyo.streams import API_REVISION, TIERS, Tier, TierName
+from source_klaviyo.transport import Transport
 
 __all__ = ["HttpStats", "KlaviyoClient", "encode_params"]
 
@@ -99,6 +105,8 @@ T = TypeVar("T")
 
 # Requests in flight in all, when the user sets no cap (each bucket has its own bound too).
 MAX_IN_FLIGHT_IN_ALL = 256
+# Seconds a connection may take to set up (TCP, a proxy's CONNECT, TLS), when request_timeout_seconds is more.
+CONNECT_TIMEOUT = 30.0
 # Answers whose body is read and parsed at once: what bounds the pages in memory (see _attempt).
 BODIES_AT_ONCE = 8
 
@@ -167,10 +175,10 @@ def _body_is_complete(body: bytes) -> bool:
 
 def _first_error(body: bytes) -> JSONObject:
     try:
-        errors = orjson.loads(body).get("errors") or [{}]
+        errors = json_codec.loads(body).get("errors") or [{}]
         first: JSONObject = errors[0] if isinstance(errors[0], dict) else {}
         return first
-    except (orjson.JSONDecodeError, AttributeError, TypeError):
+    except (json_codec.DecodeError, AttributeError, TypeError):
         return {}
 
 
@@ -195,20 +203,26 @@ class KlaviyoClient:
         retry_time_budget: float = 600.0,
         max_retry_after: float = 900.0,
         rate_limit_margin: float = 0.03,
-        tiers: Mapping[str, Tier] = TIERS,
+        tiers: Mapping[TierName, Tier] = TIERS,
         rng: random.Random | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._key = config.api_key
+        self._secrets: tuple[str, ...] = ()
         self._base = URL(config.base_url.rstrip("/"))
         if not self._base.is_absolute() or self._base.scheme not in ("http", "https"):
             raise SourceError(
                 f"base_url must be an absolute http(s) URL, got {self._mask(config.base_url)!r}"
             )
+        # The proxy and CA variables of `environ` (the process's by default); ConfigError if unusable.
+        self.transport = Transport.from_environment(self._base, environ)
+        self._secrets = self.transport.secrets
         self._base_text = str(self._base)
         self._origin = self._base.origin()
         cap = config.num_workers
         self._in_flight = max(1, cap) if cap is not None else MAX_IN_FLIGHT_IN_ALL
         self._timeout = float(config.request_timeout_seconds)
+        self._connect_timeout = min(self._timeout, CONNECT_TIMEOUT)
         self._connector = transport_connector
         self._clock: Clock = clock or SystemClock()
         self.max_attempts = max_attempts
@@ -225,16 +239,13 @@ class KlaviyoClient:
         self._bodies = asyncio.Semaphore(BODIES_AT_ONCE)
 
     def __repr__(self) -> str:
-        return f"KlaviyoClient(base_url={self._base_text!r}, api_key={self._mask(self._key)!r})"
+        return f"KlaviyoClient(base_url={self._base_text!r}, api_key={masked(self._key)!r})"
 
     def _mask(self, text: str) -> str:
-        if not self._key:
-            return text
-        return text.replace(self._key, self._masked_key())
-
-    def _masked_key(self) -> str:
-        # Enough to tell two keys apart in a support thread, never enough to use one.
-        return f"{self._key[:3]}…{self._key[-2:]}" if len(self._key) > 12 else "***"
+        """`text` without the API key (shortened) or the proxy's password (starred)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return redact(text, self._key)
 
     # -- session lifecycle -----------------------------------------------------------------------
 
@@ -248,10 +259,12 @@ class KlaviyoClient:
     async def open(self) -> None:
         if self._session is not None:
             return
+        transport = self.transport
         connector = self._connector or aiohttp.TCPConnector(
             limit=self._in_flight,
             ttl_dns_cache=300,
             keepalive_timeout=30,
+            ssl=transport.ssl if transport.ssl is not None else True,
         )
         headers = {
             "Authorization": f"Klaviyo-API-Key {self._key}",
@@ -263,12 +276,17 @@ class KlaviyoClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers=headers,
+            # `connect` bounds the whole connection set-up (through a proxy: its CONNECT answer too), so
+            # that a hang there is told apart from a slow answer (`Transport.timeout`).
             timeout=aiohttp.ClientTimeout(
-                total=self._timeout, sock_connect=min(self._timeout, 30.0), sock_read=self._timeout
+                total=self._timeout, connect=self._connect_timeout, sock_connect=self._connect_timeout,
+                sock_read=self._timeout,
             ),
             auto_decompress=False,  # inflated one body at a time, see _decoded
             raise_for_status=False,
             cookie_jar=aiohttp.DummyCookieJar(),
+            # Set once for the session: requests carry no proxy argument of their own.
+            proxy=transport.proxy.url if transport.proxy is not None else None,
         )
 
     async def close(self) -> None:
@@ -278,19 +296,19 @@ class KlaviyoClient:
 
     # -- public requests -------------------------------------------------------------------------
 
-    def in_flight_limit(self, bucket: str, tier: str) -> int:
+    def in_flight_limit(self, bucket: str, tier: TierName) -> int:
         """How many requests of `bucket` should be in flight now (Little's law on what it measured)."""
         return self.limiters.get(bucket, tier).flight.limit_at(self._clock.monotonic())
 
-    def queued(self, bucket: str, tier: str) -> int:
+    def queued(self, bucket: str, tier: TierName) -> int:
         """Requests of `bucket` waiting for their turn at its rate limit."""
         return self.limiters.get(bucket, tier).queued
 
     @overload
-    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
+    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: TierName,
                   parse: None = None) -> bytes: ...
     @overload
-    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: str,
+    async def get(self, url: str, params: Params | None = None, *, bucket: str, tier: TierName,
                   parse: Callable[[bytes], T]) -> T: ...
 
     async def get(
@@ -299,7 +317,7 @@ class KlaviyoClient:
         params: Params | None = None,
         *,
         bucket: str,
-        tier: str,
+        tier: TierName,
         parse: Callable[[bytes], T] | None = None,
     ) -> bytes | T:
         """GET a path (`/api/events`, joined to base_url) or an absolute `links.next` URL, which is
@@ -309,10 +327,10 @@ class KlaviyoClient:
         return await self._request("GET", url, params, None, bucket=bucket, tier=tier, parse=parse)
 
     @overload
-    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: str,
+    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: TierName,
                    params: Params | None = None, parse: None = None) -> bytes: ...
     @overload
-    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: str,
+    async def post(self, path: str, body: JSONObject, *, bucket: str, tier: TierName,
                    params: Params | None = None, parse: Callable[[bytes], T]) -> T: ...
 
     async def post(
@@ -321,12 +339,12 @@ class KlaviyoClient:
         body: JSONObject,
         *,
         bucket: str,
-        tier: str,
+        tier: TierName,
         params: Params | None = None,
         parse: Callable[[bytes], T] | None = None,
     ) -> bytes | T:
         """POST a JSON:API document (the reporting endpoints); same policy as `get`, `parse` too."""
-        return await self._request("POST", path, params, orjson.dumps(body), bucket=bucket, tier=tier,
+        return await self._request("POST", path, params, json_codec.dumps(body), bucket=bucket, tier=tier,
                                    parse=parse)
 
     # -- the policy --------------------------------------------------------------------------------
@@ -352,7 +370,7 @@ class KlaviyoClient:
         data: bytes | None,
         *,
         bucket: str,
-        tier: str,
+        tier: TierName,
         parse: Callable[[bytes], T] | None = None,
     ) -> bytes | T:
         if self._session is None:
@@ -445,12 +463,16 @@ class KlaviyoClient:
                                     response.headers.get("Content-Length"))
                     checked = self._check(response, body, path)
                     return checked if parse is None else self._parsed(checked, parse)
-        except TimeoutError:
-            raise _Retry(f"no answer within {self._timeout:g} s (timeout)") from None
+        except TimeoutError as exc:
+            cause = self.transport.timeout(exc, self._timeout, self._connect_timeout)
+            raise _Retry(self._mask(cause)) from None
         except aiohttp.InvalidURL as exc:
             raise SourceError(self._mask(f"invalid URL for {path}: {exc}")) from None
         except aiohttp.ClientError as exc:
-            raise _Retry(self._mask(f"{type(exc).__name__}: {exc}")) from None
+            cause, retry = self.transport.failure(exc)
+            if retry:
+                raise _Retry(self._mask(cause)) from None
+            raise ConfigError(self._mask(cause)) from None
         finally:
             limiter.release(response_headers, round_trip)
             self._semaphore.release()
@@ -461,6 +483,8 @@ class KlaviyoClient:
             if status == 204 or _body_is_complete(body):
                 return body
             raise _Retry(f"incomplete response body ({len(body)} bytes, HTTP {status})")
+        if status == 407 and self.transport.proxy is not None:  # a plain-http proxy's own answer
+            raise ConfigError(self._mask(self.transport.proxy_answer(status, response.reason or "")[0]))
         if status == 429:
             raise _Retry(
                 "HTTP 429 throttled",

@@ -1,45 +1,41 @@
-"""Airbyte protocol messages, written as one orjson line each to a buffered binary stream.
+"""Airbyte protocol messages, written as one JSON line each (`json_codec`) to a buffered binary stream.
 
 Messages are plain dicts; only RECORD lines take a faster path, because they are the hot path: the
 `{"type":"RECORD","record":{"stream":…,"emitted_at":…,"data":` prefix is encoded once per page and
-spliced around `orjson.dumps(record)`. Integers wider than 64 bits (seen in event properties) make
-orjson raise; such a record falls back to `json.dumps`, which writes them losslessly.
-`raw_records` takes records that are already JSON (the engine's raw path) and writes them as they are.
+spliced around each encoded record. `raw_records` takes records that are already JSON (the engine's
+raw path) and writes them as they are.
 
 The writer flushes at every STATE message (so the platform never sees a state before the records it
-covers), at every stream status (the engine's heartbeat is one) and at `close()`.
+covers), at every stream status (the heartbeat is one) and at `close()`.
+
+Heartbeat: a read that has written nothing for `heartbeat_seconds` (waiting out a rate limit or a
+long Retry-After, or paging slowly) writes a RUNNING stream status for every stream still in
+progress (`keep_alive`), so the platform (`maxSecondsBetweenMessages`) never sees a silent
+connector. The default is `HEARTBEAT_SECONDS`; the environment variable
+`SOURCE_KLAVIYO_HEARTBEAT_SECONDS` overrides it (tests use a fraction of a second).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import os
 import sys
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
-
-import orjson
 
 from .contracts import JSONObject
 from .errors import SourceError
+from .json_codec import dumps
 
 _RECORD_SUFFIX = b"}}\n"
+HEARTBEAT_SECONDS = 30.0  # the longest silence of a read; Airbyte's maxSecondsBetweenMessages is 600
+HEARTBEAT_ENV = "SOURCE_KLAVIYO_HEARTBEAT_SECONDS"
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _dumps_slow(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def dumps(value: object) -> bytes:
-    """One JSON document, compact; lossless for integers orjson cannot represent."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return _dumps_slow(value)
 
 
 def trace_error_message(error: SourceError, stream: str | None = None) -> JSONObject:
@@ -60,7 +56,7 @@ def _record_prefix(stream: str) -> bytes:
     """Everything of a RECORD line before its data; one per batch, so a record costs one splice."""
     return (
         b'{"type":"RECORD","record":{"stream":'
-        + orjson.dumps(stream)
+        + dumps(stream)
         + b',"emitted_at":'
         + str(now_ms()).encode()
         + b',"data":'
@@ -72,7 +68,7 @@ class MessageWriter:
 
     def __init__(self, out: BinaryIO | None = None) -> None:
         self._out = out if out is not None else sys.stdout.buffer
-        self._prefixes: dict[str, bytes] = {}
+        self.last_write = time.monotonic()  # what the heartbeat measures silence by
 
     # -- records: the hot path ------------------------------------------------------------------
     def records(self, stream: str, records: list[JSONObject]) -> None:
@@ -83,11 +79,9 @@ class MessageWriter:
         lines: list[bytes] = []
         append = lines.append
         for record in records:
-            try:
-                append(prefix + orjson.dumps(record) + suffix)
-            except TypeError:
-                append(prefix + _dumps_slow(record) + suffix)
+            append(prefix + dumps(record) + suffix)
         self._out.write(b"".join(lines))
+        self.last_write = time.monotonic()
 
     def raw_records(self, stream: str, records: list[bytes]) -> None:
         """Records that are already JSON objects (the engine's raw path): spliced, never re-encoded."""
@@ -95,10 +89,12 @@ class MessageWriter:
             return
         prefix = _record_prefix(stream)
         self._out.write(prefix + (_RECORD_SUFFIX + prefix).join(records) + _RECORD_SUFFIX)
+        self.last_write = time.monotonic()
 
     # -- everything else --------------------------------------------------------------------------
     def write(self, message: JSONObject, *, flush: bool = False) -> None:
         self._out.write(dumps(message) + b"\n")
+        self.last_write = time.monotonic()
         if flush:
             self._out.flush()
 
@@ -161,3 +157,24 @@ class MessageWriter:
 
     def flush(self) -> None:
         self._out.flush()
+
+
+def heartbeat_seconds_from_env() -> float:
+    """`SOURCE_KLAVIYO_HEARTBEAT_SECONDS` when it is a positive number, else `HEARTBEAT_SECONDS`."""
+    try:
+        seconds = float(os.environ.get(HEARTBEAT_ENV, HEARTBEAT_SECONDS))
+    except ValueError:
+        return HEARTBEAT_SECONDS
+    return seconds if seconds > 0 else HEARTBEAT_SECONDS
+
+
+async def keep_alive(writer: MessageWriter, in_progress: Callable[[], Iterable[str]], seconds: float) -> None:
+    """Until cancelled: whenever `writer` has been silent for `seconds`, a RUNNING status for each
+    stream `in_progress()` names."""
+    while True:
+        silent = time.monotonic() - writer.last_write
+        if silent >= seconds:
+            for stream in in_progress():
+                writer.stream_status(stream, "RUNNING")
+            silent = 0.0
+        await asyncio.sleep(seconds - silent)

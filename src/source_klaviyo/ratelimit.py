@@ -55,7 +55,7 @@ from typing import Protocol
 
 from source_klaviyo.concurrency import MAX_IN_FLIGHT, InFlight
 from source_klaviyo.errors import TransientError
-from source_klaviyo.streams import TIERS, Tier
+from source_klaviyo.streams import TIERS, Tier, TierName
 
 __all__ = [
     "Clock",
@@ -391,7 +391,7 @@ class RateLimiters:
         *,
         clock: Clock | None = None,
         margin: float = _DEFAULT_MARGIN,
-        tiers: Mapping[str, Tier] = TIERS,
+        tiers: Mapping[TierName, Tier] = TIERS,
         cap: int = MAX_IN_FLIGHT,
     ) -> None:
         self._clock = clock
@@ -400,7 +400,7 @@ class RateLimiters:
         self._cap = cap  # requests in flight per bucket at most (the user's num_workers, if set)
         self._limiters: dict[tuple[str, str], TierLimiter] = {}
 
-    def get(self, bucket: str, tier: str) -> TierLimiter:
+    def get(self, bucket: str, tier: TierName) -> TierLimiter:
         key = (bucket, tier)
         limiter = self._limiters.get(key)
         if limiter is None:

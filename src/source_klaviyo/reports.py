@@ -23,36 +23,55 @@ so a report stream plans its requests before sending any:
 
 from __future__ import annotations
 
-import asyncio
 import math
-import weakref
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypedDict
+from typing import Protocol, TypeVar
 
-from .contracts import JSONObject, Record
+from .chains import Partition, bucket_of, build_chain
+from .checkpoints import read_upper
+from .config import Config
+from .contracts import Client, JSONObject, Record
 from .datetimes import format_datetime, parse_datetime
 from .errors import ConfigError, SourceError, TransientError
-from .ranges import Spans
+from .pages import chain_pages, parse_page
+from .ranges import Range, Spans
 from .schemas import load_schema
 from .streams import STREAMS_BY_NAME, TIERS, Report, Stream
-
-if TYPE_CHECKING:
-    from .engine import Reader, _StreamRead
 
 REQUESTS_PER_SYNC = 100
 DEFAULT_CONVERSION_METRIC = "Placed Order"
 ONE_DAY = timedelta(days=1)
 
 Window = tuple[datetime, datetime]
+T = TypeVar("T")
 
 
-class _Shared(TypedDict, total=False):
-    lock: asyncio.Lock
-    metrics: tuple[str, ...]
+class WindowCounts(Protocol):
+    windows_total: int
+    windows_done: int
 
 
-# Values computed once per read and shared by its report streams (the default conversion metrics).
-_SHARED: weakref.WeakKeyDictionary[Reader, _Shared] = weakref.WeakKeyDictionary()
+class ReportRead(Protocol):
+    """What a report stream needs of the engine's read of it (`engine.StreamRead`)."""
+
+    name: str
+    stream: Stream
+    incremental: bool
+
+    @property
+    def progress(self) -> WindowCounts: ...
+    @property
+    def config(self) -> Config: ...
+    @property
+    def client(self) -> Client: ...
+    def now(self) -> datetime: ...
+    def saved(self, partition: Partition) -> tuple[datetime | None, list[Range]]: ...
+    def track(self, spans: Spans) -> object: ...
+    def emit(self, records: list[Record]) -> None: ...
+    def checkpoint(self, *, force: bool = False) -> None: ...
+    def log(self, level: str, message: str) -> None: ...
+    async def once(self, key: str, compute: Callable[[], Awaitable[T]]) -> T: ...
 
 
 def start_of_day(moment: datetime) -> datetime:
@@ -149,68 +168,61 @@ def records_of(
     return records
 
 
-async def conversion_metrics(read: _StreamRead) -> tuple[str, ...]:
+async def conversion_metrics(read: ReportRead) -> tuple[str, ...]:
     """`metric_ids` from the config, else the account's "Placed Order" metrics (found once per read)."""
-    reader = read.r
-    if reader.config.metric_ids:
-        return tuple(reader.config.metric_ids)
-    shared = _SHARED.setdefault(reader, {"lock": asyncio.Lock()})
-    async with shared["lock"]:
-        if "metrics" not in shared:
-            from .engine import build_chain
+    if read.config.metric_ids:
+        return tuple(read.config.metric_ids)
 
-            metrics = STREAMS_BY_NAME["metrics"]
-            found: set[str] = set()
-            async for data, _page in reader.pages(build_chain(metrics, reader.config)):
-                found |= {record["id"] for record in data
-                          if (record.get("attributes") or {}).get("name") == DEFAULT_CONVERSION_METRIC}
-            shared["metrics"] = tuple(sorted(found))
-    if not shared["metrics"]:
+    async def placed_order_metrics() -> tuple[str, ...]:
+        metrics = STREAMS_BY_NAME["metrics"]
+        found: set[str] = set()
+        async for data, _page in chain_pages(read.client, build_chain(metrics, read.config)):
+            found |= {record["id"] for record in data
+                      if (record.get("attributes") or {}).get("name") == DEFAULT_CONVERSION_METRIC}
+        return tuple(sorted(found))
+
+    metrics = await read.once("conversion metrics", placed_order_metrics)
+    if not metrics:
         raise ConfigError(f"{read.name}: the account has no {DEFAULT_CONVERSION_METRIC!r} metric to report "
                           "conversions by; set metric_ids to the conversion metrics to report")
-    return shared["metrics"]
+    return metrics
 
 
-async def read_report(read: _StreamRead) -> None:
-    """Read one report stream as planned (see the module docstring); called by the engine."""
-    from .engine import UPPER_MARGIN, _Unit, parse_page
-
-    stream, reader = read.stream, read.r
+async def read_report(read: ReportRead) -> None:
+    """Read one report stream as planned (see the module docstring)."""
+    stream = read.stream
     assert stream.report is not None
-    saved = read._saved({})[0] if read.incremental else None
-    start, windows = plan_windows(stream.report, saved, reader.config.start_date,
-                                  reader.clock() - UPPER_MARGIN)
+    saved = read.saved({})[0] if read.incremental else None
+    start, windows = plan_windows(stream.report, saved, read.config.start_date, read_upper(read.now()))
     end = windows[-1][1] if windows else start
     spans = Spans([(start, end)], upper=end)
-    read.units = [_Unit({}, spans)]
+    read.track(spans)
     span = spans.take()
     if windows:
-        client = reader.client
-        assert client is not None, "the reader opened its client before reading streams"
         metrics = await conversion_metrics(read)
         allowed = min(REQUESTS_PER_SYNC, TIERS[stream.tier].daily or math.inf)
         fit = int(allowed // len(metrics))
         needed = len(windows) * len(metrics)
-        reader.sink.log(
+        read.log(
             "INFO",
             f"{read.name}: {needed} report requests planned ({len(windows)} windows of up "
             f"to {stream.report.days_per_request} days x {len(metrics)} conversion metrics)",
         )
         read.progress.windows_total = min(len(windows), fit)
+        bucket = bucket_of(stream, read.config)
         for low, high in windows[:fit]:
             emitted = 0
             for metric_id in metrics:
                 body = request_body(stream, metric_id, low, high)
-                page = await client.post(stream.path, body, bucket=stream.path, tier=stream.tier,
-                                         parse=parse_page)
+                page = await read.client.post(stream.path, body, bucket=bucket, tier=stream.tier,
+                                              parse=parse_page)
                 records = records_of(stream, page, metric_id, low, high)
-                read._emit(records)
+                read.emit(records)
                 emitted += len(records)
             assert span is not None  # there are windows, so the range is not empty
             spans.page(span, records=emitted, first=None, last=high)  # every metric's day(s) are in
             read.progress.windows_done += 1
-            if read.incremental:
-                read._emit_state()
+            read.checkpoint()
         if fit < len(windows):
             read_up_to = format_datetime(spans.state()[0])
             raise TransientError(
@@ -220,5 +232,4 @@ async def read_report(read: _StreamRead) -> None:
                 "there",
                 internal_message=f"plan {needed} requests, budget {int(allowed)} per sync",
             )
-    if read.incremental:
-        read._emit_state(force=True)
+    read.checkpoint(force=True)

@@ -59,27 +59,17 @@ class Target:
         return bool(self.axes)
 
 
-# Incremental streams the read engine will write state for that the stream table does not declare
-# (yet): the report streams of the manifest-only era, by conversion date.
-_TARGETS_BEYOND_THE_TABLE: dict[str, Target] = {
-    "flow_series_reports": Target("date"),
-    "campaign_values_reports": Target("date"),
-}
-
-
 def state_target(stream: str) -> Target | None:
     """The 3.0.0 state shape of `stream`; None when the stream keeps no state (full refresh)."""
     declared = STREAMS_BY_NAME.get(stream)
-    if declared is None:
-        return _TARGETS_BEYOND_THE_TABLE.get(stream)
-    if declared.incremental is None:
+    if declared is None or declared.incremental is None:
         return None
     axes = tuple((axis.key, axis.values) for axis in declared.partitions)
     return Target(declared.incremental.cursor, axes)
 
 
 def is_known_stream(stream: str) -> bool:
-    return stream in STREAMS_BY_NAME or stream in _TARGETS_BEYOND_THE_TABLE
+    return stream in STREAMS_BY_NAME
 
 
 # --------------------------------------------------------------------------------------------

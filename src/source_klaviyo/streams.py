@@ -2,30 +2,37 @@
 
 A declaration states only what differs from the defaults: the path, the cursor and how the
 endpoint lets us filter and sort by it, partitions, page size, includes, the rate-limit tier and,
-for the few streams that need one, a named record hook (see `hooks.py`). Auth, the API revision,
+for the few streams that need one, a record hook (see `hooks.py`). Auth, the API revision,
 retries and the error policy live once, in `http.py`; the engine (`engine.py`) interprets this table.
+Everything else that lists streams (the schemas' generator, the README's table, spec and discover,
+the tests) derives from `STREAMS`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Literal
 
+from .config import Config
+from .hooks import EmbedIncluded, Hook, IncludedAsRecords, Membership, MergeIncluded, OnlySuppressed
+
 API_REVISION = "2026-07-15"
+
+TierName = Literal["XS", "S", "M", "L", "XL", "REPORTING"]
 
 
 @dataclass(frozen=True)
 class Tier:
     """A Klaviyo rate-limit tier: fixed windows of one second (burst) and one minute (steady)."""
 
-    name: str
+    name: TierName
     burst_per_second: int
     steady_per_minute: int
     daily: int | None = None
 
 
-TIERS: dict[str, Tier] = {
+TIERS: dict[TierName, Tier] = {
     tier.name: tier
     for tier in (
         Tier("XS", 1, 15),
@@ -80,10 +87,10 @@ class PartitionAxis:
 
 @dataclass(frozen=True)
 class Parent:
-    """A parent -> child fan-out: one request chain per record of the parent stream."""
+    """A parent -> child fan-out: one request chain per record of the parent stream, at the child's
+    path with `{id}` replaced by the parent record's id."""
 
     stream: str
-    path: str  # with `{id}` replaced by the parent record's id
     key: str  # the child's field that carries the parent id
 
 
@@ -93,13 +100,34 @@ class Detail:
 
     path: str  # with `{id}`
     params: tuple[tuple[str, str], ...]
-    tier: str
+    tier: TierName
     fields: tuple[str, ...]  # attributes copied from the detail answer into the record
+
+
+_BOOLEAN_SETTINGS = frozenset(f.name for f in fields(Config) if f.type in ("bool", bool))
+
+
+@dataclass(frozen=True)
+class ReducedTier:
+    """An additional field that moves the endpoint to a slower tier, and the boolean config setting
+    that drops the field (and so keeps the faster tier). A setting `Config` lacks fails at import."""
+
+    field: str
+    tier: TierName
+    dropped_by: str
+
+    def __post_init__(self) -> None:
+        if self.dropped_by not in _BOOLEAN_SETTINGS:
+            raise ValueError(f"ReducedTier.dropped_by={self.dropped_by!r} is not a boolean Config setting "
+                             f"({', '.join(sorted(_BOOLEAN_SETTINGS))})")
+
+    def dropped(self, config: Config) -> bool:
+        return bool(getattr(config, self.dropped_by))
 
 
 @dataclass(frozen=True)
 class Report:
-    """A POST reporting query (`kind="report"`, read by `reports.py`): one record per day and grouping,
+    """A POST reporting query (read by `reports.py`): one record per day and grouping,
     for each conversion metric (config `metric_ids`, else the account's "Placed Order" metrics).
 
     A series report answers one value per day for up to `days_per_request` days; a values report
@@ -124,14 +152,12 @@ class Stream:
     include: tuple[str, ...] = ()
     additional_fields: tuple[str, ...] = ()  # additional-fields[<resource type>]
     resource_type: str = ""  # JSON:API type, for additional-fields and fields
-    tier: str = "L"
-    # An additional field that moves the endpoint to a lower tier, with the config flag that drops it.
-    reduced_tier: tuple[str, str, str] | None = None  # (additional field, tier, config flag dropping it)
+    tier: TierName = "L"
+    reduced_tier: ReducedTier | None = None
     parent: Parent | None = None
     detail: Detail | None = None
-    hook: str | None = None  # named record hook in hooks.py
-    kind: Literal["collection", "report"] = "collection"
-    report: Report | None = None  # kind "report": the reporting query
+    hook: Hook | None = None  # see hooks.py
+    report: Report | None = None  # a POST reporting query (reports.py) instead of a collection
     # The attribute copied to the record's top level; defaults to the incremental cursor.
     lifted: str | None = None
     # An attribute the endpoint sorts by and filters on both sides (`greater-or-equal`/`-than` and
@@ -151,18 +177,15 @@ class Stream:
         return self.name
 
 
-def _updated(**overrides: object) -> Incremental:
-    return Incremental(cursor="updated", **overrides)  # type: ignore[arg-type]
-
-
+_UPDATED = Incremental(cursor="updated")
 _CAMPAIGN_PARTITIONS = (
     PartitionAxis("campaign_type", ("email", "sms", "mobile_push"), "equals(messages.channel,'{value}')"),
     PartitionAxis("archived", ("false", "true"), "equals(archived,{value})"),
 )
 _CAMPAIGNS_INCREMENTAL = Incremental(cursor="updated_at", assume_sorted=False)
-_PROFILES_INCREMENTAL = _updated(lower_operator="greater-than")
+_PROFILES_INCREMENTAL = replace(_UPDATED, lower_operator="greater-than")
 # lists and segments filter `updated` with greater-than only: the upper bound is checked here.
-_UPDATED_GREATER_THAN_ONLY = _updated(lower_operator="greater-than", supports_less_than_filter=False)
+_UPDATED_GREATER_THAN_ONLY = replace(_UPDATED, lower_operator="greater-than", supports_less_than_filter=False)
 # Report records are whole days: read once the day is over (see reports.py), never filtered by the server.
 _REPORTS_INCREMENTAL = Incremental(cursor="date", lower_operator=None, supports_less_than_filter=False,
                                    server_side_filter=False, sortable=False)
@@ -187,7 +210,7 @@ STREAMS: tuple[Stream, ...] = (
         include=("campaign-messages",),
         resource_type="campaign",
         tier="M",
-        hook="attach_campaign_messages",
+        hook=EmbedIncluded("campaign_messages", "campaign-message", relationship="campaign-messages"),
     ),
     Stream(
         "campaign_messages",
@@ -197,10 +220,11 @@ STREAMS: tuple[Stream, ...] = (
         include=("campaign-messages",),
         resource_type="campaign",
         tier="M",
-        hook="emit_included_campaign_messages",
+        hook=IncludedAsRecords("campaign-message", relationship="campaign-messages",
+                               parent_field="campaign_id", cursor="updated_at"),
     ),
     Stream(
-        "email_templates", "/api/templates", incremental=_updated(), page_size=10, resource_type="template"
+        "email_templates", "/api/templates", incremental=_UPDATED, page_size=10, resource_type="template"
     ),
     Stream(
         "events",
@@ -219,13 +243,13 @@ STREAMS: tuple[Stream, ...] = (
         include=("metric", "attributions"),
         resource_type="event",
         tier="XL",
-        hook="merge_included_metric",
+        hook=MergeIncluded("metric", "metric"),
         split_by="datetime",
     ),
     Stream(
         "flows",
         "/api/flows",
-        incremental=_updated(),
+        incremental=_UPDATED,
         partitions=(PartitionAxis("archived", ("false", "true"), "equals(archived,{value})"),),
         page_size=50,
         resource_type="flow",
@@ -238,7 +262,7 @@ STREAMS: tuple[Stream, ...] = (
         resource_type="flow-action",
         tier="S",
         lifted="updated",
-        parent=Parent("flows", "/api/flows/{id}/flow-actions", "flow_id"),
+        parent=Parent("flows", "flow_id"),
     ),
     Stream(
         "flow_messages",
@@ -247,7 +271,7 @@ STREAMS: tuple[Stream, ...] = (
         resource_type="flow-message",
         tier="S",
         lifted="updated",
-        parent=Parent("flow_actions", "/api/flow-actions/{id}/flow-messages", "flow_action_id"),
+        parent=Parent("flow_actions", "flow_action_id"),
     ),
     Stream(
         "global_exclusions",
@@ -257,7 +281,7 @@ STREAMS: tuple[Stream, ...] = (
         page_size=100,
         additional_fields=("subscriptions",),
         resource_type="profile",
-        hook="only_suppressed",
+        hook=OnlySuppressed(),
         split_by="updated",
     ),
     Stream("lists", "/api/lists", incremental=_UPDATED_GREATER_THAN_ONLY, page_size=10, resource_type="list"),
@@ -277,15 +301,16 @@ STREAMS: tuple[Stream, ...] = (
         primary_key=("list_id", "profile_id"),
         page_size=100,
         resource_type="profile",
-        parent=Parent("lists", "/api/lists/{id}/profiles", "list_id"),
-        hook="membership_record",
+        parent=Parent("lists", "list_id"),
+        hook=Membership(),
         split_by="joined_group_at",
     ),
     Stream(
         "metrics",
         "/api/metrics",
-        incremental=_updated(
-            server_side_filter=False, sortable=False, lower_operator=None, supports_less_than_filter=False
+        incremental=replace(
+            _UPDATED, server_side_filter=False, sortable=False, lower_operator=None,
+            supports_less_than_filter=False,
         ),
         resource_type="metric",
         tier="M",
@@ -297,7 +322,8 @@ STREAMS: tuple[Stream, ...] = (
         page_size=100,
         additional_fields=("subscriptions", "predictive_analytics"),
         resource_type="profile",
-        reduced_tier=("predictive_analytics", "M", "disable_fetching_predictive_analytics"),
+        reduced_tier=ReducedTier("predictive_analytics", "M",
+                                 dropped_by="disable_fetching_predictive_analytics"),
         split_by="updated",
     ),
     Stream(
@@ -313,8 +339,8 @@ STREAMS: tuple[Stream, ...] = (
         primary_key=("segment_id", "profile_id"),
         page_size=100,
         resource_type="profile",
-        parent=Parent("segments", "/api/segments/{id}/profiles", "segment_id"),
-        hook="membership_record",
+        parent=Parent("segments", "segment_id"),
+        hook=Membership(),
         split_by="joined_group_at",
     ),
     Stream("tags", "/api/tags", page_size=50, resource_type="tag", tier="S"),
@@ -325,7 +351,6 @@ STREAMS: tuple[Stream, ...] = (
         primary_key=("date", "conversion_metric_id", "campaign_message_id"),
         incremental=_REPORTS_INCREMENTAL,
         tier="REPORTING",
-        kind="report",
         resource_type="campaign-values-report",
         report=Report(
             "campaign-values-report",
@@ -340,7 +365,6 @@ STREAMS: tuple[Stream, ...] = (
         primary_key=("date", "conversion_metric_id", "flow_message_id"),
         incremental=_REPORTS_INCREMENTAL,
         tier="REPORTING",
-        kind="report",
         resource_type="flow-series-report",
         report=Report(
             "flow-series-report",

@@ -36,12 +36,12 @@ from .contracts import JSON, JSONObject
 from .datetimes import parse_datetime
 from .errors import ConfigError
 from .ranges import GAPS
+from .redaction import masked, redact
 from .streams import STREAMS
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-MASK = "**********"
 TARGET_VERSION = "3.0.0"
 # The newest 2.x wheel; assumed when neither config nor state say otherwise.
 DEFAULT_FROM_VERSION = "2.13.1"
@@ -387,7 +387,7 @@ def build_plan(raw_config: JSON, raw_state: JSON = None, raw_catalog: JSON = Non
 
     config, rewritten = parse_config(raw_config)
     shown = dict(rewritten if rewritten is not None else raw_config)
-    shown["api_key"] = MASK
+    shown["api_key"] = masked(config.api_key)
 
     states = split_state_input(raw_state) if raw_state is not None else {}
     catalog = _catalog_streams(raw_catalog) if raw_catalog is not None else None
@@ -441,19 +441,14 @@ def run_upgrade_plan(args: argparse.Namespace, out: TextIO | None = None, err: T
         raw_catalog = read_json_file(args.catalog, "catalog") if getattr(args, "catalog", None) else None
         plan = build_plan(raw_config, raw_state, raw_catalog, getattr(args, "from_version", None))
     except ConfigError as exc:
-        print(_redact(f"upgrade-plan: {exc.message}", api_key), file=err)
+        print(redact(f"upgrade-plan: {exc.message}", api_key), file=err)
         return 1
     if getattr(args, "json", False):
         text = json.dumps(plan.to_json(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     else:
         text = render_table(plan)
-    out.write(_redact(text, api_key))
+    out.write(redact(text, api_key))  # belt and braces: a key pasted into another field
     return 0
-
-
-def _redact(text: str, api_key: str) -> str:
-    # Belt and braces: the key can only leak through a value pasted into another field.
-    return text.replace(api_key, MASK) if len(api_key) >= 4 else text
 
 
 _STYLES = {"continue": "green", "reset": "bold red", "new": "cyan", "full_refresh": "yellow",
@@ -470,7 +465,7 @@ def render_table(plan: UpgradePlan) -> str:
     for clue in plan.from_version.clues:
         console.print(f"  - {clue}")
     note = " (rewritten to the 3.0.0 shape)" if plan.config_rewritten else ""
-    console.print(f"Config{note}: {json.dumps(plan.config, sort_keys=True)}")
+    console.print(f"Config{note}: {json.dumps(plan.config, sort_keys=True, ensure_ascii=False)}")
 
     table = Table(show_lines=True)
     table.add_column("stream", no_wrap=True)

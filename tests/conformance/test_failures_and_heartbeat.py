@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
-from source_klaviyo.engine import HEARTBEAT_ENV
+from source_klaviyo.protocol import HEARTBEAT_ENV
 from tests.conformance.conftest import API_KEY, KEY_WITHOUT_TAGS
 from tests.conformance.kit import check_error_trace, check_status_sequence, configured_from, run_protocol
 

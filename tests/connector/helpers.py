@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from source_klaviyo.catalog import ConfiguredStream, configured_catalog, parse_configured_catalog
+from source_klaviyo.checkpoints import UPPER_MARGIN
 from source_klaviyo.config import parse_config
 from source_klaviyo.datetimes import ONE_SECOND, utc_now
-from source_klaviyo.engine import UPPER_MARGIN, ReadResult, read_streams
+from source_klaviyo.engine import ReadResult, read_streams
 from source_klaviyo.errors import SourceError
 from source_klaviyo.http import KlaviyoClient
 

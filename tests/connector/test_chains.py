@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from source_klaviyo.checkpoints import UPPER_MARGIN
 from source_klaviyo.datetimes import format_datetime, parse_datetime
-from source_klaviyo.engine import UPPER_MARGIN
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.streams import STREAMS_BY_NAME
 from tests.connector.helpers import CollectingSink, read_in_process

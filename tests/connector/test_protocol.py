@@ -9,8 +9,8 @@ import pytest
 from airbyte_protocol.models import AirbyteMessage
 
 from source_klaviyo.catalog import configured_catalog
-from source_klaviyo.engine import parse_page
 from source_klaviyo.errors import ConfigError
+from source_klaviyo.pages import parse_page
 from source_klaviyo.protocol import MessageWriter
 from tests.connector.helpers import config_for, run_cli
 

@@ -13,9 +13,10 @@ import pytest
 
 from source_klaviyo.config import parse_config
 from source_klaviyo.datetimes import utc_now
-from source_klaviyo.engine import parse_page, raw_page_parser, read_streams
+from source_klaviyo.engine import read_streams
 from source_klaviyo.errors import SourceError
 from source_klaviyo.http import KlaviyoClient
+from source_klaviyo.pages import parse_page, raw_page_parser
 from source_klaviyo.protocol import MessageWriter
 from tests.connector.helpers import CollectingSink, InstantClock, config_for, configured
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
-from source_klaviyo.engine import UPPER_MARGIN
+from source_klaviyo.checkpoints import read_upper
+from source_klaviyo.datetimes import parse_datetime, utc_now
 from tests.connector.helpers import clock_ahead, read_in_process
 
 # stream -> (emulator resource, mutation, keep-predicate on a truth row)
@@ -86,7 +86,7 @@ def test_lookback_rereads_exactly_the_events_of_its_days(fresh_emulator, days):
     again, _ = read_in_process(fresh_emulator.url, ["events"], state={"events": state}, lookback_window=days,
                                clock=lambda: now)
     lower = datetime.fromisoformat(state["datetime"]) - timedelta(days=days)
-    upper = floor_second(now) - UPPER_MARGIN
+    upper = read_upper(now)
     stamps = {row["id"]: datetime.fromisoformat(row["datetime"]) for row in fresh_emulator.truth("events")}
     want = {i for i, stamp in stamps.items() if lower <= stamp < upper}
     ids = again.ids("events")

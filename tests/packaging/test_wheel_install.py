@@ -31,7 +31,7 @@ def _uv() -> list[str] | None:
 
 
 @pytest.fixture(scope="module")
-def image_venv(tmp_path_factory) -> Path:
+def image_venv(tmp_path_factory, machine_network_environment) -> Path:
     uv = _uv()
     if uv is None:
         pytest.skip("uv is not installed")
@@ -40,7 +40,9 @@ def image_venv(tmp_path_factory) -> Path:
         shutil.copy2(REPO / name, build / name)
     shutil.copytree(REPO / "src", build / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     venv = build / "venv"
-    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON_DOWNLOADS": "never"}
+    # uv may reach the package registry: through the machine's proxy and CAs, which the suite removed.
+    env = {**os.environ, **machine_network_environment, "UV_PROJECT_ENVIRONMENT": str(venv),
+           "UV_PYTHON_DOWNLOADS": "never"}
     env.pop("VIRTUAL_ENV", None)
     done = subprocess.run(
         [*uv, "sync", "--frozen", "--no-dev", "--no-editable", "--python", sys.executable],

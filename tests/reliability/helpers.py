@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from source_klaviyo.catalog import ConfiguredStream
+from source_klaviyo.checkpoints import read_upper
 from source_klaviyo.config import parse_config
-from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
-from source_klaviyo.engine import UPPER_MARGIN, ReadResult, read_streams
+from source_klaviyo.datetimes import parse_datetime, utc_now
+from source_klaviyo.engine import ReadResult, read_streams
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.streams import STREAMS_BY_NAME
 from tests.connector.helpers import CollectingSink, InstantClock
@@ -125,7 +126,7 @@ def duplicates(keys: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 def upper_for(now: datetime) -> datetime:
     """The exclusive upper bound of an incremental read whose clock says `now`."""
-    return floor_second(now) - UPPER_MARGIN
+    return read_upper(now)
 
 
 def fixed(moment: datetime) -> Callable[[], datetime]:

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
-from source_klaviyo import engine
+from source_klaviyo import checkpoints, engine
 from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
 from tests.reliability.helpers import (
     assert_exact,
@@ -172,7 +172,7 @@ def test_clock_skew_never_moves_state_past_the_connectors_now_and_loses_nothing(
         assert result.ok
         for stream in STREAMS:
             assert all(
-                cursor <= ours - engine.UPPER_MARGIN
+                cursor <= ours - checkpoints.UPPER_MARGIN
                 for cursor in states_cursor(stream, first.final_state(stream))
             )
             assert_exact(first, stream, expected_keys(emu, stream, upper=upper_for(ours)))

@@ -10,9 +10,9 @@ from typing import Any, TextIO
 
 import duckdb
 
+from source_klaviyo.checkpoints import UPPER_MARGIN, read_upper
 from source_klaviyo.config import parse_config
-from source_klaviyo.datetimes import ONE_SECOND, floor_second, parse_datetime, utc_now
-from source_klaviyo.engine import UPPER_MARGIN
+from source_klaviyo.datetimes import ONE_SECOND, parse_datetime, utc_now
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.sync.demo import scaled_tiers
 from source_klaviyo.sync.run import SyncOptions, sync
@@ -64,7 +64,7 @@ def fixed(moment: datetime) -> Callable[[], datetime]:
 
 def upper_of(clock: Callable[[], datetime]) -> datetime:
     """The engine's exclusive upper bound for a read at `clock()`: what truth must be cut at."""
-    return floor_second(clock()) - UPPER_MARGIN
+    return read_upper(clock())
 
 
 def ahead() -> Callable[[], datetime]:

@@ -8,6 +8,7 @@ those tables in their 2.13 shape (profiles with the top-level `segments` column,
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from klaviyo_emulator.runner import RunningEmulator
 from source_klaviyo.datetimes import utc_now
 from source_klaviyo.schemas import load_schema
 from source_klaviyo.streams import STREAMS_BY_NAME
-from source_klaviyo.sync.layout import METADATA_COLUMNS, TableLayout, table_layout
+from source_klaviyo.sync.layout import LAYOUT_VERSION, METADATA_COLUMNS, TableLayout, table_layout
 from source_klaviyo.sync.run import connector_version
 from source_klaviyo.sync.summary import SyncSummary
 from tests.sync.helpers import TRUTH, ahead, fixed, run_sync, table_rows, truth, upper_of
@@ -276,3 +277,15 @@ def test_an_additive_schema_change_continues_incrementally(
         stream: (current_layout(stream).fingerprint, json.loads(current_layout(stream).schema_json))
         for stream in STREAMS
     }
+
+
+def test_layout_fingerprints_are_taken_over_sorted_compact_json():
+    """A fingerprint that changed with the JSON library would rebuild every table of every file
+    written before: the bytes are defined independently here, as the standard library writes them."""
+    for stream in STREAMS_BY_NAME.values():
+        schema = load_schema(stream.schema_name)
+        layout = table_layout(stream, schema)
+        expected = json.dumps({"layout": LAYOUT_VERSION, "schema": schema}, sort_keys=True,
+                              separators=(",", ":"), ensure_ascii=False)
+        assert layout.schema_json == expected, stream.name
+        assert layout.fingerprint == hashlib.sha256(expected.encode()).hexdigest()[:16], stream.name

@@ -16,7 +16,7 @@ import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from source_klaviyo.streams import TIERS, Tier
+from source_klaviyo.streams import TIERS, Tier, TierName
 from source_klaviyo.sync.run import SyncOptions, sync
 from source_klaviyo.sync.summary import SyncSummary
 
@@ -52,7 +52,7 @@ GROUP BY reason ORDER BY profiles DESC""",
 )
 
 
-def scaled_tiers(scale: float) -> dict[str, Tier]:
+def scaled_tiers(scale: float) -> dict[TierName, Tier]:
     """Klaviyo's tiers multiplied by `scale`, to match an emulator started with the same scale."""
     return {
         name: replace(
@@ -94,7 +94,8 @@ async def _sync_emulator(args: argparse.Namespace, options: SyncOptions, out: Co
             markup=False,
         )
         config, _ = parse_config({"api_key": DEMO_API_KEY, "base_url": url})
-        async with KlaviyoClient(config, tiers=scaled_tiers(RATE_LIMIT_SCALE)) as client:
+        # The demo's emulator is on this machine: no proxy of the environment applies (environ={}).
+        async with KlaviyoClient(config, tiers=scaled_tiers(RATE_LIMIT_SCALE), environ={}) as client:
             return await sync(config, options, client=client)
     finally:
         await handle.close()

@@ -11,7 +11,6 @@ continue) and `publish` swaps it in, in one transaction, once the stream complet
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -21,10 +20,10 @@ from typing import Literal, TypeVar
 
 import duckdb
 import msgspec
-import orjson
 
 from source_klaviyo.contracts import JSON, JSONObject
 from source_klaviyo.errors import ConfigError
+from source_klaviyo.json_codec import dumps, loads
 from source_klaviyo.sync.layout import Column, TableLayout, quote_ident, staging_table
 
 STATE_TABLE = "_source_klaviyo_state"
@@ -112,16 +111,8 @@ class BatchCounts:
         self.skipped += other.skipped
 
 
-def dumps_json(value: object) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        # orjson refuses integers beyond 64 bits; the stdlib writes them digit for digit.
-        return json.dumps(value, separators=(",", ":"), default=str).encode()
-
-
 # Each batch row is the JSON text of each top-level field, in the batch's column order, separated by
-# this byte: JSON never holds a raw control character (msgspec and orjson refuse or escape them), so
+# this byte: JSON never holds a raw control character (msgspec refuses or escapes them), so
 # no field needs quoting and DuckDB's CSV reader splits rows without parsing the JSON inside them.
 FIELD_SEPARATOR = b"\x1f"
 
@@ -166,7 +157,7 @@ class Batch:
         for record in records:
             key = self._key(record, _identity)
             if key is not None:
-                self._put(key, {name: dumps_json(value) for name, value in record.items()})
+                self._put(key, {name: dumps(value) for name, value in record.items()})
 
     def add_raw(self, records: Iterable[bytes]) -> None:
         """Records as the JSON objects Klaviyo sent (the engine's raw path): only the top level is
@@ -177,7 +168,7 @@ class Batch:
                 # Whitespace between tokens (a pretty-printed body) would split the row: re-encode
                 # those fields.
                 fields = {name: _compact(raw) for name, raw in fields.items()}
-            key = self._key(fields, _decode_json)
+            key = self._key(fields, loads)
             if key is not None:
                 self._put(key, fields)
 
@@ -229,7 +220,7 @@ def _compact(raw: bytes | msgspec.Raw) -> bytes | msgspec.Raw:
     text = bytes(raw)
     if not _spans_lines(text):
         return raw
-    return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False).encode()
+    return dumps(loads(text))
 
 
 def _literal(text: str) -> str:
@@ -247,7 +238,6 @@ def _identity(value: T) -> T:
 
 
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
-_decode_json = msgspec.json.decode
 
 
 class Store:
@@ -302,7 +292,7 @@ class Store:
         if not rows:
             return None
         row = rows[0]
-        return (json.loads(row[0]) if row[0] is not None else {}), row[1]
+        return (loads(row[0]) if row[0] is not None else {}), row[1]
 
     def live_fingerprint(self, stream: str) -> str | None:
         return self.live_version(stream)[1]
@@ -323,7 +313,7 @@ class Store:
             f"SELECT schema_json FROM {_VERSIONS} WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",  # noqa: S608 - names via quote_ident
             [stream],
         ).fetchall()
-        return json.loads(row[0][0]) if row and row[0][0] is not None else None
+        return loads(row[0][0]) if row and row[0][0] is not None else None
 
     def columns_of(self, table: str) -> list[str]:
         rows = self.con.execute(
@@ -507,7 +497,7 @@ class Store:
                 ON CONFLICT (stream, slot) DO UPDATE SET state = excluded.state,
                     schema_fingerprint = excluded.schema_fingerprint, sync_id = excluded.sync_id,
                     checkpoints = {_STATE}.checkpoints + 1, updated_at = excluded.updated_at""",  # noqa: S608 - names via quote_ident
-            [target.stream, target.slot, dumps_json(state).decode(), target.layout.fingerprint, self.sync_id],
+            [target.stream, target.slot, dumps(state).decode(), target.layout.fingerprint, self.sync_id],
         )
 
     def _record_version(self, layout: TableLayout) -> None:
@@ -537,5 +527,5 @@ class Store:
     def sync_finished(self, status: str, summary: JSONObject) -> None:
         self.con.execute(
             f"UPDATE {_SYNCS} SET finished_at = now(), status = ?, summary = ? WHERE sync_id = ?",  # noqa: S608 - names via quote_ident
-            [status, dumps_json(summary).decode(), self.sync_id],
+            [status, dumps(summary).decode(), self.sync_id],
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-import orjson
+import msgspec
 
 from source_klaviyo.contracts import JSONObject
 from source_klaviyo.streams import STREAMS_BY_NAME, Stream  # noqa: F401  (doctest)
@@ -108,7 +108,10 @@ def column_type(prop: JSONObject) -> str:
 
 
 def canonical_schema(schema: JSONObject) -> bytes:
-    return orjson.dumps({"layout": LAYOUT_VERSION, "schema": schema}, option=orjson.OPT_SORT_KEYS)
+    """Compact JSON with every object's keys sorted: the bytes the fingerprint of a table's layout
+    is taken over, so they must never change for the same schema (files written by earlier versions
+    keep their fingerprint)."""
+    return msgspec.json.encode({"layout": LAYOUT_VERSION, "schema": schema}, order="sorted")
 
 
 def schema_fingerprint(schema: JSONObject) -> str:

@@ -2,16 +2,15 @@
 
 Both read the same snapshot: the sink's tallies (records committed, checkpoints, status) joined with
 the engine's per-stream progress (pages, partitions, windows) and the HTTP client's stats (time spent
-waiting on rate limits), fetched through callables so that this module knows neither's internals.
+waiting on rate limits), both read off the running `Reader` (`ReadView`).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.live import Live
@@ -22,6 +21,15 @@ from source_klaviyo.sync.sink import StreamTally
 if TYPE_CHECKING:
     from source_klaviyo.engine import StreamProgress
     from source_klaviyo.http import HttpStats
+
+
+class ReadView(Protocol):
+    """What the display reads of a running `engine.Reader`."""
+
+    @property
+    def progress(self) -> dict[str, StreamProgress]: ...
+    @property
+    def stats(self) -> HttpStats | None: ...
 
 
 @dataclass
@@ -68,16 +76,14 @@ class Progress:
     def __init__(
         self,
         tallies: dict[str, StreamTally],
-        engine_progress: Callable[[], dict[str, StreamProgress]],
-        http_stats: Callable[[], HttpStats | None],
+        read: ReadView,
         *,
         live: bool,
         stream: IO[str] | None = None,
         plain_every_seconds: float = 5.0,
     ) -> None:
         self.tallies = tallies
-        self.engine_progress = engine_progress
-        self.http_stats = http_stats
+        self.read = read
         self.console = Console(file=stream or sys.stderr, highlight=False)
         self.is_live = live
         self.started = time.monotonic()
@@ -107,7 +113,7 @@ class Progress:
         """Plain mode: a line per stream whose status changed, and every few seconds a line per active one."""
         if self.is_live:
             return
-        lines = snapshot(self.tallies, self.engine_progress())
+        lines = snapshot(self.tallies, self.read.progress)
         periodic = force or time.monotonic() - self._last_plain >= self.plain_every_seconds
         for line in lines:
             changed = self._statuses.get(line.stream) != line.status
@@ -131,7 +137,7 @@ class Progress:
         return ", ".join(parts)
 
     def __rich__(self) -> Table:
-        stats = self.http_stats()
+        stats = self.read.stats
         waited = getattr(stats, "rate_limit_wait_seconds", 0.0) or 0.0
         elapsed = time.monotonic() - self.started
         table = Table(
@@ -150,7 +156,7 @@ class Progress:
             ("windows", "right"),
         ):
             table.add_column(header, justify=justify)  # type: ignore[arg-type]
-        for line in snapshot(self.tallies, self.engine_progress()):
+        for line in snapshot(self.tallies, self.read.progress):
             style = {"COMPLETE": "green", "INCOMPLETE": "red", "PENDING": "dim"}.get(line.status, "")
             table.add_row(
                 line.stream, line.status.lower(), f"{line.records:,}",

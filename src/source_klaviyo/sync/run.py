@@ -89,24 +89,17 @@ async def sync(config: Config, options: SyncOptions, *, client: Client | None = 
             for plan in plans
         ]
         states = {plan.name: plan.state for plan in plans if plan.state}
-        reader_box: list[Reader] = []
+        sink = DuckDBSink(
+            store, targets, flush_records=options.flush_records, flush_seconds=options.flush_seconds,
+            on_checkpoint=_checkpoint_logger(options.checkpoint_log),
+        )
+        reader = Reader(config, configured, states, sink, client=client, clock=options.clock or utc_now)
         out = stderr or sys.stderr
         # Off a terminal rich assumes 80 columns, which folds the summary table into a tall mess.
         console = Console(file=out, highlight=False, width=None if out.isatty() else 132)
-        progress = Progress(
-            {},
-            engine_progress=lambda: reader_box[0].progress if reader_box else {},
-            http_stats=lambda: getattr(reader_box[0].client, "stats", None) if reader_box else None,
-            live=options.live_progress and not options.quiet,
-            stream=console.file,
-        )
-        sink = DuckDBSink(
-            store, targets, flush_records=options.flush_records, flush_seconds=options.flush_seconds,
-            on_checkpoint=_checkpoint_logger(options.checkpoint_log), on_log=progress.log,
-        )
-        progress.tallies = sink.tallies
-        reader = Reader(config, configured, states, sink, client=client, clock=options.clock or utc_now)
-        reader_box.append(reader)
+        progress = Progress(sink.tallies, reader, live=options.live_progress and not options.quiet,
+                            stream=console.file)
+        sink.on_log = progress.log
         if not options.quiet:
             progress.start()
         try:
@@ -147,7 +140,7 @@ def _checkpoint_logger(path: Path | None) -> Callable[[str, int], None] | None:
 
 def _summarise(store: Store, plans: list[StreamPlan], sink: DuckDBSink, reader: Reader, seconds: float,
                db_path: str) -> SyncSummary:
-    stats = getattr(reader.client, "stats", None)
+    stats = reader.stats
     summary = SyncSummary(
         sync_id=store.sync_id,
         db_path=db_path,
