@@ -66,7 +66,7 @@ from .chains import Chain, Partition, bucket_of, build_chain, partitions_of, tie
 from .checkpoints import ranges_to_read, read_upper, saved_position, stream_state
 from .config import Config
 from .contracts import Client, Record, StreamState
-from .datetimes import utc_now
+from .datetimes import floor_second, utc_now
 from .errors import ApiError, SourceError
 from .pages import PARSED, AnyRecord, chain_pages, cursor_value, has_next, ids_of, raw_cursor, raw_format
 from .ranges import NO_LOWER_BOUND, Range, Span, Spans, plan_cuts
@@ -478,10 +478,14 @@ class StreamRead:
                     first = last = None
                     if data and self.range_field is not None:
                         first, last = self._cursor_of(data[0]), self._cursor_of(data[-1])
-                    if probe and last is not None and span.reached < last < span.high and has_next(page):
-                        # The probe's last second may go on in the next page: the rest of the range,
-                        # from that second, goes to a chain of full-size pages.
-                        spans.split(span, [last])
+                    # The probe's last second may go on in the next page: the rest of the range,
+                    # from that second, goes to a chain of full-size pages. The edge is the whole
+                    # second: filters compare seconds, and a record's cursor may carry microseconds
+                    # (`2024-04-01 17:33:15.004217+00:00`), which a filter would drop, re-reading the
+                    # records of that second the probe emitted.
+                    edge = floor_second(last) if last is not None else None
+                    if probe and edge is not None and span.reached < edge < span.high and has_next(page):
+                        spans.split(span, [edge])
                         self.ready.appendleft(unit)
                         self.progress.windows_total += 1
                     high = self._high(unit, span)  # lowered when the span is split while it runs
