@@ -28,10 +28,12 @@ schedules the chains and passes records and states to the sink. Report streams a
 
 Bounds: ranges are half-open and disjoint, so a read never emits a record twice; the lower bound is
 inclusive (`greater-or-equal(S)`, or `greater-than(S - 1 s)` plus a check here where the endpoint
-has only `greater-than`), the upper bound `less-than(upper)` server-side where supported, else
-checked here. A read that resumes from a mid-range position `S` may re-emit the records stamped
-exactly `S` (at-least-once; the destination de-duplicates by primary key). After a complete read
-the state is `upper`, so the next read returns exactly the records changed since.
+has only `greater-than`), the upper bound `less-than(upper)` server-side where supported. Both are
+checked here as well, since Klaviyo was seen to accept a filter and not honour it: on a sorted page
+by its first and last record, else record by record. A read that resumes from a mid-range
+position `S` may re-emit the records stamped exactly `S` (at-least-once; the destination
+de-duplicates by primary key). After a complete read the state is `upper`, so the next read returns
+exactly the records changed since.
 
 Chains: each range is read by a chain of pages sorted by its attribute, one request in flight per
 chain. A bucket runs as many chains as its rate and measured round trip call for (`Reader.room`); a
@@ -70,7 +72,7 @@ from .datetimes import floor_second, utc_now
 from .errors import ApiError, SourceError
 from .pages import PARSED, AnyRecord, chain_pages, cursor_value, has_next, ids_of, raw_cursor, raw_format
 from .ranges import NO_LOWER_BOUND, Range, Span, Spans, plan_cuts
-from .records import prepare, prepare_raw, with_details
+from .records import prepare, prepare_raw, with_details, within
 from .reports import read_report
 from .streams import STREAMS_BY_NAME, TierName
 
@@ -490,11 +492,13 @@ class StreamRead:
                         self.progress.windows_total += 1
                     high = self._high(unit, span)  # lowered when the span is split while it runs
                     past = self.sorted_pages and last is not None and high is not None and last >= high
-                    upper = high if past else chain.upper
+                    lower, upper = chain.lower, high if past else chain.upper
+                    if self.sorted_pages and within(first, lower, upper) and within(last, lower, upper):
+                        lower = upper = None  # a sorted page whose ends are in range: all of it is
                     if self.raw:  # never a stream with details (see __init__)
-                        records = prepare_raw(self.stream, data, chain.lower, upper)
+                        records = prepare_raw(self.stream, data, lower, upper)
                     else:
-                        records = prepare(self.stream, data, page, chain, upper, self.range_field)
+                        records = prepare(self.stream, data, page, chain, lower, upper, self.range_field)
                         if self.stream.detail is not None:
                             records = await with_details(self.client, self.stream.detail, records)
                     self.emit(records)

@@ -5,17 +5,23 @@ and instant for instant, whatever form the links, cursors and datetimes take on 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from urllib.parse import parse_qs, unquote, urlsplit
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
 import pytest
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
+from source_klaviyo.checkpoints import read_upper
 from source_klaviyo.datetimes import floor_second, parse_datetime
+from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME
 from tests.connector.helpers import read_in_process
 from tests.emulator.helpers import walk
+from tests.reliability.helpers import fast_read
+from tests.truth import INCREMENTAL_TRUTHS
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
 NOW = datetime(2026, 6, 2, 12, tzinfo=UTC)  # every record but the future-dated ones is in the read
@@ -83,3 +89,47 @@ def test_reencoded_next_links_with_klaviyo_cursors_are_followed_verbatim(pair):
     assert result.ok, sink.errors
     statuses = {status for route in live.stats()["requests"].values() for status in route}
     assert statuses == {"200"}
+
+
+class IgnoringRangeFilters(KlaviyoClient):
+    """A Klaviyo that accepts a filter and does not honour it, as it was seen to with
+    `equals(is_starred,true)` (the emulator's quirk `is_starred_filter_ignored`): here every bound on a
+    datetime (`greater-or-equal`, `greater-than`, `less-than`) of every request, next links included."""
+
+    async def get(self, url: str, params: Any = None, **kwargs: Any) -> Any:
+        if params is not None:
+            params = [(k, _unbounded(v) if k == "filter" else v) for k, v in params]
+            params = [(k, v) for k, v in params if v]
+        else:
+            parts = urlsplit(url)
+            query = [(k, _unbounded(v) if k == "filter" else v) for k, v in parse_qsl(parts.query)]
+            url = parts._replace(query=urlencode([(k, v) for k, v in query if v])).geturl()
+        return await super().get(url, params, **kwargs)
+
+
+def _unbounded(expression: str) -> str:
+    kept = [c for c in re.findall(r"[\w-]+\([^()]*\)", expression) if not _BOUND.match(c)]
+    return ",".join(kept)
+
+
+_BOUND = re.compile(r"(greater-or-equal|greater-than|less-than)\(\w+,\d{4}-")
+
+
+@pytest.mark.parametrize("stream", sorted(INCREMENTAL_TRUTHS))
+def test_bounds_a_server_does_not_honour_are_checked_here(pair, stream):
+    """Two incremental reads split at a day in the middle of the data, against a server that ignores
+    every datetime bound: each record is read once, by the read whose range holds it (the bounds are
+    checked on the records too, cheaply on sorted pages: the first and last record of a page)."""
+    live, _ = pair
+    truth = INCREMENTAL_TRUTHS[stream]
+    middle = ANCHOR - timedelta(days=10)
+    first, result = fast_read(live.url, [stream], clock=lambda: middle, client_class=IgnoringRangeFilters)
+    assert result.ok, first.errors
+    keys = truth.records_keys(first.by_stream.get(stream, []))
+    assert sorted(keys) == sorted(truth.keys(live, upper=read_upper(middle)))
+    state = {stream: first.final_state(stream)}
+    second, result = fast_read(live.url, [stream], state=state, clock=lambda: NOW,
+                               client_class=IgnoringRangeFilters)
+    assert result.ok, second.errors
+    again = truth.records_keys(second.by_stream.get(stream, []))
+    assert sorted(again) == sorted(truth.keys(live, lower=read_upper(middle), upper=read_upper(NOW)))
