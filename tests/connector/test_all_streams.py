@@ -3,13 +3,11 @@ against the stream's schema and its ids (or composite keys) equal the emulator's
 
 from __future__ import annotations
 
-import jsonschema
 import pytest
 
 from source_klaviyo.datetimes import format_datetime
-from source_klaviyo.schemas import load_schema
 from source_klaviyo.streams import STREAMS
-from tests.connector.helpers import read_in_process
+from tests.connector.helpers import read_in_process, record_validator
 from tests.connector.test_read_full_refresh import CORE_STREAMS
 from tests.connector.test_reports import DAY, expected, keyed, placed_order, today
 
@@ -57,7 +55,7 @@ def full_read(emulator):
 def test_every_record_matches_its_schema(full_read, stream):
     records = full_read[stream]
     assert records, "the emulator has data for every stream"
-    validator = jsonschema.Draft7Validator(load_schema(stream))
+    validator = record_validator(stream)
     for record in records:
         errors = list(validator.iter_errors(record))
         assert not errors, f"{errors[0].message} at {list(errors[0].absolute_path)} in {record}"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import jsonschema
 import pytest
 
 from source_klaviyo.datetimes import floor_second, parse_datetime
-from source_klaviyo.schemas import load_schema
-from tests.connector.helpers import read_in_process
+from tests.connector.helpers import read_in_process, record_validator
 
 # stream -> (emulator resource, predicate on a truth row)
 CORE_STREAMS = {
@@ -46,7 +44,7 @@ def test_full_refresh_returns_exactly_the_truth(emulator, full_read, stream):
 @pytest.mark.parametrize("stream", list(CORE_STREAMS))
 def test_every_record_matches_its_schema(full_read, stream):
     sink, _ = full_read
-    validator = jsonschema.Draft7Validator(load_schema(stream))
+    validator = record_validator(stream)
     for record in sink.by_stream[stream]:
         errors = list(validator.iter_errors(record))
         assert not errors, f"{record['id']}: {errors[0].message} at {list(errors[0].absolute_path)}"
