@@ -133,15 +133,18 @@ QUIRKS: dict[str, str] = {
     "error_shapes": "a 401 error carries source.pointer '/data/', a 429 error no source at all",
     "ratelimit_policies": "RateLimit-Limit lists every window: '350, 350;w=1, 3500;w=60'",
 }
-ALREADY_SPEC_SHAPED = (  # observed too, and what the emulator did before issue 18 in both modes
-    "datetimes +00:00, never Z; seconds elsewhere",
-    "error status an integer",
-    "a 429 with only Retry-After",
-    "campaign status title-case, flow status lower-case",
-    "flow-action ids numeric strings",
-    "/api/metrics sorted by id",
-    "many events in one second",
-)
+# Observed too, and within the spec: served the same in both modes (there is no "clean" shape to switch
+# to), each with a probe in tests/emulator/test_live_quirks.py.
+SPEC_SHAPED_OBSERVATIONS: dict[str, str] = {
+    "offset_not_z": "datetimes carry a +00:00 offset, never Z",
+    "error_status_integer": "an error's status is an integer",
+    "throttled_retry_after_only": "a 429 carries Retry-After and no RateLimit-* header",
+    "status_case": "campaign status title-case (Draft, Scheduled), flow status lower-case",
+    "numeric_flow_action_ids": "flow-action ids are numeric strings",
+    "metrics_sorted_by_id": "/api/metrics comes back sorted by id, not by date",
+    "events_share_a_second": "several events share one second",
+    "profile_count_tier": "asking for profile_count moves a call to the XS tier (1/s, 15/min)",
+}
 
 
 # Cursors (`cursor_per_endpoint`) -------------------------------------------------------------------

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from klaviyo_emulator.cli import parser
 from klaviyo_emulator.quirks import (
     QUIRKS,
+    SPEC_SHAPED_OBSERVATIONS,
     _value_of,
     _value_text,
     decode_klaviyo_cursor,
@@ -269,6 +270,98 @@ PROBES: dict[str, Callable[[RunningEmulator], bool]] = {
 
 def test_every_quirk_has_a_probe():
     assert set(PROBES) == set(QUIRKS)
+
+
+# --- observations within the spec: one probe each, served in both modes ---------------------------
+DATETIME_TEXT = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d")
+
+
+def _datetimes(node) -> list[str]:
+    if isinstance(node, dict):
+        return [text for value in node.values() for text in _datetimes(value)]
+    if isinstance(node, list):
+        return [text for value in node for text in _datetimes(value)]
+    return [node] if isinstance(node, str) and DATETIME_TEXT.match(node) else []
+
+
+def offset_not_z(emu):
+    pages = [
+        get_json(emu.url, "/api/profiles", {"additional-fields[profile]": "subscriptions"}),
+        get_json(emu.url, "/api/events"), get_json(emu.url, "/api/metrics"), {"data": _campaigns(emu)},
+    ]  # fmt: skip
+    stamps = [text for page in pages for text in _datetimes(page["data"])]
+    return len(stamps) > 100 and all(text.endswith("+00:00") for text in stamps)
+
+
+def error_status_integer(emu):
+    errors = [request(emu.url, "/api/lists/nope").error, request(emu.url, "/api/tags", api_key="pk_no").error]
+    return all(type(error["status"]) is int for error in errors)
+
+
+def _limited_profile_count(emu):
+    with _sibling(emu, rate_limits=True) as limited:
+        list_id = limited.truth("lists")[0]["id"]
+        params = {"additional-fields[list]": "profile_count"}
+        return [request(limited.url, f"/api/lists/{list_id}", params) for _ in range(3)]
+
+
+def throttled_retry_after_only(emu):
+    throttled = [r for r in _limited_profile_count(emu) if r.status == 429]  # 1/s: 3 calls meet one
+    rate_headers = [h for r in throttled for h in r.headers if h.lower().startswith("ratelimit")]
+    waits = [r.headers.get("Retry-After", "") for r in throttled]
+    return bool(throttled) and all(wait.isdigit() for wait in waits) and not rate_headers
+
+
+def status_case(emu):
+    campaigns = {c["attributes"]["status"] for c in _campaigns(emu)}
+    flows = {f["attributes"]["status"] for f in records(walk(emu.url, "/api/flows"))}
+    return all(s[0].isupper() for s in campaigns) and all(s == s.lower() for s in flows)
+
+
+def numeric_flow_action_ids(emu):
+    flow_id = emu.truth("flow-actions")[0]["flow_id"]
+    actions = get_json(emu.url, f"/api/flows/{flow_id}/flow-actions")["data"]
+    return bool(actions) and all(a["id"].isdigit() for a in actions)
+
+
+def metrics_sorted_by_id(emu):
+    metrics = get_json(emu.url, "/api/metrics")["data"]
+    ids = [m["id"] for m in metrics]
+    created = [m["attributes"]["created"] for m in metrics]
+    return ids == sorted(ids) and created != sorted(created)
+
+
+def events_share_a_second(emu):
+    seconds = Counter(e["attributes"]["datetime"][:19].replace(" ", "T") for e in _events(emu))
+    return max(seconds.values()) >= 3
+
+
+def profile_count_tier(emu):
+    first = _limited_profile_count(emu)[0]
+    limit = first.headers["RateLimit-Limit"]
+    return first.status == 200 and limit in ("15", "1, 1;w=1, 15;w=60")
+
+
+SPEC_SHAPED_PROBES: dict[str, Callable[[RunningEmulator], bool]] = {
+    "offset_not_z": offset_not_z,
+    "error_status_integer": error_status_integer,
+    "throttled_retry_after_only": throttled_retry_after_only,
+    "status_case": status_case,
+    "numeric_flow_action_ids": numeric_flow_action_ids,
+    "metrics_sorted_by_id": metrics_sorted_by_id,
+    "events_share_a_second": events_share_a_second,
+    "profile_count_tier": profile_count_tier,
+}
+
+
+def test_every_spec_shaped_observation_has_a_probe():
+    assert set(SPEC_SHAPED_PROBES) == set(SPEC_SHAPED_OBSERVATIONS)
+
+
+@pytest.mark.parametrize("name", sorted(SPEC_SHAPED_PROBES))
+def test_observations_within_the_spec_are_served_in_both_modes(emulator, strict_emulator, name):
+    assert SPEC_SHAPED_PROBES[name](emulator), f"{name}: not in the default emulator's responses"
+    assert SPEC_SHAPED_PROBES[name](strict_emulator), f"{name}: not in the --spec-strict emulator's responses"
 
 
 @pytest.mark.parametrize("name", sorted(PROBES))
