@@ -75,6 +75,14 @@ def emulator() -> Iterator[RunningEmulator]:
         yield emu
 
 
+@pytest.fixture(scope="session")
+def strict_emulator() -> Iterator[RunningEmulator]:
+    """The same account as `emulator`, served with the spec's shapes (`--spec-strict`: no quirks)."""
+    options = EmulatorOptions(seed=7, scale="tiny", rate_limits=False, spec_strict=True)
+    with run_emulator_in_thread(options) as emu:
+        yield emu
+
+
 @pytest.fixture
 def fresh_emulator() -> Iterator[RunningEmulator]:
     """An emulator of its own for a test that mutates data or counts requests."""

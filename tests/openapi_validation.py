@@ -15,12 +15,16 @@ The spec is the repository's reduced copy (the operations the project uses, stru
 OpenAPI 3.0 is not JSON Schema: ``nullable: true`` is translated to JSON Schema (``type`` gains
 ``"null"``, an ``enum`` gains ``None``, a ``$ref``/``oneOf``/``allOf`` is wrapped in
 ``anyOf: [..., {"type": "null"}]``) before anything is compiled.  ``$ref`` s resolve against the
-whole (translated) spec through a ``referencing`` registry.  Known places where the live API
-departs from its spec are accepted unless ``live_api_deviations=False``: ``links.next: null``
-(``LIVE_API_NULLABLE``), and ``oneOf`` read as ``anyOf`` — the spec's ``oneOf`` branches overlap
-(no ``additionalProperties: false``, no discriminator: ``{"use_smart_sending": true}`` is at once
-Email-, SMS- and PushSendOptions), so a strict "exactly one" rejects every real body.  ``date-time``
-and ``date`` formats are checked (RFC 3339 / ISO dates).  Compiled validators are cached per
+whole (translated) spec through a ``referencing`` registry.  ``oneOf`` is read as ``anyOf``: the
+spec's ``oneOf`` branches overlap (no ``additionalProperties: false``, no discriminator:
+``{"use_smart_sending": true}`` is at once Email-, SMS- and PushSendOptions), so a strict "exactly
+one" rejects every body, the spec's own examples included.  ``date-time`` and ``date`` formats are
+checked (RFC 3339 with ``T`` / ISO dates).
+
+Where the live API departs from its spec, the validator allows exactly the deviations it is given by
+name (``deviations=``; by default all of ``LIVE_API_DEVIATIONS``, each a quirk of
+``klaviyo_emulator.quirks.QUIRKS`` that breaks the spec); ``deviations=()`` holds a body to the spec to
+the letter, as ``klaviyo-emulator serve --spec-strict`` serves it.  Compiled validators are cached per
 (operation, status).
 """
 
@@ -48,17 +52,42 @@ SPEC_URI = "urn:klaviyo:openapi:stable"
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
+)
+_SPACED = re.compile(
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$",
 )
 
 
-# Where the live API is known to differ from its own spec, the validator follows the live API.
-# Each entry: JSON pointer (into the spec) of a schema that is nullable in practice.
-LIVE_API_NULLABLE = (
-    # The last page of a collection carries "next": null (and the first "prev": null).
-    "components/schemas/CollectionLinks/properties/next",
-    "components/schemas/CollectionLinks/properties/prev",
-)
+@dataclass(frozen=True)
+class Deviation:
+    """One way the live API departs from its spec, as the validator allows it."""
+
+    what: str
+    nullable: tuple[str, ...] = ()  # JSON pointers (into the spec) of schemas null in practice
+    nullable_relationship_data: tuple[str, ...] = ()  # relationship names whose `data` may be null
+    spaced_datetimes: bool = False  # `date-time` strings may have a space for the `T`
+
+
+# Each key is a quirk of klaviyo_emulator.quirks.QUIRKS whose bodies the spec does not allow; the
+# quirks not named here (extra fields, value variants, ...) are bodies the spec already allows.
+LIVE_API_DEVIATIONS: dict[str, Deviation] = {
+    "null_next_prev": Deviation(
+        "the last page of a collection carries next: null (and the first prev: null)",
+        nullable=(
+            "components/schemas/CollectionLinks/properties/next",
+            "components/schemas/CollectionLinks/properties/prev",
+        ),
+    ),
+    "null_relationship_data": Deviation(
+        "a template or image relationship without a target has data: null when included",
+        nullable_relationship_data=("template", "image"),
+    ),
+    "event_datetime_space": Deviation(
+        "an event's datetime may be written with a space (2024-04-01 17:33:15+00:00)",
+        spaced_datetimes=True,
+    ),
+}
 
 
 class SpecValidationError(AssertionError):
@@ -103,14 +132,14 @@ def nullable_to_json_schema(node: Any, overlapping_one_of: bool = False) -> Any:
     return out
 
 
-def _format_checker() -> FormatChecker:
+def _format_checker(spaced: bool = False) -> FormatChecker:
     checker = FormatChecker()
 
     @checker.checks("date-time", raises=ValueError)
     def _is_datetime(value: object) -> bool:
         if not isinstance(value, str):
             return True
-        if not _RFC3339.match(value):
+        if not (_RFC3339.match(value) or (spaced and _SPACED.match(value))):
             raise ValueError(f"not an RFC 3339 date-time: {value!r}")
         datetime.fromisoformat(value.replace("z", "Z"))
         return True
@@ -138,16 +167,26 @@ class Operation:
 class OpenAPIValidator:
     """Response (and request body) validation for every operation of one OpenAPI document."""
 
-    def __init__(self, spec: Mapping[str, Any], *, live_api_deviations: bool = True) -> None:
+    def __init__(
+        self, spec: Mapping[str, Any], *, deviations: Iterable[str] = tuple(LIVE_API_DEVIATIONS)
+    ) -> None:
         self.spec = spec
+        self.deviations = tuple(deviations)
+        unknown = [name for name in self.deviations if name not in LIVE_API_DEVIATIONS]
+        if unknown:
+            raise KeyError(f"unknown deviations {unknown}; known: {sorted(LIVE_API_DEVIATIONS)}")
         doc = copy.deepcopy(dict(spec))
-        if live_api_deviations:
-            for pointer in LIVE_API_NULLABLE:
+        allowed = [LIVE_API_DEVIATIONS[name] for name in self.deviations]
+        for deviation in allowed:
+            for pointer in deviation.nullable:
                 _resolve(doc, pointer)["nullable"] = True
-        self._schema_doc = nullable_to_json_schema(doc, overlapping_one_of=live_api_deviations)
+            for name in deviation.nullable_relationship_data:
+                for data in _relationship_data(doc, name):
+                    data["nullable"] = True
+        self._schema_doc = nullable_to_json_schema(doc, overlapping_one_of=True)
         resource = Resource.from_contents(self._schema_doc, default_specification=DRAFT202012)
         self._registry = Registry().with_resource(SPEC_URI, resource)
-        self._format_checker = _format_checker()
+        self._format_checker = _format_checker(spaced=any(d.spaced_datetimes for d in allowed))
         self._validators: dict[tuple[str, str], Draft202012Validator] = {}
         self.operations: dict[str, Operation] = {}
         routes = []
@@ -162,10 +201,12 @@ class OpenAPIValidator:
         self._routes = sorted(routes, key=lambda r: r[0])
 
     @classmethod
-    def load(cls, path: Path | str | None = None) -> OpenAPIValidator:
+    def load(
+        cls, path: Path | str | None = None, deviations: Iterable[str] = tuple(LIVE_API_DEVIATIONS)
+    ) -> OpenAPIValidator:
         path = Path(path or os.environ.get("KLAVIYO_OPENAPI_SPEC") or DEFAULT_SPEC_PATH)
         with path.open("rb") as f:
-            return cls(json.load(f))
+            return cls(json.load(f), deviations=deviations)
 
     # -- lookup -----------------------------------------------------------------------------
 
@@ -259,6 +300,22 @@ class OpenAPIValidator:
             raise SpecValidationError(_report(f"{operation_id} request body", problems))
 
 
+def _relationship_data(node: Any, name: str) -> Iterable[dict[str, Any]]:
+    """Every `relationships.<name>.data` schema in the spec tree."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _relationship_data(item, name)
+    elif isinstance(node, dict):
+        props = node.get("properties")
+        rels = props.get("relationships") if isinstance(props, dict) else None
+        if isinstance(rels, dict):
+            data = rels.get("properties", {}).get(name, {}).get("properties", {}).get("data")
+            if isinstance(data, dict):
+                yield data
+        for value in node.values():
+            yield from _relationship_data(value, name)
+
+
 def _resolve(doc: Any, ref: str) -> Any:
     node = doc
     for part in ref.lstrip("#/").split("/"):
@@ -289,6 +346,7 @@ def _report(what: str, problems: list[str], limit: int = 15) -> str:
 
 
 @cache
-def spec_validator(path: str | None = None) -> OpenAPIValidator:
-    """The process-wide validator (compiling the spec takes a while; load it once)."""
-    return OpenAPIValidator.load(path)
+def spec_validator(path: str | None = None, deviations: tuple[str, ...] | None = None) -> OpenAPIValidator:
+    """The process-wide validator (compiling the spec takes a while; load it once per deviations):
+    by default allowing every `LIVE_API_DEVIATIONS`, with `deviations=()` the spec to the letter."""
+    return OpenAPIValidator.load(path, tuple(LIVE_API_DEVIATIONS) if deviations is None else deviations)

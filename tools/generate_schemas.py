@@ -400,7 +400,23 @@ def build_resource(spec: Spec, stream: Resource) -> Schema:
         properties[stream.parent_field] = _string()
     if stream.cursor:
         properties[stream.cursor] = _lifted_cursor(prop(attributes, stream.cursor), stream.cursor)
+    _null_relationship_data({"properties": properties})
     return properties
+
+
+def _null_relationship_data(node: Schema) -> None:
+    """Every to-one relationship's `data` may be null, in the record and in the resources it embeds:
+    the live API writes `"data": null` for a relationship without a target (a campaign message's
+    `template` and `image`) where the spec has an object (docs/schemas.md, "Live shapes")."""
+    properties = node.get("properties", {})
+    for relationship in properties.get("relationships", {}).get("properties", {}).values():
+        data = relationship.get("properties", {}).get("data")
+        if data is not None and "object" in data.get("type", ()):
+            relationship["properties"]["data"] = with_null(data)
+    for child in properties.values():
+        _null_relationship_data(child)
+    if isinstance(node.get("items"), dict):
+        _null_relationship_data(node["items"])
 
 
 def _override_formats(resource_type: str, attributes: Schema) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
+
 from .endpoints import Endpoint
 from .errors import ApiError, invalid
 from .filters import Condition
@@ -9,11 +12,18 @@ from .jsontext import JSONObject, dumps
 from .members import MemberView
 from .pagination import decode_cursor_and_held, encode_cursor, next_link, query_digest, self_link
 from .query import Query, parse_query, select
-from .quirks import serves_unsorted, unsorted_page
+from .quirks import (
+    decode_klaviyo_cursor,
+    encode_klaviyo_cursor,
+    python_repr_prev_link,
+    reencoded_next_link,
+    serves_unsorted,
+    unsorted_page,
+)
 from .render import Renderer
 from .reports import campaign_values, flow_series
 from .store import World
-from .table import Table
+from .table import SortKey, Table
 
 COLLECTIONS = {
     "/api/profiles",
@@ -52,6 +62,7 @@ class Request:
 class Api:
     def __init__(self, world: World, unsorted_archived_campaigns: bool = True) -> None:
         self.world = world
+        self.quirks = world.quirks  # Klaviyo's observed shapes (quirks.py); False: `--spec-strict`
         self.unsorted_archived_campaigns = unsorted_archived_campaigns  # quirks.py
         self._member_views: dict[tuple[str, str], tuple[int, MemberView]] = {}
 
@@ -95,6 +106,10 @@ class Api:
         builder = campaign_values if endpoint.operation == "query_campaign_values" else flow_series
         doc = builder(self.world, body)
         doc["links"] = {"self": self_link(req.base, req.path, req.raw_query)}
+        if self.quirks:  # `extra_fields`: an id (a UUID) and next/prev the spec does not name
+            h = hashlib.blake2b(body + req.path.encode(), digest_size=16).hexdigest()
+            doc["data"] = {"type": doc["data"]["type"], "id": str(uuid.UUID(h)), **doc["data"]}
+            doc["links"] |= {"next": None, "prev": None}
         return dumps(doc)
 
     # ---------------------------------------------------------------------------------------------
@@ -124,6 +139,8 @@ class Api:
         if endpoint.route == "/api/campaigns" and not any(c.field == "archived" for c in conditions):
             # Klaviyo leaves archived campaigns out unless asked with equals(archived,true)
             conditions.append(Condition("equals", "archived", False))
+        if self.quirks and endpoint.route == "/api/segments":
+            conditions = [c for c in conditions if c.field != "is_starred"]  # `is_starred_filter_ignored`
         if table is self.world.events:
             range_fields = frozenset({"datetime", "timestamp"})
             metric = [c for c in conditions if c.field == "metric_id"]
@@ -131,7 +148,12 @@ class Api:
                 order = self.world.events.by_metric(metric[0].value)
                 conditions = [c for c in conditions if c is not metric[0]]
         digest = query_digest([*req.params, ("@path", req.path)])
-        after, held = decode_cursor_and_held(query.cursor, digest) if query.cursor is not None else (None, [])
+        after: SortKey | None = None
+        held: list[SortKey] = []
+        if query.cursor is not None and self.quirks:  # `cursor_per_endpoint`
+            after, held = decode_klaviyo_cursor(endpoint.route, table, query.sort, query.cursor)
+        elif query.cursor is not None:
+            after, held = decode_cursor_and_held(query.cursor, digest)
         if self.unsorted_archived_campaigns and serves_unsorted(endpoint.route, conditions, query.sort):
             unsorted = unsorted_page(
                 table, conditions, query.sort, query.descending, after, held, query.page_size, self.world.seed
@@ -142,19 +164,22 @@ class Api:
                 table, conditions, query.sort, query.descending, after, query.page_size, order, range_fields
             )
             held = []
-        renderer = Renderer(req.base, query.fields, query.additional)
+        renderer = Renderer(req.base, query.fields, query.additional, self.quirks)
         events = self.world.events
         fast = table is events and "event" not in query.fields
         data = [] if fast else [renderer.resource(table, i, query.includes) for i in picked.indices]
-        links: JSONObject = {
-            "self": self_link(req.base, req.path, req.raw_query),
-            "next": None,
-            "prev": None,
-        }
+        links: JSONObject = {"self": self_link(req.base, req.path, req.raw_query)}
+        if self.quirks:  # `null_next_prev`, and a first page of lists `lists_prev_python_repr`
+            first_list_page = endpoint.route == "/api/lists" and query.cursor is None
+            links["next"] = None
+            links["prev"] = python_repr_prev_link(req.base, req.path, req.params) if first_list_page else None
         if picked.more and picked.last_key is not None:
-            links["next"] = next_link(
-                req.base, req.path, req.raw_query, encode_cursor(picked.last_key, digest, held)
-            )
+            if self.quirks:  # `cursor_per_endpoint`, `next_link_reencoded`
+                token = encode_klaviyo_cursor(endpoint.route, table, query.sort, picked.last_key, held)
+                links["next"] = reencoded_next_link(req.base, req.path, req.params, token)
+            else:
+                token = encode_cursor(picked.last_key, digest, held)
+                links["next"] = next_link(req.base, req.path, req.raw_query, token)
         doc: JSONObject = {"data": data, "links": links}
         if query.includes:
             doc["included"] = renderer.included(
@@ -164,14 +189,15 @@ class Api:
             # events are spliced from text templates (data/events.py), the same bytes `dumps` would make,
             # or sliced from the store `serve --prerender-events` rendered at start-up for this base
             base = dumps(req.base).decode()[1:-1]  # the Host header is the client's: escape it
-            objects = events.render_bytes(picked.indices, base, "attributions" in query.includes)
+            attributions_data = "attributions" in query.includes and not self.quirks  # `attributions_absent`
+            objects = events.render_bytes(picked.indices, base, attributions_data)
             rest = dumps(doc)[len(b'{"data":[]') :]
             return b"".join((b'{"data":[', objects, b"]", rest))
         return dumps(doc)
 
     def _unpaged(self, req: Request, query: Query, table: Table) -> bytes:
         picked = select(table, query.conditions, "id", False, None, 10**9)
-        renderer = Renderer(req.base, query.fields, query.additional)
+        renderer = Renderer(req.base, query.fields, query.additional, self.quirks)
         doc: JSONObject = {
             "data": [renderer.resource(table, i, query.includes) for i in picked.indices],
             "links": {"self": self_link(req.base, req.path, req.raw_query)},
@@ -191,7 +217,7 @@ class Api:
         extra = None
         if "profile_count" in query.additional.get(table.type, frozenset()):
             extra = {"profile_count": self.world.profile_count(resource, req.match["id"])}
-        renderer = Renderer(req.base, query.fields, query.additional)
+        renderer = Renderer(req.base, query.fields, query.additional, self.quirks)
         doc: JSONObject = {
             "data": renderer.resource(table, index, query.includes, extra),
             "links": {"self": self_link(req.base, req.path, req.raw_query)},

@@ -59,6 +59,12 @@ class Settings:
             raise ValueError(f"gzip_level is a zlib level from 0 (no gzip) to 9, not {self.gzip_level!r}")
         self.hang_seconds: float = options.hang_seconds
         self.seed: int = options.seed
+        self.quirks: bool = world_quirks(options)
+
+
+def world_quirks(options: EmulatorOptions) -> bool:
+    """Klaviyo's observed shapes (quirks.py), unless the options ask for the spec's (`--spec-strict`)."""
+    return not getattr(options, "spec_strict", False)
 
 
 def latency_model(options: EmulatorOptions) -> LatencyModel:
@@ -118,8 +124,9 @@ class Stats:
         }
 
 
-def error_response(error: ApiError) -> web.Response:
-    return web.Response(status=error.status, body=error.body(), content_type=JSONAPI, headers=error.headers)
+def error_response(error: ApiError, quirks: bool = False) -> web.Response:
+    body = error.body(quirks)
+    return web.Response(status=error.status, body=body, content_type=JSONAPI, headers=error.headers)
 
 
 def _body_size(response: web.StreamResponse) -> int:
@@ -129,16 +136,16 @@ def _body_size(response: web.StreamResponse) -> int:
     return len(body) if isinstance(body, bytes | bytearray) else 0
 
 
-async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def answer(request: web.Request, handler: Handler, quirks: bool = False) -> web.StreamResponse:
     """The handler's response, or the error response its exception stands for."""
     try:
         return await handler(request)
     except ApiError as error:
-        return error_response(error)
+        return error_response(error, quirks)
     except web.HTTPException as exc:
         status = exc.status
         detail = "Not found." if status == 404 else exc.reason
-        return error_response(ApiError(status, detail))
+        return error_response(ApiError(status, detail), quirks)
     except asyncio.CancelledError:
         raise
     except ConnectionResetError:  # the client went away mid-response: nothing to answer, not an error
@@ -160,7 +167,7 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
     faults = FaultPlan.parse(options.faults, options.seed)
     limiter = RateLimiter(options.rate_limit_scale)
     cache = PageCache(int(getattr(options, "page_cache_mb", 96.0) * 1024 * 1024))
-    api = Api(world, getattr(options, "unsorted_archived_campaigns", True))
+    api = Api(world, getattr(options, "unsorted_archived_campaigns", True) and settings.quirks)
     stats = Stats()
     latency = settings.latency
     latency_plan = LatencyPlan(latency, options.seed)
@@ -168,7 +175,7 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
     @web.middleware
     async def count_and_catch(request: web.Request, handler: Handler) -> web.StreamResponse:
         route = _route_of(request)
-        response = await answer(request, handler)
+        response = await answer(request, handler, settings.quirks)
         sent, uncompressed = request.get(BODY_BYTES) or (_body_size(response), None)
         stats.record(route, response.status, sent, uncompressed)
         return response
@@ -222,7 +229,7 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
                 return web.Response(status=502, text=html, content_type="text/html")
             return await handler(request)
 
-        response = await answer(request, faulted)
+        response = await answer(request, faulted, settings.quirks)
         if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
             return response  # nothing to send (a client that went away)
         raw = body = response.body
@@ -313,7 +320,7 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
             headers: dict[str, str] = {}
             if settings.rate_limits:
                 bucket, tier = tier_of(endpoint, request)
-                headers = limiter.hit(bucket, TIERS[tier])
+                headers = limiter.hit(bucket, TIERS[tier], settings.quirks)
             base = f"{request.scheme}://{request.host}"
             params = list(request.query.items())
             raw_query = request.raw_path.partition("?")[2]  # verbatim, as `links` must repeat it

@@ -83,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--hang-seconds", type=float, default=600.0, help="how long a `timeout` fault hangs")
     serve.add_argument("--sorted-archived-campaigns", action="store_true",
                        help="serve archived campaigns perfectly sorted (Klaviyo's are slightly unsorted)")
+    serve.add_argument("--spec-strict", action="store_true",
+                       help="serve the OpenAPI spec's clean shapes, without Klaviyo's observed quirks"
+                            " (trailing slashes, re-encoded next links, microseconds, ...)")  # fmt: skip
     serve.add_argument("--prerender-events", action="store_true",
                        help="render every event once at start-up, for the URL printed: trades"
                             " start-up time and memory (~1 GB at large) for cheap events pages;"
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         anchor=args.anchor,
         hang_seconds=args.hang_seconds,
         unsorted_archived_campaigns=not args.sorted_archived_campaigns,
+        spec_strict=args.spec_strict,
         prerender_events=args.prerender_events,
         host=args.host,
         port=args.port,

@@ -48,7 +48,9 @@ class ApiError(Exception):
         self.pointer = pointer
         self.headers = headers or {}
 
-    def body(self) -> bytes:
+    def body(self, quirks: bool = False) -> bytes:
+        """The JSON:API error body; with `quirks` (quirks.py `error_shapes`) a 401 names the pointer
+        `/data/` and a 429 has no `source` at all, as Klaviyo's are seen to."""
         error: JSONObject = {
             "id": str(uuid.uuid4()),
             "status": self.status,
@@ -61,6 +63,10 @@ class ApiError(Exception):
             error["source"]["parameter"] = self.parameter
         if self.pointer is not None:
             error["source"]["pointer"] = self.pointer
+        if quirks and self.status == 401:
+            error["source"] = {"pointer": "/data/"}
+        elif quirks and self.status == 429:
+            del error["source"]
         return orjson.dumps({"errors": [error]})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 
 from .data.profiles import Profiles
 from .data.rng import iso
@@ -31,6 +32,15 @@ class MemberView(Table):
     def index_of(self, record_id: str) -> int | None:
         return None
 
+    def key_tiebreak(self, record_id: str) -> int | None:
+        """The member's position; for a profile no longer a member, the position before where it was
+        (a key there sorts after every member served before it and before every later one)."""
+        index = self.profiles.key_tiebreak(record_id)
+        if index is None:
+            return None
+        pos = bisect_left(self.members, index)  # members are in profile index order
+        return pos if pos < len(self.members) and self.members[pos] == index else pos - 1
+
     def value(self, field: str, index: int) -> FieldValue:
         if field == "joined_group_at":
             return self.joined[index]
@@ -44,4 +54,7 @@ class MemberView(Table):
         return attributes
 
     def relationships(self, index: int) -> dict[str, Rel]:
-        return {"lists": None, "segments": None, "push-tokens": None}
+        rels: dict[str, Rel] = {"lists": None, "segments": None, "push-tokens": None}
+        if self.profiles.quirks:
+            rels["conversation"] = None  # `profile_conversation_name`: singular off /api/profiles
+        return rels

@@ -28,9 +28,11 @@ class RateLimiter:
             out["daily"] = tier.daily  # the daily cap is a contract, not a throughput knob
         return out
 
-    def hit(self, bucket: str, tier: Tier) -> dict[str, str]:
+    def hit(self, bucket: str, tier: Tier, policies: bool = False) -> dict[str, str]:
         """Count one request; raise a 429 ApiError if a window is full, else return the RateLimit-*
-        headers."""
+        headers: of the steady window, or with `policies` (quirks.py `ratelimit_policies`) every
+        window listed (`350, 350;w=1, 3500;w=60`) after the limit of the one closest to exhaustion,
+        which Remaining and Reset then describe."""
         now = self.clock()
         limits = self.limits(tier)
         states: dict[str, tuple[int, int]] = {}
@@ -50,9 +52,17 @@ class RateLimiter:
             states[window] = (start, count)
         for window, (start, count) in states.items():
             self._counts[(bucket, window)] = (start, count + 1)
-        steady_start, steady_count = states["steady"]
+        lengths = dict(WINDOWS)
+        shown = "steady"
+        if policies:
+            # the window closest to exhaustion (the shorter one on a tie), as the IETF draft's list form
+            shown = min(states, key=lambda w: (limits[w] - states[w][1] - 1) / limits[w])
+        start, count = states[shown]
+        limit = str(limits[shown])
+        if policies:
+            limit += "".join(f", {limits[w]};w={lengths[w]}" for w in states)
         return {
-            "RateLimit-Limit": str(limits["steady"]),
-            "RateLimit-Remaining": str(max(0, limits["steady"] - steady_count - 1)),
-            "RateLimit-Reset": str(max(1, math.ceil(steady_start + 60 - now))),
+            "RateLimit-Limit": limit,
+            "RateLimit-Remaining": str(max(0, limits[shown] - count - 1)),
+            "RateLimit-Reset": str(max(1, math.ceil(start + lengths[shown] - now))),
         }

@@ -48,13 +48,26 @@ def _pick(attributes: JSONObject, wanted: frozenset[str]) -> JSONObject:
     return out
 
 
+# quirks.py: to-many relationships whose linkage Klaviyo gives without `include`
+# (`campaign_messages_linkage`), and to-one relationships whose missing target it writes as
+# `"data": null` when included (`null_relationship_data`)
+ALWAYS_LINKED = frozenset({("campaign", "campaign-messages")})
+NULL_WHEN_INCLUDED = frozenset({"template", "image"})
+
+
 class Renderer:
     def __init__(
-        self, base: str, fields: dict[str, frozenset[str]], additional: dict[str, frozenset[str]]
+        self,
+        base: str,
+        fields: dict[str, frozenset[str]],
+        additional: dict[str, frozenset[str]],
+        quirks: bool = False,
     ) -> None:
         self.base = base
         self.fields = fields
         self.additional = additional
+        self.quirks = quirks  # Klaviyo's observed shapes (quirks.py); False: the spec's
+        self.slash = "/" if quirks else ""  # `resource_links_trailing_slash`
 
     def resource(
         self,
@@ -76,9 +89,12 @@ class Renderer:
         rels = table.relationships(index)
         if rels:
             obj["relationships"] = {
-                name: self._relationship(own, name, rel, name in includes) for name, rel in rels.items()
+                name: self._relationship(
+                    own, name, rel, name in includes or (self.quirks and (type_, name) in ALWAYS_LINKED)
+                )
+                for name, rel in rels.items()
             }
-        obj["links"] = {"self": own}
+        obj["links"] = {"self": own + self.slash}
         return obj
 
     def _relationship(self, own: str, name: str, rel: Rel, included: bool) -> JSONObject:
@@ -90,7 +106,10 @@ class Renderer:
             }  # to-one ids are always given, as Klaviyo does for events
         elif isinstance(rel, list) and included:
             out["data"] = [{"type": t, "id": i} for t, i in rel]
-        out["links"] = {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}
+        elif rel is None and included and self.quirks and name in NULL_WHEN_INCLUDED:
+            out["data"] = None
+        slash = self.slash
+        out["links"] = {"self": f"{own}/relationships/{name}{slash}", "related": f"{own}/{name}{slash}"}
         return out
 
     def included(
@@ -109,8 +128,21 @@ class Renderer:
                     target = tables.get(PATHS.get(type_, ""))
                     target_index = None if target is None else target.index_of(record_id)
                     if target is not None and target_index is not None:
-                        seen[(type_, record_id)] = self.resource(target, target_index)
+                        seen[(type_, record_id)] = self._related(target, target_index)
         return list(seen.values())
+
+    def _related(self, table: Table, index: int) -> JSONObject:
+        obj = self.resource(table, index)
+        rels = obj.get("relationships")
+        if self.quirks and table.type == "profile" and rels and "conversations" in rels:
+            # `profile_conversation_name`: `conversations` on /api/profiles, `conversation` elsewhere
+            renamed = {"conversation" if name == "conversations" else name: rel for name, rel in rels.items()}
+            renamed["conversation"]["links"] = {
+                key: link.replace("/conversations", "/conversation")
+                for key, link in renamed["conversation"]["links"].items()
+            }
+            obj["relationships"] = renamed
+        return obj
 
 
 class PageCache:

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from aiohttp import web
 
-from .app import CACHE, DEFAULT_GZIP_LEVEL, STATS, WORLD, build_app
+from .app import CACHE, DEFAULT_GZIP_LEVEL, STATS, WORLD, build_app, world_quirks
 from .jsontext import JSONObject, dumps
 from .store import World
 
@@ -48,6 +48,8 @@ class EmulatorOptions:
     page_cache_mb: float = 96.0  # bound of the rendered-page LRU (docs/emulator.md, "Serving cost")
     # Klaviyo's quirk: archived campaigns by updated_at come slightly unsorted (quirks.py); False sorts them.
     unsorted_archived_campaigns: bool = True
+    # Serve the spec's clean shapes instead of Klaviyo's observed quirks (quirks.py `QUIRKS`).
+    spec_strict: bool = False
     # Render every event once at start-up for the URL served (data/events.py `prerender`): events pages
     # then cost selection + join (+ gzip) instead of ~7 ms; ~1 GB and ~7 s more at large. Benchmarks.
     prerender_events: bool = False
@@ -93,7 +95,7 @@ class EmulatorHandle:
 async def start_emulator(options: EmulatorOptions) -> tuple[EmulatorHandle, str]:
     """Build the world and listen; returns (handle, url). For use inside an existing event loop."""
     world = await asyncio.get_running_loop().run_in_executor(
-        None, World, options.seed, options.scale, options.anchor
+        None, World, options.seed, options.scale, options.anchor, world_quirks(options)
     )
     app = build_app(world, options)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)

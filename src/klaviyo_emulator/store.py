@@ -27,18 +27,21 @@ def default_anchor() -> datetime:
 
 
 class World:
-    def __init__(self, seed: int = 1, scale: str = "tiny", anchor: datetime | None = None) -> None:
+    def __init__(
+        self, seed: int = 1, scale: str = "tiny", anchor: datetime | None = None, quirks: bool = True
+    ) -> None:
         if scale not in SCALES:
             raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
         self.seed = seed
+        self.quirks = quirks  # Klaviyo's observed shapes (quirks.py); False: the spec's (`--spec-strict`)
         self.scale = SCALES[scale]
         anchor_dt = anchor or default_anchor()
         if anchor_dt.tzinfo is None:
             anchor_dt = anchor_dt.replace(tzinfo=UTC)
         self.anchor = int(anchor_dt.timestamp())
         self.lock = threading.Lock()  # mutations may come from the test thread
-        self.profiles = Profiles(seed, self.scale.profiles, self.anchor)
-        self.catalog = Catalog(seed, self.anchor, self.scale)
+        self.profiles = Profiles(seed, self.scale.profiles, self.anchor, quirks)
+        self.catalog = Catalog(seed, self.anchor, self.scale, quirks)
         metrics = self.catalog.tables["metrics"]
         self.events = Events(
             seed,
@@ -48,6 +51,7 @@ class World:
             [metrics.id(i) for i in range(len(metrics))],
             [metrics.rows[i]["attributes"]["name"] for i in range(len(metrics))],
             self.profiles,
+            quirks,
         )
         self.tables: dict[str, Table] = {
             "profiles": self.profiles,
@@ -174,5 +178,4 @@ class World:
         field = "updated_at" if table.cursor_field == "updated_at" else "updated"
         row = table.rows[index]  # type: ignore[attr-defined]
         if field in row["attributes"]:
-            row["attributes"][field] = iso(now)
-            row["keys"][field] = now
+            self.catalog.stamp(resource, row, field, now)

@@ -48,6 +48,23 @@ class Table:
         """Indices of the records that exist: all of them, unless a mutation deleted some."""
         return range(len(self))
 
+    # A sort key's last member (`SortKey`) breaks ties: the index, or a creation sequence that stays
+    # put when records are deleted. Klaviyo-shaped cursors name records by id (quirks.py), so each
+    # table maps between the two, deleted records included.
+
+    def key_id(self, tiebreak: int) -> str:
+        """The id of the record a sort key's tie-break names (deleted or not)."""
+        return self.id(tiebreak)
+
+    def key_tiebreak(self, record_id: str) -> int | None:
+        """The tie-break of the record with this id (deleted or not); None for an id this table never
+        had."""
+        return self.index_of(record_id)
+
+    def appended_count(self) -> int:
+        """How many tie-breaks were ever handed out."""
+        return len(self)
+
     def value(self, field: str, index: int) -> FieldValue:
         raise NotImplementedError
 
@@ -91,6 +108,8 @@ class RowTable(Table):
         # Records ever appended: new ids derive from it, so an id freed by a deletion is never reused,
         # and each row's `seq` (its tie-break in every order) stays put when rows before it go.
         self.appended = len(rows)
+        self._ids_by_seq = [row["id"] for row in rows]  # never shrinks: ids are never reused
+        self._seq_by_id = {record_id: seq for seq, record_id in enumerate(self._ids_by_seq)}
         for seq, row in enumerate(rows):
             row["seq"] = seq
         self.extra_truth: Callable[[JSONObject], JSONObject] | None = None
@@ -104,6 +123,16 @@ class RowTable(Table):
 
     def index_of(self, record_id: str) -> int | None:
         return self._by_id.get(record_id)
+
+    def key_id(self, tiebreak: int) -> str:
+        record_id: str = self._ids_by_seq[tiebreak]
+        return record_id
+
+    def key_tiebreak(self, record_id: str) -> int | None:
+        return self._seq_by_id.get(record_id)
+
+    def appended_count(self) -> int:
+        return self.appended
 
     def key_of(self, field: str, index: int) -> SortKey:
         # the creation sequence, not the list position: a cursor stays valid across a deletion
@@ -137,6 +166,8 @@ class RowTable(Table):
     def append(self, row: JSONObject) -> None:
         self._by_id[row["id"]] = len(self.rows)
         row["seq"] = self.appended
+        self._seq_by_id[row["id"]] = self.appended
+        self._ids_by_seq.append(row["id"])
         self.rows.append(row)
         self.appended += 1
         self.touched()

@@ -2,8 +2,9 @@
 
 A chain reads one range of one partition (or one parent's children): the declaration's fixed
 filter, the partition's filters and the range's bounds on the cursor (or `split_by`) become one
-`filter`, sorted by that attribute, with the page size, includes and additional fields. What the
-server cannot filter is left in `Chain.lower`/`upper` for the reader to check.
+`filter`, sorted by that attribute, with the page size, includes and additional fields. The bounds
+are also kept in `Chain.lower`/`upper` for the reader to check: where the server cannot filter a
+side, and because a server may accept a filter and not honour it (Klaviyo was seen to ignore one).
 
     >>> from source_klaviyo.config import Config
     >>> from source_klaviyo.streams import STREAMS_BY_NAME
@@ -40,8 +41,8 @@ class Chain:
     tier: TierName
     partition: Partition = field(default_factory=dict)
     parent_id: str | None = None
-    lower: datetime | None = None  # checked here (inclusive) when the server cannot
-    upper: datetime | None = None  # checked here (exclusive) when the server cannot
+    lower: datetime | None = None  # checked here too (inclusive): the server may not filter it
+    upper: datetime | None = None  # checked here too (exclusive)
 
 
 def partitions_of(stream: Stream) -> list[Partition]:
@@ -71,7 +72,6 @@ def build_chain(stream: Stream, config: Config, *, partition: Partition | None =
     filters = [stream.filter] if stream.filter else []
     for axis in stream.partitions:
         filters.append(axis.filter.format(value=partition[axis.key]))
-    check_lower = check_upper = None
     inc = stream.incremental
     if inc is None and stream.split_by is not None:
         # A range of an attribute that is not a cursor (memberships by `joined_group_at`).
@@ -84,15 +84,10 @@ def build_chain(stream: Stream, config: Config, *, partition: Partition | None =
         if lower is not None:
             if inc.server_side_filter and inc.lower_operator == "greater-or-equal":
                 filters.append(f"greater-or-equal({cursor},{format_datetime(lower)})")
-            else:
-                if inc.server_side_filter and inc.lower_operator == "greater-than":
-                    filters.append(f"greater-than({cursor},{format_datetime(lower - ONE_SECOND)})")
-                check_lower = lower
-        if upper is not None:
-            if inc.server_side_filter and inc.supports_less_than_filter:
-                filters.append(f"less-than({cursor},{format_datetime(upper)})")
-            else:
-                check_upper = upper
+            elif inc.server_side_filter and inc.lower_operator == "greater-than":
+                filters.append(f"greater-than({cursor},{format_datetime(lower - ONE_SECOND)})")
+        if upper is not None and inc.server_side_filter and inc.supports_less_than_filter:
+            filters.append(f"less-than({cursor},{format_datetime(upper)})")
     params: list[tuple[str, str]] = []
     size = page_size or stream.page_size
     if size:
@@ -109,8 +104,9 @@ def build_chain(stream: Stream, config: Config, *, partition: Partition | None =
     if additional:
         params.append((f"additional-fields[{stream.resource_type}]", ",".join(additional)))
     path = stream.path if parent_id is None else stream.path.format(id=parent_id)
+    ranged = inc is not None or stream.split_by is not None
     return Chain(path, params, bucket_of(stream, config), tier, partition, parent_id,
-                 check_lower, check_upper)
+                 lower if ranged else None, upper if ranged else None)
 
 
 def bucket(path: str, *qualifiers: str) -> str:

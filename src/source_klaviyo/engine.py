@@ -28,10 +28,12 @@ schedules the chains and passes records and states to the sink. Report streams a
 
 Bounds: ranges are half-open and disjoint, so a read never emits a record twice; the lower bound is
 inclusive (`greater-or-equal(S)`, or `greater-than(S - 1 s)` plus a check here where the endpoint
-has only `greater-than`), the upper bound `less-than(upper)` server-side where supported, else
-checked here. A read that resumes from a mid-range position `S` may re-emit the records stamped
-exactly `S` (at-least-once; the destination de-duplicates by primary key). After a complete read
-the state is `upper`, so the next read returns exactly the records changed since.
+has only `greater-than`), the upper bound `less-than(upper)` server-side where supported. Both are
+checked here as well, since Klaviyo was seen to accept a filter and not honour it: on a sorted page
+by its first and last record, else record by record. A read that resumes from a mid-range
+position `S` may re-emit the records stamped exactly `S` (at-least-once; the destination
+de-duplicates by primary key). After a complete read the state is `upper`, so the next read returns
+exactly the records changed since.
 
 Chains: each range is read by a chain of pages sorted by its attribute, one request in flight per
 chain. A bucket runs as many chains as its rate and measured round trip call for (`Reader.room`); a
@@ -66,11 +68,11 @@ from .chains import Chain, Partition, bucket_of, build_chain, partitions_of, tie
 from .checkpoints import ranges_to_read, read_upper, saved_position, stream_state
 from .config import Config
 from .contracts import Client, Record, StreamState
-from .datetimes import utc_now
+from .datetimes import floor_second, utc_now
 from .errors import ApiError, SourceError
 from .pages import PARSED, AnyRecord, chain_pages, cursor_value, has_next, ids_of, raw_cursor, raw_format
 from .ranges import NO_LOWER_BOUND, Range, Span, Spans, plan_cuts
-from .records import prepare, prepare_raw, with_details
+from .records import prepare, prepare_raw, with_details, within
 from .reports import read_report
 from .streams import STREAMS_BY_NAME, TierName
 
@@ -478,19 +480,25 @@ class StreamRead:
                     first = last = None
                     if data and self.range_field is not None:
                         first, last = self._cursor_of(data[0]), self._cursor_of(data[-1])
-                    if probe and last is not None and span.reached < last < span.high and has_next(page):
-                        # The probe's last second may go on in the next page: the rest of the range,
-                        # from that second, goes to a chain of full-size pages.
-                        spans.split(span, [last])
+                    # The probe's last second may go on in the next page: the rest of the range,
+                    # from that second, goes to a chain of full-size pages. The edge is the whole
+                    # second: filters compare seconds, and a record's cursor may carry microseconds
+                    # (`2024-04-01 17:33:15.004217+00:00`), which a filter would drop, re-reading the
+                    # records of that second the probe emitted.
+                    edge = floor_second(last) if last is not None else None
+                    if probe and edge is not None and span.reached < edge < span.high and has_next(page):
+                        spans.split(span, [edge])
                         self.ready.appendleft(unit)
                         self.progress.windows_total += 1
                     high = self._high(unit, span)  # lowered when the span is split while it runs
                     past = self.sorted_pages and last is not None and high is not None and last >= high
-                    upper = high if past else chain.upper
+                    lower, upper = chain.lower, high if past else chain.upper
+                    if self.sorted_pages and within(first, lower, upper) and within(last, lower, upper):
+                        lower = upper = None  # a sorted page whose ends are in range: all of it is
                     if self.raw:  # never a stream with details (see __init__)
-                        records = prepare_raw(self.stream, data, chain.lower, upper)
+                        records = prepare_raw(self.stream, data, lower, upper)
                     else:
-                        records = prepare(self.stream, data, page, chain, upper, self.range_field)
+                        records = prepare(self.stream, data, page, chain, lower, upper, self.range_field)
                         if self.stream.detail is not None:
                             records = await with_details(self.client, self.stream.detail, records)
                     self.emit(records)

@@ -100,7 +100,11 @@ class Spans:
 
     def split(self, span: Span, edges: Sequence[datetime]) -> list[Span]:
         """Cut `span` at `edges` (increasing, past what it emitted, below its high): it keeps the
-        first part, and a new span (not running) is made for each of the others."""
+        first part, and a new span (not running) is made for each of the others. Edges are whole
+        seconds: the new span's chain filters `greater-or-equal(edge)` at second precision, so an
+        edge inside a second would hand the records of that second to both chains."""
+        if any(edge.microsecond for edge in edges):
+            raise ValueError(f"split edges {edges} are not whole seconds")
         bounds = [span.reached, *edges, span.high]
         if any(a >= b for a, b in pairwise(bounds)):
             raise ValueError(f"split edges {edges} do not cut ({span.reached}, {span.high})")

@@ -104,6 +104,9 @@ class RateLimitInfo:
     remaining: int | None = None
     reset: float | None = None
     window: float | None = None  # seconds of the window `limit` applies to, when stated
+    # The quota of a `;w=60` policy listed after a limit of another window: Klaviyo leads with the
+    # burst (`350, 350;w=1, 3500;w=60`), and Remaining/Reset then describe the burst, not this.
+    steady_policy: int | None = None
 
 
 _INT = re.compile(r"\s*(\d+)")
@@ -125,14 +128,16 @@ def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitInfo:
     remaining = _leading_number(headers.get("RateLimit-Remaining"))
     reset = _leading_number(headers.get("RateLimit-Reset"))
     window = None
+    steady_policy = None
     if limit_raw is not None and limit is not None:
         # "150, 150;w=60": the first item is the current limit, the others are policies; the policy
-        # with the same quota names the window it applies to.
+        # with the same quota names the window it applies to (the first such: "1, 1;w=1, 2;w=60").
         for item in limit_raw.split(",")[1:]:
             quota, w = _leading_number(item), _POLICY_WINDOW.search(item)
-            if quota == limit and w:
+            if quota == limit and w and window is None:
                 window = float(w.group(1))
-                break
+            elif quota is not None and w and float(w.group(1)) == STEADY_WINDOW:
+                steady_policy = int(quota)
     combined = headers.get("RateLimit")
     if combined is not None and limit is None and remaining is None:
         fields = {k.lower(): float(v) for k, v in _DICT_ITEM.findall(combined)}
@@ -142,6 +147,7 @@ def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitInfo:
         remaining=int(remaining) if remaining is not None else None,
         reset=reset,
         window=window,
+        steady_policy=steady_policy,
     )
 
 
@@ -348,8 +354,9 @@ class TierLimiter:
         """Learn from one answer's RateLimit headers; `round_trip`: how long ago its request left."""
         now = self._clock.monotonic()
         is_steady = info.window is None or info.window == STEADY_WINDOW
-        if info.limit is not None and is_steady and 0 < info.limit < self.steady:
-            self._lower_limits(info.limit)
+        steady = info.limit if is_steady else info.steady_policy
+        if steady is not None and 0 < steady < self.steady:
+            self._lower_limits(steady)
         if info.remaining is None or info.reset is None or not is_steady:
             return
         end = now + info.reset

@@ -1,7 +1,7 @@
 """What a page's records become before the sink gets them.
 
 Parsed records (dicts): the cursor lifted to the top level, records outside the chain's bounds
-dropped where the server could not filter them, the parent's id added to a child's records, the
+dropped (where the server could not filter them, or did not), the parent's id added to a child's records, the
 stream's hook applied, and a record's detail (one more request) merged in. Raw records
 (`pages.RawRecord`) already carry their lifted cursor: only the bounds are checked.
 """
@@ -24,10 +24,11 @@ def within(value: datetime | None, lower: datetime | None, upper: datetime | Non
     return (lower is None or value >= lower) and (upper is None or value < upper)
 
 
-def prepare(stream: Stream, data: list[Record], page: JSONObject, chain: Chain, upper: datetime | None,
-            range_field: str | None) -> list[Record]:
-    """A page's parsed records as the stream emits them; `upper` may be lower than the chain's (a
-    chain whose range was cut while it ran)."""
+def prepare(stream: Stream, data: list[Record], page: JSONObject, chain: Chain, lower: datetime | None,
+            upper: datetime | None, range_field: str | None) -> list[Record]:
+    """A page's parsed records as the stream emits them, those outside `[lower, upper)` dropped: the
+    chain's bounds, `upper` lower where its range was cut while it ran, none where the page is known
+    to be within them."""
     lifted = stream.lifted
     if lifted:
         try:
@@ -36,9 +37,9 @@ def prepare(stream: Stream, data: list[Record], page: JSONObject, chain: Chain, 
         except (KeyError, TypeError):
             for record in data:
                 record[lifted] = (record.get("attributes") or {}).get(lifted)
-    if (chain.lower or upper) and range_field:
+    if (lower or upper) and range_field:
         data = [r for r in data
-                if within(cursor_value((r.get("attributes") or {}).get(range_field)), chain.lower, upper)]
+                if within(cursor_value((r.get("attributes") or {}).get(range_field)), lower, upper)]
     parent = stream.parent
     if parent is not None and stream.hook is None:
         for record in data:

@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from source_klaviyo.catalog import ConfiguredStream, configured_catalog, parse_configured_catalog
 from source_klaviyo.checkpoints import UPPER_MARGIN
 from source_klaviyo.config import parse_config
@@ -21,8 +23,25 @@ from source_klaviyo.datetimes import ONE_SECOND, utc_now
 from source_klaviyo.engine import ReadResult, read_streams
 from source_klaviyo.errors import SourceError
 from source_klaviyo.http import KlaviyoClient
+from source_klaviyo.schemas import load_schema
 
 API_KEY = "pk_emulator"
+
+_INSTANTS = jsonschema.FormatChecker(formats=())
+
+
+@_INSTANTS.checks("date-time", raises=ValueError)
+def _an_instant(value: object) -> bool:
+    """A `date-time` is any form the DuckDB sync's TIMESTAMPTZ columns and `parse_datetime` read as an
+    instant: `T` or a space, whole seconds or a fraction, always an offset (Klaviyo writes all four)."""
+    if isinstance(value, str) and datetime.fromisoformat(value).tzinfo is None:
+        raise ValueError(f"{value!r} has no offset")
+    return True
+
+
+def record_validator(stream: str) -> jsonschema.Draft7Validator:
+    """The stream's declared schema, with its `date-time` formats checked (`_an_instant`)."""
+    return jsonschema.Draft7Validator(load_schema(stream), format_checker=_INSTANTS)
 
 # The emulator stamps mutations with the real now; a read right after would leave them for later
 # (the upper bound is now - UPPER_MARGIN). Tests read with a clock that far ahead instead of sleeping.

@@ -66,6 +66,17 @@ def test_a_split_must_cut_past_what_was_emitted_and_below_the_high() -> None:
         spans.split(span, [day(20), day(10)])
 
 
+def test_a_split_edge_inside_a_second_is_refused() -> None:
+    """The new span's chain filters at second precision: an edge at `…:07.000321` would give the records
+    of `…:07` before it to both chains (Klaviyo writes some cursors with microseconds)."""
+    spans = Spans([(day(0), day(30))], upper=day(30))
+    span = spans.take()
+    assert span is not None
+    with pytest.raises(ValueError, match="whole seconds"):
+        spans.split(span, [day(10) + timedelta(microseconds=321)])
+    assert span.high == day(30)
+
+
 # -- a model of the engine's chains against a sorted server --------------------------------------------
 
 

@@ -425,7 +425,7 @@ def test_a_run_may_use_its_own_tier_table() -> None:
             {"RateLimit-Limit": "150, 150;w=60", "RateLimit-Remaining": "148", "RateLimit-Reset": "42"},
             RateLimitInfo(150, 148, 42.0, 60.0),
         ),
-        ({"RateLimit-Limit": "10, 10;w=1, 150;w=60"}, RateLimitInfo(10, None, None, 1.0)),
+        ({"RateLimit-Limit": "10, 10;w=1, 150;w=60"}, RateLimitInfo(10, None, None, 1.0, 150)),
         ({"RateLimit": "limit=150, remaining=3, reset=9"}, RateLimitInfo(150, 3, 9.0)),
         ({"RateLimit-Limit": "lots", "RateLimit-Remaining": ""}, RateLimitInfo()),
     ],
@@ -434,6 +434,17 @@ def test_rate_limit_headers_plain_draft_combined_or_absent(
     headers: dict[str, str], expected: RateLimitInfo
 ) -> None:
     assert parse_rate_limit_headers(headers) == expected
+
+
+def test_a_policy_list_led_by_the_burst_still_teaches_the_steady_quota() -> None:
+    """Klaviyo lists every window and leads with the burst (`18, 18;w=1, 175;w=60`; the emulator's
+    quirk `ratelimit_policies`): the steady quota comes from its policy, and the burst's Remaining and
+    Reset do not touch the steady budget."""
+    limiter = TierLimiter(TIERS["XL"], clock=FakeClock())
+    limiter.release({"RateLimit-Limit": "18, 18;w=1, 175;w=60", "RateLimit-Remaining": "0",
+                     "RateLimit-Reset": "1"})
+    assert (limiter.steady, limiter.burst) == (175, 17)
+    assert limiter._server_left == math.inf  # no steady window was reported
 
 
 def test_a_burst_window_report_does_not_touch_the_steady_budget() -> None:

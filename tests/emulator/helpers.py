@@ -156,8 +156,8 @@ def assert_unique(values: Iterable[Any]) -> None:
 
 
 def fmt_dt(value: datetime) -> str:
-    """The datetime literal filters take: unquoted ISO 8601 with offset."""
-    return value.astimezone(UTC).isoformat(timespec="seconds")
+    """The datetime literal filters take: unquoted ISO 8601 with offset (and microseconds if any)."""
+    return value.astimezone(UTC).isoformat()
 
 
 def parse_dt(value: str) -> datetime:

@@ -1,6 +1,8 @@
-"""Per-endpoint tiers: bursts past the limit are 429s with Retry-After; 2xx responses describe the
-steady window in RateLimit-* headers.  Every assertion is about counts, none about timings: a
-burst that spans two 1-second windows can pass at most twice the burst limit."""
+"""Per-endpoint tiers: bursts past the limit are 429s with Retry-After; 2xx responses carry RateLimit-*
+headers: by default as Klaviyo writes them (`RateLimit-Limit: 10, 10;w=1, 150;w=60`: the window closest
+to exhaustion first, every window listed; quirks.py `ratelimit_policies`), with --spec-strict the steady
+window's plain numbers.  Every assertion is about counts, none about timings: a burst that spans two
+1-second windows can pass at most twice the burst limit."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from klaviyo_emulator.endpoints import TIERS
+from klaviyo_emulator.ratelimit import RateLimiter
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from tests.emulator.helpers import burst, request
 
@@ -30,8 +34,25 @@ def limited() -> Iterator[RunningEmulator]:
         yield emu
 
 
+@pytest.fixture
+def strict() -> Iterator[RunningEmulator]:
+    options = EmulatorOptions(seed=13, scale="tiny", rate_limits=True, spec_strict=True)
+    with run_emulator_in_thread(options) as emu:
+        yield emu
+
+
 def _statuses(responses) -> Counter:
     return Counter(r.status for r in responses)
+
+
+def policies(header: str) -> tuple[int, dict[int, int]]:
+    """`"10, 10;w=1, 150;w=60"` -> (10, {1: 10, 60: 150}): the current limit, and quota per window."""
+    first, *items = (item.strip() for item in header.split(","))
+    return int(first), {int(w): int(q) for q, w in (item.split(";w=") for item in items)}
+
+
+def steady_limit(resp) -> int:
+    return policies(resp.headers["RateLimit-Limit"])[1][60]
 
 
 def test_burst_over_the_s_tier_is_throttled_with_retry_after(limited, spec):
@@ -54,12 +75,46 @@ def test_throttled_endpoint_leaves_other_endpoints_alone(limited):
     assert request(limited.url, "/api/events").status == 200
 
 
-def test_success_headers_describe_the_steady_window_and_count_down(limited):
-    remaining = []
+def test_success_headers_list_every_window_and_describe_the_burst_first(limited):
     for _ in range(4):
         resp = request(limited.url, "/api/metrics")  # M tier: 10/s, 150/m
         assert resp.status == 200
-        assert resp.header_int("RateLimit-Limit") == 150
+        assert resp.headers["RateLimit-Limit"] == "10, 10;w=1, 150;w=60"
+        assert resp.header_int("RateLimit-Reset") == 1  # the burst window's
+        assert 0 <= resp.header_int("RateLimit-Remaining") <= 9
+
+
+def test_the_window_closest_to_exhaustion_is_the_one_described():
+    """A steady trickle (one request a second) leaves the burst fresh while the minute fills up: from
+    then on Remaining and Reset are the steady window's."""
+    now = [999_960.0]  # a minute boundary
+    limiter = RateLimiter(clock=lambda: now[0])
+    shown = []
+    for second in range(30):
+        now[0] = 999_960.0 + second + 0.5
+        headers = limiter.hit("/api/metrics", TIERS["M"], policies=True)
+        current, windows = policies(headers["RateLimit-Limit"])
+        assert windows == {1: 10, 60: 150}
+        shown.append((current, int(headers["RateLimit-Remaining"]), int(headers["RateLimit-Reset"])))
+    assert shown[0] == (10, 9, 1)  # 9/10 left of the burst, 149/150 of the minute: the burst is closer
+    assert shown[29] == (150, 120, 31)  # 120/150 left of the minute is closer than 9/10
+    assert all(reset <= 1 for current, _, reset in shown if current == 10)
+
+
+def test_reporting_headers_list_the_daily_window_too(limited):
+    metric = limited.truth("metrics")[0]["id"]
+    CAMPAIGN_VALUES["data"]["attributes"]["conversion_metric_id"] = metric
+    resp = request(limited.url, "/api/campaign-values-reports", method="POST", body=CAMPAIGN_VALUES)
+    assert resp.status == 200
+    assert resp.headers["RateLimit-Limit"] == "1, 1;w=1, 2;w=60, 225;w=86400"
+
+
+def test_spec_strict_headers_describe_the_steady_window_and_count_down(strict):
+    remaining = []
+    for _ in range(4):
+        resp = request(strict.url, "/api/metrics")  # M tier: 10/s, 150/m
+        assert resp.status == 200
+        assert resp.headers["RateLimit-Limit"] == "150"
         assert 0 <= resp.header_int("RateLimit-Reset") <= 60
         remaining.append(resp.header_int("RateLimit-Remaining"))
     assert remaining == sorted(remaining, reverse=True), remaining
@@ -81,13 +136,13 @@ def test_success_headers_describe_the_steady_window_and_count_down(limited):
 def test_each_endpoint_reports_its_tier(limited, path, params, steady):
     resp = request(limited.url, path, params)
     assert resp.status == 200
-    assert resp.header_int("RateLimit-Limit") == steady
+    assert steady_limit(resp) == steady
 
 
 def test_rate_limit_scale_raises_limits_proportionally():
     options = EmulatorOptions(seed=13, rate_limits=True, rate_limit_scale=4.0)
     with run_emulator_in_thread(options) as emu:
-        assert request(emu.url, "/api/tags").header_int("RateLimit-Limit") == 240  # S tier x4
+        assert steady_limit(request(emu.url, "/api/tags")) == 240  # S tier x4
         statuses = _statuses(burst(lambda: request(emu.url, "/api/flows"), 60))  # S tier x4: 12/s
     assert 12 <= statuses[200] <= 24
     assert statuses[429] == 60 - statuses[200]
@@ -101,7 +156,7 @@ def test_profile_count_is_xs_tier(limited):
 
     first = counted()
     assert first.status == 200
-    assert first.header_int("RateLimit-Limit") == 15
+    assert first.headers["RateLimit-Limit"] == "1, 1;w=1, 15;w=60"
     statuses = _statuses(burst(counted, 8))
     assert statuses[429] >= 6, "1/s burst: at most one more call in this and the next second"
     plain = _statuses(burst(lambda: request(limited.url, f"/api/lists/{list_id}"), 8))

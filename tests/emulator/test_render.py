@@ -13,9 +13,9 @@ from klaviyo_emulator.store import World
 ANCHOR = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def world() -> World:
-    world = World(seed=5, scale="tiny", anchor=ANCHOR)
+@pytest.fixture(scope="module", params=[True, False], ids=["quirks", "spec-strict"])
+def world(request) -> World:
+    world = World(seed=5, scale="tiny", anchor=ANCHOR, quirks=request.param)
     world.mutate("events", add=3)  # indices past the generated ones render the same way
     return world
 
@@ -26,7 +26,7 @@ def test_fast_event_text_equals_the_generic_renderer(world, includes):
     base = 'http://127.0.0.1:8080/"odd"'  # the Host header is the client's; the api escapes it first
     escaped = dumps(base).decode()[1:-1]
     indices = list(range(len(events)))
-    generic = dumps([Renderer(base, {}, {}).resource(events, i, includes) for i in indices])
+    generic = dumps([Renderer(base, {}, {}, world.quirks).resource(events, i, includes) for i in indices])
     fast = ("[" + ",".join(events.render(indices, escaped, "attributions" in includes)) + "]").encode()
     assert fast == generic
 

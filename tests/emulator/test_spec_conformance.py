@@ -1,12 +1,25 @@
 """Every response the emulator serves — each page of each resource, each report, each error — is a
-body the OpenAPI spec (revision 2026-07-15) allows for that operation and status."""
+body the OpenAPI spec (revision 2026-07-15) allows for that operation and status: by default allowing
+exactly the named deviations of Klaviyo's live API (`LIVE_API_DEVIATIONS`, quirks the emulator
+reproduces), and with `--spec-strict` none at all."""
 
 from __future__ import annotations
 
 import pytest
 
-from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
+from klaviyo_emulator.quirks import QUIRKS
+from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from tests.emulator.helpers import CHANNELS, REVISION, request, walk
+from tests.openapi_validation import LIVE_API_DEVIATIONS, OpenAPIValidator, spec_validator
+
+
+@pytest.fixture(params=["quirks", "spec-strict"])
+def served(request, emulator, strict_emulator) -> tuple[OpenAPIValidator, RunningEmulator]:
+    """(validator, emulator): the default emulator against the spec with its named deviations, the
+    --spec-strict one against the spec to the letter."""
+    if request.param == "quirks":
+        return spec_validator(), emulator
+    return spec_validator(deviations=()), strict_emulator
 
 PROFILE_EXTRAS = {"additional-fields[profile]": "subscriptions,predictive_analytics"}
 
@@ -44,12 +57,14 @@ def _validate_pages(spec, emulator, path, params):
 
 
 @pytest.mark.parametrize(("case", "path", "params"), COLLECTION_CASES, ids=[c[0] for c in COLLECTION_CASES])
-def test_every_page_of_every_collection_matches_the_spec(spec, emulator, case, path, params):
+def test_every_page_of_every_collection_matches_the_spec(served, case, path, params):
+    spec, emulator = served
     pages = _validate_pages(spec, emulator, path, params)
     assert pages[0].headers.get_content_type() in ("application/vnd.api+json", "application/json")
 
 
-def test_campaign_detail_messages_and_relationship_ids_match_the_spec(spec, emulator):
+def test_campaign_detail_messages_and_relationship_ids_match_the_spec(served):
+    spec, emulator = served
     campaigns = emulator.truth("campaigns")
     messages = emulator.truth("campaign-messages")
     assert campaigns
@@ -58,12 +73,18 @@ def test_campaign_detail_messages_and_relationship_ids_match_the_spec(spec, emul
         cid = campaign["id"]
         _validate_pages(spec, emulator, f"/api/campaigns/{cid}", {"include": "campaign-messages,tags"})
         _validate_pages(spec, emulator, f"/api/campaigns/{cid}/campaign-messages", {})
+        _validate_pages(
+            spec, emulator, f"/api/campaigns/{cid}/campaign-messages", {"include": "template,image,campaign"}
+        )
         _validate_pages(spec, emulator, f"/api/campaigns/{cid}/relationships/campaign-messages", {})
     for message in messages[:6]:
         _validate_pages(spec, emulator, f"/api/campaign-messages/{message['id']}", {})
+        included = {"include": "template,image"}
+        _validate_pages(spec, emulator, f"/api/campaign-messages/{message['id']}", included)
 
 
-def test_flow_actions_and_flow_messages_match_the_spec(spec, emulator):
+def test_flow_actions_and_flow_messages_match_the_spec(served):
+    spec, emulator = served
     actions = emulator.truth("flow-actions")
     assert actions
     for flow_id in sorted({a["flow_id"] for a in actions})[:5]:
@@ -72,7 +93,8 @@ def test_flow_actions_and_flow_messages_match_the_spec(spec, emulator):
         _validate_pages(spec, emulator, f"/api/flow-actions/{action_id}/flow-messages", {})
 
 
-def test_list_and_segment_details_and_their_profiles_match_the_spec(spec, emulator):
+def test_list_and_segment_details_and_their_profiles_match_the_spec(served):
+    spec, emulator = served
     for lst in emulator.truth("lists")[:3]:
         _validate_pages(
             spec, emulator, f"/api/lists/{lst['id']}", {"additional-fields[list]": "profile_count"}
@@ -116,7 +138,8 @@ def flow_series_body(metric_id: str) -> dict:
     ("path", "make_body"),
     [("/api/campaign-values-reports", campaign_values_body), ("/api/flow-series-reports", flow_series_body)],
 )
-def test_reports_answer_valid_requests_with_spec_bodies(spec, emulator, path, make_body):
+def test_reports_answer_valid_requests_with_spec_bodies(served, path, make_body):
+    spec, emulator = served
     body = make_body(emulator.truth("metrics")[0]["id"])
     operation = spec.operation_id_for("POST", path)
     spec.validate_request(operation, body)
@@ -147,7 +170,8 @@ ERROR_CASES = [
 
 
 @pytest.mark.parametrize(("status", "path", "params", "kw"), ERROR_CASES)
-def test_client_errors_are_spec_error_bodies(spec, emulator, status, path, params, kw):
+def test_client_errors_are_spec_error_bodies(served, status, path, params, kw):
+    spec, emulator = served
     resp = request(emulator.url, path, params, **kw)
     assert resp.status == status, resp.body[:300]
     spec.validate(spec.operation_id_for("GET", path), status, resp.json())
@@ -182,3 +206,34 @@ def test_server_faults_are_spec_error_bodies(spec, status):
 
 def test_revision_header_value_is_the_spec_revision(spec):
     assert spec.spec["info"]["version"] == REVISION
+
+
+# Each deviation, allowed by name, and only where the default emulator needs it: the bodies that show it.
+DEVIATION_CASES = {
+    "null_next_prev": [("/api/tags", {})],
+    "null_relationship_data": [("/api/campaign-messages/{sms_message}", {"include": "template,image"})],
+    "event_datetime_space": [("/api/events", {"page[size]": 1000})],
+}
+
+
+def test_the_deviations_are_quirks_by_name_and_each_has_a_case():
+    assert set(LIVE_API_DEVIATIONS) <= set(QUIRKS)
+    assert set(DEVIATION_CASES) == set(LIVE_API_DEVIATIONS)
+
+
+@pytest.mark.parametrize("name", sorted(LIVE_API_DEVIATIONS))
+def test_each_deviation_is_needed_by_the_default_and_allowed_only_by_name(emulator, name):
+    """Validated with every deviation but this one, its bodies fail, and only where the deviation is."""
+    without = spec_validator(deviations=tuple(d for d in LIVE_API_DEVIATIONS if d != name))
+    with_all = spec_validator()
+    sms_message = next(
+        m["id"] for m in emulator.truth("campaign-messages")
+        if any(c["id"] == m["campaign_id"] and c["channel"] == "sms" for c in emulator.truth("campaigns"))
+    )
+    problems = []
+    for path, params in DEVIATION_CASES[name]:
+        for page in walk(emulator.url, path.format(sms_message=sms_message), params):
+            operation = with_all.operation_id_for("GET", page.url)
+            with_all.validate(operation, 200, page.json())
+            problems += without.errors(operation, 200, page.json())
+    assert problems, f"{name}: nothing in the default emulator's bodies needs it"

@@ -116,6 +116,39 @@ def test_two_reads_split_at_any_second_read_each_record_exactly_once(emu, data, 
     assert not set(keys_read(first, stream)) & set(keys_read(second, stream))
 
 
+
+def probe_ends_inside_a_microsecond_second(emu: RunningEmulator) -> list[datetime]:
+    """Start seconds from which the first page of an events read (the engine's `PROBE_RECORDS`) ends
+    on a record of a second whose events carry microseconds (`2026-06-01 10:00:07.000321+00:00`, the
+    emulator's quirk `event_datetime_space`), after another record of that same second."""
+    rows = sorted((parse_datetime(row["datetime"]), "." in row["datetime"])
+                  for row in truth_rows(emu, "events"))
+    seconds = [floor_second(moment) for moment, _ in rows]
+    firsts = [i for i in range(len(rows)) if i == 0 or seconds[i - 1] < seconds[i]]
+    starts = []
+    for q in firsts:
+        p = q + engine.PROBE_RECORDS - 1
+        if p + 1 < len(rows) and rows[p][1] and seconds[p - 1] == seconds[p]:
+            starts.append(seconds[q])
+    return starts
+
+
+def test_a_probe_page_ending_inside_a_microsecond_second_reads_that_second_once(emu: RunningEmulator) -> None:
+    """The engine cuts a range where its first (probe) page ends, to read the rest in full-size pages.
+    Cut at the last record's own instant (with its microseconds), the rest's `greater-or-equal` filter,
+    at second precision, would re-read the records of that second the probe had emitted."""
+    starts = probe_ends_inside_a_microsecond_second(emu)
+    assert starts, "no probe page of this world ends inside a second with microseconds"
+    for start in starts[:: max(1, len(starts) // 4)]:
+        for mode in ("incremental", "full_refresh"):
+            sink, result = fast_read(emu.url, ["events"], sync_mode=mode, clock=fixed(NOW),
+                                     start_date=start.isoformat())
+            assert result.ok, sink.errors
+            upper = upper_for(NOW) if mode == "incremental" else None
+            expected = expected_keys(emu, "events", lower=start, upper=upper)
+            assert_exact(sink, "events", expected, f" from {start} ({mode})")
+
+
 @pytest.fixture(scope="module")
 def bursty() -> Iterator[RunningEmulator]:
     """Bursts of records sharing one second (the real now: mutations stamp it) in every sorted stream."""

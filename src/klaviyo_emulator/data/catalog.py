@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..jsontext import JSONObject
 from ..table import RowTable
-from .rng import iso, record_rng, short_id, ulid
+from .rng import iso, iso_us, micros, mix, record_rng, salt, short_id, ulid
 from .words import WORDS
 
 if TYPE_CHECKING:
@@ -32,6 +32,14 @@ INTEGRATIONS = (
 )
 CAMPAIGN_STATUSES = ("Sent", "Sent", "Sent", "Draft", "Scheduled", "Cancelled", "Variations Sent")
 TAG_GROUPS = (("Default", False, True), ("Season 🌸", True, False), ("Équipe", False, False))
+# quirks.py `datetime_microseconds`: the attributes Klaviyo writes with microseconds
+MICROSECOND_FIELDS = {
+    "campaigns": ("created_at", "updated_at", "scheduled_at"),
+    "campaign-messages": ("created_at", "updated_at"),
+}
+REPEATED_METRIC = 11  # `repeated_names`: this metric is a second "Clicked Email" (instead of "Clicked SMS")
+REPEATED_LISTS = 5  # `repeated_names`: the first five lists share one name
+FLOW_CHANNEL_CASE = {"email": "Email", "sms": "SMS"}  # `channel_case`
 
 
 def _title(rnd: random.Random, n: int = 2) -> str:
@@ -50,10 +58,11 @@ def _times(rnd: random.Random, anchor: int, now: int | None, max_age_days: int =
 class Catalog:
     """Builds and owns the RowTables; `tables` maps the API path segment to its table."""
 
-    def __init__(self, seed: int, anchor: int, scale: Scale, profile_ids: list[str] | None = None) -> None:
+    def __init__(self, seed: int, anchor: int, scale: Scale, quirks: bool = True) -> None:
         self.seed = seed
         self.anchor = anchor
         self.scale = scale
+        self.quirks = quirks  # Klaviyo's observed shapes (quirks.py); False: the spec's
         self.tables: dict[str, RowTable] = {
             name: RowTable(type_, cursor, [])
             for name, type_, cursor in (
@@ -110,6 +119,21 @@ class Catalog:
         table.append(row)
         return [row["id"]]
 
+    def stamp(self, resource: str, row: JSONObject, field: str, epoch: int | None) -> None:
+        """Set a datetime attribute and its key: with microseconds where Klaviyo writes them
+        (`datetime_microseconds`), the key then an exact float, so filters and sorts see the fraction."""
+        if epoch is None:
+            row["attributes"][field] = None
+            row["keys"][field] = None
+            return
+        if self.quirks and field in MICROSECOND_FIELDS.get(resource, ()):
+            us = micros(self.seed, salt(resource), salt(row["id"]), salt(field), epoch)
+            row["attributes"][field] = iso_us(epoch, us)
+            row["keys"][field] = epoch + us / 1_000_000
+        else:
+            row["attributes"][field] = iso(epoch)
+            row["keys"][field] = epoch
+
     # deleting -----------------------------------------------------------------------------------
 
     def delete(self, resource: str, ids: set[str]) -> None:
@@ -138,8 +162,12 @@ class Catalog:
 
     def _make_tags(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         groups = self.tables["tag-groups"]
+        tag_id = short_id(self.seed, "tags", i, 8) + "-" + short_id(self.seed, "tags2", i, 4)
+        if self.quirks:  # `uuid_tag_ids`
+            h = f"{mix(self.seed, salt('tags'), i):016x}{mix(self.seed, salt('tags2'), i):016x}"
+            tag_id = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
         return {
-            "id": short_id(self.seed, "tags", i, 8) + "-" + short_id(self.seed, "tags2", i, 4),
+            "id": tag_id,
             "attributes": {"name": f"{_title(rnd, 1)} {i}"},
             "rels": {
                 "tag-group": ("tag-group", groups.id(i % len(groups))),
@@ -154,16 +182,20 @@ class Catalog:
     def _make_metrics(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         created, updated = _times(rnd, self.anchor, now, 6 * 365)
         name = METRIC_NAMES[i] if i < len(METRIC_NAMES) else f"Custom Event {i} ✨"
-        integration = (
+        if self.quirks and i == REPEATED_METRIC:  # `repeated_names`
+            name = METRIC_NAMES[4]  # "Clicked Email", twice
+        integration = dict(
             INTEGRATIONS[0] if i % 4 in (0, 2) and i < len(METRIC_NAMES) else INTEGRATIONS[1 + i % 2]
         )
+        if not self.quirks:  # `extra_fields`: the spec does not name `object`
+            del integration["object"]
         return {
             "id": short_id(self.seed, "metrics", i),
             "attributes": {
                 "name": name,
                 "created": iso(created),
                 "updated": iso(updated),
-                "integration": dict(integration),
+                "integration": integration,
             },
             "rels": {"flow-triggers": None},
             "keys": {
@@ -209,10 +241,13 @@ class Catalog:
 
     def _make_lists(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         created, updated = _times(rnd, self.anchor, now)
+        name = f"{_title(rnd)} list {i}"
+        if self.quirks and i < REPEATED_LISTS and now is None:  # `repeated_names`
+            name = "Newsletter"
         return {
             "id": short_id(self.seed, "lists", i),
             "attributes": {
-                "name": f"{_title(rnd)} list {i}",
+                "name": name,
                 "created": iso(created),
                 "updated": iso(updated),
                 "opt_in_process": "double_opt_in" if i % 3 == 0 else "single_opt_in",
@@ -425,18 +460,22 @@ class Catalog:
                 "name": name,
                 "id": str(20_000_000 + i),
             }
+        rels: JSONObject = {
+            "flow-action": parent,
+            "template": None if template_id is None else ("template", template_id),
+        }
+        if self.quirks:
+            rels["image"] = None  # `flow_message_image`
         return {
             "id": str(20_000_000 + i),
             "attributes": {
-                "channel": channel,
+                # `channel_case`: "Email" here, "email" on campaign messages
+                "channel": FLOW_CHANNEL_CASE.get(channel, channel) if self.quirks else channel,
                 "created": iso(created),
                 "updated": iso(updated),
                 "definition": definition,
             },
-            "rels": {
-                "flow-action": parent,
-                "template": None if template_id is None else ("template", template_id),
-            },
+            "rels": rels,
             "keys": {"created": created, "updated": updated, "name": name, "flow_action_id": parent[1]},
             "truth": {"flow_action_id": parent[1]},
         }
@@ -495,7 +534,7 @@ class Catalog:
                     "included": [lists.id(rnd.randrange(len(lists)))] if len(lists) else [],
                     "excluded": [] if i % 2 else None,
                 },
-                "send_options": {"use_smart_sending": i % 3 != 1},
+                "send_options": {"use_smart_sending": i % 3 != 1},  # + `extra_fields` below
                 "tracking_options": tracking,
                 "send_strategy": strategy,
                 "created_at": iso(created),
@@ -512,6 +551,10 @@ class Catalog:
             },
             "truth": {"channel": channel, "archived": archived},
         }
+        for field, epoch in (("created_at", created), ("scheduled_at", scheduled), ("updated_at", updated)):
+            self.stamp("campaigns", row, field, epoch)
+        if self.quirks:
+            row["attributes"]["send_options"]["ignore_unsubscribes"] = False
         for _ in range(2 if channel == "email" and i % 4 == 0 else 1):
             message_id = self._add_child(
                 "campaign-messages", created, updated, now, parent=("campaign", campaign_id)
@@ -547,7 +590,7 @@ class Catalog:
         found = campaigns.index_of(parent[1])
         if found is not None:
             channel = campaigns.rows[found]["keys"]["messages.channel"]
-        return {
+        row: JSONObject = {
             "id": ulid(self.seed, "campaign-messages", i),
             "attributes": {
                 "definition": _message_definition(channel, "Message", rnd),
@@ -565,6 +608,9 @@ class Catalog:
             "keys": {"created_at": created, "updated_at": updated, "campaign_id": parent[1]},
             "truth": {"campaign_id": parent[1]},
         }
+        self.stamp("campaign-messages", row, "created_at", created)
+        self.stamp("campaign-messages", row, "updated_at", updated)
+        return row
 
     def _make_coupons(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         return {

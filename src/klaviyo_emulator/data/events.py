@@ -36,9 +36,11 @@ class Events(Table):
         metric_ids: list[str],
         metric_names: list[str],
         profiles: Profiles,
+        quirks: bool = True,
     ) -> None:
         super().__init__()
         self.seed = seed
+        self.quirks = quirks  # Klaviyo's observed shapes (quirks.py); False: the spec's
         self._salt = salt("events")
         self.metric_ids = metric_ids
         self.metric_names = metric_names
@@ -79,6 +81,16 @@ class Events(Table):
 
     def index_of(self, record_id: str) -> int | None:
         return None  # no single-event endpoint is emulated
+
+    def key_tiebreak(self, record_id: str) -> int | None:
+        """The index of the event with this id: ids are an invertible map of the index."""
+        if len(record_id) != 11 or any(c not in _B62_INDEX for c in record_id):
+            return None
+        value = 0
+        for c in record_id:
+            value = value * 62 + _B62_INDEX[c]
+        index = (value - self._id_offset) * _ID_INVERSE % _ID_SPACE
+        return index if index < len(self) else None
 
     # Every per-event choice comes from 32 random bytes per event, drawn for BLOCK events at a time by
     # one Mersenne Twister seeded from (seed, block): h picks the metric (low half) and the profile (high
@@ -160,9 +172,20 @@ class Events(Table):
         return {
             "timestamp": ts,
             "event_properties": self._properties(index),
-            "datetime": iso(ts),
+            "datetime": self.datetime_text(index),
             "uuid": _uuid(self._block(index >> BLOCK_BITS)[1], at),
         }
+
+    def datetime_text(self, index: int) -> str:
+        """The event's `datetime` as served (`render` writes the same inline)."""
+        ts = self.ts[index]
+        text = iso(ts)
+        if not self.quirks:
+            return text
+        if microsecond_second(ts):
+            return f"{text[:10]} {text[11:19]}.{index % 1_000_000:06d}+00:00"
+        u = self._block(index >> BLOCK_BITS)[0][((index & BLOCK_MASK) << 2) + 1]
+        return text.replace("T", " ") if spaced(u) else text
 
     # event properties ---------------------------------------------------------------------------
     # Each event's properties are a per-index head (`$event_id`, and `OrderId`, `$value`,
@@ -204,8 +227,13 @@ class Events(Table):
         pool = self._variants[kind]
         if not pool:  # the whole pool of a kind at once, from one generator: ~30 ms, once per world
             rnd = random.Random(mix(self.seed, salt("event-properties"), kind))
-            for _ in range(1 << self._variant_bits):
-                body, value = _BUILDERS[kind](rnd, self.seed)
+            for number in range(1 << self._variant_bits):
+                body, raw = _BUILDERS[kind](rnd, self.seed)
+                value: float = round(raw, 2)
+                if self.quirks and number % 2 == 0:
+                    value = round(raw)  # `value_int_or_float`: an integer as often as a float
+                elif self.quirks and number % 4 == 1:
+                    value = raw  # and float artifacts such as 37.419200000000004
                 pool.append((body, dumps(body).decode()[1:-1], value, dumps(value).decode()))
         return pool[variant]
 
@@ -213,6 +241,8 @@ class Events(Table):
         """The JSON text of each event's resource object with every attribute and no sparse fieldset,
         byte-for-byte what `Renderer.resource` + `jsontext.dumps` make (a test holds them equal)."""
         own_prefix = f"{base}/api/events/"
+        quirks = self.quirks
+        sl = "/" if quirks else ""  # `resource_links_trailing_slash`
         attributions = '"data":[],' if attributions_data else ""
         ts_all = self.ts
         id_offset = self._id_offset
@@ -229,7 +259,7 @@ class Events(Table):
         if len(dates) > 4096:
             dates.clear()
         out = []
-        last_ts, last_iso = None, ""
+        last_ts, last_iso, last_spaced, us_second = None, "", "", False
         last_block, words, hexes = -1, array("Q"), ""
         for i in indices:
             ts = ts_all[i]
@@ -239,7 +269,10 @@ class Events(Table):
                 date = dates.get(day)
                 if date is None:
                     date = dates[day] = iso(day * DAY)[:10]
-                last_iso = f"{date}T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}+00:00"  # == iso(ts)
+                clock = f"{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}"
+                last_iso = f"{date}T{clock}+00:00"  # == iso(ts)
+                last_spaced = f"{date} {clock}"
+                us_second = quirks and microsecond_second(ts)
             if i >> BLOCK_BITS != last_block:
                 last_block = i >> BLOCK_BITS
                 words, hexes = block(last_block)
@@ -248,6 +281,12 @@ class Events(Table):
             u = words[j + 1]
             at = j << 4
             m = bisect_right(cdf, h & 0xFFFFFFFF) % n_metrics
+            stamp = last_iso  # == datetime_text(i)
+            if quirks:
+                if us_second:
+                    stamp = f"{last_spaced}.{i % 1_000_000:06d}+00:00"
+                elif spaced(u):
+                    stamp = f"{last_spaced}+00:00"
             # base62 of the id (as `id()`), two digits per table lookup
             hi, lo = divmod((i * 1_000_003 + id_offset) % _ID_SPACE, 14_776_336)  # 62**4
             hi, mid = divmod(hi, 14_776_336)
@@ -256,19 +295,23 @@ class Events(Table):
                 f"{pairs[mid // 3844]}{pairs[mid % 3844]}"
                 f"{pairs[lo // 3844]}{pairs[lo % 3844]}"
             )
+            tail = (
+                "}"
+                if quirks  # `attributions_absent`
+                else f',"attributions":{{{attributions}"links":{{"self":"{own}/relationships/attributions",'
+                f'"related":"{own}/attributions"}}}}}}'
+            )
             out.append(
                 f'{{"type":"event","id":"{own[-11:]}","attributes":{{"timestamp":{ts},'
-                f'"event_properties":{props(i, u, kinds[m])},"datetime":"{last_iso}",'
+                f'"event_properties":{props(i, u, kinds[m])},"datetime":"{stamp}",'
                 f'"uuid":"{hexes[at + 32 : at + 40]}-{hexes[at + 40 : at + 44]}-11ef-'
                 f'{_VARIANT_NIBBLE[hexes[at + 48]]}{hexes[at + 49 : at + 52]}-{hexes[at + 52 : at + 64]}"}},'
                 f'"relationships":{{"profile":{{"data":{{"type":"profile",'
                 f'"id":"{profile_id((h >> 32) % n_profiles)}"}},'
-                f'"links":{{"self":"{own}/relationships/profile","related":"{own}/profile"}}}},'
+                f'"links":{{"self":"{own}/relationships/profile{sl}","related":"{own}/profile{sl}"}}}},'
                 f'"metric":{{"data":{{"type":"metric","id":"{metric_ids[m]}"}},'
-                f'"links":{{"self":"{own}/relationships/metric","related":"{own}/metric"}}}},'
-                f'"attributions":{{{attributions}'
-                f'"links":{{"self":"{own}/relationships/attributions","related":"{own}/attributions"}}}}}},'
-                f'"links":{{"self":"{own}"}}}}'
+                f'"links":{{"self":"{own}/relationships/metric{sl}","related":"{own}/metric{sl}"}}}}{tail},'
+                f'"links":{{"self":"{own}{sl}"}}}}'
             )
         return out
 
@@ -316,16 +359,18 @@ class Events(Table):
         )
 
     def relationships(self, index: int) -> dict[str, Rel]:
-        return {
+        rels: dict[str, Rel] = {
             "profile": ("profile", self.profiles.id(self.profile_index(index))),
             "metric": ("metric", self.metric_ids[self.metric_index(index)]),
-            "attributions": [],
         }
+        if not self.quirks:  # `attributions_absent`: no event here has any, so Klaviyo leaves it out
+            rels["attributions"] = []
+        return rels
 
     def truth_row(self, index: int) -> JSONObject:
         return {
             "id": self.id(index),
-            "datetime": iso(self.ts[index]),
+            "datetime": self.datetime_text(index),
             "metric_id": self.metric_ids[self.metric_index(index)],
         }
 
@@ -343,11 +388,24 @@ class Prerendered:
 ORDER, VIEW, MESSAGE = 0, 1, 2
 BIG_INT_TEXT = str(BIG_INT)
 _ID_SPACE = 62**11
+_ID_INVERSE = pow(1_000_003, -1, _ID_SPACE)
+_B62_INDEX = {c: i for i, c in enumerate(_B62)}
 ORDER_METRICS = (
     "Placed Order", "Ordered Product", "Started Checkout", "Added to Cart", "Refunded Order",
     "Fulfilled Order",
 )  # fmt: skip
 VIEW_METRICS = ("Viewed Product", "Active on Site")
+
+
+def microsecond_second(ts: int) -> bool:
+    """`event_datetime_space`: the events of one second in eight carry microseconds (each event its own,
+    rising with its index, so the order within the second stays the order of the fraction)."""
+    return (ts * 0x9E3779B1 >> 13) & 7 == 0
+
+
+def spaced(u: int) -> bool:
+    """`event_datetime_space`: one event in eight (of the others) is written with a space, not `T`."""
+    return u & 7 == 0
 
 
 def _kind(metric_name: str) -> int:
@@ -393,7 +451,7 @@ def _order_body(rnd: random.Random, seed: int) -> tuple[JSONObject, float]:
             }
         },
     }
-    return body, round(sum(i["ItemPrice"] * i["quantity"] for i in items), 2)
+    return body, sum(i["ItemPrice"] * i["quantity"] for i in items)  # rounded (or not) by _variant
 
 
 def _view_body(rnd: random.Random, seed: int) -> tuple[JSONObject, float]:

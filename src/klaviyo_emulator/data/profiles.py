@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from ..jsontext import JSON, BigInt, JSONObject
 from ..table import FieldValue, Rel, Table
-from .rng import absorb, iso, mix, record_rng, salt, ulid_from
+from .rng import absorb, iso, iso_us, micros, mix, record_rng, salt, ulid_from
 from .words import CITIES, FIRST_NAMES, LAST_NAMES, LOCALES, ORGANIZATIONS, TITLES
 
 DAY = 86_400
@@ -34,9 +34,10 @@ class Profiles(Table):
     type = "profile"
     cursor_field = "updated"
 
-    def __init__(self, seed: int, count: int, anchor: int) -> None:
+    def __init__(self, seed: int, count: int, anchor: int, quirks: bool = True) -> None:
         super().__init__()
         self.seed = seed
+        self.quirks = quirks  # Klaviyo's observed shapes (quirks.py); False: the spec's
         self.anchor = anchor
         self._salt = salt("profiles")
         self.created = array("q")
@@ -72,13 +73,18 @@ class Profiles(Table):
         return ids[index] if index < len(ids) else ulid_from(self._id_prefix, index)  # added by mutations
 
     def index_of(self, record_id: str) -> int | None:
+        index = self.key_tiebreak(record_id)
+        return None if index is None or index in self.deleted else index
+
+    def key_tiebreak(self, record_id: str) -> int | None:
+        """The index of the profile with this id, deleted or not (ids encode their index)."""
         if len(record_id) != 26 or not record_id.startswith("01"):
             return None
         try:
             index = int(record_id[2:10].translate(_FROM_B32), 32)
         except ValueError:
             return None
-        if index >= len(self) or index in self.deleted:
+        if index >= len(self):
             return None
         return index if self.id(index) == record_id else None
 
@@ -137,17 +143,31 @@ class Profiles(Table):
                 return self.external_id(index)
             case "subscriptions.email.marketing.suppression.timestamp":
                 s = self.suppression(index)
-                return s[1] if s else None
+                return self._instant(s[1], index, _SUPPRESSED) if s else None
             case "subscriptions.email.marketing.suppression.reason":
                 s = self.suppression(index)
                 return s[0] if s else None
             case "subscriptions.email.marketing.list_suppressions.timestamp":
                 s = self.list_suppression(index)
-                return s[1] if s else None
+                return self._instant(s[1], index, _LIST_SUPPRESSED) if s else None
             case "subscriptions.email.marketing.list_suppressions.reason":
                 s = self.list_suppression(index)
                 return s[0] if s else None
         return None
+
+    # `datetime_microseconds`: subscription `last_updated` and suppression timestamps carry microseconds;
+    # filters and sorts on a suppression timestamp see the exact instant (a float key).
+
+    def _micros(self, index: int, what: int) -> int:
+        return micros(self.seed, self._salt, index, what) if self.quirks else 0
+
+    def _instant(self, epoch: int, index: int, what: int) -> int | float:
+        us = self._micros(index, what)
+        return epoch + us / 1_000_000 if us else epoch
+
+    def _stamp(self, epoch: int, index: int, what: int) -> str:
+        us = self._micros(index, what)
+        return iso_us(epoch, us) if us else iso(epoch)
 
     def order(self, field: str) -> Sequence[int]:
         if field == "id" and not self.deleted:
@@ -216,6 +236,10 @@ class Profiles(Table):
             "location": location,
             "properties": self._properties(rnd, index),
         }
+        if self.quirks:  # `extra_fields`: not in the spec
+            h = mix(self.seed, self._salt, index, 6)
+            attributes["anonymous_id"] = None if h % 4 else f"anon-{h >> 16:012x}"
+            attributes["whatsapp_bsuid"] = None
         if "subscriptions" in additional:
             attributes["subscriptions"] = self._subscriptions(rnd, index)
         if "predictive_analytics" in additional:
@@ -250,18 +274,19 @@ class Profiles(Table):
             else rnd.choice(["SUBSCRIBED", "SUBSCRIBED", "NEVER_SUBSCRIBED", "UNSUBSCRIBED"])
         )
         consent_ts = None if consent == "NEVER_SUBSCRIBED" else iso(created)
+        last_updated = None if consent_ts is None else self._stamp(created, index, _EMAIL_UPDATED)
         sms_consent = (
             rnd.choice(["SUBSCRIBED", "NEVER_SUBSCRIBED", "UNSUBSCRIBED"])
             if self.phone(index)
             else "NEVER_SUBSCRIBED"
         )
-        return {
+        subscriptions: JSONObject = {
             "email": {
                 "marketing": {
                     "can_receive_email_marketing": consent == "SUBSCRIBED" and self.email(index) is not None,
                     "consent": consent,
                     "consent_timestamp": consent_ts,
-                    "last_updated": consent_ts,
+                    "last_updated": last_updated,
                     "method": None if consent_ts is None else rnd.choice(["FORM", "API", "IMPORT"]),
                     "method_detail": None
                     if consent_ts is None
@@ -270,14 +295,19 @@ class Profiles(Table):
                     "double_optin": None if consent_ts is None else rnd.random() < 0.3,
                     "suppression": []
                     if suppression is None
-                    else [{"reason": suppression[0], "timestamp": iso(suppression[1])}],
+                    else [
+                        {
+                            "reason": suppression[0],
+                            "timestamp": self._stamp(suppression[1], index, _SUPPRESSED),
+                        }
+                    ],
                     "list_suppressions": []
                     if list_suppression is None
                     else [
                         {
                             "list_id": "Y6nRLr",
                             "reason": list_suppression[0],
-                            "timestamp": iso(list_suppression[1]),
+                            "timestamp": self._stamp(list_suppression[1], index, _LIST_SUPPRESSED),
                         }
                     ],
                 }
@@ -289,7 +319,9 @@ class Profiles(Table):
                     "consent_timestamp": None if sms_consent == "NEVER_SUBSCRIBED" else iso(created),
                     "method": None if sms_consent == "NEVER_SUBSCRIBED" else "TEXT",
                     "method_detail": None if sms_consent == "NEVER_SUBSCRIBED" else "JOIN",
-                    "last_updated": None if sms_consent == "NEVER_SUBSCRIBED" else iso(created),
+                    "last_updated": None
+                    if sms_consent == "NEVER_SUBSCRIBED"
+                    else self._stamp(created, index, _SMS_UPDATED),
                 },
                 "transactional": {
                     "can_receive_sms_transactional": False,
@@ -308,6 +340,14 @@ class Profiles(Table):
                 }
             },
         }
+        if self.quirks:
+            subscriptions["whatsapp"] = None  # `whatsapp_null`
+            subscriptions["email"]["click_tracking"] = {  # `extra_fields`
+                "can_receive": consent == "SUBSCRIBED",
+                "consent": "SUBSCRIBED" if consent == "SUBSCRIBED" else "NEVER_SUBSCRIBED",
+                "last_updated": last_updated,
+            }
+        return subscriptions
 
     def _predictive(self, rnd: random.Random) -> JSONObject:
         if rnd.random() < 0.2:
@@ -379,4 +419,5 @@ class Profiles(Table):
         )
 
 
+_EMAIL_UPDATED, _SMS_UPDATED, _SUPPRESSED, _LIST_SUPPRESSED = 11, 12, 13, 14  # micros() streams
 _FROM_B32 = str.maketrans("0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv")

@@ -56,6 +56,20 @@ def iso(epoch: int | float) -> str:
     return datetime.fromtimestamp(int(epoch), UTC).isoformat()
 
 
+def iso_us(epoch: int, micros: int) -> str:
+    """The microsecond form some fields take (quirks.py `datetime_microseconds`), always six digits.
+
+    >>> iso_us(0, 5)
+    '1970-01-01T00:00:00.000005+00:00'
+    """
+    return f"{iso(epoch)[:19]}.{micros:06d}+00:00"
+
+
+def micros(seed: int, *parts: int) -> int:
+    """A microsecond part (1..999,999: never a whole second) that is a pure function of its inputs."""
+    return 1 + mix(seed, *parts) % 999_999
+
+
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford, as in ULIDs
 
