@@ -36,7 +36,7 @@ def parse_message(line: bytes) -> dict[str, Any]:
     """One stdout line: exactly one JSON object that the Airbyte protocol models accept."""
     message = json.loads(line)
     try:
-        AirbyteMessage.parse_obj(message)
+        AirbyteMessage.model_validate(message)
     except Exception as exc:  # pydantic's ValidationError; the line is the useful part
         raise AssertionError(f"not an AirbyteMessage: {exc}\n{line[:500]!r}") from None
     return message

@@ -16,7 +16,7 @@ def test_spec_is_a_connector_specification_with_the_key_secret_and_required(tmp_
     assert run.returncode == 0, run.stderr
     assert [m["type"] for m in run.messages] == ["SPEC"]
     spec = run.messages[0]["spec"]
-    ConnectorSpecification.parse_obj(spec)
+    ConnectorSpecification.model_validate(spec)
     schema = spec["connectionSpecification"]
     assert schema["type"] == "object"
     assert "api_key" in schema["required"]

@@ -258,7 +258,7 @@ def test_read_json_file_returns_none_for_an_empty_file_and_skips_a_bom(tmp_path:
 
 def test_spec_is_a_valid_airbyte_connector_specification() -> None:
     spec = connection_specification()
-    model = ConnectorSpecification.parse_obj(spec)
+    model = ConnectorSpecification.model_validate(spec)
     assert str(model.documentationUrl) == "https://docs.airbyte.com/integrations/sources/klaviyo"
     jsonschema.Draft7Validator.check_schema(spec["connectionSpecification"])
     assert spec["connectionSpecification"]["required"] == ["api_key"]

@@ -19,8 +19,7 @@ STREAMS = list(PLAIN_INCREMENTAL)  # every cursor and partition shape
 
 
 def validate(message: dict) -> AirbyteMessage:
-    return AirbyteMessage.model_validate(message) if hasattr(AirbyteMessage, "model_validate") \
-        else AirbyteMessage.parse_obj(message)
+    return AirbyteMessage.model_validate(message)
 
 
 @pytest.fixture(scope="module")

@@ -186,6 +186,35 @@ def memberships(truth: list[dict[str, Any]], group: str) -> dict[str, set[str]]:
     return out
 
 
+# Request bodies of the two reports: valid, and asking for rows over the last days.
+def campaign_values_body(metric_id: str) -> dict:
+    return {
+        "data": {
+            "type": "campaign-values-report",
+            "attributes": {
+                "statistics": ["opens", "clicks", "recipients", "conversion_value", "open_rate"],
+                "timeframe": {"key": "last_30_days"},
+                "conversion_metric_id": metric_id,
+                "group_by": ["campaign_id", "campaign_message_id", "send_channel"],
+            },
+        }
+    }
+
+
+def flow_series_body(metric_id: str) -> dict:
+    return {
+        "data": {
+            "type": "flow-series-report",
+            "attributes": {
+                "statistics": ["opens", "clicks", "recipients"],
+                "timeframe": {"key": "last_7_days"},
+                "interval": "daily",
+                "conversion_metric_id": metric_id,
+            },
+        }
+    }
+
+
 def is_connection_failure(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | http.client.HTTPException | urllib.error.URLError | OSError)
 

@@ -9,7 +9,14 @@ import pytest
 
 from klaviyo_emulator.quirks import QUIRKS
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
-from tests.emulator.helpers import CHANNELS, REVISION, request, walk
+from tests.emulator.helpers import (
+    CHANNELS,
+    REVISION,
+    campaign_values_body,
+    flow_series_body,
+    request,
+    walk,
+)
 from tests.openapi_validation import LIVE_API_DEVIATIONS, OpenAPIValidator, spec_validator
 
 
@@ -104,34 +111,6 @@ def test_list_and_segment_details_and_their_profiles_match_the_spec(served):
     for seg in emulator.truth("segments")[:3]:
         _validate_pages(spec, emulator, f"/api/segments/{seg['id']}", {})
         _validate_pages(spec, emulator, f"/api/segments/{seg['id']}/profiles", {"page[size]": 100})
-
-
-def campaign_values_body(metric_id: str) -> dict:
-    return {
-        "data": {
-            "type": "campaign-values-report",
-            "attributes": {
-                "statistics": ["opens", "clicks", "recipients", "conversion_value", "open_rate"],
-                "timeframe": {"key": "last_30_days"},
-                "conversion_metric_id": metric_id,
-                "group_by": ["campaign_id", "campaign_message_id", "send_channel"],
-            },
-        }
-    }
-
-
-def flow_series_body(metric_id: str) -> dict:
-    return {
-        "data": {
-            "type": "flow-series-report",
-            "attributes": {
-                "statistics": ["opens", "clicks", "recipients"],
-                "timeframe": {"key": "last_7_days"},
-                "interval": "daily",
-                "conversion_metric_id": metric_id,
-            },
-        }
-    }
 
 
 @pytest.mark.parametrize(
