@@ -11,7 +11,7 @@ from .pagination import decode_cursor_and_held, encode_cursor, next_link, query_
 from .query import Query, parse_query, select
 from .quirks import serves_unsorted, unsorted_page
 from .render import Renderer
-from .reports import campaign_values, flow_series
+from .reports import BUILDERS
 from .store import World
 from .table import Table
 
@@ -92,8 +92,7 @@ class Api:
         cursor = dict(req.params).get("page_cursor")
         if cursor is not None and cursor != "":
             raise invalid("Invalid page_cursor", parameter="page_cursor")
-        builder = campaign_values if endpoint.operation == "query_campaign_values" else flow_series
-        doc = builder(self.world, body)
+        doc = BUILDERS[endpoint.operation](self.world, body)
         doc["links"] = {"self": self_link(req.base, req.path, req.raw_query)}
         return dumps(doc)
 
