@@ -6,7 +6,8 @@ every suite that iterates `TRUTHS` without a test edit. The emulator stays an in
 Klaviyo: its truth is named after Klaviyo's resources (`profiles`, `flow-actions`,
 `list-memberships`, `campaign-messages`, ...), and the rules below say which of them a stream reads.
 The samples that costly scenarios read (`PLAIN_INCREMENTAL`, `one_per_shape`) and the changes tests
-make between two reads (`changes_of`) are chosen by feature too.
+make between two reads (`changes_of`) are chosen by feature too, and so is the chain of requests that
+reads each row (`chain_key`, `chain_keys`: by parent or partition).
 
     >>> TRUTHS["global_exclusions"].resource, TRUTHS["global_exclusions"].cursor
     ('profiles', 'updated')
@@ -22,6 +23,8 @@ make between two reads (`changes_of`) are chosen by feature too.
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +32,7 @@ from typing import Any, Protocol
 
 from source_klaviyo import hooks
 from source_klaviyo.datetimes import parse_datetime
-from source_klaviyo.streams import STREAMS, Stream
+from source_klaviyo.streams import STREAMS, PartitionAxis, Stream
 
 Row = dict[str, Any]
 
@@ -42,13 +45,15 @@ class HasTruth(Protocol):
 class Truth:
     """A stream's expected records: rows of the emulator's `resource` that `keep` accepts, compared
     on `key` (fields a record and its truth row share); `cursor` is the row's field that bounds an
-    incremental read (None for a stream without state)."""
+    incremental read (None for a stream without state). `paged` is the resource whose rows the
+    endpoint's pages hold, where the records are not those rows (records taken from `included`)."""
 
     stream: Stream
     resource: str
     key: tuple[str, ...]
     cursor: str | None = None
     keep: Callable[[Row], bool] | None = None
+    paged: str | None = None
 
     @property
     def name(self) -> str:
@@ -56,6 +61,11 @@ class Truth:
 
     def rows(self, emulator: HasTruth) -> list[Row]:
         return [row for row in emulator.truth(self.resource) if self.keep is None or self.keep(row)]
+
+    def paged_rows(self, emulator: HasTruth) -> list[Row]:
+        """The rows the endpoint's pages hold: the records' own rows (those `keep` drops are the ones the
+        declaration's `filter` keeps off the pages), or the endpoint's resource for included records."""
+        return self.rows(emulator) if self.paged is None else emulator.truth(self.paged)
 
     def key_of(self, record: Row) -> tuple[Any, ...]:
         return tuple(record[field] for field in self.key)
@@ -90,9 +100,10 @@ def truth_of(stream: Stream) -> Truth | None:
         assert stream.parent is not None
         group = stream.parent.key.removesuffix("_id")
         return Truth(stream, f"{group}-memberships", stream.primary_key, cursor, keep)
-    if isinstance(hook, hooks.IncludedAsRecords):
-        return Truth(stream, f"{hook.included_type}s", ("id", hook.parent_field), cursor, keep)
     resource = [part for part in stream.path.split("/") if part and not part.startswith("{")][-1]
+    if isinstance(hook, hooks.IncludedAsRecords):
+        included = f"{hook.included_type}s"
+        return Truth(stream, included, ("id", hook.parent_field), cursor, keep, paged=resource)
     key = stream.primary_key + ((stream.parent.key,) if stream.parent else ())
     return Truth(stream, resource, key, cursor, keep)
 
@@ -100,6 +111,55 @@ def truth_of(stream: Stream) -> Truth | None:
 TRUTHS: dict[str, Truth] = {truth.name: truth for truth in map(truth_of, STREAMS) if truth is not None}
 REPORT_STREAMS: tuple[Stream, ...] = tuple(stream for stream in STREAMS if stream.report is not None)
 INCREMENTAL_TRUTHS: dict[str, Truth] = {name: truth for name, truth in TRUTHS.items() if truth.cursor}
+
+
+_FILTERED_FIELD = re.compile(r"^[a-z-]+\(([\w.]+),")
+
+
+def axis_field(axis: PartitionAxis) -> str:
+    """The truth row's field a partition axis selects by: the one its filter names, by its last part
+    (a row carries the related message's `messages.channel` as `channel`).
+
+    >>> [axis_field(axis) for axis in TRUTHS["campaigns"].stream.partitions]
+    ['channel', 'archived']
+    """
+    found = _FILTERED_FIELD.match(axis.filter)
+    assert found, f"a partition filter names its field first: {axis.filter}"
+    return found.group(1).rsplit(".", 1)[-1]
+
+
+def partition_of(stream: Stream, row: Row) -> dict[str, str]:
+    """The partition of `stream` whose chain reads `row`, its values written as the filter writes them.
+
+    >>> partition_of(TRUTHS["campaigns"].stream, {"id": "c1", "channel": "sms", "archived": True})
+    {'campaign_type': 'sms', 'archived': 'true'}
+    """
+    def literal(value: object) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+    return {axis.key: literal(row[axis_field(axis)]) for axis in stream.partitions}
+
+
+ChainKey = tuple[str, ...]
+
+
+def chain_key(stream: Stream, row: Row) -> ChainKey:
+    """The chain of a read that pages through `row` (a row of `paged_rows`): its parent's, or its partition's.
+
+    >>> chain_key(TRUTHS["flow_actions"].stream, {"id": "a1", "flow_id": "f1"})
+    ('f1',)
+    """
+    if stream.parent is not None:
+        return (row[stream.parent.key],)
+    return tuple(partition_of(stream, row).values())
+
+
+def chain_keys(stream: Stream, emulator: HasTruth) -> list[ChainKey]:
+    """Every chain of a read of `stream` that is not cut into ranges, empty ones included: one per row
+    of the parent's pages (the parent's ids), else one per partition (one for a stream without)."""
+    if stream.parent is not None:
+        return [(row["id"],) for row in TRUTHS[stream.parent.stream].paged_rows(emulator)]
+    return list(itertools.product(*(axis.values for axis in stream.partitions)))
 
 
 def reads_its_endpoint_plainly(stream: Stream) -> bool:

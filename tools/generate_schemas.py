@@ -4,6 +4,8 @@
     ./dev run python tools/generate_schemas.py --check         # exit 1 if they drifted from the spec
     ./dev run python tools/generate_schemas.py --spec PATH     # another copy of stable.json
 
+The schema change log (``src/source_klaviyo/schema_changes.json``, ``tools/schema_changelog.py``) is
+computed from these schemas, so writing (or checking) the committed schemas rewrites (or checks) it too.
 The spec is read from ``reference/klaviyo-openapi/stable.json`` in this repository: the operations
 the project uses, structure only, derived from Klaviyo's description by ``tools/derive_reference.py``.
 Output is deterministic: sorted keys, 2-space indent, trailing newline.
@@ -15,6 +17,7 @@ destination, ``format`` is kept, and only free-form objects get ``additionalProp
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Iterable, Mapping
@@ -523,6 +526,17 @@ def _read(path: Path) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
+def _schema_changelog_main(argv: list[str]) -> int:
+    """`tools/schema_changelog.py`'s main (tools/ is not a package: loaded by path)."""
+    path = Path(__file__).with_name("schema_changelog.py")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -537,16 +551,19 @@ def main(argv: list[str] | None = None) -> int:
     existing = {path.name for path in args.out.glob("*.json")}
     stale = sorted(existing - set(files))
     changed = sorted(name for name, text in files.items() if _read(args.out / name) != text)
+    # The change log reads the committed schemas: it follows them, not a copy written elsewhere.
+    committed = args.out.resolve() == DEFAULT_OUT.resolve()
     if args.check:
         for name in changed + stale:
             print(f"drift: {name}", file=sys.stderr)
-        return 1 if changed or stale else 0
+        changelog = _schema_changelog_main(["--check"]) if committed and not changed and not stale else 0
+        return 1 if changed or stale or changelog else 0
     for name in changed:
         (args.out / name).write_text(files[name], encoding="utf-8")
     for name in stale:
         (args.out / name).unlink()
     print(f"{len(files)} schemas in {args.out}: {len(changed)} written, {len(stale)} removed")
-    return 0
+    return _schema_changelog_main([]) if committed else 0
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from .quirks import (
     unsorted_page,
 )
 from .render import Renderer
-from .reports import campaign_values, flow_series
+from .reports import BUILDERS
 from .store import World
 from .table import SortKey, Table
 
@@ -103,8 +103,7 @@ class Api:
         cursor = dict(req.params).get("page_cursor")
         if cursor is not None and cursor != "":
             raise invalid("Invalid page_cursor", parameter="page_cursor")
-        builder = campaign_values if endpoint.operation == "query_campaign_values" else flow_series
-        doc = builder(self.world, body)
+        doc = BUILDERS[endpoint.operation](self.world, body)
         doc["links"] = {"self": self_link(req.base, req.path, req.raw_query)}
         if self.quirks:  # `extra_fields`: an id (a UUID) and next/prev the spec does not name
             h = hashlib.blake2b(body + req.path.encode(), digest_size=16).hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -325,3 +326,10 @@ def flow_series(world: World, body: bytes) -> JSONObject:
             },
         }
     }
+
+
+# The answer of each reporting operation (its operationId), for the route that serves it and for tests.
+BUILDERS: dict[str, Callable[[World, bytes], JSONObject]] = {
+    "query_campaign_values": campaign_values,
+    "query_flow_series": flow_series,
+}

@@ -130,6 +130,8 @@ def _stream_clues(names: set[str]) -> list[Clue]:
 
 
 def _state_clues(stream: str, raw: JSON) -> list[Clue]:
+    # The stream names below are facts of the 2.x releases (which streams wrote which state shape
+    # then), not of the stream table: a stream declared later has no legacy state to date.
     if not isinstance(raw, dict) or not raw:
         return []
     clues = []

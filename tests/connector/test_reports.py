@@ -3,6 +3,7 @@ reads only new days, the request count is the plan, and the reporting budget sto
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import jsonschema
@@ -10,16 +11,17 @@ import orjson
 import pytest
 
 from klaviyo_emulator import reports as emulated
+from klaviyo_emulator.endpoints import BY_ROUTE
 from source_klaviyo import reports
 from source_klaviyo.datetimes import format_datetime, utc_now
 from source_klaviyo.schemas import load_schema
-from source_klaviyo.streams import STREAMS_BY_NAME
+from source_klaviyo.streams import CONVERSION_METRICS_STREAM, STREAMS_BY_NAME, Report
 from tests.connector.helpers import read_in_process
+from tests.truth import REPORT_STREAMS
 
 DAY = timedelta(days=1)
-ROUTE = {"campaign_values_reports": "/api/campaign-values-reports",
-         "flow_series_reports": "/api/flow-series-reports"}
-MESSAGE_KEY = {"campaign_values_reports": "campaign_message_id", "flow_series_reports": "flow_message_id"}
+REPORTS = [stream.name for stream in REPORT_STREAMS]
+METRICS_PATH = STREAMS_BY_NAME[CONVERSION_METRICS_STREAM].path  # where the "Placed Order" metrics are found
 
 
 def today() -> datetime:
@@ -31,48 +33,62 @@ def placed_order(emulator) -> list[str]:
     return sorted(row["id"] for row in table.rows if row["attributes"]["name"] == "Placed Order")
 
 
+def report_of(stream: str) -> Report:
+    report = STREAMS_BY_NAME[stream].report
+    assert report is not None
+    return report
+
+
+def windows_of(stream: str, days: int) -> int:
+    """The requests per conversion metric of reading `days` whole days: one per window of the declaration's
+    `days_per_request` days."""
+    return math.ceil(days / report_of(stream).days_per_request)
+
+
 def expected(emulator, stream: str, days: list[datetime], metrics: list[str]) -> dict[tuple, dict]:
     """Ask the emulator's own report builders about each day alone (one-day timeframes), and key the
-    values by (date, metric, message): a day's values must not depend on how the connector windows."""
+    values by primary key (date, metric, message): a day's values must not depend on how the
+    connector windows. A series report answers a one-value series per statistic for a one-day timeframe."""
     world = emulator.handle.world
+    report = report_of(stream)
+    build = emulated.BUILDERS[BY_ROUTE[STREAMS_BY_NAME[stream].path].operation]
     statistics = sorted(load_schema(stream)["properties"]["statistics"]["properties"])
-    out: dict[tuple, dict] = {}
+    records: list[dict] = []
     for day in days:
         for metric in metrics:
             attributes = {"statistics": statistics, "conversion_metric_id": metric,
                           "timeframe": {"start": day.isoformat(), "end": (day + DAY).isoformat()}}
-            if stream == "flow_series_reports":
-                attributes["interval"] = "daily"
-                answer = emulated.flow_series(world, orjson.dumps(
-                    {"data": {"type": "flow-series-report", "attributes": attributes}}))
-                rows = [(r["groupings"], {k: v[0] for k, v in r["statistics"].items()})
-                        for r in answer["data"]["attributes"]["results"]]
-            else:
-                answer = emulated.campaign_values(world, orjson.dumps(
-                    {"data": {"type": "campaign-values-report", "attributes": attributes}}))
-                rows = [(r["groupings"], r["statistics"]) for r in answer["data"]["attributes"]["results"]]
-            for groupings, values in rows:
-                key = (format_datetime(day), metric, groupings[MESSAGE_KEY[stream]])
-                out[key] = {"date": format_datetime(day), **groupings, "conversion_metric_id": metric,
-                            "statistics": values}
-    return out
+            if report.interval:
+                attributes["interval"] = report.interval
+            answer = build(world, orjson.dumps({"data": {"type": report.type, "attributes": attributes}}))
+            for result in answer["data"]["attributes"]["results"]:
+                values = result["statistics"]
+                if report.interval:
+                    values = {name: series[0] for name, series in values.items()}
+                records.append({"date": format_datetime(day), **result["groupings"],
+                                "conversion_metric_id": metric, "statistics": values})
+    return keyed(records, stream)
 
 
 def keyed(records: list[dict], stream: str) -> dict[tuple, dict]:
-    out = {(r["date"], r["conversion_metric_id"], r[MESSAGE_KEY[stream]]): r for r in records}
+    key = STREAMS_BY_NAME[stream].primary_key
+    out = {tuple(record[field] for field in key): record for record in records}
     assert len(out) == len(records), "a record was emitted twice"
     return out
 
 
 def report_requests(emulator, stream: str) -> int:
-    return sum(emulator.stats()["requests"].get(ROUTE[stream], {}).values())
+    return sum(emulator.stats()["requests"].get(STREAMS_BY_NAME[stream].path, {}).values())
 
 
-@pytest.mark.parametrize(("stream", "days_back", "windows"),
-                         [("campaign_values_reports", 4, 3), ("flow_series_reports", 70, 2)])
-def test_records_are_the_emulators_values_for_each_requested_day(fresh_emulator, stream, days_back, windows):
+@pytest.mark.parametrize("stream", REPORTS)
+def test_records_are_the_emulators_values_for_each_requested_day(fresh_emulator, stream):
+    # A start a few days more than one request's days back, mid-day (the next whole day is first): the
+    # plan has more than one window, the last of them cut short at today where windows are longer than a day.
+    days_back = report_of(stream).days_per_request + 3
+    windows = windows_of(stream, days_back - 1)
     now = utc_now()
-    start_date = today() - days_back * DAY + timedelta(hours=12)  # mid-day: the next whole day is first
+    start_date = today() - days_back * DAY + timedelta(hours=12)
     days = [today() - n * DAY for n in range(days_back - 1, 0, -1)]
     fresh_emulator.reset_stats()
     sink, result = read_in_process(fresh_emulator.url, [stream], start_date=format_datetime(start_date),
@@ -88,25 +104,24 @@ def test_records_are_the_emulators_values_for_each_requested_day(fresh_emulator,
     assert sink.final_state(stream) == {"date": format_datetime(today())}
     # The plan: one request per window and conversion metric, plus one metrics chain for the default.
     assert report_requests(fresh_emulator, stream) == windows * len(metrics)
-    assert sum(fresh_emulator.stats()["requests"]["/api/metrics"].values()) == 1
+    assert sum(fresh_emulator.stats()["requests"][METRICS_PATH].values()) == 1
 
 
 def test_metric_ids_choose_the_conversion_metrics_and_multiply_the_plan(fresh_emulator):
     metrics = sorted(row["id"] for row in fresh_emulator.truth("metrics"))[:2]
     start_date = today() - 3 * DAY
     fresh_emulator.reset_stats()
-    sink, result = read_in_process(fresh_emulator.url, list(ROUTE), start_date=format_datetime(start_date),
+    sink, result = read_in_process(fresh_emulator.url, REPORTS, start_date=format_datetime(start_date),
                                    metric_ids=",".join(metrics))
     assert result.ok, sink.errors
     days = [today() - 3 * DAY, today() - 2 * DAY, today() - DAY]
-    for stream in ROUTE:
+    for stream in REPORTS:
         assert keyed(sink.by_stream[stream], stream) == expected(fresh_emulator, stream, days, metrics)
-    assert report_requests(fresh_emulator, "campaign_values_reports") == 3 * 2
-    assert report_requests(fresh_emulator, "flow_series_reports") == 1 * 2
-    assert "/api/metrics" not in fresh_emulator.stats()["requests"]
+        assert report_requests(fresh_emulator, stream) == windows_of(stream, 3) * 2
+    assert METRICS_PATH not in fresh_emulator.stats()["requests"]
 
 
-@pytest.mark.parametrize("stream", list(ROUTE))
+@pytest.mark.parametrize("stream", REPORTS)
 def test_an_incremental_read_returns_only_the_new_days(fresh_emulator, stream):
     then = utc_now() - 3 * DAY
     start_date = today() - 6 * DAY
@@ -127,7 +142,7 @@ def test_an_incremental_read_returns_only_the_new_days(fresh_emulator, stream):
     new_days = [today() - n * DAY for n in (3, 2, 1)]
     metrics = placed_order(fresh_emulator)
     assert keyed(second.by_stream[stream], stream) == expected(fresh_emulator, stream, new_days, metrics)
-    assert report_requests(fresh_emulator, stream) == (3 if stream == "campaign_values_reports" else 1)
+    assert report_requests(fresh_emulator, stream) == windows_of(stream, len(new_days))
     assert second.final_state(stream) == {"date": format_datetime(today())}
 
     fresh_emulator.reset_stats()

@@ -1,10 +1,16 @@
 """No request goes out per record: reading any stream costs its pages, counted in the emulator's stats.
 
 Each stream is read alone from a fresh emulator; the requests the emulator saw must equal the pages
-the declaration implies — `max(1, ceil(records / page size))` per request chain (partition or
-parent), plus the parent stream's own pages — computed here from the emulator's ground truth. The
-only per-record requests are the declared fan-outs: a `Parent` child's one chain per parent record,
-and lists_detailed's one `profile_count` request per list (`Detail`; the API has no bulk way).
+its declaration implies, computed here from the emulator's ground truth by the declaration's features
+(never its name, so a new declaration needs no edit here):
+
+- a chain of pages costs `max(1, ceil(records / page size))`: the declared `page[size]`, else the
+  endpoint's own page (`klaviyo_emulator.endpoints`); an endpoint without pages answers in one;
+- one chain per partition, or per record of the parent stream (`Parent`), whose ids cost the parent's
+  own pages first (recursively); the truth says which chain reads a row (`tests/truth.py`);
+- a `Detail` adds one request per record, the only per-record requests besides the parent fan-out;
+- a `Report` costs one request per window of `days_per_request` days and conversion metric, plus
+  the conversion metrics stream's pages that find the "Placed Order" metrics.
 
 Streams with `split_by` (events, profiles, memberships) are read in chains the engine cuts while
 they run; the test does not redo that arithmetic. It takes the chains from the requests' own filters
@@ -26,30 +32,28 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from klaviyo_emulator.endpoints import BY_ROUTE
 from source_klaviyo.datetimes import format_datetime, parse_datetime, utc_now
 from source_klaviyo.http import KlaviyoClient
-from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME
+from source_klaviyo.streams import CONVERSION_METRICS_STREAM, STREAMS, STREAMS_BY_NAME, Stream
 from tests.connector.helpers import read_in_process
 from tests.connector.test_reports import DAY, placed_order, today
+from tests.truth import TRUTHS, ChainKey, chain_key, chain_keys
 
-METRICS_SERVER_PAGE = 200  # /api/metrics has no page[size]
-
-
-def pages(count: int, size: int) -> int:
-    return max(1, math.ceil(count / size))
+REPORT_DAYS = 3  # how far back a report stream's read starts: a few windows, quick at 1 request/s
 
 
-def size(stream: str) -> int:
-    return STREAMS_BY_NAME[stream].page_size or METRICS_SERVER_PAGE
+def records_per_page(stream: Stream) -> int | None:
+    """How many records a page of the stream's chain holds in the emulator: the declared page[size],
+    else the endpoint's default or fixed page; None where the endpoint answers in one page."""
+    endpoint = BY_ROUTE[stream.path]
+    default = endpoint.page_size[0] if endpoint.page_size else endpoint.server_page
+    return stream.page_size or default
 
 
-def chains(counts: Counter, keys: list, stream: str) -> int:
-    """The pages of one chain per key (partition or parent), empty chains costing one request."""
-    return sum(pages(counts[key], size(stream)) for key in keys)
-
-
-def stamped(rows: list[dict[str, Any]], field: str) -> list[datetime]:
-    return [parse_datetime(row[field]) for row in rows]
+def pages(count: int, size: int | None) -> int:
+    """The pages of one chain of `count` records: an empty chain costs its one request too."""
+    return 1 if size is None else max(1, math.ceil(count / size))
 
 
 def recording_client() -> tuple[type[KlaviyoClient], list[dict[str, str]]]:
@@ -108,10 +112,9 @@ def lower_edge(chain: ChainOf) -> datetime:
     return value + timedelta(seconds=1) if operator == "greater-than" else value
 
 
-def split_requests(stream: str, queries: list[dict[str, str]], stamps: dict[str, list[datetime]]) -> int:
+def split_requests(declared: Stream, queries: list[dict[str, str]], stamps: dict[str, list[datetime]]) -> int:
     """The requests of a stream read in chains cut while they run, from the chains' own filters and
     the truth (`stamps`: the records' range attribute, per parent path)."""
-    declared = STREAMS_BY_NAME[stream]
     assert declared.split_by is not None
     mine = [q for q in queries if q["_path"] in stamps]
     requests = Counter(chain_of(q, declared.split_by, declared.filter or "") for q in mine)
@@ -136,65 +139,67 @@ def split_requests(stream: str, queries: list[dict[str, str]], stamps: dict[str,
     return total
 
 
-def expected_requests(emu, stream: str, now: datetime, queries: list[dict[str, str]]) -> int:
-    campaigns = emu.truth("campaigns")
-    flows = emu.truth("flows")
-    lists = emu.truth("lists")
-    segments = emu.truth("segments")
-    actions = emu.truth("flow-actions")
-    campaign_keys = [(c, a) for c in ("email", "sms", "mobile_push") for a in (False, True)]
-    by_campaign_partition = Counter((row["channel"], row["archived"]) for row in campaigns)
-    flow_pages = chains(Counter(row["archived"] for row in flows), [False, True], "flows")
-    action_pages = chains(
-        Counter(row["flow_id"] for row in actions), [row["id"] for row in flows], "flow_actions"
-    )
-    match stream:
-        case "campaigns" | "campaigns_detailed" | "campaign_messages":
-            return chains(by_campaign_partition, campaign_keys, stream)  # include=, not one call per campaign
-        case "email_templates" | "lists" | "segments" | "tags" | "coupons" | "metrics":
-            resource = {"email_templates": "templates"}.get(stream, stream)
-            return pages(len(emu.truth(resource)), size(stream))
-        case "profiles" | "global_exclusions":
-            rows = [row for row in emu.truth("profiles") if stream == "profiles" or row["suppressed"]]
-            return split_requests(stream, queries, {"/api/profiles": stamped(rows, "updated")})
-        case "events" | "events_detailed":
-            return split_requests(stream, queries, {"/api/events": stamped(emu.truth("events"), "datetime")})
-        case "flows":
-            return flow_pages
-        case "flow_actions":
-            return flow_pages + action_pages
-        case "flow_messages":
-            messages = Counter(row["flow_action_id"] for row in emu.truth("flow-messages"))
-            return flow_pages + action_pages + chains(messages, [row["id"] for row in actions], stream)
-        case "lists_detailed":
-            return pages(len(lists), size(stream)) + len(lists)  # Detail: profile_count, one per list
-        case "list_memberships" | "segment_memberships":
-            parents, resource, key = ((lists, "list-memberships", "list_id") if stream == "list_memberships"
-                                      else (segments, "segment-memberships", "segment_id"))
-            parent_stream = "lists" if stream == "list_memberships" else "segments"
-            joined: dict[str, list[datetime]] = {f"/api/{parent_stream}/{row['id']}/profiles": []
-                                                 for row in parents}
-            for row in emu.truth(resource):
-                joined[f"/api/{parent_stream}/{row[key]}/profiles"].append(parse_datetime(row["joined_group_at"]))
-            return pages(len(parents), size(parent_stream)) + split_requests(stream, queries, joined)
-        case "campaign_values_reports":
-            return 3 * len(placed_order(emu)) + 1  # 3 days x metrics, + the metrics page
-        case "flow_series_reports":
-            return 1 * len(placed_order(emu)) + 1  # one 60-day window x metrics, + the metrics page
-    raise AssertionError(f"no expectation for {stream}")
+def chain_requests(emu, stream: Stream) -> int:
+    """The requests of reading every record of `stream` in chains that are not cut into ranges: each
+    chain's pages, after the reads of the parent's ids."""
+    rows = TRUTHS[stream.name].paged_rows(emu)
+    records = Counter(chain_key(stream, row) for row in rows)
+    keys = chain_keys(stream, emu)
+    assert set(records) <= set(keys), "every row is read by some chain"
+    size = records_per_page(stream)
+    return parent_requests(emu, stream) + sum(pages(records[key], size) for key in keys)
 
 
-@pytest.mark.parametrize("stream", [stream.name for stream in STREAMS])
+def parent_requests(emu, stream: Stream) -> int:
+    """What finding the parent's ids costs: reading the parent stream's pages (and its own parent's)."""
+    return 0 if stream.parent is None else chain_requests(emu, STREAMS_BY_NAME[stream.parent.stream])
+
+
+def chain_path(stream: Stream, key: ChainKey) -> str:
+    return stream.path.format(id=key[0]) if stream.parent is not None else stream.path
+
+
+def cut_chain_requests(emu, stream: Stream, queries: list[dict[str, str]]) -> int:
+    """The requests of a stream read in chains cut by `split_by`, per parent (see `split_requests`)."""
+    assert stream.split_by is not None
+    assert not stream.partitions, "split_requests tells chains apart by path: teach it partitions' filters"
+    stamps: dict[str, list[datetime]] = {chain_path(stream, key): [] for key in chain_keys(stream, emu)}
+    for row in TRUTHS[stream.name].paged_rows(emu):
+        stamps[chain_path(stream, chain_key(stream, row))].append(parse_datetime(row[stream.split_by]))
+    return parent_requests(emu, stream) + split_requests(stream, queries, stamps)
+
+
+def report_requests(emu, stream: Stream, start_date: datetime | None) -> int:
+    """One request per window and conversion metric, plus finding the "Placed Order" metrics. The
+    windows cover the whole days from `start_date` (a midnight), else the default days, to today."""
+    report = stream.report
+    assert report is not None
+    days = (today() - start_date) // DAY if start_date is not None else report.default_days
+    windows = math.ceil(days / report.days_per_request)
+    lookup = chain_requests(emu, STREAMS_BY_NAME[CONVERSION_METRICS_STREAM])
+    return windows * len(placed_order(emu)) + lookup
+
+
+def expected_requests(emu, stream: Stream, queries: list[dict[str, str]], start_date: datetime | None) -> int:
+    if stream.report is not None:
+        return report_requests(emu, stream, start_date)
+    reads = cut_chain_requests(emu, stream, queries) if stream.split_by else chain_requests(emu, stream)
+    details = len(TRUTHS[stream.name].rows(emu)) if stream.detail is not None else 0
+    return reads + details
+
+
+@pytest.mark.parametrize("stream", STREAMS, ids=lambda stream: stream.name)
 def test_requests_are_the_pages_not_the_records(fresh_emulator, stream):
     now = utc_now()  # a fixed clock for the read: every record the truth has is read
-    extra = {"start_date": format_datetime(today() - 3 * DAY)} if STREAMS_BY_NAME[stream].report else {}
+    start_date = today() - REPORT_DAYS * DAY if stream.report else None
+    extra = {"start_date": format_datetime(start_date)} if start_date else {}
     fresh_emulator.reset_stats()
     client_class, queries = recording_client()
-    sink, result = read_in_process(fresh_emulator.url, [stream], sync_mode="full_refresh", clock=lambda: now,
-                                   client_class=client_class, **extra)
+    sink, result = read_in_process(fresh_emulator.url, [stream.name], sync_mode="full_refresh",
+                                   clock=lambda: now, client_class=client_class, **extra)
     assert result.ok, sink.errors
-    records = len(sink.by_stream.get(stream, []))
+    records = len(sink.by_stream.get(stream.name, []))
     stats = fresh_emulator.stats()
-    expected = expected_requests(fresh_emulator, stream, now, queries)
+    expected = expected_requests(fresh_emulator, stream, queries, start_date)
     assert stats["requests_total"] == expected, (records, stats["requests"])
     assert all(set(statuses) == {"200"} for statuses in stats["requests"].values()), stats["requests"]

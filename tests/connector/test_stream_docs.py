@@ -3,13 +3,15 @@ table, and the tool rewrites a table without touching the prose around it."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
-from source_klaviyo.streams import STREAMS
+from klaviyo_emulator.endpoints import BY_ROUTE
+from source_klaviyo.streams import STREAMS, Parent, Stream
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,3 +61,30 @@ def test_check_fails_on_a_stale_table_and_a_rewrite_keeps_the_prose_around_it(tm
     assert tool.main([]) == 0
     assert document.read_text(encoding="utf-8") == f"before\n\n{block.text()}\nafter\n"
     assert tool.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("stream", [s for s in STREAMS if s.report is None], ids=lambda s: s.name)
+def test_the_page_size_of_the_requests_column_is_the_one_the_emulator_serves(stream):
+    """The README's page arithmetic (from Klaviyo's OpenAPI description and `SERVER_PAGE`) and the
+    emulator, two models of Klaviyo's paging, agree for every declared endpoint."""
+    endpoint = BY_ROUTE[stream.path]
+    served = (stream.page_size or endpoint.server_page) if endpoint.paged else None
+    assert tool.records_per_page(stream) == served
+
+
+def test_an_endpoint_without_pages_costs_one_request_per_chain():
+    """GET /api/campaigns/{id}/campaign-messages has no `page[cursor]`: it answers in one page."""
+    child = Stream("messages", "/api/campaigns/{id}/campaign-messages", resource_type="campaign-message",
+                   parent=Parent("campaigns", "campaign_id"))
+    assert tool.requests_per_1000(child) == "1 per campaigns record (the endpoint answers in one page)"
+    ids = "/api/campaigns/{id}/relationships/campaign-messages"
+    alone = dataclasses.replace(child, path=ids, parent=None)
+    assert tool.requests_per_1000(alone) == "1 (the endpoint answers in one page)"
+
+
+def test_an_endpoint_that_pages_without_page_size_needs_a_declared_page():
+    metrics = next(stream for stream in STREAMS if stream.path == "/api/metrics")
+    assert metrics.page_size is None
+    unknown = dataclasses.replace(metrics, path="/api/events")  # pages, but not by a size we know
+    with pytest.raises(ValueError, match="no page_size"):
+        tool.records_per_page(unknown)

@@ -20,7 +20,7 @@ from source_klaviyo.catalog import configured_catalog
 from source_klaviyo.cli import main
 from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
 from source_klaviyo.streams import TIERS
-from tests.truth import INCREMENTAL_TRUTHS
+from tests.truth import INCREMENTAL_TRUTHS, partition_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 FIXTURE_KEY = "pk_fixture_0123456789abcdef"  # the key every legacy config fixture holds
@@ -76,14 +76,6 @@ def anchor_for(stream: str, migrated_state: dict[str, Any]) -> datetime:
     return min(middle + median_age(stream), now - timedelta(days=4))
 
 
-def partition_of(stream: str, row: dict[str, Any]) -> dict[str, str]:
-    if stream in ("campaigns", "campaigns_detailed"):
-        return {"archived": "true" if row["archived"] else "false", "campaign_type": row["channel"]}
-    if stream == "flows":
-        return {"archived": "true" if row["archived"] else "false"}
-    return {}
-
-
 def saved_cursor(state: dict[str, Any] | None, partition: dict[str, str],
                  ) -> tuple[datetime | None, list[tuple[datetime, datetime]]]:
     """The partition's saved cursor and the gaps below it (ranges never read)."""
@@ -112,7 +104,7 @@ def expected_ids(emulator: RunningEmulator, stream: str, state: dict[str, Any] |
     lookback = inc.lookback + (timedelta(days=lookback_days) if inc.config_lookback else timedelta(0))
     ids = set()
     for row in truth.rows(emulator):
-        saved, gaps = saved_cursor(state, partition_of(stream, row))
+        saved, gaps = saved_cursor(state, partition_of(truth.stream, row))
         stamp = parse_datetime(row[truth.cursor])
         bounds = [b for b in (saved - lookback if saved else None, start_date) if b is not None]
         in_gap = any(low <= stamp < high for low, high in gaps)

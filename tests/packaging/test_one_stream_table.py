@@ -4,7 +4,8 @@ Code, tests and docs derive their lists from it (tests through `tests/truth.py`)
 is one declaration: this test fails where a list of streams is kept by hand instead:
 
 - in Python (the connector, tools, bench, the connector's tests): a list, tuple, set or dict
-  display naming `MIN_NAMES` or more declared streams;
+  display naming `MIN_NAMES` or more declared streams, or a dispatch on them (a `match` whose cases,
+  or an `if`/`elif` chain whose conditions, name that many);
 - in Markdown (README.md, docs/, bench/README.md): a table whose first column names `MIN_NAMES` or
   more streams, or a line naming `MIN_NAMES_IN_A_LINE` or more.
 
@@ -52,23 +53,54 @@ def _names(texts: list[str]) -> set[str]:
     return {word for text in texts for word in _WORD.findall(text) if word in NAMES}
 
 
+def _named(elements: list[ast.expr]) -> set[str]:
+    """The stream names a display holds as its own elements (not inside a nested tuple: a test's cases)."""
+    return {e.value for e in elements if isinstance(e, ast.Constant) and e.value in NAMES}
+
+
+def _compared(*nodes: ast.AST) -> set[str]:
+    """The stream names anywhere in a dispatch's conditions or case patterns."""
+    return {found.value for node in nodes for found in ast.walk(node)
+            if isinstance(found, ast.Constant) and found.value in NAMES}
+
+
+def _if_chain(node: ast.If) -> list[ast.If]:
+    """An `if` and its `elif`s (each the sole statement of the previous one's `else`)."""
+    chain = [node]
+    while len(chain[-1].orelse) == 1 and isinstance(chain[-1].orelse[0], ast.If):
+        chain.append(chain[-1].orelse[0])
+    return chain
+
+
 def python_lists(source: str) -> Iterator[tuple[int, set[str]]]:
-    """(line, names) of each display naming MIN_NAMES or more streams, not marked exempt.
+    """(line, names) of each display or dispatch naming MIN_NAMES or more streams, not marked exempt.
 
     >>> list(python_lists('X = ["events", "profiles", "flows", "lists"]'))
     [(1, {...})]
     >>> list(python_lists('# not the stream table: 2.x names\\nX = ["events", "profiles", "flows", "lists"]'))
     []
+    >>> cases = 'match s:\\n case "events" | "profiles": pass\\n case "flows": pass\\n case "tags": pass'
+    >>> [line for line, _ in python_lists(cases)]
+    [1]
+    >>> chain = 'if s == "events": pass\\nelif s == "flows": pass\\nelif s in ("tags", "lists"): pass'
+    >>> [line for line, _ in python_lists(chain)]
+    [1]
     """
     lines = source.splitlines()
+    elifs: set[ast.AST] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.List | ast.Tuple | ast.Set):
-            elements = node.elts
+            names = _named(node.elts)
         elif isinstance(node, ast.Dict):
-            elements = [key for key in node.keys if key is not None]
+            names = _named([key for key in node.keys if key is not None])
+        elif isinstance(node, ast.Match):
+            names = _compared(*(case.pattern for case in node.cases))
+        elif isinstance(node, ast.If) and node not in elifs:
+            chain = _if_chain(node)
+            elifs.update(chain[1:])
+            names = _compared(*(branch.test for branch in chain))
         else:
             continue
-        names = {e.value for e in elements if isinstance(e, ast.Constant) and e.value in NAMES}
         marked = any(EXEMPT in lines[at] for at in (node.lineno - 1, node.lineno - 2) if 0 <= at < len(lines))
         if len(names) >= MIN_NAMES and not marked:
             yield node.lineno, names
