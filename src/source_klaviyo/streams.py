@@ -345,6 +345,11 @@ STREAMS: tuple[Stream, ...] = (
     ),
     Stream("tags", "/api/tags", page_size=50, resource_type="tag", tier="S"),
     Stream("coupons", "/api/coupons", page_size=100, resource_type="coupon"),
+    Stream("accounts", "/api/accounts", resource_type="account", tier="XS"),
+    Stream("tag_groups", "/api/tag-groups", page_size=25, resource_type="tag-group", tier="S"),
+    Stream("custom_metrics", "/api/custom-metrics", resource_type="custom-metric", tier="S"),
+    Stream("mapped_metrics", "/api/mapped-metrics", resource_type="mapped-metric", tier="S"),
+    Stream("data_sources", "/api/data-sources", page_size=100, resource_type="data-source", tier="S"),
     Stream(
         "campaign_values_reports",
         "/api/campaign-values-reports",
