@@ -190,6 +190,7 @@ _UPDATED_GREATER_THAN_ONLY = replace(_UPDATED, lower_operator="greater-than", su
 _REPORTS_INCREMENTAL = Incremental(cursor="date", lower_operator=None, supports_less_than_filter=False,
                                    server_side_filter=False, sortable=False)
 _EVENTS_INCREMENTAL = Incremental(cursor="datetime", config_lookback=True, append_only=True)
+_UPDATED_AT = Incremental(cursor="updated_at")
 
 STREAMS: tuple[Stream, ...] = (
     Stream(
@@ -346,7 +347,13 @@ STREAMS: tuple[Stream, ...] = (
     Stream("tags", "/api/tags", page_size=50, resource_type="tag", tier="S"),
     Stream("coupons", "/api/coupons", page_size=100, resource_type="coupon"),
     Stream("accounts", "/api/accounts", resource_type="account", tier="XS"),
+    Stream("forms", "/api/forms", incremental=_UPDATED_AT, page_size=100, resource_type="form", tier="S"),
+    Stream("images", "/api/images", incremental=_UPDATED_AT, page_size=100, resource_type="image", tier="M"),
     Stream("tag_groups", "/api/tag-groups", page_size=25, resource_type="tag-group", tier="S"),
+    Stream("template_universal_content", "/api/template-universal-content", incremental=_UPDATED,
+           page_size=100, resource_type="template-universal-content"),
+    Stream("web_feeds", "/api/web-feeds", incremental=_UPDATED, page_size=20, resource_type="web-feed",
+           tier="XS"),
     Stream("custom_metrics", "/api/custom-metrics", resource_type="custom-metric", tier="S"),
     Stream("mapped_metrics", "/api/mapped-metrics", resource_type="mapped-metric", tier="S"),
     Stream("data_sources", "/api/data-sources", page_size=100, resource_type="data-source", tier="S"),
