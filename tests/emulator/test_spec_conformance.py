@@ -46,8 +46,6 @@ COLLECTION_CASES = [
     ("catalog-items+include", "/api/catalog-items", {"include": "variants"}),
     ("catalog-variants", "/api/catalog-variants", {}),
     ("catalog-categories", "/api/catalog-categories", {}),
-    ("coupon-codes+include", "/api/coupon-codes", {"filter": "any(coupon.id,['WELCOME0','VIP1','SUMMER2'])",
-                                                    "include": "coupon"}),
     ("forms", "/api/forms", {"page[size]": 5}),
     ("images", "/api/images", {}),
     ("reviews+include", "/api/reviews", {"include": "events"}),
@@ -104,6 +102,15 @@ def test_campaign_detail_messages_and_relationship_ids_match_the_spec(served):
         _validate_pages(spec, emulator, f"/api/campaign-messages/{message['id']}", {})
         included = {"include": "template,image"}
         _validate_pages(spec, emulator, f"/api/campaign-messages/{message['id']}", included)
+
+
+def test_coupon_codes_match_the_spec(served):
+    spec, emulator = served
+    coupons = [row["id"] for row in emulator.truth("coupons")]
+    some = ",".join(f"'{coupon}'" for coupon in coupons[:4])
+    pages = _validate_pages(spec, emulator, "/api/coupon-codes", {"filter": f"any(coupon.id,[{some}])",
+                                                                  "include": "coupon"})
+    assert any(page.json()["data"] for page in pages)
 
 
 def test_flow_actions_and_flow_messages_match_the_spec(served):

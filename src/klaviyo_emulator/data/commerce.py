@@ -28,8 +28,11 @@ CATEGORIES = ("Été", "Sale", "Home", "服", "🧦 Socks", "Kitchen", "Gifts", 
 SIZES = ("S", "M", "L", "XL")
 CODE_STATUSES = ("UNASSIGNED", "UNASSIGNED", "ASSIGNED_TO_PROFILE", "USED", "ASSIGNED_TO_PROFILE")
 REVIEW_TYPES = ("review", "review", "review", "rating", "question", "store")
-REVIEW_TEXTS = ("Super qualité, je recommande !", "Runs small — order a size up.", "とても良い",
-                "Arrived broken 😞", "Perfect gift", "Does it come in blue?")
+REVIEW_TEXTS = (  # (title, content)
+    ("Je recommande", "Super qualité, je recommande !"), ("Runs small", "Runs small — order a size up."),
+    ("最高", "とても良い"), ("Broken", "Arrived broken 😞"), ("Perfect gift", "My sister loved it."),
+    ("Blue?", "Does it come in blue?"),
+)
 REVIEW_STATUSES = ("published", "published", "featured", "pending", "unpublished")
 REJECTIONS = ("fake", "profanity_or_inappropriate", "unrelated")
 BULK_EVERY = 5  # every fifth coupon had a bulk upload of unique codes; the others a few
@@ -217,7 +220,7 @@ class Commerce(RowBuilder):
             "image_url": item["attributes"]["image_full_url"],
             "external_id": item["attributes"]["external_id"],
         }
-        content = REVIEW_TEXTS[i % len(REVIEW_TEXTS)]
+        title, content = REVIEW_TEXTS[i % len(REVIEW_TEXTS)]
         row: JSONObject = {
             "id": f"{mix(self.seed, salt('reviews'), i):016x}{mix(self.seed, salt('reviews2'), i):016x}",
             "attributes": {
@@ -230,7 +233,7 @@ class Commerce(RowBuilder):
                 "rating": rating,
                 "author": f"{FIRST_NAMES[i % len(FIRST_NAMES)]} {chr(65 + i % 26)}.",
                 "content": content,
-                "title": None if kind in ("rating", "question") else content.split(" ")[0],
+                "title": None if kind in ("rating", "question") else title,
                 "smart_quote": None,
                 "public_reply": reply,
             },

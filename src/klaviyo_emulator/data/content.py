@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 FORM_NAMES = ("Welcome pop-up 10 %", "Newsletter footer", "Spin to win 🎡", "Back in stock", "Été: -20 %",
               "Exit intent", "VIP early access")
-IMAGE_FORMATS = (("png", "image/png"), ("jpeg", "image/jpeg"), ("gif", "image/gif"))
+IMAGE_FORMATS = ("png", "jpeg", "gif")
 FEEDS = (("Blog posts", "https://blog.example.com/feed.json", "json"),
          ("Nouveautés", "https://shop.example.com/fr/new.xml", "xml"),
          ("Weather", "https://api.weather.example.com/today", "json"),
@@ -55,23 +55,22 @@ class Content(RowBuilder):
 
     def _make_images(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
         _, updated = spread_times(rnd, self.anchor, now, 4 * 365)
-        extension, _mime = IMAGE_FORMATS[i % 5 % 3]
+        extension = IMAGE_FORMATS[i % len(IMAGE_FORMATS)]
         image_id = str(90_000_000 + i)  # Klaviyo's image ids are numbers, written as strings
         name = f"{('hero', 'logo', 'produit', 'banner 🌞', 'footer')[i % 5]}-{i}.{extension}"
+        size, hidden = rnd.randrange(2_000, 2_500_000), i % 9 == 8
         row: JSONObject = {
             "id": image_id,
             "attributes": {
                 "name": name,
                 "image_url": f"https://d3k81ch9hvuctc.cloudfront.net/company/XYZ123/images/{image_id}.{extension}",
                 "format": extension,
-                "size": rnd.randrange(2_000, 2_500_000),
-                "hidden": i % 9 == 8,
+                "size": size,
+                "hidden": hidden,
             },
             "rels": {},
-            "keys": {"name": name, "format": extension},
+            "keys": {"name": name, "format": extension, "size": size, "hidden": hidden},
         }
-        row["keys"]["size"] = row["attributes"]["size"]
-        row["keys"]["hidden"] = row["attributes"]["hidden"]
         self.stamp("images", row, "updated_at", updated)
         return row
 
