@@ -13,6 +13,10 @@ parent record (`Parent`), one request per record (`Detail`). Whether the endpoin
 from Klaviyo's OpenAPI description (an operation without `page[cursor]` answers in one page); the
 page size is the declaration's `page[size]`, else Klaviyo's fixed page (`SERVER_PAGE`). Report streams
 are counted per day and conversion metric instead (see `reports.py`).
+
+"Sync modes" says why a stream is a full refresh (`full_refresh_reason`): it is read per parent record,
+its records come included in another resource's pages, they carry no time of change, or its endpoint
+neither filters nor sorts by that time; an endpoint that does makes the stream incremental.
 """
 
 from __future__ import annotations
@@ -95,8 +99,9 @@ def full_refresh_reason(stream: Stream) -> str | None:
     if change in filters or change in sorts:
         return None
     others = sorted((filters | sorts) - {change})
+    verb = "does" if len(others) == 1 else "do"
     return f"the endpoint neither filters nor sorts by `{change}`" + (
-        f"; {_code(*others)} does not move when a record changes" if others else "")
+        f"; {_code(*others)} {verb} not move when a record changes" if others else "")
 
 
 def cursor(stream: Stream) -> str:
