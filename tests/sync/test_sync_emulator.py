@@ -45,4 +45,4 @@ def test_first_sync_equals_ground_truth_then_incremental_upserts_exactly_the_cha
     assert set(added["added"] + added["updated"]) <= {row[0] for row in table_rows(db, "profiles", "id")}
     assert set(new_events["added"]) <= {row[0] for row in table_rows(db, "events", "id")}
     (campaign,) = archived["archived"]
-    assert (campaign, "true") in table_rows(db, "campaigns", "id, attributes->>'archived'")
+    assert (campaign, "true") in table_rows(db, "campaigns", "id, archived::VARCHAR")

@@ -25,13 +25,10 @@ DEMO_API_KEY = "pk_emulator"
 
 QUERIES: tuple[tuple[str, str], ...] = (
     (
-        "Revenue per metric (events' $value, joined to metrics by relationship)",
-        """SELECT m.attributes->>'name' AS metric, count(*) AS events,
-       round(sum(v.value), 2) AS revenue
-FROM events e
-JOIN metrics m ON m.id = e.relationships->'metric'->'data'->>'id'
-CROSS JOIN LATERAL (SELECT TRY_CAST(e.attributes->'event_properties'->>'$."$value"' AS DOUBLE) AS value) v
-WHERE v.value < 1e9  -- the emulator plants a few 23-digit values, kept exact in the JSON
+        "Revenue per metric (events' value, joined to metrics by metric_id)",
+        """SELECT m.name AS metric, count(*) AS events, round(sum(e.value), 2) AS revenue
+FROM events e JOIN metrics m ON m.id = e.metric_id
+WHERE e.value < 1e9  -- the emulator plants a few 23-digit values (exact in event_properties)
 GROUP BY metric ORDER BY revenue DESC NULLS LAST LIMIT 8""",
     ),
     (
@@ -43,11 +40,10 @@ GROUP BY month ORDER BY month DESC LIMIT 12""",
     ),
     (
         "Suppressed profiles by reason (global exclusions)",
-        """SELECT s->>'reason' AS reason, count(DISTINCT g.id) AS profiles,
-       max(TRY_CAST(s->>'timestamp' AS TIMESTAMPTZ)) AS latest
-FROM global_exclusions g,
-     unnest(from_json(g.attributes->'subscriptions'->'email'->'marketing'->'suppression', '["json"]')) AS u(s)
-GROUP BY reason ORDER BY profiles DESC""",
+        """SELECT s.reason, count(DISTINCT g.id) AS profiles, max(s.timestamp) AS latest
+FROM global_exclusions g, unnest(from_json(g.subscriptions__email__marketing__suppression,
+                                           '[{"reason": "VARCHAR", "timestamp": "TIMESTAMPTZ"}]')) AS u(s)
+GROUP BY s.reason ORDER BY profiles DESC""",
     ),
 )
 
