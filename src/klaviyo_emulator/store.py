@@ -48,6 +48,7 @@ class World:
             [metrics.id(i) for i in range(len(metrics))],
             [metrics.rows[i]["attributes"]["name"] for i in range(len(metrics))],
             self.profiles,
+            self.catalog.senders(),
         )
         self.tables: dict[str, Table] = {
             "profiles": self.profiles,

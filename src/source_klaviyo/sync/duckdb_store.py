@@ -64,15 +64,14 @@ _BOOKKEEPING_DDL = (
 )
 
 
-# The sync's CPU and memory budget (docs/performance.md, "sync"): one thread, a buffer pool of 32 MB
-# or what the widest table needs (`memory_limit_mb`), and zstd for every column that supports it
-# (half the checkpoint CPU of the default analysis, and a file about a third the size). The pool
-# holds a batch being loaded and the rows appended since the last checkpoint; 16 MB ran out of
-# memory loading a batch.
+# The sync's CPU and memory budget (docs/performance.md, "sync"): one thread, and a buffer pool of
+# 32 MB or what the widest table needs (`memory_limit_mb`). The pool holds a batch being loaded and
+# the rows appended since the last checkpoint; 16 MB ran out of memory loading a batch. JSON columns
+# are compressed with zstd (`layout.column_sql`): half the checkpoint CPU of DuckDB's analysis on
+# them, and a third of the size.
 _SETTINGS = (
     "SET threads = 1",
     "SET preserve_insertion_order = false",
-    "SET force_compression = 'zstd'",
 )
 BASE_MEMORY_MB = 32
 
@@ -140,13 +139,14 @@ class BatchCounts:
         self.skipped += other.skipped
 
 
-# Each batch row is the record's JSON, this byte, and "1" when the record is unmapped (see `shape.py`):
-# JSON never holds a raw control character (msgspec refuses or escapes them), so the record needs no
-# quoting and DuckDB's CSV reader splits rows without parsing the JSON inside them.
+# Each batch row is the record's JSON, then "1" when the record is unmapped (see `shape.py`), then
+# the `_extracted_at` and `_sync_id` a converted row keeps (`migrate.py`; empty for a record read
+# now), separated by this byte: JSON never holds a raw control character (msgspec refuses or
+# escapes them), so the record needs no quoting and DuckDB's CSV reader splits rows without parsing
+# the JSON inside them.
 FIELD_SEPARATOR = b"\x1f"
-_MAPPED = FIELD_SEPARATOR + b"\n"
-_UNMAPPED = FIELD_SEPARATOR + b"1\n"
-BATCH_COLUMNS = ("record", "unmapped")
+BATCH_COLUMNS = ("record", "unmapped", "kept_extracted_at", "kept_sync_id")
+_READ_NOW = FIELD_SEPARATOR * 2 + b"\n"
 
 # A row's primary key as the table compares it: the text of its one key field, or of each.
 RowKey = str | tuple[str, ...]
@@ -190,7 +190,13 @@ class Batch:
                 line = dumps(loads(line))
             self._add(line)
 
-    def _add(self, line: bytes) -> None:
+    def add_converted(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Records of a table in an older layout (`migrate.py`): (JSON, `_extracted_at`, `_sync_id`)."""
+        for record, extracted_at, sync_id in rows:
+            kept = f"{extracted_at}\x1f{sync_id}\n".encode()
+            self._add(record.encode(), FIELD_SEPARATOR + kept)
+
+    def _add(self, line: bytes, tail: bytes = _READ_NOW) -> None:
         shape = self._shape
         if shape is not None:
             try:
@@ -201,12 +207,13 @@ class Batch:
                 # the common case: a record of the declared shape, its key fields decoded as scalars
                 key = self._key([getattr(decoded, name) for name in shape.key_attributes])
                 if key is not None:
-                    self._put(key, line + _MAPPED)
+                    self._put(key, line + FIELD_SEPARATOR + tail)
                 return
         fields: dict[str, msgspec.Raw] = _decode_top_level(line)
         key = self._key([None if (raw := fields.get(name)) is None else loads(raw) for name in self.key])
         if key is not None:
-            self._put(key, line + (_UNMAPPED if self._unmapped(fields) else _MAPPED))
+            unmapped = b"1" if self._unmapped(fields) else b""
+            self._put(key, line + FIELD_SEPARATOR + unmapped + tail)
 
     def _unmapped(self, fields: Mapping[str, msgspec.Raw]) -> bool:
         """Whether some of the record has no column: a declared object of another shape, or a
@@ -341,10 +348,10 @@ class Store:
 
     # -- preparing targets --------------------------------------------------------------------
 
-    def open_target(self, layout: TableLayout, slot: Slot, *, fresh: bool) -> Target:
+    def open_target(self, layout: TableLayout, slot: Slot, *, fresh: bool, extra_mb: int = 0) -> Target:
         """The table records of `layout.stream` go to; a fresh staging table starts empty."""
         target = Target(layout, slot)
-        self._fit_memory(layout)
+        self._fit_memory(memory_limit_mb(layout) + extra_mb)
         self.con.execute("BEGIN")
         try:
             if fresh and slot != "live":
@@ -384,8 +391,7 @@ class Store:
         ]
         return target
 
-    def _fit_memory(self, layout: TableLayout) -> None:
-        needed = memory_limit_mb(layout)
+    def _fit_memory(self, needed: int) -> None:
         if needed > self.memory_mb:
             self.memory_mb = needed
             self.con.execute(f"SET memory_limit = '{needed}MB'")
@@ -400,6 +406,36 @@ class Store:
         self.con.execute(
             f"UPDATE {name} SET {sets} FROM ({typed}) AS filled WHERE {name}.rowid = filled._row"  # noqa: S608 - names via quote_ident
         )
+
+    def tables_starting_with(self, prefix: str) -> list[str]:
+        rows = self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = 'main' AND starts_with(table_name, ?)",
+            [prefix],
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def swap_in(self, targets: list[Target]) -> None:
+        """Replace each target's live table by its converted one (`migrate.py`), all in one transaction."""
+        self.con.execute("BEGIN")
+        try:
+            for target in targets:
+                assert target.slot == "migrating"
+                self.con.execute(f"DROP TABLE IF EXISTS {quote_ident(target.stream)}")
+                converted, live = quote_ident(target.table), quote_ident(target.stream)
+                self.con.execute(f"ALTER TABLE {converted} RENAME TO {live}")
+                self.con.execute(
+                    f"UPDATE {_STATE} SET schema_fingerprint = ? WHERE stream = ? AND slot = 'live'",  # noqa: S608 - names via quote_ident
+                    [target.layout.fingerprint, target.stream],
+                )
+                self._versioned.discard(target.stream)
+                self._record_version(target.layout)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        for target in targets:
+            target.slot = "live"
 
     def drop_staging(self, stream: str) -> None:
         self.con.execute("BEGIN")
@@ -422,7 +458,7 @@ class Store:
         self.con.execute("BEGIN")
         try:
             if batch.rows:
-                self._add_unknown_columns(target, batch.new_columns)
+                self.add_json_columns(target, batch.new_columns)
                 self._upsert(target, batch, counts)
             if state is not None:
                 self._save_state(target, state)
@@ -474,8 +510,8 @@ class Store:
             raise
         return counts
 
-    def _add_unknown_columns(self, target: Target, names: list[str]) -> None:
-        # Klaviyo may add a top-level field before our schema knows it: keep it, as a JSON column.
+    def add_json_columns(self, target: Target, names: list[str]) -> None:
+        """Klaviyo may add a top-level field before our schema knows it: it is kept, as a JSON column."""
         for name in names:
             self.con.execute(f"ALTER TABLE {quote_ident(target.table)} ADD COLUMN {quote_ident(name)} JSON")
             target.extra_columns.append(Column(name, "JSON"))
@@ -497,11 +533,14 @@ class Store:
             f"auto_detect = false, new_line = '\\n', columns = {read_columns}, "
             f"max_line_size = {line_limit}, buffer_size = {2 * line_limit})"
         )
-        source = typed_select(target.columns, rows, keep_raw=self.keep_raw)
+        source = typed_select(target.columns, rows, keep_raw=self.keep_raw, carry=BATCH_COLUMNS[2:])
         names = ", ".join(quote_ident(c.name) for c in columns)
+        # A record read now is stamped with now and this sync; a converted one keeps its stamps.
+        stamps = "coalesce(CAST(kept_extracted_at AS TIMESTAMPTZ), now()), coalesce(kept_sync_id, ?)"
         if target.keys_once:  # nothing to replace or compare: straight in
             self.con.execute(
-                f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT *, now(), ? FROM ({source})",  # noqa: S608 - names via quote_ident
+                f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) "  # noqa: S608 - names via quote_ident
+                f"SELECT {names}, {stamps} FROM ({source})",
                 [self.sync_id],
             )
             target.has_rows = True
@@ -520,7 +559,7 @@ class Store:
             (row,) = self.con.execute(f"DELETE FROM {table} t USING _batch b WHERE {joined}").fetchall()  # noqa: S608 - names via quote_ident
             replaced = int(row[0])
         self.con.execute(
-            f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT {names}, now(), ? FROM _batch",  # noqa: S608 - names via quote_ident
+            f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT {names}, {stamps} FROM _batch",  # noqa: S608 - names via quote_ident
             [self.sync_id],
         )
         target.has_rows = True
