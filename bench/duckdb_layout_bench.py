@@ -44,14 +44,16 @@ from connector_bench import Inputs, Proc, run_to_devnull, sync_cmd
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "duckdb_layout.json"
 
+# The same question on both layouts, days as UTC dates the way the views compute them (views._day).
 QUERY_BEFORE = """
 SELECT relationships->'metric'->'data'->>'id' AS metric_id,
-       CAST(timezone('UTC', datetime) AS DATE) AS day,
+       CAST(make_timestamp(epoch_us(datetime)) AS DATE) AS day,
        count(*) AS events,
        sum(TRY_CAST(attributes->'event_properties'->>'$."$value"' AS DOUBLE)) AS revenue
 FROM events GROUP BY ALL"""
 QUERY_AFTER = """
-SELECT metric_id, CAST(timezone('UTC', datetime) AS DATE) AS day, count(*) AS events, sum(value) AS revenue
+SELECT metric_id, CAST(make_timestamp(epoch_us(datetime)) AS DATE) AS day, count(*) AS events,
+       sum(value) AS revenue
 FROM events GROUP BY ALL"""
 
 
