@@ -196,3 +196,23 @@ def test_a_failed_conversion_rebuilds_the_tables_from_a_full_read_and_says_why(
         assert columns(old, s.stream)[: len(current_columns(s.stream))] == current_columns(s.stream)
     # the streams this sync did not read stay in layout 1, whole, until a sync converts or reads them
     assert "attributes" in columns(old, "profiles")
+
+
+def test_a_converted_row_keeps_its_stamps_and_one_without_is_stamped_now(tmp_path: Path) -> None:
+    db = tmp_path / "k.duckdb"
+    store = Store(db, sync_id="converting", connector_version="test")
+    layout = table_layout(STREAMS_BY_NAME["tags"], load_schema("tags"))
+    target = store.open_target(layout, "live", fresh=False)
+    batch = store.new_batch(target)
+    batch.add_converted([
+        ('{"type": "tag", "id": "t1", "attributes": {"name": "a"}}', "2024-01-02 03:04:05.678901+00",
+         "old-sync"),
+        ('{"type": "tag", "id": "t2", "attributes": {"name": "b"}}', None, None),
+    ])
+    store.write_batch(target, batch, None)
+    store.close()
+    stamp = "strftime(_extracted_at, '%Y-%m-%d %H:%M:%S.%f')"
+    (kept, stamped) = table_rows(db, "tags", f"id, name, {stamp}, _sync_id")
+    assert kept == ("t1", "a", "2024-01-02 03:04:05.678901", "old-sync")
+    assert (stamped[0], stamped[1], stamped[3]) == ("t2", "b", "converting")
+    assert stamped[2] is not None

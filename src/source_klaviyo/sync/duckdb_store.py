@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import duckdb
 import msgspec
@@ -150,7 +150,6 @@ _READ_NOW = FIELD_SEPARATOR * 2 + b"\n"
 
 # A row's primary key as the table compares it: the text of its one key field, or of each.
 RowKey = str | tuple[str, ...]
-T = TypeVar("T")
 
 
 class Batch:
@@ -171,7 +170,7 @@ class Batch:
         self.skipped = 0  # records without a primary key value
         self._shape = shape
         # The top-level fields the table has columns for, then those first seen in this batch: they
-        # get JSON columns (`Store._add_unknown_columns`).
+        # get JSON columns (`Store.add_json_columns`).
         self._known = set(fields)
         self.new_columns: list[str] = []
 
@@ -190,10 +189,10 @@ class Batch:
                 line = dumps(loads(line))
             self._add(line)
 
-    def add_converted(self, rows: Iterable[tuple[str, str, str]]) -> None:
+    def add_converted(self, rows: Iterable[tuple[str, str | None, str | None]]) -> None:
         """Records of a table in an older layout (`migrate.py`): (JSON, `_extracted_at`, `_sync_id`)."""
         for record, extracted_at, sync_id in rows:
-            kept = f"{extracted_at}\x1f{sync_id}\n".encode()
+            kept = f"{extracted_at or ''}\x1f{sync_id or ''}\n".encode()
             self._add(record.encode(), FIELD_SEPARATOR + kept)
 
     def _add(self, line: bytes, tail: bytes = _READ_NOW) -> None:
@@ -201,7 +200,7 @@ class Batch:
         if shape is not None:
             try:
                 decoded = shape.decode(line)
-            except msgspec.ValidationError:
+            except msgspec.DecodeError:  # another shape (ValidationError), or JSON msgspec refuses
                 pass
             else:
                 # the common case: a record of the declared shape, its key fields decoded as scalars
@@ -536,7 +535,7 @@ class Store:
         source = typed_select(target.columns, rows, keep_raw=self.keep_raw, carry=BATCH_COLUMNS[2:])
         names = ", ".join(quote_ident(c.name) for c in columns)
         # A record read now is stamped with now and this sync; a converted one keeps its stamps.
-        stamps = "coalesce(CAST(kept_extracted_at AS TIMESTAMPTZ), now()), coalesce(kept_sync_id, ?)"
+        stamps = "coalesce(TRY_CAST(kept_extracted_at AS TIMESTAMPTZ), now()), coalesce(kept_sync_id, ?)"
         if target.keys_once:  # nothing to replace or compare: straight in
             self.con.execute(
                 f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) "  # noqa: S608 - names via quote_ident

@@ -34,7 +34,7 @@ from source_klaviyo.sync.layout import (
     table_layout,
 )
 
-# Rows converted per statement: each is its own transaction on the new table, invisible until the swap.
+# Rows converted per batch: each its own transaction on the new table, invisible until the swap.
 CHUNK_ROWS = 5_000
 _KEPT = ("_extracted_at", "_sync_id")
 
