@@ -23,8 +23,9 @@ from source_klaviyo.sync import migrate as migrate_module
 from source_klaviyo.sync.duckdb_store import Store
 from source_klaviyo.sync.layout import METADATA_COLUMNS, table_layout
 from source_klaviyo.sync.migrate import migrate
-from tests.sync.helpers import TRUTH, ahead, fixed, run_sync, table_rows, truth, upper_of
+from tests.sync.helpers import ahead, fixed, landed, run_sync, table_rows, truth, upper_of
 from tests.sync.layout1 import layout1_schema_json, to_layout_1
+from tests.truth import TRUTHS
 
 NAMES = [stream.name for stream in STREAMS]
 PROFILE_WITH_NEWS = 0  # the profile (by position) given an attribute and a top-level field the schema lacks
@@ -136,9 +137,8 @@ def test_the_sync_converts_a_file_then_continues_incrementally_and_resets_only_a
     requests = {route: sum(by_status.values()) for route, by_status in stats.items()}
     # only what was added since: one page for each stream of events
     assert requests["/api/events"] == sum(1 for stream in STREAMS if stream.path == "/api/events")
-    for stream in TRUTH:
-        landed = table_rows(old, stream, f"id, {TRUTH[stream][1] or 'NULL'}")
-        assert dict(landed) == truth(fresh_emulator, stream, upper_of(clock)), stream
+    for stream in TRUTHS:
+        assert landed(old, stream) == truth(fresh_emulator, stream, upper_of(clock)), stream
     assert second.views  # made on the converted tables
 
 
