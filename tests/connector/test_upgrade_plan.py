@@ -279,6 +279,25 @@ def test_new_streams_are_new_and_full_refresh_streams_say_so(tmp_path):
     assert decisions["flows"] == "continue"
 
 
+# A 2.14+ (manifest-only) user of the two report streams 2.14 had: per-metric states, as it saved them.
+_PER_METRIC = {"partition": {"metric_id": "RESQ6t"}, "cursor": {"date": "2026-05-01T00:00:00+00:00"}}
+TWO_14_REPORT_STATE = {
+    name: {"states": [_PER_METRIC]}
+    for name in ("campaign_values_reports", "flow_series_reports")
+}
+
+
+def test_a_2_14_user_of_campaign_values_reports_resets_it_for_its_new_shape(tmp_path):
+    plan = _plan(tmp_path, {**TWO_13_CONFIG, "metric_ids": "RESQ6t"}, TWO_14_REPORT_STATE)
+    assert plan["from_version"]["low"] == "2.14.0"
+    campaign = _stream(plan, "campaign_values_reports")
+    assert campaign["decision"] == "reset"
+    assert any(reason.startswith("3.0.0: One record per campaign message and conversion metric")
+               for reason in campaign["reasons"])
+    assert "the saved state is discarded by the reset" in campaign["reasons"]
+    assert campaign["state"] is None  # nothing of the per-day state is carried into the new shape
+
+
 def test_state_without_catalog_plans_only_the_streams_in_the_state(tmp_path):
     plan = _plan(tmp_path, TWO_13_CONFIG, TWO_13_STATE)
     assert sorted(_decisions(plan)) == sorted(
