@@ -1,15 +1,16 @@
 """The report streams (`kind="report"`): Klaviyo's POST reporting API, flattened to records.
 
 Klaviyo allows the reporting endpoints 1 request/s, 2/min and **225 a day** per endpoint and account,
-so a report stream plans its requests before sending any (`report_plan.py`: which timeframes):
+so the report streams of a sync plan their requests together before sending any (`report_plan.py`:
+which timeframes, and the budget rule), and the plan's request count is logged first.
 
 - **Requests.** Each planned window is asked once per conversion metric: `metric_ids` from the
   config, else every metric named "Placed Order" (one GET /api/metrics chain, shared by the streams)
   — never all metrics. A report without a conversion metric asks each window once.
-- **Budget.** One sync spends at most `REQUESTS_PER_SYNC` requests per report stream. A plan over it
-  reads the oldest windows that fit, checkpoints after each, and ends the stream INCOMPLETE with a
-  transient_error naming where it reached: the next sync resumes there. A stream is never COMPLETE
-  with a window missing.
+- **Budget.** One sync spends at most `REQUESTS_PER_SYNC` (one day's quota, 225) on all its report
+  streams together. A stream whose windows do not all fit reads its oldest windows, checkpoints
+  after each, and ends INCOMPLETE with a transient_error naming where it reached: the next sync
+  resumes there. A stream is never COMPLETE with a window missing.
 - **Records.** `{date, <groupings>, conversion_metric_id, statistics{...}}`, statistics being every
   name the stream's schema declares (the request's whole `statistics` enum). A series record's `date`
   is its day; a values record's `date` is where the plan ends (the start of today): its statistics
@@ -18,8 +19,8 @@ so a report stream plans its requests before sending any (`report_plan.py`: whic
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -31,11 +32,11 @@ from .datetimes import format_datetime, parse_datetime
 from .errors import ConfigError, SourceError, TransientError
 from .pages import chain_pages, parse_page
 from .ranges import Range, Spans
-from .report_plan import plan_windows
+from .report_plan import DAILY_BUDGET, ReportPlan, plan_reports
 from .schemas import load_schema
-from .streams import CONVERSION_METRICS_STREAM, STREAMS_BY_NAME, TIERS, Stream
+from .streams import CONVERSION_METRICS_STREAM, STREAMS_BY_NAME, Stream
 
-REQUESTS_PER_SYNC = 100
+REQUESTS_PER_SYNC = DAILY_BUDGET
 DEFAULT_CONVERSION_METRIC = "Placed Order"
 T = TypeVar("T")
 
@@ -60,6 +61,7 @@ class ReportRead(Protocol):
     def client(self) -> Client: ...
     def now(self) -> datetime: ...
     def saved(self, partition: Partition) -> tuple[datetime | None, list[Range]]: ...
+    def report_positions(self) -> dict[Stream, datetime | None]: ...
     def track(self, spans: Spans) -> object: ...
     def emit(self, records: list[Record]) -> None: ...
     def checkpoint(self, *, force: bool = False) -> None: ...
@@ -153,31 +155,60 @@ async def conversion_metrics(read: ReportRead) -> tuple[str, ...]:
     return metrics
 
 
+@dataclass(frozen=True)
+class SharedPlan:
+    """The plan of every report stream of a read, with the conversion metrics it was made for (or why
+    they could not be found: only the streams that need them fail)."""
+
+    plan: ReportPlan
+    metrics: tuple[str, ...]
+    metrics_error: SourceError | None = None
+
+
+async def shared_plan(read: ReportRead) -> SharedPlan:
+    """Plan every report stream of the read once, and log the plan's request count before any request."""
+
+    async def compute() -> SharedPlan:
+        positions = read.report_positions()
+        lookback = timedelta(days=read.config.campaign_lookback_days)
+        upper = read_upper(read.now())
+        # The metrics are looked up only when a stream that needs them has something to read.
+        draft = plan_reports(positions, read.config.start_date, upper, conversion_metrics=1,
+                             lookback=lookback)
+        metrics: tuple[str, ...] = ()
+        error: SourceError | None = None
+        if any(stream.report and stream.report.conversion_metric and draft.streams[stream.name].windows
+               for stream in positions):
+            try:
+                metrics = await conversion_metrics(read)
+            except SourceError as exc:
+                error = exc
+        plan = plan_reports(positions, read.config.start_date, upper, conversion_metrics=len(metrics),
+                            lookback=lookback, budget=REQUESTS_PER_SYNC)
+        read.log("INFO", plan.describe())
+        return SharedPlan(plan, metrics, error)
+
+    return await read.once("report plan", compute)
+
+
 async def read_report(read: ReportRead) -> None:
-    """Read one report stream as planned (see the module docstring)."""
+    """Read one report stream as the shared plan says (see the module docstring)."""
     stream = read.stream
     report = stream.report
     assert report is not None
-    saved = read.saved({})[0] if read.incremental else None
-    start, windows = plan_windows(report, saved, read.config.start_date, read_upper(read.now()),
-                                  lookback=timedelta(days=read.config.campaign_lookback_days))
-    end = windows[-1][1] if windows else start
-    spans = Spans([(start, end)], upper=end)
+    shared = await shared_plan(read)
+    mine = shared.plan.streams[read.name]
+    windows = list(mine.windows)
+    end = windows[-1][1] if windows else mine.start
+    spans = Spans([(mine.start, end)], upper=end)
     read.track(spans)
     span = spans.take()
     if windows:
-        metrics: tuple[str | None, ...] = (None,)  # one request per window for a report without
-        if report.conversion_metric:
-            metrics = await conversion_metrics(read)
-        allowed = min(REQUESTS_PER_SYNC, TIERS[stream.tier].daily or math.inf)
-        fit = int(allowed // len(metrics))
-        needed = len(windows) * len(metrics)
-        read.log(
-            "INFO",
-            f"{read.name}: {needed} report requests planned ({len(windows)} windows of up "
-            f"to {report.days_per_request} days x {len(metrics)} conversion metrics)",
-        )
-        read.progress.windows_total = min(len(windows), fit)
+        if report.conversion_metric and shared.metrics_error is not None:
+            raise shared.metrics_error
+        metrics: tuple[str | None, ...] = shared.metrics if report.conversion_metric else (None,)
+        fit = shared.plan.allowed[read.name]
+        read.progress.windows_total = fit
         bucket = bucket_of(stream, read.config)
         for low, high in windows[:fit]:
             emitted = 0
@@ -195,10 +226,10 @@ async def read_report(read: ReportRead) -> None:
         if fit < len(windows):
             read_up_to = format_datetime(spans.state()[0])
             raise TransientError(
-                f"{read.name} needs {needed} report requests ({len(windows)} windows x {len(metrics)} "
-                f"conversion metrics), more than the {int(allowed)} one sync may spend of Klaviyo's "
-                f"reporting budget (225 a day); read up to {read_up_to}, the next sync resumes "
-                "there",
-                internal_message=f"plan {needed} requests, budget {int(allowed)} per sync",
+                f"{read.name} needs {mine.requests} report requests ({len(windows)} windows x "
+                f"{len(metrics)} conversion metrics); with the other report streams that is more than "
+                f"the {shared.plan.budget} one sync may spend of Klaviyo's reporting budget "
+                f"({DAILY_BUDGET} a day), so it read up to {read_up_to}; the next sync resumes there",
+                internal_message=f"plan {shared.plan.total} requests, budget {shared.plan.budget} per sync",
             )
     read.checkpoint(force=True)

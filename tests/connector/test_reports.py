@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -20,12 +21,21 @@ from hypothesis import strategies as st
 
 from klaviyo_emulator import reports as emulated
 from klaviyo_emulator.endpoints import BY_ROUTE
+from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 from source_klaviyo import reports
 from source_klaviyo.datetimes import format_datetime, utc_now
-from source_klaviyo.report_plan import first_whole_day, plan_windows, start_of_day
+from source_klaviyo.report_plan import (
+    DAILY_BUDGET,
+    StreamPlan,
+    allot,
+    first_whole_day,
+    plan_reports,
+    plan_windows,
+    start_of_day,
+)
 from source_klaviyo.schemas import load_schema
 from source_klaviyo.streams import CONVERSION_METRICS_STREAM, STREAMS_BY_NAME, Report, Stream
-from tests.connector.helpers import read_in_process, record_validator
+from tests.connector.helpers import InstantClock, read_in_process, record_validator
 from tests.truth import REPORT_STREAMS
 
 DAY = timedelta(days=1)
@@ -303,3 +313,87 @@ def test_windows_tile_the_plan_within_the_declarations_limits(stream: Stream, no
         assert len(windows) <= 1
     if report.interval:
         assert all(low == start_of_day(low) for low, _ in windows)  # whole days
+
+
+# --------------------------------------------------------------------------- the budget rule
+
+
+def first_sync_requests(stream: str, metrics: list[str], start_date: datetime) -> int:
+    """A first sync's report requests of `stream`, from its declaration and the conversion metrics."""
+    start = first_read_start(stream, start_date, today())
+    return windows_between(stream, start, today()) * len(metrics_of(stream, metrics))
+
+
+def planned_count(sink) -> int:
+    """The request count the plan logged before any report request."""
+    lines = [message for kind, (level, message) in ((k, v) for k, v in sink.events if k == "log")
+             if message.startswith("report plan: ") and level == "INFO"]
+    assert len(lines) == 1, lines  # one plan for all the report streams of a sync
+    return int(lines[0].removeprefix("report plan: ").split(" ", 1)[0])
+
+
+def test_a_first_sync_of_every_report_stream_from_2010_fits_one_days_budget():
+    """Klaviyo's own limits (1/s, 2/min, 225/day per endpoint) enforced by the emulator on the client's
+    virtual clock: every report stream read together from 2010 is COMPLETE within one day, its request
+    count is the plan's (logged up front) and within one day's quota for all the streams together, each
+    value arrives once and is the emulator's; a second sync the same day sends no request."""
+    pacing = InstantClock()
+    options = EmulatorOptions(seed=11, scale="tiny", rate_limits=True,
+                              rate_limit_clock=lambda: time.time() + pacing.offset)
+    with run_emulator_in_thread(options) as emulator:
+        now = utc_now()
+        sink, result = read_in_process(emulator.url, REPORTS, start_date=format_datetime(LONG_AGO),
+                                       clock=lambda: now, pacing=pacing)
+        assert result.ok, sink.errors
+        metrics = placed_order(emulator)
+        requests = emulator.stats()["requests"]
+        # Answered requests: what the quota counts (a 429 is not counted, and was waited out).
+        answered = {stream: requests[STREAMS_BY_NAME[stream].path]["200"] for stream in REPORTS}
+        assert answered == {stream: first_sync_requests(stream, metrics, LONG_AGO) for stream in REPORTS}
+        total = sum(first_sync_requests(stream, metrics, LONG_AGO) for stream in REPORTS)
+        assert planned_count(sink) == total <= DAILY_BUDGET
+        assert pacing.offset < 86_400, "done within the day the quota is counted over"
+        for stream in REPORTS:
+            start = first_read_start(stream, LONG_AGO, today())
+            assert keyed(sink.by_stream.get(stream, []), stream) == expected(emulator, stream, metrics,
+                                                                             start, today())
+
+        emulator.reset_stats()
+        state = {stream: sink.final_state(stream) for stream in REPORTS}
+        again, result = read_in_process(emulator.url, REPORTS, start_date=format_datetime(LONG_AGO),
+                                        state=state, clock=lambda: now, pacing=pacing)
+        assert result.ok, again.errors
+        assert emulator.stats()["requests_total"] == 0
+        assert planned_count(again) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(start_date=st.none() | st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2040, 1, 1),
+                                           timezones=st.just(UTC)),
+       now=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2040, 1, 1),
+                        timezones=st.just(UTC)),
+       metrics=st.integers(1, 3))
+def test_a_first_sync_of_every_report_stream_needs_one_days_budget_at_most(start_date, now, metrics):
+    plan = plan_reports(dict.fromkeys(REPORT_STREAMS), start_date, now, conversion_metrics=metrics)
+    assert plan.total <= DAILY_BUDGET
+    assert plan.spent == plan.total  # all of it fits: nothing is left for the next sync
+
+
+@settings(max_examples=300, deadline=None)
+@given(sizes=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 6)), min_size=1, max_size=8),
+       budget=st.integers(0, 300))
+def test_a_plan_over_the_budget_is_cut_to_the_budget_fairly(sizes, budget):
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    plans = [StreamPlan(f"s{i}", day, ((day, day + DAY),) * windows, per_window)
+             for i, (windows, per_window) in enumerate(sizes)]
+    allowed = allot(plans, budget)
+    assert sum(allowed[plan.name] * plan.per_window for plan in plans) <= budget
+    assert all(0 <= allowed[plan.name] <= len(plan.windows) for plan in plans)
+    if sum(plan.requests for plan in plans) <= budget:
+        assert all(allowed[plan.name] == len(plan.windows) for plan in plans)
+    else:  # no stream is left waiting while another could have had fewer windows and it one more
+        for short in plans:
+            if allowed[short.name] < len(short.windows):
+                assert all(allowed[other.name] <= allowed[short.name] + 1 or
+                           budget - sum(allowed[p.name] * p.per_window for p in plans) < short.per_window
+                           for other in plans)
