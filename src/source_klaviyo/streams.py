@@ -224,6 +224,8 @@ _SERIES_HISTORY_DAYS = 365
 # No campaign was sent with Klaviyo before 2012, the year it opened (and the date every 2.x version
 # read as the start of time): a campaign report without start_date starts there, not in 1970.
 _FIRST_CAMPAIGNS = datetime(2012, 1, 1, tzinfo=UTC)
+# Klaviyo has no segment reporting data before this day (the spec's description of the timeframe).
+_SEGMENT_DATA_SINCE = datetime(2023, 6, 1, tzinfo=UTC)
 _EVENTS_INCREMENTAL = Incremental(cursor="datetime", config_lookback=True, append_only=True)
 
 STREAMS: tuple[Stream, ...] = (
@@ -409,6 +411,56 @@ STREAMS: tuple[Stream, ...] = (
             days_per_request=_DAILY_SERIES_DAYS,
             interval="daily",
             history_days=_SERIES_HISTORY_DAYS,
+        ),
+    ),
+    Stream(
+        "flow_values_reports",
+        "/api/flow-values-reports",
+        primary_key=("flow_message_id", "conversion_metric_id"),
+        incremental=_REPORTS_INCREMENTAL,
+        tier="REPORTING",
+        resource_type="flow-values-report",
+        report=Report(
+            "flow-values-report",
+            ("flow_id", "flow_message_id", "send_channel"),
+            timeframes="trailing",
+            days_per_request=_REPORT_YEAR,
+        ),
+    ),
+    Stream(
+        "segment_values_reports",
+        "/api/segment-values-reports",
+        primary_key=("segment_id",),
+        incremental=_REPORTS_INCREMENTAL,
+        tier="REPORTING",
+        resource_type="segment-values-report",
+        report=Report(
+            "segment-values-report",
+            ("segment_id",),
+            timeframes="trailing",
+            days_per_request=_REPORT_YEAR,
+            group_by=False,
+            conversion_metric=False,
+            earliest=_SEGMENT_DATA_SINCE,
+        ),
+    ),
+    Stream(
+        "segment_series_reports",
+        "/api/segment-series-reports",
+        primary_key=("date", "segment_id"),
+        incremental=_REPORTS_INCREMENTAL,
+        tier="REPORTING",
+        resource_type="segment-series-report",
+        report=Report(
+            "segment-series-report",
+            ("segment_id",),
+            timeframes="days",
+            days_per_request=_DAILY_SERIES_DAYS,
+            interval="daily",
+            group_by=False,
+            conversion_metric=False,
+            history_days=_SERIES_HISTORY_DAYS,
+            earliest=_SEGMENT_DATA_SINCE,
         ),
     ),
 )

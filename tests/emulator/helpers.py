@@ -216,6 +216,44 @@ def flow_series_body(metric_id: str) -> dict:
     }
 
 
+def flow_values_body(metric_id: str) -> dict:
+    return {
+        "data": {
+            "type": "flow-values-report",
+            "attributes": {
+                "statistics": ["opens", "recipients", "conversions", "conversion_value", "open_rate"],
+                "timeframe": {"key": "last_30_days"},
+                "conversion_metric_id": metric_id,
+                "group_by": ["flow_id", "flow_message_id", "send_channel"],
+            },
+        }
+    }
+
+
+def segment_values_body(_metric_id: str = "") -> dict:
+    """Segment reports have no conversion metric: the argument is there to share the bodies' signature."""
+    return {
+        "data": {
+            "type": "segment-values-report",
+            "attributes": {"statistics": ["members_added", "total_members"],
+                           "timeframe": {"key": "last_365_days"}},
+        }
+    }
+
+
+def segment_series_body(_metric_id: str = "") -> dict:
+    return {
+        "data": {
+            "type": "segment-series-report",
+            "attributes": {
+                "statistics": ["members_added", "net_members_changed", "total_members"],
+                "timeframe": {"key": "last_7_days"},
+                "interval": "daily",
+            },
+        }
+    }
+
+
 def is_connection_failure(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | http.client.HTTPException | urllib.error.URLError | OSError)
 
