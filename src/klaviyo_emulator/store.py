@@ -52,6 +52,7 @@ class World:
             [metrics.rows[i]["attributes"]["name"] for i in range(len(metrics))],
             self.profiles,
             quirks,
+            self.catalog.senders(),
         )
         self.tables: dict[str, Table] = {
             "profiles": self.profiles,

@@ -405,6 +405,7 @@ class UpgradePlan:
             "config_rewritten": self.config_rewritten,
             "streams": [asdict(plan) for plan in self.streams],
             "summary": summary,
+            "local_sync": LOCAL_SYNC,
             "report_requests": asdict(self.report_requests),
         }
 
@@ -498,6 +499,14 @@ def run_upgrade_plan(args: argparse.Namespace, out: TextIO | None = None, err: T
     return 0
 
 
+# What the same decisions mean for a local DuckDB file (`source-klaviyo sync`, docs/local-sync.md).
+LOCAL_SYNC = (
+    "A DuckDB file of `source-klaviyo sync` follows the same rule at its next sync: a stream to reset is "
+    "rebuilt from a full read (its old table stays queryable until then); the others continue, an attribute "
+    "new to the schema adding its typed column and a retyped one resetting the stream. A file written before "
+    "typed columns (layout 1) is first converted in place."
+)
+
 _STYLES = {"continue": "green", "reset": "bold red", "new": "cyan", "full_refresh": "yellow",
            "dropped": "dim"}
 
@@ -528,4 +537,5 @@ def render_table(plan: UpgradePlan) -> str:
     resets = [item.stream for item in plan.streams if item.decision == "reset"]
     if resets:
         console.print(f"After upgrading, refresh the source schema and reset: {', '.join(resets)}")
+    console.print(LOCAL_SYNC)
     return console.export_text()

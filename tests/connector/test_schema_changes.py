@@ -7,7 +7,6 @@ declares exactly that set.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -15,21 +14,14 @@ from pathlib import Path
 import pytest
 
 from source_klaviyo.streams import STREAMS_BY_NAME
+from tests.tools import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "src" / "source_klaviyo" / "schema_changes.json"
 METADATA = REPO / "metadata.yaml"
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("schema_changelog", REPO / "tools" / "schema_changelog.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load_tool()
+tool = load_tool("schema_changelog")
 
 
 @pytest.fixture(scope="module")
