@@ -1,8 +1,8 @@
 """The connector's config: parsing, validation and the rewrite of legacy configs.
 
 `parse_config` accepts every config shape a 0.x, 1.x or 2.x user may bring (see
-`shared/reference/legacy-shapes.md` §1) and returns a typed `Config`. When a stored value is one
-that the 3.0.0 spec would reject but we still understand (a boolean written as `"true"`, a date
+docs/migration-guide.md, "Start with `upgrade-plan`") and returns a typed `Config`. When a stored
+value is one that the 3.0.0 spec would reject but we still understand (a boolean written as `"true"`, a date
 without a time), it also returns the raw config rewritten to the 3.0.0 shape, so that the CLI can
 hand it to the platform as a CONTROL/CONNECTOR_CONFIG message.
 

@@ -153,5 +153,21 @@ def test_no_test_tool_or_benchmark_reads_beside_the_clone() -> None:
         for path in (REPO / folder).rglob("*.py")
         if _OUTSIDE.search(path.read_text(encoding="utf-8"))
     ]
-    # The derivation tool is the one reader of ../shared; nothing in the suite or CI runs it.
+    # The derivation tool is the one reader of the shared folder; nothing in the suite or CI runs it.
     assert readers == ["tools/derive_reference.py"]
+
+
+# A citation of a file in the shared folder beside the clone (its relative path or its reference/ part).
+_CITED_OUTSIDE = re.compile(r"\.\./shared\b|\bshared/reference/")
+
+
+def test_no_code_or_test_cites_a_file_beside_the_clone() -> None:
+    """A clone has no shared folder: a docstring or comment pointing there sends the reader nowhere.
+    Cite what the repository holds (docs/, reference/) instead."""
+    citing = [
+        path.relative_to(REPO).as_posix()
+        for folder in ("src", "tests", "bench")
+        for path in (REPO / folder).rglob("*.py")
+        if _CITED_OUTSIDE.search(path.read_text(encoding="utf-8"))
+    ]
+    assert citing == []
