@@ -1,4 +1,4 @@
-"""The report streams (`kind="report"`): Klaviyo's POST reporting API, flattened to records.
+"""The report streams (declared with a `Report`): Klaviyo's POST reporting API, flattened to records.
 
 Klaviyo allows the reporting endpoints 1 request/s, 2/min and **225 a day** per endpoint and account,
 so the report streams of a sync plan their requests together before sending any (`report_plan.py`:

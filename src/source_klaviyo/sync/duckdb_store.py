@@ -367,13 +367,9 @@ class Store:
                 added = [column for column in layout.columns if column.name not in present]
                 for name, sql_type in METADATA_COLUMNS:
                     if name not in present:  # a table written before the column existed
-                        self.con.execute(f"ALTER TABLE {quote_ident(target.table)} "
-                                         f"ADD COLUMN {quote_ident(name)} {sql_type}")
+                        self._add_column(target.table, name, sql_type)
                 for column in added:
-                    self.con.execute(
-                        f"ALTER TABLE {quote_ident(target.table)} "
-                        f"ADD COLUMN {quote_ident(column.name)} {column.sql_type}"
-                    )
+                    self._add_column(target.table, column.name, column.sql_type)
                 if added and RAW_COLUMN in present:
                     self._fill_from_raw(target.table, added)
             self.con.execute("COMMIT")
@@ -512,8 +508,11 @@ class Store:
     def add_json_columns(self, target: Target, names: list[str]) -> None:
         """Klaviyo may add a top-level field before our schema knows it: it is kept, as a JSON column."""
         for name in names:
-            self.con.execute(f"ALTER TABLE {quote_ident(target.table)} ADD COLUMN {quote_ident(name)} JSON")
+            self._add_column(target.table, name, "JSON")
             target.extra_columns.append(Column(name, "JSON"))
+
+    def _add_column(self, table: str, name: str, sql_type: str) -> None:
+        self.con.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(name)} {sql_type}")
 
     def _upsert(self, target: Target, batch: Batch, counts: BatchCounts) -> None:
         # No PRIMARY KEY constraint (its index stays in memory, ~110 MB per million keys): the rows of
