@@ -83,6 +83,9 @@ OPERATIONS = (
     "get_web_feeds",
     "query_campaign_values",
     "query_flow_series",
+    "query_flow_values",
+    "query_segment_series",
+    "query_segment_values",
 )
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 # Per operation, everything else (summary, description, tags, aliases, sub-tags, pre-release

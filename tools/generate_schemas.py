@@ -90,14 +90,19 @@ class Report:
     groupings: tuple[str, ...]
     # Where the record's ``date`` is typed from: the series' date_times, or the request timeframe.
     date_source: str
+    # Whether the request asks ``group_by`` (its enum then bounds the groupings) and has a conversion metric.
+    group_by: bool = True
+    conversion_metric: bool = True
 
 
 def shape_of(spec: Spec, stream: Stream) -> Resource | Membership | Report:
     """The record shape of a declared stream: the operation its endpoint is in the spec, and what its
     declaration (additional fields, parent, detail, hook, report) adds to that operation's resource."""
     if stream.report is not None:
-        return Report(spec.operation_at("post", stream.path), stream.report.group_by,
-                      date_source="date_times" if stream.report.interval else "timeframe")
+        report = stream.report
+        return Report(spec.operation_at("post", stream.path), report.groupings,
+                      date_source="date_times" if report.interval else "timeframe",
+                      group_by=report.group_by, conversion_metric=report.conversion_metric)
     hook = stream.hook
     if isinstance(hook, hooks.Membership):
         if stream.parent is None:
@@ -470,10 +475,15 @@ def build_membership(spec: Spec, stream: Membership) -> Schema:
 def build_report(spec: Spec, stream: Report) -> Schema:
     attributes = prop(spec.request(stream.operation), "data", "attributes")
     raw_attributes = spec.request_attributes(stream.operation)
-    allowed_groupings = set(spec.enum(raw_attributes["properties"]["group_by"]))
-    unknown = set(stream.groupings) - allowed_groupings
-    if unknown:
-        raise SpecError(f"{stream.operation} cannot group by {sorted(unknown)}")
+    if stream.group_by:
+        allowed_groupings = set(spec.enum(raw_attributes["properties"]["group_by"]))
+        unknown = set(stream.groupings) - allowed_groupings
+        if unknown:
+            raise SpecError(f"{stream.operation} cannot group by {sorted(unknown)}")
+    elif "group_by" in raw_attributes["properties"]:
+        raise SpecError(f"{stream.operation} takes group_by: declare the groupings it asks")
+    if stream.conversion_metric != ("conversion_metric_id" in raw_attributes["properties"]):
+        raise SpecError(f"{stream.operation}: the declaration and the spec disagree on a conversion metric")
     statistics = spec.enum(raw_attributes["properties"]["statistics"])
     if stream.date_source == "date_times":
         date = prop(spec.response(stream.operation), "data", "attributes", "date_times")["items"]
@@ -481,7 +491,8 @@ def build_report(spec: Spec, stream: Report) -> Schema:
         date = prop(attributes, "timeframe", "start")
     properties: Schema = {"date": {**date, "type": ["string"]}}
     properties.update({name: _string() for name in stream.groupings})
-    properties["conversion_metric_id"] = prop(attributes, "conversion_metric_id")
+    if stream.conversion_metric:
+        properties["conversion_metric_id"] = prop(attributes, "conversion_metric_id")
     properties["statistics"] = {
         "type": ["object"],
         "properties": {name: {"type": ["number", "null"]} for name in sorted(statistics)},

@@ -15,7 +15,8 @@ Two kinds of entries, kept apart:
   default `reference/airbyte-2.x-schemas/` in this repository, the structure that
   `tools/derive_reference.py` keeps of the 2.x wheels' schemas) is flattened to JSON paths such as
   `attributes.subscriptions.email.marketing.suppression[]` and compared with our generated schema in
-  `src/source_klaviyo/schemas/`.
+  `src/source_klaviyo/schemas/`. A stream whose records changed meaning with the same fields (a new
+  primary key) is a hand-written 3.0.0 fact (`RESTRUCTURED_IN_TARGET`): no diff can see it.
 
 What counts as breaking — a change that leaves existing destination data or columns wrong:
 removed fields, renamed fields (a removal plus an addition recorded in `KNOWN_RENAMES`) and retyped
@@ -72,7 +73,17 @@ STREAM_INTRODUCED: dict[str, str] = {
 # Streams that existed in 2.14+ (manifest-only releases) but for which no 2.x schema is at hand.
 UNVERIFIED_STREAMS: dict[str, str] = {
     "flow_series_reports": "existed in the manifest-only 2.14+ releases; no 2.x schema to compare with",
-    "campaign_values_reports": "existed in the manifest-only 2.14+ releases; no 2.x schema to compare with",
+}
+
+# Streams whose records mean something else in 3.0.0 with the same fields: no schema diff can see it,
+# so the fact is written here (and the stream is breaking: its stored rows cannot be kept).
+RESTRUCTURED_IN_TARGET: dict[str, str] = {
+    "campaign_values_reports": (
+        "One record per campaign message and conversion metric with the campaign's statistics over its "
+        "life (Klaviyo's campaign view), instead of one record per day: the primary key is "
+        "(campaign_message_id, conversion_metric_id), without `date`, and `date` is the day the "
+        "statistics were read up to. Rows of the per-day shape cannot be merged with these."
+    ),
 }
 
 _V2_MOVE = (
@@ -220,7 +231,10 @@ def compute(reference: Path) -> dict[str, Any]:
             old_file = reference / version / f"{stream}.json"
             if old_file.exists():
                 since[version] = diff(stream, flatten(load_json(old_file)), new, version)
-        if since:
+        if stream in RESTRUCTURED_IN_TARGET:
+            entry = {"status": "restructured", "breaking": True,
+                     "restructured": RESTRUCTURED_IN_TARGET[stream]}
+        elif since:
             breaking = any(is_breaking(changes) for changes in since.values())
             entry = {"status": "changed" if breaking else "compatible", "breaking": breaking, "since": since}
         elif stream in UNVERIFIED_STREAMS:
@@ -248,6 +262,7 @@ def compute(reference: Path) -> dict[str, Any]:
         "breaking_streams": sorted(s for s, e in target.items() if e["breaking"]),
         "added_streams": sorted(s for s, e in target.items() if e["status"] == "added"),
         "unverified_streams": sorted(s for s, e in target.items() if e["status"] == "unverified"),
+        "restructured_streams": sorted(s for s, e in target.items() if e["status"] == "restructured"),
         "streams": target,
     }
     return {

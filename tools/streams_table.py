@@ -12,7 +12,7 @@ size)`, plus what the declaration adds on top — a first page per partition or 
 parent record (`Parent`), one request per record (`Detail`). Whether the endpoint pages at all is read
 from Klaviyo's OpenAPI description (an operation without `page[cursor]` answers in one page); the
 page size is the declaration's `page[size]`, else Klaviyo's fixed page (`SERVER_PAGE`). Report streams
-are counted per day and conversion metric instead (see `reports.py`).
+are counted per timeframe and conversion metric instead (see `report_plan.py`).
 
 "Sync modes" says why a stream is a full refresh (`full_refresh_reason`): it is read per parent record,
 its records come included in another resource's pages, they carry no time of change, or its endpoint
@@ -33,7 +33,7 @@ from typing import Any
 from source_klaviyo import hooks
 from source_klaviyo.schemas import load_schema
 from source_klaviyo.scopes import stream_scopes
-from source_klaviyo.streams import STREAMS, TIERS, Stream
+from source_klaviyo.streams import STREAMS, TIERS, Report, Stream
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -185,9 +185,34 @@ def records_per_page(stream: Stream) -> int | None:
     return SERVER_PAGE[stream.path]
 
 
+def report_cost(report: Report) -> str:
+    """What a report stream's reads cost, whatever the records: its timeframes (`report_plan.py`)."""
+    each = " and conversion metric" if report.conversion_metric else ""
+    daily = " per conversion metric" if report.conversion_metric else ""
+    if report.timeframes == "trailing":
+        return f"1 a day{daily}, whatever the records"
+    if report.timeframes == "sent":
+        return (f"1 per {_days(report.days_per_request)} of send dates{each} on a first read, then 1 a "
+                f"day{daily}, whatever the records")
+    return (f"1 per {_days(report.days_per_request)}{each}, {_days(report.history_days or 0)} back at "
+            "most, whatever the records")
+
+
+def report_note(report: Report) -> str:
+    """What a report stream's records are, in a reader's words."""
+    per = ", ".join(report.groupings) + (" and conversion metric" if report.conversion_metric else "")
+    if report.timeframes == "days":
+        return f"one record per day, {per}; the last {_days(report.history_days or 0)} at most"
+    if report.timeframes == "sent":
+        return (f"one record per {per}: the statistics over the campaign's life, by send date; those "
+                "sent within `campaign_lookback_days` of the last sync are read again")
+    return (f"one record per {per}: the statistics over the {_days(report.days_per_request)} before "
+            "today, read again each day")
+
+
 def requests_per_1000(stream: Stream) -> str:
     if stream.report is not None:
-        return f"1 per {_days(stream.report.days_per_request)} and conversion metric, whatever the records"
+        return report_cost(stream.report)
     size = records_per_page(stream)
     if size is None:
         return _one_page_per_chain(stream)
@@ -259,9 +284,7 @@ def notes(stream: Stream) -> str:
     if stream.split_by is not None:
         said.append(f"read in concurrent chains cut from its `{stream.split_by}` range")
     if stream.report is not None:
-        report = stream.report
-        said.append(f"one record per day, {', '.join(report.group_by)} and conversion metric; "
-                    f"1 request per {_days(report.days_per_request)} and metric")
+        said.append(report_note(stream.report))
     return "; ".join(said)
 
 

@@ -165,7 +165,8 @@ def _route_of(request: web.Request) -> str:
 def build_app(world: World, options: EmulatorOptions) -> web.Application:
     settings = Settings(options)
     faults = FaultPlan.parse(options.faults, options.seed)
-    limiter = RateLimiter(options.rate_limit_scale)
+    clock = getattr(options, "rate_limit_clock", None)
+    limiter = RateLimiter(options.rate_limit_scale, clock) if clock else RateLimiter(options.rate_limit_scale)
     cache = PageCache(int(getattr(options, "page_cache_mb", 96.0) * 1024 * 1024))
     api = Api(world, getattr(options, "unsorted_archived_campaigns", True) and settings.quirks)
     stats = Stats()

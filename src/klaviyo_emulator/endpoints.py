@@ -710,6 +710,33 @@ ENDPOINTS: list[Endpoint] = [
         method="POST",
         fields={"flow-series-report": _set("date_times", "id", "results")},
     ),
+    Endpoint(
+        "/api/flow-values-reports",
+        "query_flow_values",
+        None,
+        ("flows:read",),
+        "REPORTING",
+        method="POST",
+        fields={"flow-values-report": _set("id", "results")},
+    ),
+    Endpoint(
+        "/api/segment-values-reports",
+        "query_segment_values",
+        None,
+        ("segments:read",),
+        "REPORTING",
+        method="POST",
+        fields={"segment-values-report": _set("id", "results")},
+    ),
+    Endpoint(
+        "/api/segment-series-reports",
+        "query_segment_series",
+        None,
+        ("segments:read",),
+        "REPORTING",
+        method="POST",
+        fields={"segment-series-report": _set("date_times", "id", "results")},
+    ),
 ]
 
 BY_ROUTE = {e.route: e for e in ENDPOINTS}

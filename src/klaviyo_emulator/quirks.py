@@ -5,7 +5,7 @@ Every quirk is on by default (as the live API behaves) and named in `QUIRKS`; `s
 unsorted archived campaigns have their own switch too (`--sorted-archived-campaigns`). The names are
 what docs/emulator.md, BEHAVIOR.md and the OpenAPI validation of the tests call them.
 
-Archived campaigns come back slightly unsorted (../shared/reference/klaviyo-quirks.md): asked for
+Archived campaigns come back slightly unsorted (docs/emulator.md, "Quirks"): asked for
 `equals(archived,true)` sorted by `updated_at`, the API serves a few records one place early or late.
 Here the order is the true order with some adjacent pairs swapped, a pure function of the seed and
 the records' ids, so every page size and every walk sees the same sequence, and a swapped pair falls

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,6 +38,9 @@ class EmulatorOptions:
     faults: str = ""  # interface.md grammar, e.g. "503=0.05,reset=0.02"
     rate_limits: bool = True
     rate_limit_scale: float = 1.0  # multiplies every tier's burst and steady limits
+    # The epoch seconds the rate-limit windows are counted by: a test shares its client's virtual clock
+    # here, so that a day of reporting quota passes without waiting for it. None: real time.
+    rate_limit_clock: Callable[[], float] | None = None
     api_key: str = "pk_emulator"
     key_scopes: dict[str, frozenset[str] | None] = field(
         default_factory=dict

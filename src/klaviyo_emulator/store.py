@@ -59,6 +59,7 @@ class World:
             [metrics.rows[i]["attributes"]["name"] for i in range(len(metrics))],
             self.profiles,
             quirks,
+            self.catalog.senders(),
         )
         self.commerce = Commerce(seed, self.anchor, self.scale, self.catalog.tables["coupons"], self.profiles,
                                  self.events, id_named(metrics, "Ordered Product"), quirks)

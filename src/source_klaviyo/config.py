@@ -1,8 +1,8 @@
 """The connector's config: parsing, validation and the rewrite of legacy configs.
 
 `parse_config` accepts every config shape a 0.x, 1.x or 2.x user may bring (see
-`shared/reference/legacy-shapes.md` §1) and returns a typed `Config`. When a stored value is one
-that the 3.0.0 spec would reject but we still understand (a boolean written as `"true"`, a date
+docs/migration-guide.md, "Start with `upgrade-plan`") and returns a typed `Config`. When a stored
+value is one that the 3.0.0 spec would reject but we still understand (a boolean written as `"true"`, a date
 without a time), it also returns the raw config rewritten to the 3.0.0 shape, so that the CLI can
 hand it to the platform as a CONTROL/CONNECTOR_CONFIG message.
 
@@ -35,6 +35,9 @@ LEGACY_DEFAULT_START = datetime(2012, 1, 1, tzinfo=UTC)
 # A start date typed as "today" by someone east of UTC is tomorrow in UTC; more than that is a mistake.
 FUTURE_START_DATE_TOLERANCE = timedelta(days=1)
 START_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+DEFAULT_CAMPAIGN_LOOKBACK_DAYS = 30
+# A year: the longest report timeframe, so that the refresh stays one request per conversion metric.
+MAX_CAMPAIGN_LOOKBACK_DAYS = 365
 
 _START_DATE_CANONICAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 # What we accept for start_date: a date, or a date and time with an optional zone (none = UTC).
@@ -55,6 +58,9 @@ class Config:
     base_url: str = DEFAULT_BASE_URL
     lookback_window_days: int = 0  # legacy `lookback_window`: trailing lookback of the events streams
     metric_ids: tuple[str, ...] = ()  # narrows the conversion metrics of the report streams
+    # Campaigns sent this many days before the last sync have their statistics read again: opens,
+    # clicks and conversions keep arriving for days after a send.
+    campaign_lookback_days: int = DEFAULT_CAMPAIGN_LOOKBACK_DAYS
     request_timeout_seconds: float = 60.0
 
     def __repr__(self) -> str:
@@ -323,6 +329,9 @@ _FIELDS: dict[str, tuple[str, Callable[[object, datetime], _Parsed]]] = {
     "base_url": ("base_url", _base_url),
     "lookback_window": ("lookback_window_days", _integer("lookback_window", 0, None)),
     "metric_ids": ("metric_ids", _metric_ids),
+    "campaign_lookback_days": (
+        "campaign_lookback_days", _integer("campaign_lookback_days", 0, MAX_CAMPAIGN_LOOKBACK_DAYS)
+    ),
     "request_timeout_seconds": ("request_timeout_seconds", _timeout),
 }
 

@@ -74,7 +74,7 @@ from .pages import PARSED, AnyRecord, chain_pages, cursor_value, has_next, ids_o
 from .ranges import NO_LOWER_BOUND, Range, Span, Spans, plan_cuts
 from .records import prepare, prepare_raw, with_details, within
 from .reports import read_report
-from .streams import STREAMS_BY_NAME, TierName
+from .streams import STREAMS_BY_NAME, Stream, TierName
 
 if TYPE_CHECKING:
     from .http import HttpStats
@@ -324,6 +324,17 @@ class StreamRead:
     def saved(self, partition: Partition) -> tuple[datetime | None, list[Range]]:
         """The saved cursor of `partition` and the gaps below it that were never read."""
         return saved_position(self.stream, self.r.state.get(self.name), partition)
+
+    def report_positions(self) -> dict[Stream, datetime | None]:
+        """The saved cursor of every report stream of this read (None where it reads from the start:
+        no state, or full refresh), for the plan they share."""
+        positions: dict[Stream, datetime | None] = {}
+        for cs in self.r.configured:
+            if cs.stream.report is not None:
+                incremental = cs.incremental and cs.stream.incremental is not None
+                saved = self.r.state.get(cs.name) if incremental else None
+                positions[cs.stream] = saved_position(cs.stream, saved, {})[0]
+        return positions
 
     def track(self, spans: Spans, partition: Partition | None = None) -> _Unit:
         """Read `spans` (of `partition`) as part of this stream: its state states them."""

@@ -1,31 +1,27 @@
-"""The report streams (`kind="report"`): Klaviyo's POST reporting API, flattened to one record per day.
+"""The report streams (declared with a `Report`): Klaviyo's POST reporting API, flattened to records.
 
 Klaviyo allows the reporting endpoints 1 request/s, 2/min and **225 a day** per endpoint and account,
-so a report stream plans its requests before sending any:
+so the report streams of a sync plan their requests together before sending any (`report_plan.py`:
+which timeframes, and the budget rule), and the plan's request count is logged first.
 
-- **Days.** A record is one whole UTC day, read once the day is over: the plan covers the days from
-  the saved cursor (a state `{"date": D}` means every day before D was emitted) or else `start_date`
-  (the first whole day at or after it) or else the declaration's `default_days`, up to the start of
-  today. The state never passes now, and a sync on a day already read sends no report request.
-- **Requests.** `flow_series_reports` asks a daily series of up to 60 days per request (the API's
-  maximum for `interval: daily`); `campaign_values_reports` has no series, so it asks one day per
-  request. Each window is asked once per conversion metric: `metric_ids` from the config, else every
-  metric named "Placed Order" (one GET /api/metrics chain, shared by both streams) — never all metrics.
-  `plan_windows(...)` x metrics is the exact number of report requests of a sync.
-- **Budget.** One sync spends at most `REQUESTS_PER_SYNC` requests per report stream (less than half of
-  the endpoint's 225 a day, leaving room for a retried or second sync that day and other integrations).
-  A plan over it reads the oldest windows that fit, checkpoints after each, and ends the stream
-  INCOMPLETE with a transient_error naming the day it reached: the next sync resumes there. A stream
-  is never COMPLETE with days missing.
-- **Records.** `{date, <group_by groupings>, conversion_metric_id, statistics{...}}`, statistics being
-  every name the stream's schema declares (the request's whole `statistics` enum).
+- **Requests.** Each planned window is asked once per conversion metric: `metric_ids` from the
+  config, else every metric named "Placed Order" (one GET /api/metrics chain, shared by the streams)
+  — never all metrics. A report without a conversion metric asks each window once.
+- **Budget.** One sync spends at most `REQUESTS_PER_SYNC` (one day's quota, 225) on all its report
+  streams together. A stream whose windows do not all fit reads its oldest windows, checkpoints
+  after each, and ends INCOMPLETE with a transient_error naming where it reached: the next sync
+  resumes there. A stream is never COMPLETE with a window missing.
+- **Records.** `{date, <groupings>, conversion_metric_id, statistics{...}}`, statistics being every
+  name the stream's schema declares (the request's whole `statistics` enum). A series record's `date`
+  is its day; a values record's `date` is where the plan ends (the start of today): its statistics
+  are Klaviyo's totals as read then, and a later read replaces them (same primary key).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from .chains import Partition, bucket_of, build_chain
@@ -36,14 +32,12 @@ from .datetimes import format_datetime, parse_datetime
 from .errors import ConfigError, SourceError, TransientError
 from .pages import chain_pages, parse_page
 from .ranges import Range, Spans
+from .report_plan import DAILY_BUDGET, ReportPlan, plan_reports
 from .schemas import load_schema
-from .streams import CONVERSION_METRICS_STREAM, STREAMS_BY_NAME, TIERS, Report, Stream
+from .streams import CONVERSION_METRICS_STREAM, STREAMS_BY_NAME, Stream
 
-REQUESTS_PER_SYNC = 100
+REQUESTS_PER_SYNC = DAILY_BUDGET
 DEFAULT_CONVERSION_METRIC = "Placed Order"
-ONE_DAY = timedelta(days=1)
-
-Window = tuple[datetime, datetime]
 T = TypeVar("T")
 
 
@@ -67,6 +61,7 @@ class ReportRead(Protocol):
     def client(self) -> Client: ...
     def now(self) -> datetime: ...
     def saved(self, partition: Partition) -> tuple[datetime | None, list[Range]]: ...
+    def report_positions(self) -> dict[Stream, datetime | None]: ...
     def track(self, spans: Spans) -> object: ...
     def emit(self, records: list[Record]) -> None: ...
     def checkpoint(self, *, force: bool = False) -> None: ...
@@ -74,44 +69,17 @@ class ReportRead(Protocol):
     async def once(self, key: str, compute: Callable[[], Awaitable[T]]) -> T: ...
 
 
-def start_of_day(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def first_whole_day(moment: datetime) -> datetime:
-    day = start_of_day(moment)
-    return day if day == moment else day + ONE_DAY
-
-
-def plan_windows(report: Report, saved: datetime | None, start_date: datetime | None,
-                 now: datetime) -> tuple[datetime, list[Window]]:
-    """(first day, the request windows `[low, high)` up to the start of today, oldest first)."""
-    upper = start_of_day(now)
-    candidates = []
-    if saved is not None:
-        candidates.append(start_of_day(saved))  # a mid-day legacy cursor: that day is read again
-    if start_date is not None:
-        candidates.append(first_whole_day(start_date))
-    start = max(candidates) if candidates else upper - report.default_days * ONE_DAY
-    start = min(start, upper)  # a state in the future is pulled back to today
-    step = report.days_per_request * ONE_DAY
-    windows: list[Window] = []
-    low = start
-    while low < upper:
-        windows.append((low, min(low + step, upper)))
-        low += step
-    return start, windows
-
-
-def request_body(stream: Stream, metric_id: str, low: datetime, high: datetime) -> JSONObject:
+def request_body(stream: Stream, metric_id: str | None, low: datetime, high: datetime) -> JSONObject:
     report = stream.report
     assert report is not None
     attributes: JSONObject = {
         "statistics": statistics_of(stream),
         "timeframe": {"start": format_datetime(low), "end": format_datetime(high)},
-        "conversion_metric_id": metric_id,
-        "group_by": list(report.group_by),
     }
+    if metric_id is not None:
+        attributes["conversion_metric_id"] = metric_id
+    if report.group_by:
+        attributes["group_by"] = list(report.groupings)
     if report.interval:
         attributes["interval"] = report.interval
     return {"data": {"type": report.type, "attributes": attributes}}
@@ -122,10 +90,18 @@ def statistics_of(stream: Stream) -> list[str]:
     return sorted(load_schema(stream.schema_name)["properties"]["statistics"]["properties"])
 
 
-def records_of(
-    stream: Stream, page: JSONObject, metric_id: str, low: datetime, high: datetime
-) -> list[Record]:
-    """The records of one report answer: one per grouping (values) or per grouping and date (series)."""
+def _record(groupings: JSONObject, metric_id: str | None, date: str, statistics: JSONObject) -> Record:
+    record: Record = {"date": date, **groupings}
+    if metric_id is not None:
+        record["conversion_metric_id"] = metric_id
+    record["statistics"] = statistics
+    return record
+
+
+def records_of(stream: Stream, page: JSONObject, metric_id: str | None, low: datetime, high: datetime,
+               as_of: datetime) -> list[Record]:
+    """The records of one report answer: one per grouping (values, dated `as_of`) or per grouping and
+    day in `[low, high)` (series)."""
     report = stream.report
     assert report is not None
     data = page.get("data")
@@ -133,19 +109,10 @@ def records_of(
     results = attributes.get("results") if isinstance(attributes, dict) else None
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
         raise SourceError(f"Klaviyo answered {stream.path} without data.attributes.results")
-    records: list[Record] = []
     if report.interval is None:
-        date = format_datetime(low)
-        for result in results:
-            records.append(
-                {
-                    "date": date,
-                    **(result.get("groupings") or {}),
-                    "conversion_metric_id": metric_id,
-                    "statistics": dict(result.get("statistics") or {}),
-                }
-            )
-        return records
+        date = format_datetime(as_of)
+        return [_record(result.get("groupings") or {}, metric_id, date, dict(result.get("statistics") or {}))
+                for result in results]
     date_times = attributes.get("date_times")  # type: ignore[union-attr]
     if not isinstance(date_times, list):
         raise SourceError(f"Klaviyo answered {stream.path} without data.attributes.date_times")
@@ -155,6 +122,7 @@ def records_of(
             dates.append(parse_datetime(value))
         except ValueError:
             raise SourceError(f"Klaviyo answered {stream.path} with a date_times entry {value!r}") from None
+    records: list[Record] = []
     for result in results:
         groupings = result.get("groupings") or {}
         statistics = result.get("statistics") or {}
@@ -163,8 +131,7 @@ def records_of(
                 continue
             values = {name: (series[index] if isinstance(series, list) and index < len(series) else None)
                       for name, series in statistics.items()}
-            records.append({"date": format_datetime(moment), **groupings, "conversion_metric_id": metric_id,
-                            "statistics": values})
+            records.append(_record(groupings, metric_id, format_datetime(moment), values))
     return records
 
 
@@ -188,27 +155,60 @@ async def conversion_metrics(read: ReportRead) -> tuple[str, ...]:
     return metrics
 
 
+@dataclass(frozen=True)
+class SharedPlan:
+    """The plan of every report stream of a read, with the conversion metrics it was made for (or why
+    they could not be found: only the streams that need them fail)."""
+
+    plan: ReportPlan
+    metrics: tuple[str, ...]
+    metrics_error: SourceError | None = None
+
+
+async def shared_plan(read: ReportRead) -> SharedPlan:
+    """Plan every report stream of the read once, and log the plan's request count before any request."""
+
+    async def compute() -> SharedPlan:
+        positions = read.report_positions()
+        lookback = timedelta(days=read.config.campaign_lookback_days)
+        upper = read_upper(read.now())
+        # The metrics are looked up only when a stream that needs them has something to read.
+        draft = plan_reports(positions, read.config.start_date, upper, conversion_metrics=1,
+                             lookback=lookback)
+        metrics: tuple[str, ...] = ()
+        error: SourceError | None = None
+        if any(stream.report and stream.report.conversion_metric and draft.streams[stream.name].windows
+               for stream in positions):
+            try:
+                metrics = await conversion_metrics(read)
+            except SourceError as exc:
+                error = exc
+        plan = plan_reports(positions, read.config.start_date, upper, conversion_metrics=len(metrics),
+                            lookback=lookback, budget=REQUESTS_PER_SYNC)
+        read.log("INFO", plan.describe())
+        return SharedPlan(plan, metrics, error)
+
+    return await read.once("report plan", compute)
+
+
 async def read_report(read: ReportRead) -> None:
-    """Read one report stream as planned (see the module docstring)."""
+    """Read one report stream as the shared plan says (see the module docstring)."""
     stream = read.stream
-    assert stream.report is not None
-    saved = read.saved({})[0] if read.incremental else None
-    start, windows = plan_windows(stream.report, saved, read.config.start_date, read_upper(read.now()))
-    end = windows[-1][1] if windows else start
-    spans = Spans([(start, end)], upper=end)
+    report = stream.report
+    assert report is not None
+    shared = await shared_plan(read)
+    mine = shared.plan.streams[read.name]
+    windows = list(mine.windows)
+    end = windows[-1][1] if windows else mine.start
+    spans = Spans([(mine.start, end)], upper=end)
     read.track(spans)
     span = spans.take()
     if windows:
-        metrics = await conversion_metrics(read)
-        allowed = min(REQUESTS_PER_SYNC, TIERS[stream.tier].daily or math.inf)
-        fit = int(allowed // len(metrics))
-        needed = len(windows) * len(metrics)
-        read.log(
-            "INFO",
-            f"{read.name}: {needed} report requests planned ({len(windows)} windows of up "
-            f"to {stream.report.days_per_request} days x {len(metrics)} conversion metrics)",
-        )
-        read.progress.windows_total = min(len(windows), fit)
+        if report.conversion_metric and shared.metrics_error is not None:
+            raise shared.metrics_error
+        metrics: tuple[str | None, ...] = shared.metrics if report.conversion_metric else (None,)
+        fit = shared.plan.allowed[read.name]
+        read.progress.windows_total = fit
         bucket = bucket_of(stream, read.config)
         for low, high in windows[:fit]:
             emitted = 0
@@ -216,20 +216,20 @@ async def read_report(read: ReportRead) -> None:
                 body = request_body(stream, metric_id, low, high)
                 page = await read.client.post(stream.path, body, bucket=bucket, tier=stream.tier,
                                               parse=parse_page)
-                records = records_of(stream, page, metric_id, low, high)
+                records = records_of(stream, page, metric_id, low, high, as_of=end)
                 read.emit(records)
                 emitted += len(records)
             assert span is not None  # there are windows, so the range is not empty
-            spans.page(span, records=emitted, first=None, last=high)  # every metric's day(s) are in
+            spans.page(span, records=emitted, first=None, last=high)  # every metric's window is in
             read.progress.windows_done += 1
             read.checkpoint()
         if fit < len(windows):
             read_up_to = format_datetime(spans.state()[0])
             raise TransientError(
-                f"{read.name} needs {needed} report requests ({len(windows)} windows x {len(metrics)} "
-                f"conversion metrics), more than the {int(allowed)} one sync may spend of Klaviyo's "
-                f"reporting budget (225 a day); read the days before {read_up_to}, the next sync resumes "
-                "there",
-                internal_message=f"plan {needed} requests, budget {int(allowed)} per sync",
+                f"{read.name} needs {mine.requests} report requests ({len(windows)} windows x "
+                f"{len(metrics)} conversion metrics); with the other report streams that is more than "
+                f"the {shared.plan.budget} one sync may spend of Klaviyo's reporting budget "
+                f"({DAILY_BUDGET} a day), so it read up to {read_up_to}; the next sync resumes there",
+                internal_message=f"plan {shared.plan.total} requests, budget {shared.plan.budget} per sync",
             )
     read.checkpoint(force=True)

@@ -27,6 +27,8 @@ _FAMILY = {
     "flow-series-reports": "flows",
     "flow-values-reports": "flows",
     "mapped-metrics": "metrics",
+    "segment-series-reports": "segments",
+    "segment-values-reports": "segments",
     "tag-groups": "tags",
     "template-universal-content": "templates",
 }
@@ -78,7 +80,7 @@ def stream_scopes(stream: Stream) -> dict[str, str]:
     if stream.detail is not None:
         for scope in path_scopes(stream.detail.path):
             needs.setdefault(scope, f"`{', '.join(stream.detail.fields)}`")
-    if stream.report is not None:
+    if stream.report is not None and stream.report.conversion_metric:
         lookup = STREAMS_BY_NAME[CONVERSION_METRICS_STREAM]
         for scope in path_scopes(lookup.path):
             needs.setdefault(scope, "finding the conversion metrics, unless `metric_ids` is set")

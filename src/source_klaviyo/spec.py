@@ -6,7 +6,12 @@ a 2.x UI validates unchanged; `config.parse_config` is the authority on what is 
 
 from __future__ import annotations
 
-from source_klaviyo.config import DEFAULT_BASE_URL, MAX_NUM_WORKERS
+from source_klaviyo.config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_CAMPAIGN_LOOKBACK_DAYS,
+    MAX_CAMPAIGN_LOOKBACK_DAYS,
+    MAX_NUM_WORKERS,
+)
 from source_klaviyo.contracts import JSONObject
 
 DOCUMENTATION_URL = "https://docs.airbyte.com/integrations/sources/klaviyo"
@@ -116,6 +121,20 @@ def _properties() -> JSONObject:
             "examples": ["RESQ6t,ABC123"],
             "order": 5,
         },
+        "campaign_lookback_days": {
+            "type": "integer",
+            "title": "Campaign report lookback (days)",
+            "description": (
+                "campaign_values_reports holds each campaign message's statistics over its life, which "
+                "keep changing for days after a send (opens, clicks, conversions). Each day's first "
+                "sync reads again the campaigns sent this many days before the previous sync: one "
+                "report request per conversion metric."
+            ),
+            "minimum": 0,
+            "maximum": MAX_CAMPAIGN_LOOKBACK_DAYS,
+            "default": DEFAULT_CAMPAIGN_LOOKBACK_DAYS,
+            "order": 6,
+        },
         "base_url": {
             "type": "string",
             "title": "API base URL",
@@ -125,6 +144,6 @@ def _properties() -> JSONObject:
             ),
             "default": DEFAULT_BASE_URL,
             "pattern": "^https?://",
-            "order": 6,
+            "order": 7,
         },
     }

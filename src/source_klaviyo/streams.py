@@ -11,7 +11,7 @@ the tests) derives from `STREAMS`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from .config import Config
@@ -127,19 +127,45 @@ class ReducedTier:
         return bool(getattr(config, self.dropped_by))
 
 
+# How a report's requests cover time (see `reports.py` and `report_plan.py`):
+#   "days"      a daily series: one record per day; requests tile the days not read yet.
+#   "sent"      values by send date: one record per message with its totals over its life; requests
+#               tile the send dates not read yet, and refresh those within the campaign lookback.
+#   "trailing"  values over the year before today: one record per grouping, read again each day.
+Timeframes = Literal["days", "sent", "trailing"]
+
+
 @dataclass(frozen=True)
 class Report:
-    """A POST reporting query (read by `reports.py`): one record per day and grouping,
-    for each conversion metric (config `metric_ids`, else the account's "Placed Order" metrics).
+    """A POST reporting query (read by `reports.py`, planned by `report_plan.py`).
 
-    A series report answers one value per day for up to `days_per_request` days; a values report
-    has no series, so each request covers one day (`days_per_request=1`)."""
+    Records are `{date, <groupings>, conversion_metric_id, statistics{...}}`: one per grouping and
+    conversion metric (config `metric_ids`, else the account's "Placed Order" metrics), and per day
+    for a series. A report without `conversion_metric` has no `conversion_metric_id`."""
 
     type: str  # the request document's JSON:API type
-    group_by: tuple[str, ...]
-    days_per_request: int
+    groupings: tuple[str, ...]  # the answer's `groupings`, copied to each record
+    timeframes: Timeframes
+    days_per_request: int  # the longest timeframe one request asks (the API's maximum)
     interval: str | None = None  # "daily" for a series report; None: values over the timeframe
-    default_days: int = 30  # how far back a stream without state or start_date starts
+    # Whether the request names the groupings as `group_by` (segment reports group by segment unasked).
+    group_by: bool = True
+    conversion_metric: bool = True  # the request needs a `conversion_metric_id`
+    # A series reads at most this many days back, whatever start_date says: older days would cost a
+    # request per `days_per_request` days each (the values streams hold the totals of older periods).
+    history_days: int | None = None
+    # The API has no data before this day (a values stream without start_date starts there).
+    earliest: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # Where a read without state or start_date starts: never "the beginning of time", which would
+        # cost a request per window back to 1970.
+        if self.timeframes != "trailing" and self.earliest is None and self.history_days is None:
+            raise ValueError(f"Report {self.type!r}: a {self.timeframes!r} report needs `earliest` or "
+                             "`history_days`")
+        if (self.timeframes == "days") != (self.interval is not None):
+            raise ValueError(f"Report {self.type!r}: a series (`interval`) is read by days, and only "
+                             "a series")
 
 
 @dataclass(frozen=True)
@@ -191,6 +217,17 @@ _UPDATED_GREATER_THAN_ONLY = replace(_UPDATED, lower_operator="greater-than", su
 # Report records are whole days: read once the day is over (see reports.py), never filtered by the server.
 _REPORTS_INCREMENTAL = Incremental(cursor="date", lower_operator=None, supports_less_than_filter=False,
                                    server_side_filter=False, sortable=False)
+# A report timeframe is at most a year long (365 days: a leap year's 366 could be refused); a daily
+# series at most 60 days.
+_REPORT_YEAR = 365
+_DAILY_SERIES_DAYS = 60
+# A year of daily values: at most 7 requests of 60 days per conversion metric.
+_SERIES_HISTORY_DAYS = 365
+# No campaign was sent with Klaviyo before 2012, the year it opened (and the date every 2.x version
+# read as the start of time): a campaign report without start_date starts there, not in 1970.
+_FIRST_CAMPAIGNS = datetime(2012, 1, 1, tzinfo=UTC)
+# Klaviyo has no segment reporting data before this day (the spec's description of the timeframe).
+_SEGMENT_DATA_SINCE = datetime(2023, 6, 1, tzinfo=UTC)
 _EVENTS_INCREMENTAL = Incremental(cursor="datetime", config_lookback=True, append_only=True)
 _UPDATED_AT = Incremental(cursor="updated_at")
 # reviews: sorted by `updated`, which the endpoint cannot filter (it filters `created` only): every page
@@ -383,15 +420,16 @@ STREAMS: tuple[Stream, ...] = (
     Stream(
         "campaign_values_reports",
         "/api/campaign-values-reports",
-        primary_key=("date", "conversion_metric_id", "campaign_message_id"),
+        primary_key=("campaign_message_id", "conversion_metric_id"),
         incremental=_REPORTS_INCREMENTAL,
         tier="REPORTING",
         resource_type="campaign-values-report",
         report=Report(
             "campaign-values-report",
             ("campaign_id", "campaign_message_id", "send_channel"),
-            days_per_request=1,
-            default_days=30,
+            timeframes="sent",
+            days_per_request=_REPORT_YEAR,
+            earliest=_FIRST_CAMPAIGNS,
         ),
     ),
     Stream(
@@ -404,9 +442,60 @@ STREAMS: tuple[Stream, ...] = (
         report=Report(
             "flow-series-report",
             ("flow_id", "flow_message_id", "send_channel"),
-            days_per_request=60,
+            timeframes="days",
+            days_per_request=_DAILY_SERIES_DAYS,
             interval="daily",
-            default_days=365,
+            history_days=_SERIES_HISTORY_DAYS,
+        ),
+    ),
+    Stream(
+        "flow_values_reports",
+        "/api/flow-values-reports",
+        primary_key=("flow_message_id", "conversion_metric_id"),
+        incremental=_REPORTS_INCREMENTAL,
+        tier="REPORTING",
+        resource_type="flow-values-report",
+        report=Report(
+            "flow-values-report",
+            ("flow_id", "flow_message_id", "send_channel"),
+            timeframes="trailing",
+            days_per_request=_REPORT_YEAR,
+        ),
+    ),
+    Stream(
+        "segment_values_reports",
+        "/api/segment-values-reports",
+        primary_key=("segment_id",),
+        incremental=_REPORTS_INCREMENTAL,
+        tier="REPORTING",
+        resource_type="segment-values-report",
+        report=Report(
+            "segment-values-report",
+            ("segment_id",),
+            timeframes="trailing",
+            days_per_request=_REPORT_YEAR,
+            group_by=False,
+            conversion_metric=False,
+            earliest=_SEGMENT_DATA_SINCE,
+        ),
+    ),
+    Stream(
+        "segment_series_reports",
+        "/api/segment-series-reports",
+        primary_key=("date", "segment_id"),
+        incremental=_REPORTS_INCREMENTAL,
+        tier="REPORTING",
+        resource_type="segment-series-report",
+        report=Report(
+            "segment-series-report",
+            ("segment_id",),
+            timeframes="days",
+            days_per_request=_DAILY_SERIES_DAYS,
+            interval="daily",
+            group_by=False,
+            conversion_metric=False,
+            history_days=_SERIES_HISTORY_DAYS,
+            earliest=_SEGMENT_DATA_SINCE,
         ),
     ),
 )

@@ -16,6 +16,10 @@ It migrates the config and the state exactly as `read` would, infers which versi
 
 Streams considered: those of `--catalog` if given, else those of `--state`, else all. The API key
 never appears in the output: the config is shown with it replaced by `**********`.
+
+It also counts the report requests of the first sync after the upgrade (`report_requests`): the plan
+`read` would make (`report_plan.py`) from the migrated states, against Klaviyo's reporting budget of
+225 a day. Without `metric_ids` it assumes one "Placed Order" metric: it never calls Klaviyo.
 """
 
 from __future__ import annotations
@@ -26,18 +30,19 @@ import json
 import re
 import sys
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Literal, TextIO
 
-from .config import parse_config, read_json_file
+from .config import Config, parse_config, read_json_file
 from .contracts import JSON, JSONObject
-from .datetimes import parse_datetime
+from .datetimes import parse_datetime, utc_now
 from .errors import ConfigError
 from .ranges import GAPS
 from .redaction import masked, redact
-from .streams import STREAMS
+from .report_plan import DAILY_BUDGET, plan_reports
+from .streams import STREAMS, STREAMS_BY_NAME, Stream
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -346,11 +351,48 @@ def decide(stream_name: str, *, from_version: FromVersion, raw_state: JSON, sync
 
 
 @dataclass
+class ReportRequests:
+    """The report requests of the first sync after the upgrade, per stream (see the module docstring)."""
+
+    total: int
+    budget: int
+    conversion_metrics: int
+    conversion_metrics_assumed: bool
+    streams: dict[str, int]
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name} {count}" for name, count in self.streams.items())
+        metrics = (f"{self.conversion_metrics} conversion metric (assumed: the account's \"Placed Order\"; "
+                   "set metric_ids to count yours)" if self.conversion_metrics_assumed
+                   else f"{self.conversion_metrics} conversion metric(s) from metric_ids")
+        return (f"Report requests of the first sync: {self.total} of Klaviyo's {self.budget} a day "
+                f"({parts or 'no report stream'}; {metrics})")
+
+
+def report_requests(plans: list[StreamPlan], config: Config, now: datetime) -> ReportRequests:
+    """What the first sync after the upgrade asks of the reporting endpoints: every report stream
+    planned, a stream that continues from its migrated cursor, the others from the start."""
+    positions: dict[Stream, datetime | None] = {}
+    for plan in plans:
+        stream = STREAMS_BY_NAME.get(plan.stream)
+        if stream is None or stream.report is None or plan.decision == "dropped":
+            continue
+        positions[stream] = (parse_datetime(plan.cursor) if plan.decision == "continue" and plan.cursor
+                             else None)
+    metrics = len(config.metric_ids) or 1
+    planned = plan_reports(positions, config.start_date, now, conversion_metrics=metrics,
+                           lookback=timedelta(days=config.campaign_lookback_days))
+    return ReportRequests(planned.total, DAILY_BUDGET, metrics, not config.metric_ids,
+                          {name: part.requests for name, part in planned.streams.items()})
+
+
+@dataclass
 class UpgradePlan:
     from_version: FromVersion
     config: JSONObject
     config_rewritten: bool
     streams: list[StreamPlan]
+    report_requests: ReportRequests
 
     def to_json(self) -> JSONObject:
         summary: dict[str, list[str]] = {}
@@ -363,6 +405,8 @@ class UpgradePlan:
             "config_rewritten": self.config_rewritten,
             "streams": [asdict(plan) for plan in self.streams],
             "summary": summary,
+            "local_sync": LOCAL_SYNC,
+            "report_requests": asdict(self.report_requests),
         }
 
 
@@ -383,8 +427,9 @@ def _catalog_streams(raw: JSON) -> dict[str, str | None]:
 
 
 def build_plan(raw_config: JSON, raw_state: JSON = None, raw_catalog: JSON = None,
-               from_version: str | None = None) -> UpgradePlan:
-    """The whole plan from the parsed JSON inputs; ConfigError on bad config, state or catalog."""
+               from_version: str | None = None, now: datetime | None = None) -> UpgradePlan:
+    """The whole plan from the parsed JSON inputs; ConfigError on bad config, state or catalog. `now`
+    (for tests) is when the first sync after the upgrade runs."""
     from .state_migrations import split_state_input
 
     config, rewritten = parse_config(raw_config)
@@ -412,7 +457,8 @@ def build_plan(raw_config: JSON, raw_state: JSON = None, raw_catalog: JSON = Non
                mentioned=name in mentioned, start_date=config.start_date)
         for name in names
     ]
-    return UpgradePlan(version, shown, rewritten is not None, plans)
+    requests = report_requests(plans, config, now or utc_now())
+    return UpgradePlan(version, shown, rewritten is not None, plans, requests)
 
 
 def add_upgrade_plan_command(subparsers: Subparsers) -> argparse.ArgumentParser:
@@ -453,6 +499,14 @@ def run_upgrade_plan(args: argparse.Namespace, out: TextIO | None = None, err: T
     return 0
 
 
+# What the same decisions mean for a local DuckDB file (`source-klaviyo sync`, docs/local-sync.md).
+LOCAL_SYNC = (
+    "A DuckDB file of `source-klaviyo sync` follows the same rule at its next sync: a stream to reset is "
+    "rebuilt from a full read (its old table stays queryable until then); the others continue, an attribute "
+    "new to the schema adding its typed column and a retyped one resetting the stream. A file written before "
+    "typed columns (layout 1) is first converted in place."
+)
+
 _STYLES = {"continue": "green", "reset": "bold red", "new": "cyan", "full_refresh": "yellow",
            "dropped": "dim"}
 
@@ -479,7 +533,9 @@ def render_table(plan: UpgradePlan) -> str:
         table.add_row(item.stream, f"[{_STYLES[item.decision]}]{item.decision}[/]", resume,
                       "\n".join(item.reasons))
     console.print(table)
+    console.print(plan.report_requests.describe())
     resets = [item.stream for item in plan.streams if item.decision == "reset"]
     if resets:
         console.print(f"After upgrading, refresh the source schema and reset: {', '.join(resets)}")
+    console.print(LOCAL_SYNC)
     return console.export_text()

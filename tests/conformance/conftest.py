@@ -33,7 +33,8 @@ def conformance_emulator() -> Iterator[RunningEmulator]:
 
 @pytest.fixture(scope="session")
 def config(conformance_emulator: RunningEmulator) -> dict[str, Any]:
-    # No start_date: tiny data spans years, and the report streams then read their default days.
+    # No start_date: tiny data spans years; the report streams then read from where their declarations
+    # start (a year of daily series, campaigns since 2012): one day's reporting budget at most.
     return {"api_key": API_KEY, "base_url": conformance_emulator.url}
 
 

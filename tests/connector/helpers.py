@@ -113,13 +113,15 @@ class InstantClock:
 def read_in_process(url: str, names: list[str], *, sync_mode: str = "incremental",
                     state: dict[str, dict] | None = None, clock: Callable[[], datetime] = utc_now,
                     api_key: str = API_KEY, client_class: type[KlaviyoClient] = KlaviyoClient,
+                    pacing: InstantClock | None = None,
                     **config_extra: Any) -> tuple[CollectingSink, ReadResult]:
-    """Read `names` with the engine in-process into a CollectingSink."""
+    """Read `names` with the engine in-process into a CollectingSink; the client paces on `pacing`
+    (a fresh InstantClock by default), whose offset tells how long the read waited in virtual time."""
     config, _ = parse_config({**config_for(url, **config_extra), "api_key": api_key})
     sink = CollectingSink()
 
     async def read() -> ReadResult:
-        async with client_class(config, clock=InstantClock()) as client:
+        async with client_class(config, clock=pacing or InstantClock()) as client:
             return await read_streams(config, configured(names, sync_mode), state or {}, sink,
                                       client=client, clock=clock)
 

@@ -162,6 +162,18 @@ def test_metric_ids_become_a_tuple_without_blanks_or_duplicates(raw: Any, expect
     assert parse_config({"api_key": KEY, "metric_ids": raw}, now=NOW)[0].metric_ids == expected
 
 
+@pytest.mark.parametrize(("raw", "expected"), [(0, 0), (45, 45), ("7", 7), (365, 365)])
+def test_campaign_lookback_days_is_a_whole_number_of_days_up_to_a_year(raw: Any, expected: int) -> None:
+    config, _ = parse_config({"api_key": KEY, "campaign_lookback_days": raw}, now=NOW)
+    assert config.campaign_lookback_days == expected
+
+
+@pytest.mark.parametrize("raw", [-1, 366, 1.5, "a month", True])
+def test_campaign_lookback_days_out_of_range_is_a_config_error_naming_it(raw: Any) -> None:
+    with pytest.raises(ConfigError, match="campaign_lookback_days"):
+        parse_config({"api_key": KEY, "campaign_lookback_days": raw}, now=NOW)
+
+
 def test_defaults() -> None:
     config, migrated = parse_config({"api_key": f"  {KEY}\n"}, now=NOW)
     assert config == Config(api_key=KEY)
@@ -177,7 +189,7 @@ _KEYS = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min
 )
 _BAD_FIELDS = st.sampled_from(
     ["start_date", "num_workers", "base_url", "disable_fetching_predictive_analytics", "metric_ids",
-     "lookback_window", "request_timeout_seconds"]
+     "lookback_window", "request_timeout_seconds", "campaign_lookback_days"]
 )
 
 
@@ -278,6 +290,9 @@ def test_spec_defaults_are_what_parse_config_uses() -> None:
         is defaults.disable_fetching_predictive_analytics
     )
     assert properties["lookback_window"]["default"] == defaults.lookback_window_days
+    lookback = properties["campaign_lookback_days"]
+    assert lookback["default"] == defaults.campaign_lookback_days
+    assert (lookback["minimum"], lookback["maximum"]) == (0, 365)
     assert (properties["num_workers"]["minimum"], properties["num_workers"]["maximum"]) == (1, 50)
 
 

@@ -8,19 +8,22 @@ import base64
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
+import duckdb
 import pytest
 
 from klaviyo_emulator.runner import EmulatorOptions, RunningEmulator, run_emulator_in_thread
 from source_klaviyo.checkpoints import read_upper
-from source_klaviyo.datetimes import floor_second, parse_datetime
+from source_klaviyo.datetimes import floor_second, parse_datetime, utc_now
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME
 from tests.connector.helpers import read_in_process, record_validator
 from tests.emulator.helpers import get_json, walk
 from tests.reliability.helpers import fast_read
+from tests.sync.helpers import fixed, run_sync
 from tests.truth import INCREMENTAL_TRUTHS, TRUTHS
 
 ANCHOR = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -160,3 +163,15 @@ def test_ranges_cut_while_they_run_stay_disjoint_when_the_server_ignores_their_b
     assert result.ok, sink.errors
     keys = truth.records_keys(sink.by_stream[stream])
     assert sorted(keys) == sorted(truth.keys(live))
+
+
+def test_synced_from_the_spec_s_shapes_every_record_is_held_whole_by_its_typed_columns(
+        strict_emulator: RunningEmulator, tmp_path: Path) -> None:
+    """The typed DuckDB layout keeps a record's JSON (`_raw`) only for what its columns cannot hold:
+    on the spec's shapes, which the schemas declare, that is nothing."""
+    db = tmp_path / "klaviyo.duckdb"
+    assert run_sync(strict_emulator.url, db, clock=fixed(utc_now())).status == "SUCCEEDED"
+    with duckdb.connect(str(db), read_only=True) as con:
+        for stream in STREAMS:
+            (kept,) = con.execute(f'SELECT count(_raw) FROM "{stream.name}"').fetchone() or (None,)
+            assert kept == 0, stream.name

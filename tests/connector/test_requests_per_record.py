@@ -9,8 +9,9 @@ its declaration implies, computed here from the emulator's ground truth by the d
 - one chain per partition, or per record of the parent stream (`Parent`), whose ids cost the parent's
   own pages first (recursively); the truth says which chain reads a row (`tests/truth.py`);
 - a `Detail` adds one request per record, the only per-record requests besides the parent fan-out;
-- a `Report` costs one request per window of `days_per_request` days and conversion metric, plus
-  the conversion metrics stream's pages that find the "Placed Order" metrics.
+- a `Report` costs one request per window of `days_per_request` days (from where its declaration
+  starts a first read) and conversion metric, plus the conversion metrics stream's pages that find the
+  "Placed Order" metrics (`tests/connector/test_reports.py` derives both).
 
 Streams with `split_by` (events, profiles, memberships) are read in chains the engine cuts while
 they run; the test does not redo that arithmetic. It takes the chains from the requests' own filters
@@ -37,7 +38,14 @@ from source_klaviyo.datetimes import format_datetime, parse_datetime, utc_now
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.streams import CONVERSION_METRICS_STREAM, STREAMS, STREAMS_BY_NAME, Stream
 from tests.connector.helpers import read_in_process
-from tests.connector.test_reports import DAY, placed_order, today
+from tests.connector.test_reports import (
+    DAY,
+    first_read_start,
+    metrics_of,
+    placed_order,
+    today,
+    windows_between,
+)
 from tests.truth import TRUTHS, ChainKey, chain_key, chain_keys
 
 REPORT_DAYS = 3  # how far back a report stream's read starts: a few windows, quick at 1 request/s
@@ -169,19 +177,19 @@ def cut_chain_requests(emu, stream: Stream, queries: list[dict[str, str]]) -> in
     return parent_requests(emu, stream) + split_requests(stream, queries, stamps)
 
 
-def report_requests(emu, stream: Stream, start_date: datetime | None) -> int:
-    """One request per window and conversion metric, plus finding the "Placed Order" metrics. The
-    windows cover the whole days from `start_date` (a midnight), else the default days, to today."""
+def report_requests(emu, stream: Stream, start_date: datetime) -> int:
+    """One request per window and conversion metric, plus finding the "Placed Order" metrics."""
     report = stream.report
     assert report is not None
-    days = (today() - start_date) // DAY if start_date is not None else report.default_days
-    windows = math.ceil(days / report.days_per_request)
-    lookup = chain_requests(emu, STREAMS_BY_NAME[CONVERSION_METRICS_STREAM])
-    return windows * len(placed_order(emu)) + lookup
+    windows = windows_between(stream.name, first_read_start(stream.name, start_date, today()), today())
+    lookup = chain_requests(emu, STREAMS_BY_NAME[CONVERSION_METRICS_STREAM]) if report.conversion_metric \
+        else 0
+    return windows * len(metrics_of(stream.name, placed_order(emu))) + lookup
 
 
 def expected_requests(emu, stream: Stream, queries: list[dict[str, str]], start_date: datetime | None) -> int:
     if stream.report is not None:
+        assert start_date is not None
         return report_requests(emu, stream, start_date)
     reads = cut_chain_requests(emu, stream, queries) if stream.split_by else chain_requests(emu, stream)
     details = len(TRUTHS[stream.name].rows(emu)) if stream.detail is not None else 0

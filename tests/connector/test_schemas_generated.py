@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -18,6 +15,7 @@ from jsonschema import Draft7Validator
 from source_klaviyo import hooks
 from source_klaviyo.schemas import STREAM_SCHEMAS, load_schema
 from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, Stream
+from tests.tools import load_tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_DIR = REPO_ROOT / "src" / "source_klaviyo" / "schemas"
@@ -53,19 +51,6 @@ def names(feature) -> list[str]:
 JSON_API_STREAMS = names(lambda stream: not is_hand_shaped(stream))
 
 
-def _generator() -> ModuleType:
-    if "generate_schemas" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "generate_schemas", REPO_ROOT / "tools" / "generate_schemas.py"
-        )
-        assert spec
-        assert spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["generate_schemas"] = module  # dataclasses resolve annotations through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules["generate_schemas"]
-
-
 @cache
 def _spec() -> Mapping[str, Any]:
     return json.loads(OPENAPI_SPEC.read_text(encoding="utf-8"))
@@ -97,7 +82,7 @@ def keywords(schema: Mapping[str, Any]) -> Iterator[str]:
 
 
 def test_committed_schemas_are_byte_identical_to_a_fresh_generation() -> None:
-    generated = _generator().render_all(OPENAPI_SPEC)
+    generated = load_tool("generate_schemas").render_all(OPENAPI_SPEC)
     committed = {path.name: path.read_text(encoding="utf-8") for path in SCHEMA_DIR.glob("*.json")}
     assert sorted(committed) == sorted(generated), "schema files differ from the stream table"
     drifted = [name for name in generated if committed[name] != generated[name]]
@@ -262,7 +247,8 @@ def test_memberships_are_flat_with_the_join_time(stream: str) -> None:
 def test_report_statistics_are_the_spec_enum(stream: str) -> None:
     declared = STREAMS_BY_NAME[stream]
     assert declared.report is not None
-    groupings = set(declared.report.group_by)
+    report = declared.report
+    groupings = set(report.groupings)
     components = _spec()["components"]["schemas"]
     body = _spec()["paths"][declared.path]["post"]["requestBody"]["content"]["application/vnd.api+json"]
     attributes = components[ref_name(body["schema"])]["properties"]["data"]
@@ -273,8 +259,11 @@ def test_report_statistics_are_the_spec_enum(stream: str) -> None:
     assert all(
         stat == {"type": ["number", "null"]} for stat in properties["statistics"]["properties"].values()
     )
-    assert groupings <= set(attributes["properties"]["group_by"]["items"]["enum"])
-    assert set(properties) == {"date", "conversion_metric_id", "statistics"} | groupings
+    if report.group_by:  # the groupings are the request's to name; else the API's (segment reports)
+        assert groupings <= set(attributes["properties"]["group_by"]["items"]["enum"])
+    assert ("conversion_metric_id" in attributes["properties"]) == report.conversion_metric
+    metric = {"conversion_metric_id"} if report.conversion_metric else set()
+    assert set(properties) == {"date", "statistics"} | metric | groupings
     assert properties["date"] == {"type": "string", "format": "date-time"}
 
 

@@ -4,30 +4,18 @@ table, and the tool rewrites a table without touching the prose around it."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from klaviyo_emulator.endpoints import BY_ROUTE
 from source_klaviyo.streams import STREAMS, Parent, Stream
+from tests.tools import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _tool():
-    if "streams_table" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("streams_table", REPO / "tools" / "streams_table.py")
-        assert spec
-        assert spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["streams_table"] = module  # dataclasses resolve annotations through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules["streams_table"]
-
-
-tool = _tool()
+tool = load_tool("streams_table")
 
 
 def cells(block) -> list[list[str]]:

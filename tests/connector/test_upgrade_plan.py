@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from source_klaviyo import upgrade
+from source_klaviyo.datetimes import parse_datetime
 from source_klaviyo.redaction import masked
-from source_klaviyo.streams import STREAMS
+from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME
 
 API_KEY = "pk_do_not_print_me_0123456789"
 START = "2023-01-01T00:00:00Z"
@@ -277,6 +280,56 @@ def test_new_streams_are_new_and_full_refresh_streams_say_so(tmp_path):
     assert new == set(decisions) - had  # every stream 2.13.1 did not have, the report streams among them
     assert decisions["events"] == "continue"
     assert decisions["flows"] == "continue"
+
+
+# A 2.14+ (manifest-only) user of the two report streams 2.14 had: per-metric states, as it saved them.
+_PER_METRIC = {"partition": {"metric_id": "RESQ6t"}, "cursor": {"date": "2026-05-01T00:00:00+00:00"}}
+TWO_14_REPORT_STATE = {
+    name: {"states": [_PER_METRIC]}
+    for name in ("campaign_values_reports", "flow_series_reports")
+}
+
+
+def test_a_2_14_user_of_campaign_values_reports_resets_it_for_its_new_shape(tmp_path):
+    plan = _plan(tmp_path, {**TWO_13_CONFIG, "metric_ids": "RESQ6t"}, TWO_14_REPORT_STATE)
+    assert plan["from_version"]["low"] == "2.14.0"
+    campaign = _stream(plan, "campaign_values_reports")
+    assert campaign["decision"] == "reset"
+    assert any(reason.startswith("3.0.0: One record per campaign message and conversion metric")
+               for reason in campaign["reasons"])
+    assert "the saved state is discarded by the reset" in campaign["reasons"]
+    assert campaign["state"] is None  # nothing of the per-day state is carried into the new shape
+
+
+def test_the_plan_counts_the_report_requests_of_the_first_sync_after_the_upgrade(tmp_path):
+    """From the migrated states: a reset stream from start_date, a continuing one from its cursor; one
+    request per window and conversion metric (metric_ids counted; one "Placed Order" assumed without)."""
+    now = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+    config = {**TWO_13_CONFIG, "metric_ids": "RESQ6t,ABC123"}
+    plan = upgrade.build_plan(config, TWO_14_REPORT_STATE, now=now)
+    counted = plan.to_json()["report_requests"]
+    resumed, upper = datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)  # whole days
+    expected = {}
+    for name in TWO_14_REPORT_STATE:
+        report = STREAMS_BY_NAME[name].report
+        assert report is not None
+        decision = _stream(plan.to_json(), name)["decision"]
+        start = resumed if decision == "continue" else parse_datetime(config["start_date"])
+        if report.earliest is not None:
+            start = max(start, report.earliest)
+        if report.history_days is not None:
+            start = max(start, upper - timedelta(days=report.history_days))
+        expected[name] = math.ceil((upper - start) / timedelta(days=report.days_per_request)) * 2
+    assert counted["streams"] == expected
+    assert counted["total"] == sum(expected.values())
+    assert (counted["budget"], counted["conversion_metrics"], counted["conversion_metrics_assumed"]) == (
+        225, 2, False)
+    assumed = upgrade.build_plan(TWO_13_CONFIG, TWO_14_REPORT_STATE, now=now).report_requests
+    assert (assumed.conversion_metrics, assumed.conversion_metrics_assumed) == (1, True)
+    assert assumed.total == counted["total"] // 2
+    status, table, _err = _run(tmp_path, config, TWO_14_REPORT_STATE)
+    assert status == 0
+    assert "Report requests of the first sync: " in table
 
 
 def test_state_without_catalog_plans_only_the_streams_in_the_state(tmp_path):

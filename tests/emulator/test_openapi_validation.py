@@ -58,6 +58,9 @@ def test_non_nullable_schemas_are_unchanged():
         ("GET", "/api/flow-actions/A1/flow-messages", "get_flow_action_messages"),
         ("POST", "/api/campaign-values-reports", "query_campaign_values"),
         ("POST", "/api/flow-series-reports", "query_flow_series"),
+        ("POST", "/api/flow-values-reports", "query_flow_values"),
+        ("POST", "/api/segment-values-reports", "query_segment_values"),
+        ("POST", "/api/segment-series-reports", "query_segment_series"),
     ],
 )
 def test_concrete_paths_map_to_their_operation(spec, method, path, operation_id):

@@ -40,7 +40,15 @@ from klaviyo_emulator.app import SERVED_REVISION
 from klaviyo_emulator.endpoints import ENDPOINTS, Endpoint
 from klaviyo_emulator.pagination import CURSOR_PARAM
 from klaviyo_emulator.runner import RunningEmulator
-from tests.emulator.helpers import API_KEY, CHANNELS, campaign_values_body, flow_series_body
+from tests.emulator.helpers import (
+    API_KEY,
+    CHANNELS,
+    campaign_values_body,
+    flow_series_body,
+    flow_values_body,
+    segment_series_body,
+    segment_values_body,
+)
 from tests.openapi_validation import JSON_API, OpenAPIValidator
 
 # What a request needs that the endpoint table does not say: a value for each required filter (one
@@ -49,7 +57,9 @@ REQUIRED_FILTERS: dict[str, Callable[[RunningEmulator], list[str]]] = {
     "/api/campaigns": lambda emu: [f"equals(messages.channel,'{channel}')" for channel in CHANNELS],
     "/api/coupon-codes": lambda emu: [f"equals(coupon.id,'{row['id']}')" for row in emu.truth("coupons")],
 }
-REPORT_BODIES = {"campaign-values-report": campaign_values_body, "flow-series-report": flow_series_body}
+REPORT_BODIES = {"campaign-values-report": campaign_values_body, "flow-series-report": flow_series_body,
+                 "flow-values-report": flow_values_body, "segment-values-report": segment_values_body,
+                 "segment-series-report": segment_series_body}
 
 Document = dict[str, Any]
 Arguments = tuple[tuple[Any, ...], dict[str, Any]]  # positional and keyword arguments of one SDK call

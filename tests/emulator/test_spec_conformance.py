@@ -14,7 +14,10 @@ from tests.emulator.helpers import (
     REVISION,
     campaign_values_body,
     flow_series_body,
+    flow_values_body,
     request,
+    segment_series_body,
+    segment_values_body,
     walk,
 )
 from tests.openapi_validation import LIVE_API_DEVIATIONS, OpenAPIValidator, spec_validator
@@ -138,7 +141,9 @@ def test_list_and_segment_details_and_their_profiles_match_the_spec(served):
 
 @pytest.mark.parametrize(
     ("path", "make_body"),
-    [("/api/campaign-values-reports", campaign_values_body), ("/api/flow-series-reports", flow_series_body)],
+    [("/api/campaign-values-reports", campaign_values_body), ("/api/flow-series-reports", flow_series_body),
+     ("/api/flow-values-reports", flow_values_body), ("/api/segment-values-reports", segment_values_body),
+     ("/api/segment-series-reports", segment_series_body)],
 )
 def test_reports_answer_valid_requests_with_spec_bodies(served, path, make_body):
     spec, emulator = served
@@ -149,6 +154,15 @@ def test_reports_answer_valid_requests_with_spec_bodies(served, path, make_body)
     assert resp.status == 200, resp.body[:500]
     spec.validate(operation, 200, resp.json())
     assert resp.json()["data"]["attributes"]["results"], "a report over the last days has rows"
+
+
+def test_segment_reports_before_klaviyo_keeps_their_data_are_a_spec_400(spec, emulator):
+    body = segment_values_body()
+    body["data"]["attributes"]["timeframe"] = {"start": "2023-05-01T00:00:00+00:00",
+                                               "end": "2023-07-01T00:00:00+00:00"}
+    resp = request(emulator.url, "/api/segment-values-reports", method="POST", body=body)
+    assert resp.status == 400
+    spec.validate("query_segment_values", 400, resp.json())
 
 
 def test_report_without_required_attributes_is_a_spec_400(spec, emulator):

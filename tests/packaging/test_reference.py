@@ -8,18 +8,16 @@ readers and carries no prose.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from klaviyo_emulator.endpoints import ENDPOINTS
 from source_klaviyo.streams import STREAMS
+from tests.tools import load_tool
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "reference"
@@ -27,18 +25,7 @@ OPENAPI = REFERENCE / "klaviyo-openapi" / "stable.json"
 AIRBYTE = REFERENCE / "airbyte-2.x-schemas"
 
 
-def _tool(name: str) -> ModuleType:
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-derive = _tool("derive_reference")
+derive = load_tool("derive_reference")
 
 
 def _load(path: Path) -> Any:
@@ -88,7 +75,7 @@ def test_every_emulator_route_is_its_operation_in_the_reduced_spec() -> None:
 
 
 def test_every_operation_of_the_schema_generator_is_in_the_reduced_spec() -> None:
-    generator = _tool("generate_schemas")
+    generator = load_tool("generate_schemas")
     spec = generator.Spec(_load(OPENAPI))
     used = {generator.shape_of(spec, stream).operation for stream in STREAMS}
     assert used <= set(_operations(_load(OPENAPI)).values())
@@ -166,5 +153,21 @@ def test_no_test_tool_or_benchmark_reads_beside_the_clone() -> None:
         for path in (REPO / folder).rglob("*.py")
         if _OUTSIDE.search(path.read_text(encoding="utf-8"))
     ]
-    # The derivation tool is the one reader of ../shared; nothing in the suite or CI runs it.
+    # The derivation tool is the one reader of the shared folder; nothing in the suite or CI runs it.
     assert readers == ["tools/derive_reference.py"]
+
+
+# A citation of a file in the shared folder beside the clone (its relative path or its reference/ part).
+_CITED_OUTSIDE = re.compile(r"\.\./shared\b|\bshared/reference/")
+
+
+def test_no_code_or_test_cites_a_file_beside_the_clone() -> None:
+    """A clone has no shared folder: a docstring or comment pointing there sends the reader nowhere.
+    Cite what the repository holds (docs/, reference/) instead."""
+    citing = [
+        path.relative_to(REPO).as_posix()
+        for folder in ("src", "tests", "bench")
+        for path in (REPO / folder).rglob("*.py")
+        if _CITED_OUTSIDE.search(path.read_text(encoding="utf-8"))
+    ]
+    assert citing == []

@@ -1,4 +1,4 @@
-"""Klaviyo serves archived campaigns slightly unsorted (../shared/reference/klaviyo-quirks.md), and so
+"""Klaviyo serves archived campaigns slightly unsorted (docs/emulator.md, "Quirks"), and so
 does the emulator by default. This is why `streams.py` declares campaigns `assume_sorted=False`: the
 engine then checkpoints a partition only once it is read whole.
 

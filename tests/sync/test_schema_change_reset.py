@@ -3,7 +3,7 @@
 The file of a 2.13 user is simulated from a real first sync: its bookkeeping is rewritten to say
 2.13.0, with other schema fingerprints for `profiles` and `campaigns` (the 3.0.0 breaking set) and
 those tables in their 2.13 shape (profiles with the top-level `segments` column, campaigns with
-`message`/`channel` in their attributes, and a row each that no longer exists in Klaviyo).
+`message`/`channel` attributes, and a row each that no longer exists in Klaviyo).
 """
 
 from __future__ import annotations
@@ -58,9 +58,7 @@ def columns(db: Path, table: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def old_campaign_attributes(db: Path) -> int:
-    where = "json_exists(attributes, '$.message') OR json_exists(attributes, '$.channel')"
-    return table_rows(db, "campaigns", f"count(*) FILTER (WHERE {where})")[0][0]
+OLD_CAMPAIGN_ATTRIBUTES = ["message", "channel"]
 
 
 def recorded_schema(stream: str, edit: Callable[[dict], None]) -> dict:
@@ -93,15 +91,16 @@ def age_file(db: Path, *, fingerprints: dict[str, str], old_shapes: bool,
             con.execute("ALTER TABLE profiles ADD COLUMN segments JSON")
             con.execute("""UPDATE profiles SET segments = '{"data": []}'""")
             con.execute(
-                """INSERT INTO profiles (id, type, updated, attributes, segments)
-                   VALUES (?, 'profile', TIMESTAMPTZ '2024-03-01 00:00:00+00', '{}', '{"data": []}')""",
+                """INSERT INTO profiles (id, type, updated, segments)
+                   VALUES (?, 'profile', TIMESTAMPTZ '2024-03-01 00:00:00+00', '{"data": []}')""",
                 [STALE_ID],
             )
-            con.execute("""UPDATE campaigns SET attributes = json_merge_patch(attributes,
-                           '{"message": "01OLDMESSAGE", "channel": "email"}')""")
-            con.execute("""INSERT INTO campaigns (id, type, updated_at, attributes)
+            for name in OLD_CAMPAIGN_ATTRIBUTES:
+                con.execute(f"ALTER TABLE campaigns ADD COLUMN {name} VARCHAR")
+            con.execute("UPDATE campaigns SET message = '01OLDMESSAGE', channel = 'email'")
+            con.execute("""INSERT INTO campaigns (id, type, updated_at, message, channel)
                            VALUES (?, 'campaign', TIMESTAMPTZ '2024-03-01 00:00:00+00',
-                                   '{"message": "01OLDMESSAGE", "channel": "email"}')""", [STALE_ID])
+                                   '01OLDMESSAGE', 'email')""", [STALE_ID])
 
 
 def mutate(emulator: RunningEmulator) -> dict[str, set[str]]:
@@ -143,7 +142,7 @@ def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: 
         segments={"type": ["null", "object"]}))
     age_file(db, fingerprints=OLD_FINGERPRINTS, old_shapes=True,
              schemas={"profiles": old_profiles, "campaigns": None})
-    assert old_campaign_attributes(db) > 0
+    assert set(OLD_CAMPAIGN_ATTRIBUTES) <= set(columns(db, "campaigns"))
     assert "segments" in columns(db, "profiles")
     changed = mutate(fresh_emulator)
 
@@ -177,7 +176,7 @@ def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: 
         assert columns(db, stream) == expected_columns(stream)
         assert synced_in(db, stream, second.sync_id) == set(truth(fresh_emulator, stream, read_at))
         assert summary.removed == 1  # the row gone from Klaviyo since the old table was written
-    assert old_campaign_attributes(db) == 0
+    assert not set(OLD_CAMPAIGN_ATTRIBUTES) & set(columns(db, "campaigns"))
 
     for stream in CONTINUED:
         summary = by_stream[stream]
@@ -232,16 +231,18 @@ def test_a_new_connector_version_with_the_same_schemas_resets_nothing(fresh_emul
 def test_an_additive_schema_change_continues_incrementally(
     fresh_emulator: RunningEmulator, tmp_path: Path
 ) -> None:
-    """A stored schema lacking fields ours has (nullable or new top-level) is extended, not reset."""
+    """A stored schema lacking fields ours has is extended, not reset: the new attributes get their
+    columns, filled from the records read from then on."""
     db = tmp_path / "klaviyo.duckdb"
     first, _ = first_sync(fresh_emulator, db)
     old_lists = recorded_schema("lists", lambda schema: schema["properties"]["attributes"]["properties"].pop(
         "opt_in_process"))
-    old_events = recorded_schema("events", lambda schema: schema["properties"].pop("links"))
+    old_events = recorded_schema(
+        "events", lambda schema: schema["properties"]["attributes"]["properties"].pop("uuid"))
     age_file(db, fingerprints={"lists": "5d1e0c3b7a9f2468", "events": "0b8c4e2f6a1d3957"}, old_shapes=False,
              schemas={"lists": old_lists, "events": old_events})
     with duckdb.connect(str(db)) as con:
-        con.execute("ALTER TABLE events DROP COLUMN links")  # the old layout had no such column
+        con.execute("ALTER TABLE events DROP COLUMN uuid")  # the old schema had no such column
     changed = mutate(fresh_emulator)
 
     printed = io.StringIO()
@@ -252,7 +253,7 @@ def test_an_additive_schema_change_continues_incrementally(
     assert "reset " not in printed.getvalue()
     by_stream = {s.stream: s for s in second.streams}
     notes = {"lists": "schema extended (fields added: attributes.opt_in_process), continued",
-             "events": "schema extended (fields added: links), continued"}
+             "events": "schema extended (fields added: attributes.uuid), continued"}
     for summary in second.streams:
         assert (summary.mode, summary.reset_reason) == ("incremental", None), summary
         assert summary.schema_note == notes.get(summary.stream)
@@ -264,9 +265,9 @@ def test_an_additive_schema_change_continues_incrementally(
         assert f"{stream}: {note}" in printed.getvalue()
         assert requests[STREAMS_BY_NAME[stream].path] == 1, stream  # incremental requests only
     assert (by_stream["events"].new, by_stream["lists"].new, by_stream["lists"].updated) == (4, 1, 2)
-    # the new top-level field got its column back, filled for the records read since
-    assert "links" in columns(db, "events")
-    filled = {row[0] for row in table_rows(db, "events", "id, links IS NOT NULL") if row[1]}
+    # the new attribute got its column back, filled for the records read since
+    assert "uuid" in columns(db, "events")
+    filled = {row[0] for row in table_rows(db, "events", "id, uuid IS NOT NULL") if row[1]}
     assert filled == changed["events"]
     with duckdb.connect(str(db), read_only=True) as con:
         recorded = con.execute("SELECT stream, schema_fingerprint, schema_json FROM _source_klaviyo_versions "

@@ -24,9 +24,9 @@ def profile(n: int, updated: str = "2024-01-01T00:00:00+00:00", **attributes: An
 
 
 def open_sink(
-    db: Path, *streams: str, full_refresh: bool = False, **options: Any
+    db: Path, *streams: str, full_refresh: bool = False, keep_raw: bool = False, **options: Any
 ) -> tuple[Store, DuckDBSink]:
-    store = Store(db, sync_id="test", connector_version="test")
+    store = Store(db, sync_id="test", connector_version="test", keep_raw=keep_raw)
     targets = {}
     for name in streams:
         plan = plan_stream(store, STREAMS_BY_NAME[name], full_refresh=full_refresh)
@@ -181,12 +181,14 @@ def test_upsert_counts_new_updated_and_unchanged_and_never_duplicates(tmp_path: 
 def test_integers_beyond_64_bits_survive_in_json_columns(tmp_path: Path) -> None:
     db = tmp_path / "k.duckdb"
     store, sink = open_sink(db, "profiles")
-    sink.records("profiles", [profile(1, big=18446744073709551616123)])
+    # `properties` is free-form (its own JSON column); `big` an attribute the schema lacks (`_raw`)
+    sink.records("profiles", [profile(1, big=18446744073709551616123,
+                                      properties={"big": 18446744073709551616124})])
     sink.stream_status("profiles", "COMPLETE")
     store.close()
     with duckdb.connect(str(db), read_only=True) as con:
-        (value,) = con.execute("SELECT attributes->>'big' FROM profiles").fetchone() or (None,)
-    assert value == "18446744073709551616123"
+        values = con.execute("SELECT properties->>'big', _raw->'attributes'->>'big' FROM profiles").fetchone()
+    assert values == ("18446744073709551616124", "18446744073709551616123")
 
 
 def test_composite_keys_upsert_flat_records(tmp_path: Path) -> None:
@@ -279,6 +281,10 @@ def test_raw_records_land_byte_for_byte_last_version_winning(tmp_path: Path) -> 
     store.close()
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute(
-            "SELECT id, attributes->>'v', brand_new::VARCHAR FROM events ORDER BY id"
+            "SELECT id, _raw->'attributes'->>'v', brand_new::VARCHAR, strftime(datetime, '%d') FROM events "
+            "ORDER BY id"
         ).fetchall()
-    assert rows == [("e1", "18446744073709551616123", None), ("e2", None, "[1]")]
+        (raw,) = con.execute("SELECT _raw FROM events WHERE id = 'e1'").fetchone() or (None,)
+    # `v` is not an attribute of events: the record is kept in `_raw`, as it was sent
+    assert rows == [("e1", "18446744073709551616123", None, "02"), ("e2", None, "[1]", "01")]
+    assert raw == new.decode()

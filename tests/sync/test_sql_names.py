@@ -66,7 +66,7 @@ def test_odd_stream_and_field_names_round_trip(tmp_path: Path, raw: bool) -> Non
           {CURSOR: "2024-01-03T00:00:00+00:00"})
     assert store.saved_state(STREAM, "live") == ({CURSOR: "2024-01-03T00:00:00+00:00"}, "fingerprint")
     assert store.count(STREAM) == 3
-    assert store.columns_of(STREAM) == [KEY, CURSOR, NESTED, "_extracted_at", "_sync_id", UNKNOWN]
+    assert store.columns_of(STREAM) == [KEY, CURSOR, NESTED, "_raw", "_extracted_at", "_sync_id", UNKNOWN]
     store.close()
 
     stored = rows(db, STREAM)

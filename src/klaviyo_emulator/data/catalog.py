@@ -92,6 +92,15 @@ class Catalog(RowBuilder):
             "keys": {},
         }
 
+    def senders(self) -> list[tuple[str | None, str]]:
+        """What a conversion can be attributed to: each campaign message (no flow), then each flow
+        message with its flow."""
+        flow_of = {row["id"]: row["keys"]["flow_id"] for row in self.tables["flow-actions"].rows}
+        campaign = [(None, row["id"]) for row in self.tables["campaign-messages"].rows]
+        flow = [(flow_of.get(row["keys"]["flow_action_id"]), row["id"])
+                for row in self.tables["flow-messages"].rows]
+        return [*campaign, *flow]
+
     def _tags_for(self, rnd: random.Random) -> list[tuple[str, str]]:
         tags = self.tables["tags"]
         if not len(tags):

@@ -37,10 +37,13 @@ class Events(Table):
         metric_names: list[str],
         profiles: Profiles,
         quirks: bool = True,
+        senders: Sequence[tuple[str | None, str]] = (),
     ) -> None:
         super().__init__()
         self.seed = seed
         self.quirks = quirks  # Klaviyo's observed shapes (quirks.py); False: the spec's
+        # What a conversion can be attributed to: (flow id, flow message id) or (None, campaign message id).
+        self.senders = list(senders)
         self._salt = salt("events")
         self.metric_ids = metric_ids
         self.metric_names = metric_names
@@ -208,9 +211,21 @@ class Events(Table):
             props["$value"] = BigInt(BIG_INT) if index % 13 == 0 and index % 2 else value
             if index % 7 == 0:
                 props["external_order_ref"] = BigInt(BIG_INT + index)
+            sender = self.attributed_to(index, u)
+            if sender is not None:
+                props["$attribution"] = _attribution(*sender)
         elif index % 13 == 0:
             props["$value"] = BigInt(BIG_INT) if index % 2 else 0
         return props
+
+    def order_value(self, index: int) -> float:
+        """What an order event is worth to a report (`conversion_value`): its items' total, as its
+        `$value` has it, but never the huge `$value` an odd event carries to test serializers."""
+        kind = self._kinds[self.metric_index(index)]
+        if kind != ORDER:
+            return 0.0
+        u = self._block(index >> BLOCK_BITS)[0][((index & BLOCK_MASK) << 2) + 1]
+        return float(self._variant(kind, u >> self._variant_shift)[2])
 
     def _properties_json(self, index: int, u: int, kind: int) -> str:
         """`_properties(index)` as JSON text, byte-for-byte what `jsontext.dumps` makes of it."""
@@ -221,10 +236,19 @@ class Events(Table):
             tail = f',"OrderId":"{80_000 + index}","$value":{value_text}'
             if index % 7 == 0:
                 tail += f',"external_order_ref":{BIG_INT + index}'
+            sender = self.attributed_to(index, u)
+            if sender is not None:
+                tail += ',"$attribution":' + dumps(_attribution(*sender)).decode()
             return f"{head}{tail}}}"
         if index % 13 == 0:
             return f'{head},"$value":{BIG_INT_TEXT if index % 2 else 0}}}'
         return head + "}"
+
+    def attributed_to(self, index: int, u: int) -> tuple[str | None, str] | None:
+        """The send a third of the orders are attributed to (Klaviyo's `$attribution`), or None."""
+        if not self.senders or index % 3 != 1:
+            return None
+        return self.senders[(u >> 8) % len(self.senders)]
 
     def _variant(self, kind: int, variant: int) -> tuple[JSONObject, str, float, str]:
         """(body, its JSON text without braces, the order value, its JSON text); built on first use."""
@@ -376,6 +400,7 @@ class Events(Table):
             "id": self.id(index),
             "datetime": self.datetime_text(index),
             "metric_id": self.metric_ids[self.metric_index(index)],
+            "profile_id": self.profiles.id(self.profile_index(index)),
         }
 
 
@@ -429,6 +454,11 @@ def _uuid(hexes: str, at: int) -> str:
         f"{hexes[at + 32 : at + 40]}-{hexes[at + 40 : at + 44]}-11ef-"
         f"{_VARIANT_NIBBLE[hexes[at + 48]]}{hexes[at + 49 : at + 52]}-{hexes[at + 52 : at + 64]}"
     )
+
+
+def _attribution(flow: str | None, message: str) -> JSONObject:
+    """Klaviyo's `$attribution` of a conversion: the flow (for a flow's message) and the message."""
+    return {**({"$flow": flow} if flow else {}), "$message": message, "$attributed_channel": "email"}
 
 
 def _order_body(rnd: random.Random, seed: int) -> tuple[JSONObject, float]:

@@ -35,6 +35,9 @@ def add_sync_command(subparsers: Subparsers) -> None:
     sync.add_argument("--db", default=DEFAULT_DB, help=f"the DuckDB file (default {DEFAULT_DB})")
     sync.add_argument("--streams", help="comma-separated stream names (default: every stream)")
     sync.add_argument("--full-refresh", action="store_true", help="re-read every stream from the start")
+    sync.add_argument("--keep-raw", action="store_true",
+                      help="keep every record as read in its table's _raw column (default: only records "
+                           "the typed columns do not hold whole)")
     _add_output_options(sync)
     sync.set_defaults(handler=run_sync)
 
@@ -64,6 +67,7 @@ def sync_options(args: argparse.Namespace, command: str) -> SyncOptions:
         db_path=Path(args.db),
         streams=[name.strip() for name in args.streams.split(",") if name.strip()] if args.streams else None,
         full_refresh=getattr(args, "full_refresh", False),
+        keep_raw=getattr(args, "keep_raw", False),
         # --quiet and a non-terminal stderr both mean plain lines; the summary is printed either way.
         live_progress=sys.stderr.isatty() and not args.quiet,
         checkpoint_log=args.checkpoint_log,

@@ -23,31 +23,40 @@ from source_klaviyo.sync.summary import SyncSummary
 RATE_LIMIT_SCALE = 50.0
 DEMO_API_KEY = "pk_emulator"
 
+# On the views (docs/local-sync.md, "Views") and plain typed columns. The emulator plants a few 23-digit
+# `$value`s (a serializer's test): kept exact in `event_properties`, they are filtered out of sums here.
 QUERIES: tuple[tuple[str, str], ...] = (
     (
-        "Revenue per metric (events' $value, joined to metrics by relationship)",
-        """SELECT m.attributes->>'name' AS metric, count(*) AS events,
-       round(sum(v.value), 2) AS revenue
-FROM events e
-JOIN metrics m ON m.id = e.relationships->'metric'->'data'->>'id'
-CROSS JOIN LATERAL (SELECT TRY_CAST(e.attributes->'event_properties'->>'$."$value"' AS DOUBLE) AS value) v
-WHERE v.value < 1e9  -- the emulator plants a few 23-digit values, kept exact in the JSON
-GROUP BY metric ORDER BY revenue DESC NULLS LAST LIMIT 8""",
+        "Revenue per metric over the last 30 days (the daily_metrics view)",
+        """SELECT metric_name, sum(events) AS events, round(sum(revenue), 2) AS revenue
+FROM daily_metrics
+WHERE day >= current_date - 30 AND revenue < 1e9
+GROUP BY metric_name ORDER BY revenue DESC LIMIT 8""",
     ),
     (
-        "List growth: members joined per month, and the running total",
-        """SELECT strftime(date_trunc('month', joined_group_at), '%Y-%m') AS month, count(*) AS joined,
-       sum(count(*)) OVER (ORDER BY month) AS members
-FROM list_memberships
-GROUP BY month ORDER BY month DESC LIMIT 12""",
+        "Conversions and revenue attributed to campaigns (the campaign_performance view)",
+        """SELECT campaign_name, metric_name, conversions, converters, round(revenue, 2) AS revenue
+FROM campaign_performance
+WHERE revenue < 1e9
+ORDER BY revenue DESC LIMIT 8""",
     ),
     (
-        "Suppressed profiles by reason (global exclusions)",
-        """SELECT s->>'reason' AS reason, count(DISTINCT g.id) AS profiles,
-       max(TRY_CAST(s->>'timestamp' AS TIMESTAMPTZ)) AS latest
-FROM global_exclusions g,
-     unnest(from_json(g.attributes->'subscriptions'->'email'->'marketing'->'suppression', '["json"]')) AS u(s)
-GROUP BY reason ORDER BY profiles DESC""",
+        "List growth: members today and joined in the last 30 days (the list_growth view)",
+        """SELECT list_name, max(members) AS members,
+       coalesce(sum(joined) FILTER (WHERE day >= current_date - 30), 0) AS joined_last_30_days
+FROM list_growth
+GROUP BY list_name ORDER BY members DESC LIMIT 8""",
+    ),
+    (
+        "Suppressed profiles by reason (the suppressions_by_reason view)",
+        """SELECT * FROM suppressions_by_reason ORDER BY profiles DESC""",
+    ),
+    (
+        "Profiles per country (plain columns: attributes.location.country is location__country)",
+        """SELECT location__country AS country, count(*) AS profiles,
+       count(*) FILTER (WHERE subscriptions__email__marketing__consent = 'SUBSCRIBED') AS subscribed
+FROM profiles
+GROUP BY country ORDER BY profiles DESC LIMIT 8""",
     ),
 )
 

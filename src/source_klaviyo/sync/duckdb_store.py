@@ -1,9 +1,9 @@
 """The DuckDB file: stream tables, bookkeeping tables, and the one transaction per checkpoint.
 
-Every write is `write_batch`: records bulk-loaded from newline-delimited JSON, upserted by primary key,
-and the stream's state saved, all in one transaction. A crash therefore leaves each table exactly as
-of its last committed state, and the next run, starting from that state, re-reads at most what came
-after it; the upsert makes the re-read harmless.
+Every write is `write_batch`: records bulk-loaded as JSON text, typed into their columns by DuckDB
+(`extract.py`), upserted by primary key, and the stream's state saved, all in one transaction. A
+crash therefore leaves each table exactly as of its last committed state, and the next run, starting
+from that state, re-reads at most what came after it; the upsert makes the re-read harmless.
 
 A full refresh writes into a staging table (with its own state slot, so an interrupted refresh can
 continue) and `publish` swaps it in, in one transaction, once the stream completed.
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import duckdb
 import msgspec
@@ -24,7 +24,18 @@ import msgspec
 from source_klaviyo.contracts import JSON, JSONObject
 from source_klaviyo.errors import ConfigError
 from source_klaviyo.json_codec import dumps, loads
-from source_klaviyo.sync.layout import Column, TableLayout, quote_ident, staging_table
+from source_klaviyo.sync.extract import typed_select
+from source_klaviyo.sync.layout import (
+    METADATA_COLUMNS,
+    RAW_COLUMN,
+    Column,
+    TableLayout,
+    migrating_table,
+    quote_ident,
+    quote_literal,
+    staging_table,
+)
+from source_klaviyo.sync.shape import Shape
 
 STATE_TABLE = "_source_klaviyo_state"
 SYNCS_TABLE = "_source_klaviyo_syncs"
@@ -35,7 +46,8 @@ _STATE = quote_ident(STATE_TABLE)
 _SYNCS = quote_ident(SYNCS_TABLE)
 _VERSIONS = quote_ident(VERSIONS_TABLE)
 
-Slot = Literal["live", "staging"]
+# "migrating": a table being converted from an older layout (`migrate.py`), swapped in when all are.
+Slot = Literal["live", "staging", "migrating"]
 
 _BOOKKEEPING_DDL = (
     f"""CREATE TABLE IF NOT EXISTS {_STATE} (
@@ -52,16 +64,24 @@ _BOOKKEEPING_DDL = (
 )
 
 
-# The sync's CPU and memory budget (docs/performance.md, "sync"): one thread, a 32 MB buffer pool,
-# and zstd for every column that supports it (half the checkpoint CPU of the default analysis, and a
-# file about a third the size). The pool holds a batch being loaded and the rows appended since the
-# last checkpoint; 16 MB ran out of memory loading a batch.
+# The sync's CPU and memory budget (docs/performance.md, "sync"): one thread, and a buffer pool of
+# 32 MB or what the widest table needs (`memory_limit_mb`). The pool holds a batch being loaded and
+# the rows appended since the last checkpoint; 16 MB ran out of memory loading a batch. JSON columns
+# are compressed with zstd (`layout.column_sql`): half the checkpoint CPU of DuckDB's analysis on
+# them, and a third of the size.
 _SETTINGS = (
     "SET threads = 1",
     "SET preserve_insertion_order = false",
-    "SET memory_limit = '32MB'",
-    "SET force_compression = 'zstd'",
 )
+BASE_MEMORY_MB = 32
+
+
+def memory_limit_mb(layout: TableLayout) -> int:
+    """The pool a table's writes need. A checkpoint compresses every column of a row group at once,
+    about half a MB each (at 32 MB a 110-column table failed its checkpoint, which invalidates the
+    database), and each JSON extraction of a batch holds an arena of ~2 MB (`extract.py`)."""
+    extractions = 2 + sum(1 for column in layout.columns if column.many)
+    return max(BASE_MEMORY_MB, 24 + len(layout.columns) // 2 + 2 * extractions)
 # Rows per row group of the tables we write. DuckDB's default (122,880) is ~120 MB of events: every
 # checkpoint recompressed the open row group from the start, and with fewer checkpoints the appended
 # rows spilled to disk and were read back. At 16,384 a batch fills whole row groups, which the
@@ -76,7 +96,7 @@ class Target:
 
     layout: TableLayout
     slot: Slot
-    extra_columns: list[str] = field(default_factory=list)  # top-level fields the schema lacks
+    extra_columns: list[Column] = field(default_factory=list)  # top-level fields the schema lacks, as JSON
     # Rows re-read unchanged are told apart from updates only where the table had rows to begin
     # with (an incremental run); a staging table is compared with the live one when published.
     classify_changes: bool = False
@@ -92,7 +112,15 @@ class Target:
 
     @property
     def table(self) -> str:
-        return self.layout.stream if self.slot == "live" else staging_table(self.layout.stream)
+        if self.slot == "live":
+            return self.layout.stream
+        if self.slot == "staging":
+            return staging_table(self.layout.stream)
+        return migrating_table(self.layout.stream)
+
+    @property
+    def columns(self) -> list[Column]:
+        return [*self.layout.columns, *self.extra_columns]
 
 
 @dataclass
@@ -111,88 +139,109 @@ class BatchCounts:
         self.skipped += other.skipped
 
 
-# Each batch row is the JSON text of each top-level field, in the batch's column order, separated by
-# this byte: JSON never holds a raw control character (msgspec refuses or escapes them), so
-# no field needs quoting and DuckDB's CSV reader splits rows without parsing the JSON inside them.
+# Each batch row is the record's JSON, then "1" when the record is unmapped (see `shape.py`), then
+# the `_extracted_at` and `_sync_id` a converted row keeps (`migrate.py`; empty for a record read
+# now), separated by this byte: JSON never holds a raw control character (msgspec refuses or
+# escapes them), so the record needs no quoting and DuckDB's CSV reader splits rows without parsing
+# the JSON inside them.
 FIELD_SEPARATOR = b"\x1f"
+BATCH_COLUMNS = ("record", "unmapped", "kept_extracted_at", "kept_sync_id")
+_READ_NOW = FIELD_SEPARATOR * 2 + b"\n"
 
 # A row's primary key as the table compares it: the text of its one key field, or of each.
 RowKey = str | tuple[str, ...]
-# A record's top-level fields, each as its JSON text (bytes written by us, or msgspec's slice of the body).
-FieldTexts = Mapping[str, bytes | msgspec.Raw]
-T = TypeVar("T")
 
 
 class Batch:
     """One stream's records waiting for their transaction, one row per key, as delimited JSON text.
 
     The last version of a key read wins (a record updated during the read arrives twice). A row holds
-    each top-level field's JSON text exactly as read (only the top level is decoded), so a batch is
-    about its JSON size and DuckDB parses nothing it does not type: see `Store._upsert`.
+    the record's JSON exactly as read: DuckDB types it (`extract.py`). Here each record is only
+    decoded against its shape, in C, for its key and to tell whether its columns hold it whole.
     """
 
-    __slots__ = ("_initial", "_known", "bytes", "columns", "key", "longest", "padded", "rows", "skipped")
+    __slots__ = ("_known", "_shape", "bytes", "key", "longest", "new_columns", "rows", "skipped")
 
-    def __init__(self, key: tuple[str, ...], columns: Iterable[str]) -> None:
+    def __init__(self, key: tuple[str, ...], fields: Iterable[str], shape: Shape | None = None) -> None:
         self.key = key
         self.rows: dict[RowKey, bytes] = {}
         self.bytes = 0
         self.longest = 0  # bytes of the longest row: the CSV reader's line limit is sized from it
         self.skipped = 0  # records without a primary key value
-        # The table's columns, then top-level fields first seen in this batch (rows written before a
-        # field appeared are shorter; the reader pads them with NULLs).
-        self.columns = list(columns)
-        self._initial = len(self.columns)
-        self._known = set(self.columns)
-        self.padded = False
+        self._shape = shape
+        # The top-level fields the table has columns for, then those first seen in this batch: they
+        # get JSON columns (`Store.add_json_columns`).
+        self._known = set(fields)
+        self.new_columns: list[str] = []
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
-    def new_columns(self) -> list[str]:
-        return self.columns[self._initial :]
-
     def add(self, records: Iterable[JSONObject]) -> None:
         for record in records:
-            key = self._key(record, _identity)
-            if key is not None:
-                self._put(key, {name: dumps(value) for name, value in record.items()})
+            self._add(dumps(record))
 
     def add_raw(self, records: Iterable[bytes]) -> None:
-        """Records as the JSON objects Klaviyo sent (the engine's raw path): only the top level is
-        decoded, each field's text kept byte for byte."""
+        """Records as the JSON objects Klaviyo sent (the engine's raw path), kept byte for byte."""
         for line in records:
-            fields: FieldTexts = _decode_top_level(line)
-            if _spans_lines(line):
-                # Whitespace between tokens (a pretty-printed body) would split the row: re-encode
-                # those fields.
-                fields = {name: _compact(raw) for name, raw in fields.items()}
-            key = self._key(fields, loads)
-            if key is not None:
-                self._put(key, fields)
+            if b"\n" in line or b"\r" in line:
+                # Whitespace between tokens (a pretty-printed body) would split the row: re-encode it.
+                line = dumps(loads(line))
+            self._add(line)
 
-    def _key(self, fields: Mapping[str, T], decode: Callable[[T], JSON]) -> RowKey | None:
+    def add_converted(self, rows: Iterable[tuple[str, str | None, str | None]]) -> None:
+        """Records of a table in an older layout (`migrate.py`): (JSON, `_extracted_at`, `_sync_id`)."""
+        for record, extracted_at, sync_id in rows:
+            kept = f"{extracted_at or ''}\x1f{sync_id or ''}\n".encode()
+            self._add(record.encode(), FIELD_SEPARATOR + kept)
+
+    def _add(self, line: bytes, tail: bytes = _READ_NOW) -> None:
+        shape = self._shape
+        if shape is not None:
+            try:
+                decoded = shape.decode(line)
+            except msgspec.DecodeError:  # another shape (ValidationError), or JSON msgspec refuses
+                pass
+            else:
+                # the common case: a record of the declared shape, its key fields decoded as scalars
+                key = self._key([getattr(decoded, name) for name in shape.key_attributes])
+                if key is not None:
+                    self._put(key, line + FIELD_SEPARATOR + tail)
+                return
+        fields: dict[str, msgspec.Raw] = _decode_top_level(line)
+        key = self._key([None if (raw := fields.get(name)) is None else loads(raw) for name in self.key])
+        if key is not None:
+            unmapped = b"1" if self._unmapped(fields) else b""
+            self._put(key, line + FIELD_SEPARATOR + unmapped + tail)
+
+    def _unmapped(self, fields: Mapping[str, msgspec.Raw]) -> bool:
+        """Whether some of the record has no column: a declared object of another shape, or a
+        top-level field whose name starts with "_" (it would shadow our metadata columns). Other new
+        top-level fields get a JSON column each."""
+        unmapped = False
+        for name, raw in fields.items():
+            if name not in self._known:
+                if name.startswith("_"):
+                    unmapped = True
+                else:
+                    self._known.add(name)
+                    self.new_columns.append(name)
+            elif self._shape is not None and name in self._shape.objects:
+                try:
+                    self._shape.objects[name](raw)
+                except msgspec.ValidationError:
+                    unmapped = True
+        return unmapped
+
+    def _key(self, values: list[JSON]) -> RowKey | None:
         """The record's primary key as the table compares it (text), or None (counted as skipped)."""
-        if len(self.key) == 1:
-            value = fields.get(self.key[0])
-            if value is not None:
-                value = decode(value)
-            if value is None:
-                self.skipped += 1
-                return None
-            return value if value.__class__ is str else str(value)  # 1 and "1" are the same row
-        values = [fields.get(name) for name in self.key]
-        values = [None if v is None else decode(v) for v in values]
         if None in values:
             self.skipped += 1
             return None
-        return tuple(v if v.__class__ is str else str(v) for v in values)
+        texts = [v if v.__class__ is str else str(v) for v in values]  # 1 and "1" are the same row
+        return texts[0] if len(texts) == 1 else tuple(texts)
 
-    def _put(self, key: RowKey, fields: FieldTexts) -> None:
-        if not self._known.issuperset(fields):
-            self._grow(fields)
-        row = FIELD_SEPARATOR.join([fields.get(name, b"") for name in self.columns]) + b"\n"
+    def _put(self, key: RowKey, row: bytes) -> None:
         previous = self.rows.get(key)
         if previous is not None:
             self.bytes -= len(previous)
@@ -201,41 +250,6 @@ class Batch:
         if len(row) > self.longest:
             self.longest = len(row)
 
-    def _grow(self, fields: FieldTexts) -> None:
-        # Klaviyo may add a top-level field before our schema knows it: it gets a JSON column.
-        # Names starting with "_" would shadow our metadata columns and are dropped.
-        for name in fields:
-            if name not in self._known:
-                self._known.add(name)
-                if not name.startswith("_"):
-                    self.columns.append(name)
-                    self.padded = bool(self.rows)
-
-
-def _spans_lines(text: bytes) -> bool:
-    return b"\n" in text or b"\r" in text
-
-
-def _compact(raw: bytes | msgspec.Raw) -> bytes | msgspec.Raw:
-    text = bytes(raw)
-    if not _spans_lines(text):
-        return raw
-    return dumps(loads(text))
-
-
-def _literal(text: str) -> str:
-    """A string literal, `'` doubled: for the few values written into a statement rather than passed
-    as a parameter (the file paths of SET and ATTACH, the column names read_csv is given).
-
-    >>> _literal("it's")
-    "'it''s'"
-    """
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _identity(value: T) -> T:
-    return value
-
 
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
@@ -243,20 +257,24 @@ _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 class Store:
     """One open DuckDB file; single writer (DuckDB locks the file for the process holding it)."""
 
-    def __init__(self, path: str | Path, *, sync_id: str, connector_version: str) -> None:
+    def __init__(self, path: str | Path, *, sync_id: str, connector_version: str,
+                 keep_raw: bool = False) -> None:
         self.path = Path(path)
         self.sync_id = sync_id
         self.connector_version = connector_version
+        self.keep_raw = keep_raw  # `_raw` for every record, not only where the columns miss something
+        self.memory_mb = BASE_MEMORY_MB
         # The file is attached rather than opened, because the row group size is an ATTACH option.
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         for setting in _SETTINGS:
             self.con.execute(setting)
+        self.con.execute(f"SET memory_limit = '{self.memory_mb}MB'")
         # Where DuckDB spills when it opens a file itself (an in-memory database would use ./.tmp).
-        self.con.execute(f"SET temp_directory = {_literal(str(self.path) + '.tmp')}")
+        self.con.execute(f"SET temp_directory = {quote_literal(str(self.path) + '.tmp')}")
         try:
             self.con.execute(
-                f"ATTACH {_literal(str(self.path))} AS {_ALIAS} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})"
+                f"ATTACH {quote_literal(str(self.path))} AS {_ALIAS} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})"
             )
         except duckdb.IOException as error:
             self.con.close()
@@ -329,27 +347,31 @@ class Store:
 
     # -- preparing targets --------------------------------------------------------------------
 
-    def open_target(self, layout: TableLayout, slot: Slot, *, fresh: bool) -> Target:
+    def open_target(self, layout: TableLayout, slot: Slot, *, fresh: bool, extra_mb: int = 0) -> Target:
         """The table records of `layout.stream` go to; a fresh staging table starts empty."""
         target = Target(layout, slot)
+        self._fit_memory(memory_limit_mb(layout) + extra_mb)
         self.con.execute("BEGIN")
         try:
-            if fresh and slot == "staging":
+            if fresh and slot != "live":
                 self.con.execute(f"DROP TABLE IF EXISTS {quote_ident(target.table)}")
                 self.con.execute(
-                    f"DELETE FROM {_STATE} WHERE stream = ? AND slot = 'staging'", [layout.stream]  # noqa: S608 - names via quote_ident
+                    f"DELETE FROM {_STATE} WHERE stream = ? AND slot = ?", [layout.stream, slot]  # noqa: S608 - names via quote_ident
                 )
             if not self.table_exists(target.table):
                 self.con.execute(layout.create_sql(target.table))
             else:
-                # A live table continued after an additive schema change: the new fields' columns.
+                # A live table continued after an additive schema change: the new fields' columns,
+                # filled from the records kept whole (those are the ones that can hold new fields).
                 present = set(self.columns_of(target.table))
-                for column in layout.columns:
-                    if column.name not in present:
-                        self.con.execute(
-                            f"ALTER TABLE {quote_ident(target.table)} "
-                            f"ADD COLUMN {quote_ident(column.name)} {column.sql_type}"
-                        )
+                added = [column for column in layout.columns if column.name not in present]
+                for name, sql_type in METADATA_COLUMNS:
+                    if name not in present:  # a table written before the column existed
+                        self._add_column(target.table, name, sql_type)
+                for column in added:
+                    self._add_column(target.table, column.name, column.sql_type)
+                if added and RAW_COLUMN in present:
+                    self._fill_from_raw(target.table, added)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -359,9 +381,56 @@ class Store:
         target.keys_once = layout.append_only and not target.has_rows
         known = set(layout.column_names)
         target.extra_columns = [
-            c for c in self.columns_of(target.table) if c not in known and not c.startswith("_")
+            Column(name, "JSON") for name in self.columns_of(target.table)
+            if name not in known and not name.startswith("_")
         ]
         return target
+
+    def _fit_memory(self, needed: int) -> None:
+        if needed > self.memory_mb:
+            self.memory_mb = needed
+            self.con.execute(f"SET memory_limit = '{needed}MB'")
+
+    def _fill_from_raw(self, table: str, columns: list[Column]) -> None:
+        """New columns of the rows whose record was kept whole, read from it."""
+        name = quote_ident(table)
+        source = (f"(SELECT CAST({quote_ident(RAW_COLUMN)} AS VARCHAR) AS record, NULL AS unmapped, "  # noqa: S608 - names via quote_ident
+                  f"rowid AS _row FROM {name} WHERE {quote_ident(RAW_COLUMN)} IS NOT NULL)")
+        typed = typed_select(columns, source, keep_raw=True, carry=["_row"])
+        sets = ", ".join(f"{quote_ident(c.name)} = filled.{quote_ident(c.name)}" for c in columns)
+        self.con.execute(
+            f"UPDATE {name} SET {sets} FROM ({typed}) AS filled WHERE {name}.rowid = filled._row"  # noqa: S608 - names via quote_ident
+        )
+
+    def tables_starting_with(self, prefix: str) -> list[str]:
+        rows = self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = 'main' AND starts_with(table_name, ?)",
+            [prefix],
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def swap_in(self, targets: list[Target]) -> None:
+        """Replace each target's live table by its converted one (`migrate.py`), all in one transaction."""
+        self.con.execute("BEGIN")
+        try:
+            for target in targets:
+                assert target.slot == "migrating"
+                self.con.execute(f"DROP TABLE IF EXISTS {quote_ident(target.stream)}")
+                converted, live = quote_ident(target.table), quote_ident(target.stream)
+                self.con.execute(f"ALTER TABLE {converted} RENAME TO {live}")
+                self.con.execute(
+                    f"UPDATE {_STATE} SET schema_fingerprint = ? WHERE stream = ? AND slot = 'live'",  # noqa: S608 - names via quote_ident
+                    [target.layout.fingerprint, target.stream],
+                )
+                self._versioned.discard(target.stream)
+                self._record_version(target.layout)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        for target in targets:
+            target.slot = "live"
 
     def drop_staging(self, stream: str) -> None:
         self.con.execute("BEGIN")
@@ -372,7 +441,8 @@ class Store:
     # -- writing ------------------------------------------------------------------------------
 
     def new_batch(self, target: Target) -> Batch:
-        return Batch(target.layout.primary_key, [*target.layout.column_names, *target.extra_columns])
+        fields = target.layout.fields | {column.name for column in target.extra_columns}
+        return Batch(target.layout.primary_key, fields, target.layout.shape)
 
     def write_batch(self, target: Target, batch: Batch, state: JSONObject | None) -> BatchCounts:
         """Upsert the batch's records and, when given, save `state`, in one transaction."""
@@ -383,7 +453,7 @@ class Store:
         self.con.execute("BEGIN")
         try:
             if batch.rows:
-                self._add_unknown_columns(target, batch.new_columns)
+                self.add_json_columns(target, batch.new_columns)
                 self._upsert(target, batch, counts)
             if state is not None:
                 self._save_state(target, state)
@@ -435,36 +505,40 @@ class Store:
             raise
         return counts
 
-    def _add_unknown_columns(self, target: Target, names: list[str]) -> None:
-        # Klaviyo may add a top-level field before our schema knows it: keep it, as a JSON column.
+    def add_json_columns(self, target: Target, names: list[str]) -> None:
+        """Klaviyo may add a top-level field before our schema knows it: it is kept, as a JSON column."""
         for name in names:
-            self.con.execute(f"ALTER TABLE {quote_ident(target.table)} ADD COLUMN {quote_ident(name)} JSON")
-            target.extra_columns.append(name)
+            self._add_column(target.table, name, "JSON")
+            target.extra_columns.append(Column(name, "JSON"))
+
+    def _add_column(self, table: str, name: str, sql_type: str) -> None:
+        self.con.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(name)} {sql_type}")
 
     def _upsert(self, target: Target, batch: Batch, counts: BatchCounts) -> None:
         # No PRIMARY KEY constraint (its index stays in memory, ~110 MB per million keys): the rows of
         # the batch's keys are deleted, then the batch inserted; the batch holds each key once.
         layout, table = target.layout, quote_ident(target.table)
-        typed = {column.name: column for column in layout.columns}
-        columns = [typed.get(name) or Column(name, "JSON") for name in batch.columns]
-        # Every field is read as text and typed in SQL. The line limit is sized to the longest row and
-        # the reader's buffer to twice that: with DuckDB's defaults (2 MB lines, 32 MB buffer) the
-        # buffer alone would take most of the sync's memory limit.
-        read_columns = "{" + ", ".join(f"{_literal(c.name)}: 'VARCHAR'" for c in columns) + "}"
-        path = _literal(self._batch_file)
-        selects = ", ".join(c.select_expression() for c in columns)
+        columns = [*target.columns, Column(RAW_COLUMN, "JSON")]
+        # Each record is read as one text field and typed in SQL (`extract.py`). The line limit is
+        # sized to the longest row and the reader's buffer to twice that: with DuckDB's defaults (2 MB
+        # lines, 32 MB buffer) the buffer alone would take most of the sync's memory limit.
+        read_columns = "{" + ", ".join(f"{quote_literal(name)}: 'VARCHAR'" for name in BATCH_COLUMNS) + "}"
+        path = quote_literal(self._batch_file)
         line_limit = max(1 << 20, 1 << (batch.longest + 1).bit_length())
         separator = FIELD_SEPARATOR.decode()
-        source = (
-            f"SELECT {selects} FROM read_csv({path}, "  # noqa: S608 - names via quote_ident, path via _literal
-            f"delim = '{separator}', quote = '', escape = '', header = false, auto_detect = false, "
-            f"new_line = '\\n', null_padding = {str(batch.padded).lower()}, columns = {read_columns}, "
+        rows = (
+            f"read_csv({path}, delim = '{separator}', quote = '', escape = '', header = false, "
+            f"auto_detect = false, new_line = '\\n', columns = {read_columns}, "
             f"max_line_size = {line_limit}, buffer_size = {2 * line_limit})"
         )
+        source = typed_select(target.columns, rows, keep_raw=self.keep_raw, carry=BATCH_COLUMNS[2:])
         names = ", ".join(quote_ident(c.name) for c in columns)
+        # A record read now is stamped with now and this sync; a converted one keeps its stamps.
+        stamps = "coalesce(TRY_CAST(kept_extracted_at AS TIMESTAMPTZ), now()), coalesce(kept_sync_id, ?)"
         if target.keys_once:  # nothing to replace or compare: straight in
             self.con.execute(
-                f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT *, now(), ? FROM ({source})",  # noqa: S608 - names via quote_ident
+                f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) "  # noqa: S608 - names via quote_ident
+                f"SELECT {names}, {stamps} FROM ({source})",
                 [self.sync_id],
             )
             target.has_rows = True
@@ -483,7 +557,7 @@ class Store:
             (row,) = self.con.execute(f"DELETE FROM {table} t USING _batch b WHERE {joined}").fetchall()  # noqa: S608 - names via quote_ident
             replaced = int(row[0])
         self.con.execute(
-            f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT {names}, now(), ? FROM _batch",  # noqa: S608 - names via quote_ident
+            f"INSERT INTO {table} ({names}, _extracted_at, _sync_id) SELECT {names}, {stamps} FROM _batch",  # noqa: S608 - names via quote_ident
             [self.sync_id],
         )
         target.has_rows = True

@@ -21,10 +21,12 @@ from source_klaviyo.engine import Reader
 from source_klaviyo.errors import ConfigError
 from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, Stream
 from source_klaviyo.sync.duckdb_store import Store
+from source_klaviyo.sync.migrate import migrate
 from source_klaviyo.sync.plan import StreamPlan, plan_stream
 from source_klaviyo.sync.progress import Progress
 from source_klaviyo.sync.sink import DuckDBSink
 from source_klaviyo.sync.summary import SyncSummary, render, stream_summary
+from source_klaviyo.sync.views import create_views
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -68,6 +70,7 @@ class SyncOptions:
     flush_records: int = 5000
     flush_seconds: float = 1.0
     command: str = "sync"
+    keep_raw: bool = False  # `_raw` for every record (else only where the typed columns miss something)
     clock: Callable[[], datetime] | None = (
         None  # the engine's "now" (tests read ahead of it instead of sleeping)
     )
@@ -78,10 +81,16 @@ async def sync(config: Config, options: SyncOptions, *, client: Client | None = 
     """Sync the selected streams into `options.db_path`; the returned summary says what happened."""
     started = time.monotonic()
     streams = select_streams(options.streams)
-    store = Store(options.db_path, sync_id=new_sync_id(), connector_version=connector_version())
+    store = Store(options.db_path, sync_id=new_sync_id(), connector_version=connector_version(),
+                  keep_raw=options.keep_raw)
     sink: DuckDBSink | None = None
+    out = stderr or sys.stderr
+    # Off a terminal rich assumes 80 columns, which folds the summary table into a tall mess.
+    console = Console(file=out, highlight=False, width=None if out.isatty() else 132)
     try:
         store.sync_started(options.command)
+        migration = migrate(store, (lambda _line: None) if options.quiet else
+                            (lambda line: console.print(line, markup=False, soft_wrap=True)))
         plans = [plan_stream(store, stream, full_refresh=options.full_refresh) for stream in streams]
         targets = {plan.name: store.open_target(plan.layout, plan.slot, fresh=plan.fresh) for plan in plans}
         configured = [
@@ -94,9 +103,6 @@ async def sync(config: Config, options: SyncOptions, *, client: Client | None = 
             on_checkpoint=_checkpoint_logger(options.checkpoint_log),
         )
         reader = Reader(config, configured, states, sink, client=client, clock=options.clock or utc_now)
-        out = stderr or sys.stderr
-        # Off a terminal rich assumes 80 columns, which folds the summary table into a tall mess.
-        console = Console(file=out, highlight=False, width=None if out.isatty() else 132)
         progress = Progress(sink.tallies, reader, live=options.live_progress and not options.quiet,
                             stream=console.file)
         sink.on_log = progress.log
@@ -108,7 +114,12 @@ async def sync(config: Config, options: SyncOptions, *, client: Client | None = 
             if not options.quiet:
                 progress.stop()
         sink.finish()
+        views, view_failures = create_views(store.con, store.table_exists)
         summary = _summarise(store, plans, sink, reader, time.monotonic() - started, str(options.db_path))
+        summary.views, summary.warnings = views, view_failures
+        summary.converted = migration.converted
+        if migration.failure:
+            summary.warnings.append(migration.failure)
         store.sync_finished(summary.status, summary.to_json())
     finally:
         if sink is not None:

@@ -39,6 +39,9 @@ class SyncSummary:
     rate_limit_wait_seconds: float
     streams: list[StreamSummary] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # not tied to one stream (e.g. a refused key)
+    views: list[str] = field(default_factory=list)  # created (views.py): those whose tables exist
+    converted: list[str] = field(default_factory=list)  # tables converted in place from an older layout
+    warnings: list[str] = field(default_factory=list)  # what went wrong without failing the sync
 
     @property
     def incomplete(self) -> list[StreamSummary]:
@@ -85,6 +88,13 @@ def render(summary: SyncSummary, console: Console) -> None:
             )
         if s.schema_note:
             console.print(f"{s.stream}: {s.schema_note}", markup=False, soft_wrap=True)
+    if summary.converted:
+        console.print(f"converted to typed columns in place: {', '.join(summary.converted)}", markup=False,
+                      soft_wrap=True)
+    if summary.views:
+        console.print(f"views: {', '.join(summary.views)} (docs/local-sync.md)", markup=False, soft_wrap=True)
+    for message in summary.warnings:
+        console.print(f"warning: {message}", markup=False, soft_wrap=True)
     for message in summary.errors:
         console.print(f"error: {message}", markup=False)
     for s in summary.incomplete:

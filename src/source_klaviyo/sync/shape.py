@@ -1,0 +1,84 @@
+"""Which objects of a record the schema declares, checked by msgspec in C: how `Batch` tells a record
+its typed columns hold whole from one they do not.
+
+A record is "mapped" when every key of every declared object (`attributes`, `location`, a
+relationship and its `data`, ...) is one the schema lists, and each such object is an object or
+null. A key Klaviyo added before the schema knew it, or a string where an object was declared, has
+no column to go to: the record is then kept whole in `_raw` (see `extract.py`, which also keeps it
+when a value does not fit its column's type). Leaves and free-form objects are not looked into here
+(msgspec.Raw): their types are DuckDB's to check, and free-form objects are kept whole anyway.
+`links` are never checked: they get no column, so a new link is nothing lost.
+
+The whole record is decoded once (about 1 µs for an event); only a record that fails is looked at
+again, object by object, to tell new top-level fields (which get JSON columns of their own) from
+the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+import msgspec
+
+from source_klaviyo.contracts import JSONObject
+
+Decode = Callable[[bytes], Any]
+
+_LINKS = "links"
+_names = count()
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The decoders of a stream's records."""
+
+    decode: Decode  # the whole record; raises msgspec.ValidationError unless mapped
+    # each top-level declared object alone, for a record with fields the schema lacks
+    objects: Mapping[str, Decode]
+    fields: frozenset[str]  # the top-level fields the schema declares
+    # where `decode`'s result holds the primary key's fields (str, int or float; None when absent)
+    key_attributes: tuple[str, ...]
+
+
+def record_shape(schema: JSONObject, primary_key: tuple[str, ...]) -> Shape:
+    properties: JSONObject = dict(schema.get("properties") or {})
+    for key in primary_key:
+        properties.setdefault(key, {})
+    record, attributes = _struct(properties, keys=frozenset(primary_key))
+    objects = {
+        name: msgspec.json.Decoder(_struct(prop["properties"])[0] | None).decode
+        for name, prop in properties.items()
+        if name != _LINKS and _declared(prop)
+    }
+    return Shape(msgspec.json.Decoder(record).decode, objects, frozenset(properties),
+                 tuple(attributes[key] for key in primary_key))
+
+
+def _declared(prop: JSONObject) -> bool:
+    declared = prop.get("type", [])
+    types = [declared] if isinstance(declared, str) else declared
+    return "object" in types and bool(prop.get("properties"))
+
+
+def _struct(properties: JSONObject, keys: frozenset[str] = frozenset()) -> tuple[type, dict[str, str]]:
+    """A closed msgspec Struct of `properties` (every field optional, `keys` decoded as scalars), and
+    its attribute per key.
+
+    Attributes are named `f0`, `f1`, ... and renamed to the JSON keys, which need not be identifiers
+    (`flow-actions`, `$value`)."""
+    fields: list[tuple[str, Any, Any]] = []
+    attributes: dict[str, str] = {}
+    for i, (key, prop) in enumerate(properties.items()):
+        kind: Any = msgspec.Raw
+        if key in keys:
+            kind = str | int | float | None  # a key of another type is looked at again (`Batch`)
+        elif key != _LINKS and _declared(prop):
+            kind = _struct(prop["properties"])[0] | None
+        attributes[key] = f"f{i}"
+        fields.append((f"f{i}", kind, msgspec.field(default=None, name=key)))
+    struct = msgspec.defstruct(f"Object{next(_names)}", fields, forbid_unknown_fields=True,
+                               omit_defaults=True)
+    return struct, attributes
