@@ -13,6 +13,10 @@ parent record (`Parent`), one request per record (`Detail`). Whether the endpoin
 from Klaviyo's OpenAPI description (an operation without `page[cursor]` answers in one page); the
 page size is the declaration's `page[size]`, else Klaviyo's fixed page (`SERVER_PAGE`). Report streams
 are counted per timeframe and conversion metric instead (see `report_plan.py`).
+
+"Sync modes" says why a stream is a full refresh (`full_refresh_reason`): it is read per parent record,
+its records come included in another resource's pages, they carry no time of change, or its endpoint
+neither filters nor sorts by that time; an endpoint that does makes the stream incremental.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from source_klaviyo import hooks
 from source_klaviyo.schemas import load_schema
@@ -36,6 +41,7 @@ OPENAPI = ROOT / "reference" / "klaviyo-openapi" / "stable.json"
 # Klaviyo's page size where an endpoint pages without `page[size]`: a fact of Klaviyo's documentation
 # that the reference spec does not keep (its descriptions are stripped, see tools/derive_reference.py).
 SERVER_PAGE = {"/api/metrics": 200}
+JSON = Any  # a node of the OpenAPI description, walked by its keys
 
 
 def _code(*names: str) -> str:
@@ -64,7 +70,38 @@ def endpoint(stream: Stream) -> str:
 
 
 def modes(stream: Stream) -> str:
-    return "full refresh, incremental" if stream.incremental else "full refresh"
+    if stream.incremental:
+        return "full refresh, incremental"
+    reason = full_refresh_reason(stream)
+    return f"full refresh ({reason})" if reason else "full refresh"
+
+
+# The attributes a change of a record moves: what an incremental read needs the endpoint to filter or
+# sort by.
+CHANGE_TIMES = ("updated", "updated_at")
+
+
+def full_refresh_reason(stream: Stream) -> str | None:
+    """Why the stream cannot be read incrementally, from its declaration and its endpoint in Klaviyo's
+    OpenAPI description; None where the endpoint filters or sorts its own records by their time of
+    change, so the stream must be incremental (issue 20's rule; tests/connector/test_stream_docs.py)."""
+    if stream.report is not None:
+        return None
+    if stream.parent is not None:
+        return f"read per {stream.parent.stream} record, without a cursor of its own"
+    if isinstance(stream.hook, hooks.IncludedAsRecords):
+        return f"its records come included in the pages of `{stream.path}`, whose cursor is not theirs"
+    attributes = _attributes(stream.path)
+    change = next((name for name in CHANGE_TIMES if _is_datetime(attributes.get(name))), None)
+    if change is None:
+        return "its records carry no time of change"
+    filters, sorts = _datetime_filters_and_sorts(stream.path)
+    if change in filters or change in sorts:
+        return None
+    others = sorted((filters | sorts) - {change})
+    verb = "does" if len(others) == 1 else "do"
+    return f"the endpoint neither filters nor sorts by `{change}`" + (
+        f"; {_code(*others)} {verb} not move when a record changes" if others else "")
 
 
 def cursor(stream: Stream) -> str:
@@ -85,10 +122,55 @@ def tier(stream: Stream) -> str:
 
 
 @functools.cache
+def _openapi() -> JSON:
+    return json.loads(OPENAPI.read_text(encoding="utf-8"))
+
+
+def _get(path: str) -> JSON:
+    """Klaviyo's OpenAPI description of `GET path` (a template, ids as `{id}`)."""
+    return _openapi()["paths"][path]["get"]
+
+
+def _resolved(node: JSON) -> JSON:
+    while "$ref" in node:
+        node = _openapi()["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
 def _query_parameters(path: str) -> frozenset[str]:
-    """The query parameters Klaviyo's OpenAPI description gives `GET path` (a template, ids as `{id}`)."""
-    operation = json.loads(OPENAPI.read_text(encoding="utf-8"))["paths"][path]["get"]
-    return frozenset(parameter["name"] for parameter in operation.get("parameters", ()))
+    """The query parameters Klaviyo's OpenAPI description gives `GET path`."""
+    return frozenset(parameter["name"] for parameter in _get(path).get("parameters", ()))
+
+
+def _properties(node: JSON) -> dict[str, JSON]:
+    """A schema's properties, resolved, those of its `allOf` parts included."""
+    node = _resolved(node)
+    found = {name: _resolved(schema) for name, schema in node.get("properties", {}).items()}
+    for part in node.get("allOf", ()):
+        found |= _properties(part)
+    return found
+
+
+def _attributes(path: str) -> dict[str, JSON]:
+    """The attributes of the resources `GET path` answers with, by name."""
+    body = _get(path)["responses"]["200"]["content"]["application/vnd.api+json"]["schema"]
+    data = _properties(body)["data"]
+    return _properties(_properties(data.get("items", data))["attributes"])
+
+
+def _is_datetime(schema: JSON) -> bool:
+    return isinstance(schema, dict) and schema.get("format") == "date-time"
+
+
+def _datetime_filters_and_sorts(path: str) -> tuple[set[str], set[str]]:
+    """The datetime attributes `GET path` filters by, and those it sorts by."""
+    operation = _get(path)
+    filters = {name for name, spec in (operation.get("x-klaviyo-filters") or {}).items()
+               if spec.get("value", {}).get("format") == "date-time"}
+    attributes = _attributes(path)
+    sort = next((p for p in operation.get("parameters", ()) if p.get("name") == "sort"), None)
+    names = {value.lstrip("-") for value in (sort or {}).get("schema", {}).get("enum", ())}
+    return filters, {name for name in names if _is_datetime(attributes.get(name)) or name in filters}
 
 
 def records_per_page(stream: Stream) -> int | None:

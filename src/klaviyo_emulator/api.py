@@ -36,6 +36,21 @@ COLLECTIONS = {
     "/api/segments",
     "/api/tags",
     "/api/coupons",
+    "/api/accounts",
+    "/api/catalog-items",
+    "/api/catalog-variants",
+    "/api/catalog-categories",
+    "/api/coupon-codes",
+    "/api/forms",
+    "/api/images",
+    "/api/reviews",
+    "/api/tag-groups",
+    "/api/template-universal-content",
+    "/api/push-tokens",
+    "/api/web-feeds",
+    "/api/custom-metrics",
+    "/api/mapped-metrics",
+    "/api/data-sources",
 }
 CHILDREN = {  # route -> (parent table, key on the child naming the parent)
     "/api/campaigns/{id}/campaign-messages": ("campaigns", "campaign_id"),
@@ -70,7 +85,10 @@ class Api:
         query = parse_query(endpoint, req.params)
         route = endpoint.route
         if route in COLLECTIONS:
-            return self._collection(endpoint, req, query, self.world.table(endpoint.resource or ""))
+            table = self.world.table(endpoint.resource or "")
+            if not endpoint.paged:  # the account, custom and mapped metrics: all in one answer
+                return self._unpaged(req, query, table)
+            return self._collection(endpoint, req, query, table)
         if route in CHILDREN:
             parent_resource, key = CHILDREN[route]
             parent_id = self._require(parent_resource, req.match["id"])

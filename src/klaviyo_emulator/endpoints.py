@@ -48,12 +48,16 @@ class Endpoint:
     page_size: tuple[int, int] | None = None  # (default, max) when `page[size]` is accepted
     server_page: int | None = None  # fixed page size when paged without `page[size]`
     filters: dict[str, Filterable] = field(default_factory=dict)
-    filter_required: bool = False
+    required_filter: tuple[str, ...] = ()  # the filter must name one of these fields
     sorts: frozenset[str] = frozenset()
     default_sort: str = "id"
     includes: frozenset[str] = frozenset()
     fields: dict[str, frozenset[str]] = field(default_factory=dict)  # sparse fieldsets by type
     additional: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def filter_required(self) -> bool:
+        return bool(self.required_filter)
 
     @property
     def paged(self) -> bool:
@@ -116,6 +120,15 @@ SEGMENT_FIELDS = _set(
     "created", "definition", "id", "is_active", "is_processing", "is_starred", "name", "updated"
 )
 METRIC_FIELDS = _set("created", "id", "integration", "name", "updated")
+TAG_GROUP_FIELDS = _set("default", "exclusive", "id", "name")
+COUPON_FIELDS = _set("description", "external_id", "id", "monitor_configuration")
+CATALOG_ITEM_FIELDS = _set(
+    "created", "custom_metadata", "description", "external_id", "id", "image_full_url", "image_thumbnail_url",
+    "images", "price", "published", "title", "updated", "url",
+)  # fmt: skip
+CATALOG_VARIANT_FIELDS = CATALOG_ITEM_FIELDS | {"inventory_policy", "inventory_quantity", "sku"}
+CUSTOM_METRIC_FIELDS = _set("created", "definition", "id", "name", "updated")
+EVENT_FIELDS = _set("datetime", "event_properties", "id", "timestamp", "uuid")
 
 PROFILE_FILTERS = {
     "id": _f(STR, "any", "equals"),
@@ -183,7 +196,7 @@ ENDPOINTS: list[Endpoint] = [
         includes=_set("attributions", "metric", "profile"),
         fields={
             "attribution": _set("id"),
-            "event": _set("datetime", "event_properties", "id", "timestamp", "uuid"),
+            "event": EVENT_FIELDS,
             "metric": METRIC_FIELDS,
             "profile": PROFILE_FIELDS_BASIC,
         },
@@ -216,7 +229,7 @@ ENDPOINTS: list[Endpoint] = [
             "scheduled_at": _f(DT, CMP),
             "updated_at": _f(DT, CMP),
         },
-        filter_required=True,
+        required_filter=("messages.channel",),
         sorts=_set("created_at", "id", "name", "scheduled_at", "updated_at"),
         includes=_set("campaign-messages", "tags"),
         fields={"campaign": CAMPAIGN_FIELDS, "campaign-message": CAMPAIGN_MESSAGE_FIELDS, "tag": TAG_FIELDS},
@@ -431,7 +444,7 @@ ENDPOINTS: list[Endpoint] = [
         filters={"name": _f(STR, "contains", "ends-with", "equals", "starts-with")},
         sorts=_set("id", "name"),
         includes=_set("tag-group"),
-        fields={"tag": TAG_FIELDS, "tag-group": _set("default", "exclusive", "id", "name")},
+        fields={"tag": TAG_FIELDS, "tag-group": TAG_GROUP_FIELDS},
     ),
     Endpoint(
         "/api/coupons",
@@ -440,7 +453,244 @@ ENDPOINTS: list[Endpoint] = [
         ("coupons:read",),
         "L",
         page_size=(100, 100),
-        fields={"coupon": _set("description", "external_id", "id", "monitor_configuration")},
+        fields={"coupon": COUPON_FIELDS},
+    ),
+    # The read-only collections of issue 20, each with its tier, pages, filters, sorts and includes
+    # as the spec states them.
+    Endpoint(
+        "/api/accounts",
+        "get_accounts",
+        "accounts",
+        ("accounts:read",),
+        "XS",
+        fields={"account": _set(
+            "contact_information", "id", "industry", "locale", "preferred_currency", "public_api_key",
+            "test_account", "timezone",
+        )},
+    ),
+    Endpoint(
+        "/api/catalog-items",
+        "get_catalog_items",
+        "catalog-items",
+        ("catalogs:read",),
+        "XL",
+        page_size=(100, 100),
+        filters={
+            "ids": _f(STR, "any"),
+            "category.id": _f(STR, "equals"),
+            "title": _f(STR, "contains"),
+            "published": _f(BOOL, "equals"),
+        },
+        sorts=_set("created"),
+        includes=_set("variants"),
+        fields={"catalog-item": CATALOG_ITEM_FIELDS, "catalog-variant": CATALOG_VARIANT_FIELDS},
+    ),
+    Endpoint(
+        "/api/catalog-variants",
+        "get_catalog_variants",
+        "catalog-variants",
+        ("catalogs:read",),
+        "XL",
+        page_size=(100, 100),
+        filters={
+            "ids": _f(STR, "any"),
+            "item.id": _f(STR, "equals"),
+            "sku": _f(STR, "equals"),
+            "title": _f(STR, "contains"),
+            "published": _f(BOOL, "equals"),
+        },
+        sorts=_set("created"),
+        fields={"catalog-variant": CATALOG_VARIANT_FIELDS},
+    ),
+    Endpoint(
+        "/api/catalog-categories",
+        "get_catalog_categories",
+        "catalog-categories",
+        ("catalogs:read",),
+        "XL",
+        page_size=(100, 100),
+        filters={"ids": _f(STR, "any"), "item.id": _f(STR, "equals"), "name": _f(STR, "contains")},
+        sorts=_set("created"),
+        fields={"catalog-category": _set("external_id", "id", "name", "updated")},
+    ),
+    Endpoint(
+        "/api/coupon-codes",
+        "get_coupon_codes",
+        "coupon-codes",
+        ("coupon-codes:read",),
+        "XL",
+        page_size=(100, 100),
+        filters={
+            "expires_at": _f(DT, CMP),
+            "status": _f(STR, "equals"),
+            "coupon.id": _f(STR, "any", "equals"),
+            "profile.id": _f(STR, "any", "equals"),
+        },
+        required_filter=("coupon.id", "profile.id"),
+        includes=_set("coupon"),
+        fields={"coupon-code": _set("expires_at", "id", "status", "unique_code"), "coupon": COUPON_FIELDS},
+    ),
+    Endpoint(
+        "/api/forms",
+        "get_forms",
+        "forms",
+        ("forms:read",),
+        "S",
+        page_size=(20, 100),
+        filters={
+            "id": _f(STR, "any", "equals"),
+            "name": _f(STR, "any", "contains", "equals"),
+            "ab_test": _f(BOOL, "equals"),
+            "updated_at": _f(DT, CMP),
+            "created_at": _f(DT, CMP),
+            "status": _f(STR, "equals"),
+        },
+        sorts=_set("created_at", "updated_at"),
+        fields={"form": _set("ab_test", "created_at", "id", "name", "status", "updated_at")},
+    ),
+    Endpoint(
+        "/api/images",
+        "get_images",
+        "images",
+        ("images:read",),
+        "M",
+        page_size=(20, 100),
+        filters={
+            "id": _f(STR, "any", "equals"),
+            "updated_at": _f(DT, CMP),
+            "format": _f(STR, "any", "equals"),
+            "name": _f(STR, "any", "contains", "ends-with", "equals", "starts-with"),
+            "size": _f(NUM, CMP),
+            "hidden": _f(BOOL, "any", "equals"),
+        },
+        sorts=_set("format", "id", "name", "size", "updated_at"),
+        fields={"image": IMAGE_FIELDS},
+    ),
+    Endpoint(
+        "/api/reviews",
+        "get_reviews",
+        "reviews",
+        ("reviews:read",),
+        "M",
+        page_size=(20, 100),
+        filters={
+            "created": _f(DT, "greater-or-equal", "less-or-equal"),
+            "rating": _f(NUM, "any", "equals", "greater-or-equal", "less-or-equal"),
+            "id": _f(STR, "any", "equals"),
+            "item.id": _f(STR, "any", "equals"),
+            "content": _f(STR, "contains"),
+            "status": _f(STR, "equals"),
+            "review_type": _f(STR, "equals"),
+            "verified": _f(BOOL, "equals"),
+        },
+        sorts=_set("created", "rating", "updated"),
+        includes=_set("events"),
+        fields={
+            "event": EVENT_FIELDS,
+            "review": _set(
+                "author", "content", "created", "email", "id", "images", "product", "public_reply", "rating",
+                "review_type", "smart_quote", "status", "title", "updated", "verified",
+            ),
+        },
+    ),
+    Endpoint(
+        "/api/tag-groups",
+        "get_tag_groups",
+        "tag-groups",
+        ("tags:read",),
+        "S",
+        page_size=(25, 25),
+        filters={
+            "name": _f(STR, "contains", "ends-with", "equals", "starts-with"),
+            "exclusive": _f(BOOL, "equals"),
+            "default": _f(BOOL, "equals"),
+        },
+        sorts=_set("id", "name"),
+        fields={"tag-group": TAG_GROUP_FIELDS},
+    ),
+    Endpoint(
+        "/api/template-universal-content",
+        "get_all_universal_content",
+        "template-universal-content",
+        ("templates:read",),
+        "L",
+        page_size=(20, 100),
+        filters={
+            "id": _f(STR, "any", "equals"),
+            "name": _f(STR, "any", "equals"),
+            "created": _f(DT, CMP),
+            "updated": _f(DT, CMP),
+            "definition.content_type": _f(STR, "equals"),
+            "definition.type": _f(STR, "equals"),
+        },
+        sorts=_set("created", "id", "name", "updated"),
+        fields={"template-universal-content": _set(
+            "created", "definition", "id", "name", "screenshot_status", "screenshot_url", "updated",
+        )},
+    ),
+    Endpoint(
+        "/api/push-tokens",
+        "get_push_tokens",
+        "push-tokens",
+        ("profiles:read", "push-tokens:read"),
+        "M",
+        page_size=(20, 100),
+        filters={
+            "id": _f(STR, "equals"),
+            "profile.id": _f(STR, "equals"),
+            "enablement_status": _f(STR, "equals"),
+            "platform": _f(STR, "equals"),
+        },
+        includes=_set("profile"),
+        fields={"profile": PROFILE_FIELDS_BASIC, "push-token": PUSH_TOKEN_FIELDS},
+    ),
+    Endpoint(
+        "/api/web-feeds",
+        "get_web_feeds",
+        "web-feeds",
+        ("web-feeds:read",),
+        "XS",
+        page_size=(5, 20),
+        filters={
+            "name": _f(STR, "any", "contains", "equals"),
+            "created": _f(DT, CMP),
+            "updated": _f(DT, CMP),
+        },
+        sorts=_set("created", "name", "updated"),
+        fields={"web-feed": _set(
+            "content_type", "created", "id", "name", "request_method", "status", "updated", "url",
+        )},
+    ),
+    Endpoint(
+        "/api/custom-metrics",
+        "get_custom_metrics",
+        "custom-metrics",
+        ("metrics:read",),
+        "S",
+        includes=_set("metrics"),
+        fields={"custom-metric": CUSTOM_METRIC_FIELDS, "metric": METRIC_FIELDS},
+    ),
+    Endpoint(
+        "/api/mapped-metrics",
+        "get_mapped_metrics",
+        "mapped-metrics",
+        ("metrics:read",),
+        "S",
+        includes=_set("custom-metric", "metric"),
+        fields={
+            "custom-metric": CUSTOM_METRIC_FIELDS,
+            "mapped-metric": _set("id", "updated"),
+            "metric": METRIC_FIELDS,
+        },
+    ),
+    Endpoint(
+        "/api/data-sources",
+        "get_data_sources",
+        "data-sources",
+        ("custom-objects:read",),
+        "S",
+        page_size=(20, 100),
+        fields={"data-source": _set("description", "id", "namespace", "title", "visibility")},
     ),
     Endpoint(
         "/api/campaign-values-reports",

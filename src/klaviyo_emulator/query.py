@@ -82,14 +82,16 @@ def parse_query(endpoint: Endpoint, params: list[tuple[str, str]]) -> Query:
             query.cursor = value
     if not query.page_size:
         query.page_size = endpoint.page_size[0] if endpoint.page_size else endpoint.server_page or 0
-    if endpoint.filter_required:
-        channel = [c for c in query.conditions if c.field == "messages.channel"]
-        if not channel:
-            raise invalid(
-                "A channel filter is required: equals(messages.channel,'email'), 'sms' or 'mobile_push'",
-                parameter="filter",
-            )
+    if endpoint.required_filter and not any(c.field in endpoint.required_filter for c in query.conditions):
+        raise invalid(REQUIRED_FILTER_DETAIL.get(endpoint.required_filter, "A filter on "
+                      + " or ".join(endpoint.required_filter) + " is required"), parameter="filter")
     return query
+
+
+REQUIRED_FILTER_DETAIL: dict[tuple[str, ...], str] = {
+    ("messages.channel",):
+        "A channel filter is required: equals(messages.channel,'email'), 'sms' or 'mobile_push'",
+}
 
 
 def _split(value: str, name: str) -> list[str]:
@@ -138,7 +140,8 @@ def predicate(c: Condition) -> Callable[[FieldValue], bool]:
     lit: FieldValue = [_literal(v) for v in c.value] if c.op == "any" else _literal(c.value)
     match c.op:
         case "equals":
-            return lambda v: v == lit
+            # a to-many field (an item's categories) equals a value when it holds it
+            return lambda v: v == lit or (isinstance(v, list) and lit in v)
         case "any":
             return lambda v: v in lit
         case "contains":

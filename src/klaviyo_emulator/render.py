@@ -25,6 +25,20 @@ PATHS = {
     "tag-group": "tag-groups",
     "coupon": "coupons",
     "attribution": "attributions",
+    "account": "accounts",
+    "catalog-item": "catalog-items",
+    "catalog-variant": "catalog-variants",
+    "catalog-category": "catalog-categories",
+    "coupon-code": "coupon-codes",
+    "form": "forms",
+    "image": "images",
+    "review": "reviews",
+    "template-universal-content": "template-universal-content",
+    "push-token": "push-tokens",
+    "web-feed": "web-feeds",
+    "custom-metric": "custom-metrics",
+    "mapped-metric": "mapped-metrics",
+    "data-source": "data-sources",
 }
 
 

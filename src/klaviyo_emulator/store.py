@@ -8,18 +8,25 @@ import time
 from array import array
 from datetime import UTC, datetime
 
+from .data.account import AccountSetup
 from .data.catalog import Catalog
+from .data.commerce import Commerce
+from .data.content import Content
 from .data.events import Events
 from .data.profiles import Profiles
 from .data.rng import iso, mix, salt
+from .data.rows import RowBuilder, delete_rows, id_named
 from .jsontext import JSONObject
 from .scale import SCALES
-from .table import Table
+from .table import RowTable, Table
 
 MUTABLE_CURSOR = {"updated", "updated_at"}
 # What Klaviyo lets an account delete (profiles by a data-privacy deletion request); children go with
 # their parent: a campaign's messages, a flow's actions and their messages, a profile's events.
 DELETABLE = ("profiles", "lists", "segments", "tags", "campaigns", "flows", "templates", "coupons")
+# What the API can only read here: a record of these comes with the world (a variant with its item, a
+# code with its coupon), never alone.
+GENERATED_ONLY = ("catalog-variants", "coupon-codes", "accounts", "mapped-metrics")
 
 
 def default_anchor() -> datetime:
@@ -54,11 +61,17 @@ class World:
             quirks,
             self.catalog.senders(),
         )
-        self.tables: dict[str, Table] = {
-            "profiles": self.profiles,
-            "events": self.events,
-            **self.catalog.tables,
+        self.commerce = Commerce(seed, self.anchor, self.scale, self.catalog.tables["coupons"], self.profiles,
+                                 self.events, id_named(metrics, "Ordered Product"), quirks)
+        self.content = Content(seed, self.anchor, self.scale, quirks)
+        self.setup = AccountSetup(seed, self.anchor, self.scale, metrics, self.profiles, quirks)
+        # Who builds the rows of each small resource (adds them, stamps their times).
+        self.builders: dict[str, RowBuilder] = {
+            name: builder for builder in (self.catalog, self.commerce, self.content, self.setup)
+            for name in builder.tables
         }
+        self.rows: dict[str, RowTable] = {name: self.builders[name].tables[name] for name in self.builders}
+        self.tables: dict[str, Table] = {"profiles": self.profiles, "events": self.events, **self.rows}
         # The groups profiles join by the generation rule; added groups start empty.
         self._group_slots = {
             kind: [self.tables[kind].id(i) for i in range(len(self.tables[kind]))]
@@ -95,7 +108,7 @@ class World:
                      "joined_group_at": iso(self.profiles.joined_at(kind, g, i))}
                     for g in ids for i in members.get(g, ())]
         table = self.tables.get(resource)
-        if table is None or resource == "tag-groups":
+        if table is None:
             raise KeyError(resource)
         return [table.truth_row(i) for i in table.live()]
 
@@ -106,7 +119,7 @@ class World:
     ) -> dict[str, list[str]]:
         """Add, update (bump `updated`/`updated_at` to now), archive or delete records, in that order,
         stamped with the real now; a record is touched by at most one of them per call."""
-        if resource not in self.tables or resource == "tag-groups":
+        if resource not in self.tables:
             raise KeyError(resource)
         if min(add, update, archive, delete) < 0:
             raise ValueError("counts must be >= 0")
@@ -114,6 +127,8 @@ class World:
             raise ValueError("only campaigns and flows can be archived")
         if update and resource == "events":
             raise ValueError("events are immutable; only add")
+        if add and resource in GENERATED_ONLY:
+            raise ValueError(f"{resource} cannot be added alone; they come with the world")
         if delete and resource not in DELETABLE:
             raise ValueError(f"{resource} cannot be deleted; deletable: {', '.join(DELETABLE)}")
         now = int(time.time())
@@ -163,13 +178,16 @@ class World:
             self.profiles.updated.append(now)
             self.profiles.touched()
             return [self.profiles.id(len(self.profiles) - 1)]
-        return self.catalog.add(resource, now=now)
+        return self.builders[resource].add(resource, now=now)
 
     def _delete(self, resource: str, indices: list[int], ids: list[str]) -> None:
         if resource == "profiles":
             self.profiles.delete(indices)  # memberships and events follow (profiles.py, events.py)
+            # a data-privacy deletion takes the profile's devices too
+            tokens, gone = self.rows["push-tokens"], set(ids)
+            tokens.remove({row["id"] for row in tokens.rows if row["keys"]["profile.id"] in gone})
         else:
-            self.catalog.delete(resource, set(ids))
+            delete_rows(self.rows, resource, set(ids))
 
     def _touch(self, resource: str, index: int, now: int) -> None:
         if resource == "profiles":
@@ -179,4 +197,4 @@ class World:
         field = "updated_at" if table.cursor_field == "updated_at" else "updated"
         row = table.rows[index]  # type: ignore[attr-defined]
         if field in row["attributes"]:
-            self.catalog.stamp(resource, row, field, now)
+            self.builders[resource].stamp(resource, row, field, now)

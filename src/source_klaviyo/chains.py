@@ -70,6 +70,8 @@ def build_chain(stream: Stream, config: Config, *, partition: Partition | None =
     stream's chain reads the children of `parent_id`."""
     partition = partition or {}
     filters = [stream.filter] if stream.filter else []
+    if parent_id is not None and stream.parent is not None and stream.parent.filter:
+        filters.append(stream.parent.filter.format(id=parent_id))
     for axis in stream.partitions:
         filters.append(axis.filter.format(value=partition[axis.key]))
     inc = stream.incremental

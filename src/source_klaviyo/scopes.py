@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from .streams import CONVERSION_METRICS_STREAM, STREAMS, STREAMS_BY_NAME, Stream
 
-# Resources read with their family's scope; any other resource `r` is read with `r:read`.
+# Resources read with their family's scope; any other resource `r` is read with `r:read` (coupon codes
+# too: `coupon-codes:read`, not `coupons:read`).
 _FAMILY = {
     "attributions": "events",  # an event's attributions come with the event
     "campaign-messages": "campaigns",
@@ -19,15 +20,21 @@ _FAMILY = {
     "catalog-categories": "catalogs",
     "catalog-items": "catalogs",
     "catalog-variants": "catalogs",
-    "coupon-codes": "coupons",
+    "custom-metrics": "metrics",
+    "data-sources": "custom-objects",  # the sources of an account's custom objects
     "flow-actions": "flows",
     "flow-messages": "flows",
     "flow-series-reports": "flows",
     "flow-values-reports": "flows",
+    "mapped-metrics": "metrics",
     "segment-series-reports": "segments",
     "segment-values-reports": "segments",
     "tag-groups": "tags",
+    "template-universal-content": "templates",
 }
+# Resources whose requests need another family's scope as well: push tokens are read as part of
+# their profiles (`profiles:read` and `push-tokens:read`).
+_ALSO = {"push-tokens": ("profiles",)}
 
 
 def resource_scope(resource: str) -> str:
@@ -49,7 +56,8 @@ def path_scopes(path: str) -> tuple[str, ...]:
     if parts[:1] == ["api"]:
         parts = parts[1:]
     # Resources and ids alternate: /api/<resource>/<id>/<resource>...
-    return tuple(dict.fromkeys(resource_scope(resource) for resource in parts[::2]))
+    return tuple(dict.fromkeys(resource_scope(family) for resource in parts[::2]
+                               for family in (resource, *_ALSO.get(resource, ()))))
 
 
 def _included_resource(include: str) -> str:
@@ -66,6 +74,9 @@ def stream_scopes(stream: Stream) -> dict[str, str]:
     needs = dict.fromkeys(path_scopes(stream.path), "")
     for include in stream.include:
         needs.setdefault(resource_scope(_included_resource(include)), f"include `{include}`")
+    if stream.parent is not None:  # its parents' ids, where the path does not name the parent
+        for scope in stream_scopes(STREAMS_BY_NAME[stream.parent.stream]):
+            needs.setdefault(scope, f"reading its parent stream {stream.parent.stream}")
     if stream.detail is not None:
         for scope in path_scopes(stream.detail.path):
             needs.setdefault(scope, f"`{', '.join(stream.detail.fields)}`")

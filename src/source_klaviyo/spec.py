@@ -19,8 +19,10 @@ START_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
 # Every scope a stream needs: `scopes.read_scopes()`, written out so that `spec` does not import the
 # stream table (start-up time); tests/connector/test_scopes.py keeps the two equal.
 READ_SCOPES = (
-    "campaigns:read", "coupons:read", "events:read", "flows:read", "lists:read", "metrics:read",
-    "profiles:read", "segments:read", "tags:read", "templates:read",
+    "accounts:read", "campaigns:read", "catalogs:read", "coupon-codes:read", "coupons:read",
+    "custom-objects:read", "events:read", "flows:read", "forms:read", "images:read", "lists:read",
+    "metrics:read", "profiles:read", "push-tokens:read", "reviews:read", "segments:read", "tags:read",
+    "templates:read", "web-feeds:read",
 )
 
 

@@ -88,10 +88,12 @@ class PartitionAxis:
 @dataclass(frozen=True)
 class Parent:
     """A parent -> child fan-out: one request chain per record of the parent stream, at the child's
-    path with `{id}` replaced by the parent record's id."""
+    path with `{id}` replaced by the parent record's id, or, where the child's endpoint is a collection
+    of its own that must be filtered by its parent (coupon codes by coupon), with `filter` naming it."""
 
     stream: str
     key: str  # the child's field that carries the parent id
+    filter: str | None = None  # a filter expression with `{id}` replaced by the parent record's id
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,11 @@ _FIRST_CAMPAIGNS = datetime(2012, 1, 1, tzinfo=UTC)
 # Klaviyo has no segment reporting data before this day (the spec's description of the timeframe).
 _SEGMENT_DATA_SINCE = datetime(2023, 6, 1, tzinfo=UTC)
 _EVENTS_INCREMENTAL = Incremental(cursor="datetime", config_lookback=True, append_only=True)
+_UPDATED_AT = Incremental(cursor="updated_at")
+# reviews: sorted by `updated`, which the endpoint cannot filter (it filters `created` only): every page
+# is read in order, and the records before the saved cursor are dropped here.
+_SORTED_BY_UPDATED = Incremental(cursor="updated", lower_operator=None, supports_less_than_filter=False,
+                                 server_side_filter=False)
 
 STREAMS: tuple[Stream, ...] = (
     Stream(
@@ -382,6 +389,34 @@ STREAMS: tuple[Stream, ...] = (
     ),
     Stream("tags", "/api/tags", page_size=50, resource_type="tag", tier="S"),
     Stream("coupons", "/api/coupons", page_size=100, resource_type="coupon"),
+    Stream("accounts", "/api/accounts", resource_type="account", tier="XS"),
+    Stream("catalog_items", "/api/catalog-items", page_size=100, resource_type="catalog-item", tier="XL"),
+    Stream("catalog_variants", "/api/catalog-variants", page_size=100, resource_type="catalog-variant",
+           tier="XL"),
+    Stream("catalog_categories", "/api/catalog-categories", page_size=100, resource_type="catalog-category",
+           tier="XL"),
+    Stream(
+        "coupon_codes",
+        "/api/coupon-codes",
+        page_size=100,
+        resource_type="coupon-code",
+        tier="XL",
+        # Klaviyo requires a filter by coupon (or profile): the codes are read coupon by coupon.
+        parent=Parent("coupons", "coupon_id", filter="equals(coupon.id,'{id}')"),
+    ),
+    Stream("forms", "/api/forms", incremental=_UPDATED_AT, page_size=100, resource_type="form", tier="S"),
+    Stream("images", "/api/images", incremental=_UPDATED_AT, page_size=100, resource_type="image", tier="M"),
+    Stream("reviews", "/api/reviews", incremental=_SORTED_BY_UPDATED, page_size=100, resource_type="review",
+           tier="M"),
+    Stream("tag_groups", "/api/tag-groups", page_size=25, resource_type="tag-group", tier="S"),
+    Stream("template_universal_content", "/api/template-universal-content", incremental=_UPDATED,
+           page_size=100, resource_type="template-universal-content"),
+    Stream("push_tokens", "/api/push-tokens", page_size=100, resource_type="push-token", tier="M"),
+    Stream("web_feeds", "/api/web-feeds", incremental=_UPDATED, page_size=20, resource_type="web-feed",
+           tier="XS"),
+    Stream("custom_metrics", "/api/custom-metrics", resource_type="custom-metric", tier="S"),
+    Stream("mapped_metrics", "/api/mapped-metrics", resource_type="mapped-metric", tier="S"),
+    Stream("data_sources", "/api/data-sources", page_size=100, resource_type="data-source", tier="S"),
     Stream(
         "campaign_values_reports",
         "/api/campaign-values-reports",

@@ -60,6 +60,29 @@ def test_the_page_size_of_the_requests_column_is_the_one_the_emulator_serves(str
     assert tool.records_per_page(stream) == served
 
 
+@pytest.mark.parametrize("stream", [s for s in STREAMS if s.report is None], ids=lambda s: s.name)
+def test_a_stream_is_incremental_where_its_endpoint_filters_or_sorts_by_its_time_of_change(stream):
+    """Issue 20's rule, read from Klaviyo's OpenAPI description: a stream of an endpoint that filters
+    or sorts its records by the time a change moves (`updated`, `updated_at`) is incremental; any other
+    is a full refresh whose row in the docs says why."""
+    reason = tool.full_refresh_reason(stream)
+    if stream.incremental is None:
+        assert reason, "a full refresh stream of an endpoint ordered by its time of change"
+        assert tool.modes(stream) == f"full refresh ({reason})"
+    else:
+        assert tool.modes(stream) == "full refresh, incremental"
+
+
+def test_the_reason_for_a_full_refresh_names_what_the_endpoint_lacks():
+    tags = next(stream for stream in STREAMS if stream.path == "/api/tags")
+    assert tool.full_refresh_reason(tags) == "its records carry no time of change"
+    flows = next(stream for stream in STREAMS if stream.path == "/api/flows")
+    assert tool.full_refresh_reason(flows) is None  # filters and sorts by `updated`
+    assert "sorts" in tool.full_refresh_reason(dataclasses.replace(flows, path="/api/catalog-items"))
+    child = next(stream for stream in STREAMS if stream.parent is not None)
+    assert tool.full_refresh_reason(child).startswith(f"read per {child.parent.stream} record")
+
+
 def test_an_endpoint_without_pages_costs_one_request_per_chain():
     """GET /api/campaigns/{id}/campaign-messages has no `page[cursor]`: it answers in one page."""
     child = Stream("messages", "/api/campaigns/{id}/campaign-messages", resource_type="campaign-message",

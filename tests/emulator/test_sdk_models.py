@@ -53,7 +53,10 @@ from tests.openapi_validation import JSON_API, OpenAPIValidator
 
 # What a request needs that the endpoint table does not say: a value for each required filter (one
 # request per value), and a body for each report (by the report's type).
-REQUIRED_FILTERS = {"/api/campaigns": [f"equals(messages.channel,'{channel}')" for channel in CHANNELS]}
+REQUIRED_FILTERS: dict[str, Callable[[RunningEmulator], list[str]]] = {
+    "/api/campaigns": lambda emu: [f"equals(messages.channel,'{channel}')" for channel in CHANNELS],
+    "/api/coupon-codes": lambda emu: [f"equals(coupon.id,'{row['id']}')" for row in emu.truth("coupons")],
+}
 REPORT_BODIES = {"campaign-values-report": campaign_values_body, "flow-series-report": flow_series_body,
                  "flow-values-report": flow_values_body, "segment-values-report": segment_values_body,
                  "segment-series-report": segment_series_body}
@@ -95,7 +98,7 @@ def requests_for(emu: RunningEmulator, endpoint: Endpoint) -> Iterator[Arguments
     parents = [None]
     if "{id}" in endpoint.route:  # /api/<parent>/{id}/...: every parent of the account
         parents = [record["id"] for record in emu.truth(endpoint.route.split("/")[2])]
-    filters = REQUIRED_FILTERS[endpoint.route] if endpoint.filter_required else [None]
+    filters = REQUIRED_FILTERS[endpoint.route](emu) if endpoint.filter_required else [None]
     everything: dict[str, Any] = {}
     if endpoint.includes:
         everything["include"] = sorted(endpoint.includes)

@@ -45,6 +45,20 @@ COLLECTION_CASES = [
     ("segments", "/api/segments", {}),
     ("tags", "/api/tags", {}),
     ("coupons", "/api/coupons", {}),
+    ("accounts", "/api/accounts", {}),
+    ("catalog-items+include", "/api/catalog-items", {"include": "variants"}),
+    ("catalog-variants", "/api/catalog-variants", {}),
+    ("catalog-categories", "/api/catalog-categories", {}),
+    ("forms", "/api/forms", {"page[size]": 5}),
+    ("images", "/api/images", {}),
+    ("reviews+include", "/api/reviews", {"include": "events"}),
+    ("tag-groups", "/api/tag-groups", {"page[size]": 2}),
+    ("template-universal-content", "/api/template-universal-content", {}),
+    ("push-tokens+include", "/api/push-tokens", {"include": "profile"}),
+    ("web-feeds", "/api/web-feeds", {}),
+    ("custom-metrics+include", "/api/custom-metrics", {"include": "metrics"}),
+    ("mapped-metrics+include", "/api/mapped-metrics", {"include": "custom-metric,metric"}),
+    ("data-sources", "/api/data-sources", {"page[size]": 3}),
 ] + [
     (
         f"campaigns-{channel}-archived={archived}",
@@ -91,6 +105,15 @@ def test_campaign_detail_messages_and_relationship_ids_match_the_spec(served):
         _validate_pages(spec, emulator, f"/api/campaign-messages/{message['id']}", {})
         included = {"include": "template,image"}
         _validate_pages(spec, emulator, f"/api/campaign-messages/{message['id']}", included)
+
+
+def test_coupon_codes_match_the_spec(served):
+    spec, emulator = served
+    coupons = [row["id"] for row in emulator.truth("coupons")]
+    some = ",".join(f"'{coupon}'" for coupon in coupons[:4])
+    pages = _validate_pages(spec, emulator, "/api/coupon-codes", {"filter": f"any(coupon.id,[{some}])",
+                                                                  "include": "coupon"})
+    assert any(page.json()["data"] for page in pages)
 
 
 def test_flow_actions_and_flow_messages_match_the_spec(served):

@@ -1,23 +1,23 @@
-"""The small resources (everything but profiles and events), held as rows.
+"""The small resources of the account's marketing (everything but profiles, events, the commerce
+resources of `commerce.py` and the account-level ones of `account.py`), held as rows.
 
-Each `_make_*` builds one row from (seed, index) and an optional `now`; the same builders serve the
-initial generation and `mutate(add=…)`, so added records look like generated ones.
+Each `_make_*` builds one row from (seed, index) and an optional `now` (see `rows.py`).
 """
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
 from ..jsontext import JSONObject
-from ..table import RowTable
-from .rng import iso, iso_us, micros, mix, record_rng, salt, short_id, ulid
+from .rng import iso, mix, record_rng, salt, short_id, ulid
+from .rows import DAY, RowBuilder, spread_times
 from .words import WORDS
 
 if TYPE_CHECKING:
     from ..scale import Scale
 
-DAY = 86_400
 CHANNELS = ("email", "sms", "mobile_push")
 METRIC_NAMES = (
     "Viewed Product", "Opened Email", "Received Email", "Active on Site", "Clicked Email", "Added to Cart",
@@ -31,12 +31,8 @@ INTEGRATIONS = (
     {"object": "integration", "id": "7FtS4J", "key": "api", "name": "API", "category": "API"},
 )
 CAMPAIGN_STATUSES = ("Sent", "Sent", "Sent", "Draft", "Scheduled", "Cancelled", "Variations Sent")
+# The first tag groups of every account (the default one first); larger scales add named ones.
 TAG_GROUPS = (("Default", False, True), ("Season 🌸", True, False), ("Équipe", False, False))
-# quirks.py `datetime_microseconds`: the attributes Klaviyo writes with microseconds
-MICROSECOND_FIELDS = {
-    "campaigns": ("created_at", "updated_at", "scheduled_at"),
-    "campaign-messages": ("created_at", "updated_at"),
-}
 REPEATED_METRIC = 11  # `repeated_names`: this metric is a second "Clicked Email" (instead of "Clicked SMS")
 REPEATED_LISTS = 5  # `repeated_names`: the first five lists share one name
 FLOW_CHANNEL_CASE = {"email": "Email", "sms": "SMS"}  # `channel_case`
@@ -46,68 +42,55 @@ def _title(rnd: random.Random, n: int = 2) -> str:
     return " ".join(rnd.choice(WORDS) for _ in range(n))
 
 
-def _times(rnd: random.Random, anchor: int, now: int | None, max_age_days: int = 3 * 365) -> tuple[int, int]:
-    """(created, updated): updated anywhere from created to the anchor, often years later."""
-    if now is not None:
-        return now, now
-    created = anchor - rnd.randrange(DAY, max_age_days * DAY)
-    updated = created if rnd.random() < 0.15 else created + rnd.randrange(0, anchor - created)
-    return created, updated
+_times = spread_times
 
 
-class Catalog:
+class Catalog(RowBuilder):
     """Builds and owns the RowTables; `tables` maps the API path segment to its table."""
 
+    # quirks.py `datetime_microseconds`: the attributes Klaviyo writes with microseconds
+    microsecond_fields: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "campaigns": ("created_at", "updated_at", "scheduled_at"),
+        "campaign-messages": ("created_at", "updated_at"),
+    }
+
     def __init__(self, seed: int, anchor: int, scale: Scale, quirks: bool = True) -> None:
-        self.seed = seed
-        self.anchor = anchor
-        self.scale = scale
-        self.quirks = quirks  # Klaviyo's observed shapes (quirks.py); False: the spec's
-        self.tables: dict[str, RowTable] = {
-            name: RowTable(type_, cursor, [])
-            for name, type_, cursor in (
-                ("tag-groups", "tag-group", "name"),
-                ("tags", "tag", "name"),
-                ("metrics", "metric", "updated"),
-                ("templates", "template", "updated"),
-                ("lists", "list", "updated"),
-                ("segments", "segment", "updated"),
-                ("flows", "flow", "updated"),
-                ("flow-actions", "flow-action", "updated"),
-                ("flow-messages", "flow-message", "updated"),
-                ("campaigns", "campaign", "updated_at"),
-                ("campaign-messages", "campaign-message", "updated_at"),
-                ("coupons", "coupon", "external_id"),
-            )
-        }
-        for i, (name, exclusive, default) in enumerate(TAG_GROUPS):
-            self.tables["tag-groups"].append(
-                {
-                    "id": short_id(seed, "tag-groups", i, 8),
-                    "attributes": {"name": name, "exclusive": exclusive, "default": default},
-                    "rels": {},
-                    "keys": {},
-                }
-            )
-        for i in range(scale.tags):
-            self.add("tags", i)
-        for i in range(scale.metrics):
-            self.add("metrics", i)
-        for i in range(scale.templates):
-            self.add("templates", i)
-        for i in range(scale.lists):
-            self.add("lists", i)
-        for i in range(scale.segments):
-            self.add("segments", i)
-        for i in range(scale.flows):
-            self.add("flows", i)
-        for i in range(scale.campaigns_per_channel * len(CHANNELS)):
-            self.add("campaigns", i)
-        for i in range(scale.coupons):
-            self.add("coupons", i)
+        super().__init__(seed, anchor, scale, quirks)
+        for name, type_, cursor in (
+            ("tag-groups", "tag-group", "name"),
+            ("tags", "tag", "name"),
+            ("metrics", "metric", "updated"),
+            ("templates", "template", "updated"),
+            ("lists", "list", "updated"),
+            ("segments", "segment", "updated"),
+            ("flows", "flow", "updated"),
+            ("flow-actions", "flow-action", "updated"),
+            ("flow-messages", "flow-message", "updated"),
+            ("campaigns", "campaign", "updated_at"),
+            ("campaign-messages", "campaign-message", "updated_at"),
+            ("coupons", "coupon", "external_id"),
+        ):
+            self.own(name, type_, cursor)
+        self.fill("tag-groups", scale.tag_groups)
+        self.fill("tags", scale.tags)
+        self.fill("metrics", scale.metrics)
+        self.fill("templates", scale.templates)
+        self.fill("lists", scale.lists)
+        self.fill("segments", scale.segments)
+        self.fill("flows", scale.flows)
+        self.fill("campaigns", scale.campaigns_per_channel * len(CHANNELS))
+        self.fill("coupons", scale.coupons)
         self._tag_assignments()
 
-    # adding -------------------------------------------------------------------------------------
+    def _make_tag_groups(self, i: int, rnd: random.Random, now: int | None) -> JSONObject:
+        name, exclusive, default = TAG_GROUPS[i] if i < len(TAG_GROUPS) else (
+            f"{_title(rnd, 1)} group {i}", rnd.random() < 0.3, False)
+        return {
+            "id": short_id(self.seed, "tag-groups", i, 8),
+            "attributes": {"name": name, "exclusive": exclusive, "default": default},
+            "rels": {"tags": []},  # each tag names its group as it is made
+            "keys": {},
+        }
 
     def senders(self) -> list[tuple[str | None, str]]:
         """What a conversion can be attributed to: each campaign message (no flow), then each flow
@@ -117,51 +100,6 @@ class Catalog:
         flow = [(flow_of.get(row["keys"]["flow_action_id"]), row["id"])
                 for row in self.tables["flow-messages"].rows]
         return [*campaign, *flow]
-
-    def add(self, resource: str, index: int | None = None, now: int | None = None) -> list[str]:
-        """Add one record (and its children); returns the new ids of `resource`."""
-        table = self.tables[resource]
-        index = table.appended if index is None else index
-        rnd = record_rng(self.seed, resource, index)
-        builder = getattr(self, "_make_" + resource.replace("-", "_"))
-        row = builder(index, rnd, now)
-        table.append(row)
-        return [row["id"]]
-
-    def stamp(self, resource: str, row: JSONObject, field: str, epoch: int | None) -> None:
-        """Set a datetime attribute and its key: with microseconds where Klaviyo writes them
-        (`datetime_microseconds`), the key then an exact float, so filters and sorts see the fraction."""
-        if epoch is None:
-            row["attributes"][field] = None
-            row["keys"][field] = None
-            return
-        if self.quirks and field in MICROSECOND_FIELDS.get(resource, ()):
-            us = micros(self.seed, salt(resource), salt(row["id"]), salt(field), epoch)
-            row["attributes"][field] = iso_us(epoch, us)
-            row["keys"][field] = epoch + us / 1_000_000
-        else:
-            row["attributes"][field] = iso(epoch)
-            row["keys"][field] = epoch
-
-    # deleting -----------------------------------------------------------------------------------
-
-    def delete(self, resource: str, ids: set[str]) -> None:
-        """Delete records with their children; every to-many relationship naming one forgets it
-        (a deleted tag leaves its lists and campaigns, a deleted campaign its tags)."""
-        gone: dict[str, set[str]] = {self.tables[resource].type: ids}
-        for child, key, parent in _CHILDREN:
-            parents = gone.get(self.tables[parent].type)
-            if parents:
-                rows = self.tables[child].rows
-                gone[self.tables[child].type] = {row["id"] for row in rows if row["keys"][key] in parents}
-        for table in self.tables.values():
-            if table.type in gone:
-                table.remove(gone[table.type])
-        for table in self.tables.values():
-            for row in table.rows:
-                for name, rel in row["rels"].items():
-                    if isinstance(rel, list) and any(rid in gone.get(type_, ()) for type_, rid in rel):
-                        row["rels"][name] = [(t, rid) for t, rid in rel if rid not in gone.get(t, ())]
 
     def _tags_for(self, rnd: random.Random) -> list[tuple[str, str]]:
         tags = self.tables["tags"]
@@ -175,11 +113,13 @@ class Catalog:
         if self.quirks:  # `uuid_tag_ids`
             h = f"{mix(self.seed, salt('tags'), i):016x}{mix(self.seed, salt('tags2'), i):016x}"
             tag_id = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+        group = groups.rows[i % len(groups)]
+        group["rels"]["tags"].append(("tag", tag_id))
         return {
             "id": tag_id,
             "attributes": {"name": f"{_title(rnd, 1)} {i}"},
             "rels": {
-                "tag-group": ("tag-group", groups.id(i % len(groups))),
+                "tag-group": ("tag-group", group["id"]),
                 "lists": None,
                 "segments": None,
                 "campaigns": None,
@@ -648,14 +588,6 @@ class Catalog:
                         entry = (table.type, row["id"])
                         if entry not in tags.rows[index]["rels"][resource]:
                             tags.rows[index]["rels"][resource].append(entry)
-
-
-# (child resource, its key naming the parent, parent resource), parents before their children
-_CHILDREN = (
-    ("campaign-messages", "campaign_id", "campaigns"),
-    ("flow-actions", "flow_id", "flows"),
-    ("flow-messages", "flow_action_id", "flow-actions"),
-)
 
 
 def _message_definition(channel: str, name: str, rnd: random.Random) -> JSONObject:

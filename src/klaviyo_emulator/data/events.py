@@ -83,7 +83,11 @@ class Events(Table):
         )  # == short_id(seed, "events", i, 11)
 
     def index_of(self, record_id: str) -> int | None:
-        return None  # no single-event endpoint is emulated
+        """The index of a live event (what a review's `include=events` looks up)."""
+        index = self.key_tiebreak(record_id)
+        if index is None or self.profile_index(index) in self.profiles.deleted:
+            return None
+        return index
 
     def key_tiebreak(self, record_id: str) -> int | None:
         """The index of the event with this id: ids are an invertible map of the index."""
