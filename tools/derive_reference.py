@@ -84,6 +84,8 @@ OPERATIONS = (
     "query_campaign_values",
     "query_flow_series",
     "query_flow_values",
+    "query_form_series",
+    "query_form_values",
     "query_segment_series",
     "query_segment_values",
 )

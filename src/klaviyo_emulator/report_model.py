@@ -10,6 +10,10 @@ so that a test can ask the same question and compare (see `reports.py` for the e
   seed: per campaign message (one send), per flow message and day (flows send every day from the day
   the message was created). They are consistent with each other (opens ≤ delivered ≤ recipients).
 - **Rates** are ratios of those counts, as fractions; money is rounded to cents.
+- **Forms** are viewed every day from the day they were created while they are live (a draft form
+  is not shown): the day's views are drawn from the seed, and every other count is a share of them
+  (uniques ≤ views, submits ≤ qualified ≤ viewed steps). Counts add up over days; `submit_rate` is
+  submits over unique views.
 - **Segments**: `members_added` counts the memberships that started in the period (`joined_group_at`),
   `total_members` those started before its end; nobody leaves a segment here (`members_removed` 0).
 
@@ -44,6 +48,15 @@ MESSAGE_STATISTICS = frozenset(
         "unsubscribe_uniques", "unsubscribes",
     ]
 )  # fmt: skip
+FORM_STATISTICS = frozenset(
+    [
+        "closed_form", "closed_form_uniques", "qualified_form", "qualified_form_uniques", "submit_rate",
+        "submits", "submitted_form_step", "submitted_form_step_uniques", "viewed_form", "viewed_form_step",
+        "viewed_form_step_uniques", "viewed_form_uniques",
+    ]
+)  # fmt: skip
+# How many visitors a live form is shown to in a day, at most.
+FORM_DAILY_VIEWS = 400
 SEGMENT_STATISTICS = frozenset(["members_added", "members_removed", "net_members_changed", "total_members"])
 
 
@@ -209,4 +222,59 @@ def segment_statistics(joined: list[int], start: int, end: int, names: Iterable[
     added = bisect_left(joined, end) - bisect_left(joined, start)
     values = {"members_added": added, "members_removed": 0, "net_members_changed": added,
               "total_members": bisect_left(joined, end)}
+    return {name: values[name] for name in names}
+
+
+# --------------------------------------------------------------------------- forms
+
+
+def form_day(seed: int, form_id: str, day: int) -> dict[str, int]:
+    """The drawn counts of one live form on one epoch day."""
+    h = mix(seed, salt("form-day"), salt(form_id), day)
+    viewed = h % FORM_DAILY_VIEWS
+    viewed_uniques = viewed * (70 + (h >> 12) % 30) // 100
+    qualified = viewed * (40 + (h >> 20) % 40) // 100
+    steps = viewed + viewed * ((h >> 28) % 50) // 100
+    submitted_steps = qualified * (20 + (h >> 36) % 50) // 100
+    submits = submitted_steps * (50 + (h >> 44) % 50) // 100
+    closed = (viewed - qualified) * (30 + (h >> 52) % 60) // 100
+    return {
+        "viewed_form": viewed,
+        "viewed_form_uniques": viewed_uniques,
+        "qualified_form": qualified,
+        "qualified_form_uniques": qualified * viewed_uniques // max(viewed, 1),
+        "viewed_form_step": steps,
+        "viewed_form_step_uniques": steps * viewed_uniques // max(viewed, 1),
+        "submitted_form_step": submitted_steps,
+        "submitted_form_step_uniques": submitted_steps * viewed_uniques // max(viewed, 1),
+        "submits": submits,
+        "closed_form": closed,
+        "closed_form_uniques": closed * viewed_uniques // max(viewed, 1),
+    }
+
+
+@dataclass(frozen=True)
+class Form:
+    id: str
+    created: int  # epoch seconds
+    live: bool  # a draft form is not shown
+
+
+_FORM_COUNTS = sorted(FORM_STATISTICS - {"submit_rate"})
+
+
+def form_statistics(seed: int, forms: Iterable[Form], days: range,
+                    names: Iterable[str]) -> dict[str, float | int]:
+    """The statistics of some forms together over `days` (epoch days): each live form's days from its
+    creation on."""
+    counts = dict.fromkeys(_FORM_COUNTS, 0)
+    for form in forms:
+        if not form.live:
+            continue
+        for day in days:
+            if day >= form.created // DAY:
+                for name, value in form_day(seed, form.id, day).items():
+                    counts[name] += value
+    values: dict[str, float | int] = {**counts,
+                                      "submit_rate": _ratio(counts["submits"], counts["viewed_form_uniques"])}
     return {name: values[name] for name in names}

@@ -16,12 +16,15 @@ from .report_model import (
     CAMPAIGN_AUDIENCE,
     DAY,
     FLOW_DAILY_AUDIENCE,
+    FORM_STATISTICS,
     MESSAGE_STATISTICS,
     SEGMENT_STATISTICS,
     Attributions,
     Conversion,
+    Form,
     Tally,
     deliveries,
+    form_statistics,
     join_times,
     segment_statistics,
 )
@@ -337,6 +340,59 @@ def flow_series(world: World, body: bytes) -> JSONObject:
     }
 
 
+FORM_GROUP_BY = ("form_id", "form_version_id")
+
+
+def _form_attributes(body: bytes, type_: str) -> tuple[JSONObject, list[str], datetime, datetime]:
+    attributes = _attributes(body, type_, FORM_STATISTICS, conversion_metric=False)
+    if "conversion_metric_id" in attributes:
+        raise invalid("form reports take no 'conversion_metric_id'", pointer="/data/attributes")
+    group_by = attributes.get("group_by") or []
+    if not isinstance(group_by, list) or any(g not in FORM_GROUP_BY for g in group_by):
+        raise invalid(f"'group_by' values must be among {', '.join(FORM_GROUP_BY)}",
+                      pointer="/data/attributes/group_by")
+    start, end = _timeframe(attributes.get("timeframe"))
+    return attributes, group_by, start, end
+
+
+def _form_groups(world: World, group_by: list[str]) -> list[tuple[JSONObject, list[Form]]]:
+    """The answer's groups: one per form (each form has one version here, `<form id>-1`), or a single
+    group of every form without `group_by`."""
+    table = world.table("forms")
+    forms = [Form(table.id(i), int(table.value("created_at", i) or 0), table.value("status", i) == "live")
+             for i in table.live()]
+    if not group_by:
+        return [({}, forms)]
+    groups: list[tuple[JSONObject, list[Form]]] = []
+    for form in forms:
+        names = {"form_id": form.id, "form_version_id": f"{form.id}-1"}
+        groups.append(({name: names[name] for name in group_by}, [form]))
+    return groups
+
+
+def form_values(world: World, body: bytes) -> JSONObject:
+    """Each form's views, submits, ... over the timeframe (`report_model.form_statistics`)."""
+    attributes, group_by, start, end = _form_attributes(body, "form-values-report")
+    days, names = _epoch_days(start, end), attributes["statistics"]
+    results = [{"groupings": groupings, "statistics": form_statistics(world.seed, forms, days, names)}
+               for groupings, forms in _form_groups(world, group_by)]
+    return {"data": {"type": "form-values-report", "attributes": {"results": results}}}
+
+
+def form_series(world: World, body: bytes) -> JSONObject:
+    attributes, group_by, start, end = _form_attributes(body, "form-series-report")
+    periods = _periods(attributes, start, end)
+    names = attributes["statistics"]
+    results = []
+    for groupings, forms in _form_groups(world, group_by):
+        values = [form_statistics(world.seed, forms, _epoch_days(low, high), names) for low, high in periods]
+        results.append({"groupings": groupings,
+                        "statistics": {name: [value[name] for value in values] for name in names}})
+    date_times = [low.isoformat() for low, _ in periods]
+    return {"data": {"type": "form-series-report",
+                     "attributes": {"results": results, "date_times": date_times}}}
+
+
 # Klaviyo keeps segment reporting data from this day on (the spec's timeframe description). Klaviyo's
 # answer to an earlier timeframe is not known; the emulator refuses it, the strictest reading.
 SEGMENT_DATA_SINCE = datetime(2023, 6, 1, tzinfo=UTC)
@@ -388,6 +444,8 @@ BUILDERS: dict[str, Callable[[World, bytes], JSONObject]] = {
     "query_campaign_values": campaign_values,
     "query_flow_series": flow_series,
     "query_flow_values": flow_values,
+    "query_form_series": form_series,
+    "query_form_values": form_values,
     "query_segment_series": segment_series,
     "query_segment_values": segment_values,
 }

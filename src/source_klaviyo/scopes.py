@@ -26,6 +26,8 @@ _FAMILY = {
     "flow-messages": "flows",
     "flow-series-reports": "flows",
     "flow-values-reports": "flows",
+    "form-series-reports": "forms",
+    "form-values-reports": "forms",
     "mapped-metrics": "metrics",
     "segment-series-reports": "segments",
     "segment-values-reports": "segments",

@@ -230,6 +230,31 @@ def flow_values_body(metric_id: str) -> dict:
     }
 
 
+def form_values_body(_metric_id: str = "") -> dict:
+    """Form reports have no conversion metric either."""
+    return {
+        "data": {
+            "type": "form-values-report",
+            "attributes": {"statistics": ["viewed_form", "submits", "submit_rate"],
+                           "timeframe": {"key": "last_365_days"}, "group_by": ["form_id"]},
+        }
+    }
+
+
+def form_series_body(_metric_id: str = "") -> dict:
+    return {
+        "data": {
+            "type": "form-series-report",
+            "attributes": {
+                "statistics": ["viewed_form_uniques", "qualified_form", "submits"],
+                "timeframe": {"key": "last_7_days"},
+                "interval": "daily",
+                "group_by": ["form_id", "form_version_id"],
+            },
+        }
+    }
+
+
 def segment_values_body(_metric_id: str = "") -> dict:
     """Segment reports have no conversion metric: the argument is there to share the bodies' signature."""
     return {

@@ -61,6 +61,8 @@ def test_non_nullable_schemas_are_unchanged():
         ("POST", "/api/flow-values-reports", "query_flow_values"),
         ("POST", "/api/segment-values-reports", "query_segment_values"),
         ("POST", "/api/segment-series-reports", "query_segment_series"),
+        ("POST", "/api/form-values-reports", "query_form_values"),
+        ("POST", "/api/form-series-reports", "query_form_series"),
     ],
 )
 def test_concrete_paths_map_to_their_operation(spec, method, path, operation_id):

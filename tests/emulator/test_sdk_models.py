@@ -46,6 +46,8 @@ from tests.emulator.helpers import (
     campaign_values_body,
     flow_series_body,
     flow_values_body,
+    form_series_body,
+    form_values_body,
     segment_series_body,
     segment_values_body,
 )
@@ -59,7 +61,8 @@ REQUIRED_FILTERS: dict[str, Callable[[RunningEmulator], list[str]]] = {
 }
 REPORT_BODIES = {"campaign-values-report": campaign_values_body, "flow-series-report": flow_series_body,
                  "flow-values-report": flow_values_body, "segment-values-report": segment_values_body,
-                 "segment-series-report": segment_series_body}
+                 "segment-series-report": segment_series_body, "form-values-report": form_values_body,
+                 "form-series-report": form_series_body}
 
 Document = dict[str, Any]
 Arguments = tuple[tuple[Any, ...], dict[str, Any]]  # positional and keyword arguments of one SDK call

@@ -15,6 +15,8 @@ from tests.emulator.helpers import (
     campaign_values_body,
     flow_series_body,
     flow_values_body,
+    form_series_body,
+    form_values_body,
     request,
     segment_series_body,
     segment_values_body,
@@ -143,7 +145,8 @@ def test_list_and_segment_details_and_their_profiles_match_the_spec(served):
     ("path", "make_body"),
     [("/api/campaign-values-reports", campaign_values_body), ("/api/flow-series-reports", flow_series_body),
      ("/api/flow-values-reports", flow_values_body), ("/api/segment-values-reports", segment_values_body),
-     ("/api/segment-series-reports", segment_series_body)],
+     ("/api/segment-series-reports", segment_series_body), ("/api/form-values-reports", form_values_body),
+     ("/api/form-series-reports", form_series_body)],
 )
 def test_reports_answer_valid_requests_with_spec_bodies(served, path, make_body):
     spec, emulator = served

@@ -360,6 +360,23 @@ def expect_statistics(report_stream: Stream, group: str) -> Callable[[Any, datet
     return expect
 
 
+def expect_form_performance(world: Any, _read_at: datetime, db: Path) -> Rows:
+    """The emulator's form values report over the year before the day the sync read it up to."""
+    stream = STREAMS_BY_NAME["form_values_reports"]
+    assert stream.report is not None
+    ((as_of,),) = query(db, "SELECT DISTINCT date FROM form_values_reports")
+    low = as_of - timedelta(days=stream.report.days_per_request)
+    answer = emulator_reports.form_values(world, orjson.dumps(request_body(stream, None, low, as_of)))
+    forms = world.table("forms")
+    about = {forms.id(i): (forms.value("name", i), forms.value("status", i)) for i in forms.live()}
+    rows = []
+    for result in answer["data"]["attributes"]["results"]:
+        form_id, stats = result["groupings"]["form_id"], result["statistics"]
+        rows.append((form_id, *about[form_id], as_of, float(stats["viewed_form"]),
+                     float(stats["viewed_form_uniques"]), float(stats["submits"]), float(stats["submit_rate"])))
+    return rows
+
+
 EXPECTED: dict[str, Callable[[Any, datetime, Path], Rows]] = {
     "daily_metrics": expect_daily_metrics,
     "campaign_performance": expect_performance(flows=False),
@@ -367,6 +384,7 @@ EXPECTED: dict[str, Callable[[Any, datetime, Path], Rows]] = {
     "list_growth": expect_growth("list"),
     "segment_growth": expect_growth("segment"),
     "suppressions_by_reason": expect_suppressions,
+    "form_performance": expect_form_performance,
 }
 for _view in VIEWS:  # the report views: `<group>_statistics` over one report stream
     if _view.name.endswith("_statistics"):

@@ -163,6 +163,16 @@ GROUP BY ALL""",
         "the flow series report, the same per flow",
         _report_statistics("flow", "flow_series_reports", "flows"),
     ),
+    View(
+        "form_performance",
+        "each sign-up form's views, submits and submit rate over the 365 days before `as_of` (the "
+        "form values report of the last sync), with the form's name and status",
+        """SELECT r.form_id, f.name AS form_name, f.status, r.date AS as_of,
+       r.statistics__viewed_form AS views, r.statistics__viewed_form_uniques AS unique_views,
+       r.statistics__submits AS submits, r.statistics__submit_rate AS submit_rate
+FROM form_values_reports r
+LEFT JOIN forms f ON f.id = r.form_id""",
+    ),
 )
 VIEWS_BY_NAME = {view.name: view for view in VIEWS}
 
