@@ -372,8 +372,8 @@ def expect_form_performance(world: Any, _read_at: datetime, db: Path) -> Rows:
     rows = []
     for result in answer["data"]["attributes"]["results"]:
         form_id, stats = result["groupings"]["form_id"], result["statistics"]
-        rows.append((form_id, *about[form_id], as_of, float(stats["viewed_form"]),
-                     float(stats["viewed_form_uniques"]), float(stats["submits"]), float(stats["submit_rate"])))
+        numbers = (stats["viewed_form"], stats["viewed_form_uniques"], stats["submits"], stats["submit_rate"])
+        rows.append((form_id, *about[form_id], as_of, *map(float, numbers)))
     return rows
 
 
