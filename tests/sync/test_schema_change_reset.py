@@ -228,6 +228,41 @@ def test_a_new_connector_version_with_the_same_schemas_resets_nothing(fresh_emul
     }
 
 
+def test_a_table_keyed_otherwise_is_rebuilt_and_a_file_without_recorded_keys_continues(
+    fresh_emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    """Rows keyed another way cannot be upserted by today's key (3.0.0 took `date` out of
+    campaign_values_reports' key, its fields unchanged): a table recorded with another key is rebuilt
+    although its schema is the same. A file from before keys were recorded continues."""
+    db = tmp_path / "klaviyo.duckdb"
+    first_sync(fresh_emulator, db)
+    with duckdb.connect(str(db)) as con:
+        recorded = dict(con.execute("SELECT stream, primary_key FROM _source_klaviyo_versions").fetchall())
+        assert recorded == {stream: list(STREAMS_BY_NAME[stream].primary_key) for stream in STREAMS}
+        update = "UPDATE _source_klaviyo_versions SET primary_key = ? WHERE stream = ?"
+        con.execute(update, [["updated", "id"], "lists"])
+        con.execute(update, [None, "events"])
+    age_file(db, fingerprints={}, old_shapes=False)
+    changed = mutate(fresh_emulator)
+
+    printed = io.StringIO()
+    clock = ahead()
+    second = run_sync(fresh_emulator.url, db, STREAMS, clock=clock, stderr=printed)
+    assert second.status == "SUCCEEDED", second.to_json()
+    by_stream = {s.stream: s for s in second.streams}
+    lists = by_stream["lists"]
+    reason = f"primary key changed from version {OLD_VERSION} to {connector_version()} (updated, id -> id)"
+    assert (lists.mode, lists.reset_reason) == ("full refresh", reason)
+    assert f"reset lists: {reason} (old table replaced)" in printed.getvalue()
+    assert lists.records == len(truth(fresh_emulator, "lists", upper_of(clock)))
+    for stream in ("events", "profiles", "campaigns"):
+        summary = by_stream[stream]
+        assert (summary.mode, summary.reset_reason) == ("incremental", None), summary
+        assert summary.records - summary.unchanged == len(changed[stream])
+    for stream in STREAMS:
+        assert_equals_truth(fresh_emulator, db, stream, upper_of(clock))
+
+
 def test_an_additive_schema_change_continues_incrementally(
     fresh_emulator: RunningEmulator, tmp_path: Path
 ) -> None:

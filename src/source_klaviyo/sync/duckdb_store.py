@@ -61,6 +61,8 @@ _BOOKKEEPING_DDL = (
         recorded_at TIMESTAMPTZ, schema_json JSON, PRIMARY KEY (sync_id, stream))""",
     # Files written before the schema itself was recorded: their rows have no schema (a reset).
     f"ALTER TABLE {_VERSIONS} ADD COLUMN IF NOT EXISTS schema_json JSON",
+    # Files written before the primary key was recorded: NULL, a key that cannot be compared.
+    f"ALTER TABLE {_VERSIONS} ADD COLUMN IF NOT EXISTS primary_key VARCHAR[]",
 )
 
 
@@ -333,6 +335,14 @@ class Store:
         ).fetchall()
         return loads(row[0][0]) if row and row[0][0] is not None else None
 
+    def live_primary_key(self, stream: str) -> tuple[str, ...] | None:
+        """The primary key the stream's table was last written with, if recorded."""
+        row = self.con.execute(
+            f"SELECT primary_key FROM {_VERSIONS} WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",  # noqa: S608 - names via quote_ident
+            [stream],
+        ).fetchall()
+        return tuple(row[0][0]) if row and row[0][0] is not None else None
+
     def columns_of(self, table: str) -> list[str]:
         rows = self.con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
@@ -579,13 +589,14 @@ class Store:
             return
         self.con.execute(
             f"INSERT OR REPLACE INTO {_VERSIONS} (sync_id, stream, connector_version, schema_fingerprint, "  # noqa: S608 - names via quote_ident
-            "recorded_at, schema_json) VALUES (?, ?, ?, ?, now(), ?)",
+            "recorded_at, schema_json, primary_key) VALUES (?, ?, ?, ?, now(), ?, ?)",
             [
                 self.sync_id,
                 layout.stream,
                 self.connector_version,
                 layout.fingerprint,
                 layout.schema_json or None,
+                list(layout.primary_key),
             ],
         )
         self._versioned.add(layout.stream)

@@ -5,6 +5,7 @@
 | stream without a cursor                               | fresh staging | nothing (full read)  |
 | an interrupted full refresh with the current schema   | its staging   | the staging state    |
 | `--full-refresh`                                      | fresh staging | nothing              |
+| the recorded primary key differs from ours            | fresh staging | nothing (a reset)    |
 | the stored schema differs from ours: breaking change  | fresh staging | nothing (a reset)    |
 |   (or the old schema was not recorded)                |               |                      |
 | the stored schema differs from ours: fields added only| live table    | the live state       |
@@ -57,8 +58,15 @@ def plan_stream(store: Store, stream: Stream, *, full_refresh: bool) -> StreamPl
         return StreamPlan(stream, layout, "staging", True, None, "full refresh", "--full-refresh")
     if not store.table_exists(name):
         return StreamPlan(stream, layout, "live", False, None, "initial")
-    # Only the schema decides: a new connector version with the same schema continues incrementally.
+    # Only the schema and the key decide: a new connector version with the same continues incrementally.
     version, stored = store.live_version(name)
+    key = store.live_primary_key(name)
+    if key is not None and key != layout.primary_key:
+        # Rows keyed another way cannot be upserted by this key (campaign_values_reports lost `date`
+        # from its key in 3.0.0: per-day rows would stay beside the lifetime ones).
+        return StreamPlan(stream, layout, "staging", True, None, "full refresh",
+                          f"primary key changed from version {version or 'unknown'} to "
+                          f"{store.connector_version} ({', '.join(key)} -> {', '.join(layout.primary_key)})")
     note = None
     if stored is not None and stored != layout.fingerprint:
         reason = (f"schema changed from version {version or 'unknown'} to {store.connector_version} "
