@@ -70,7 +70,16 @@ from .config import Config
 from .contracts import Client, Record, StreamState
 from .datetimes import floor_second, utc_now
 from .errors import ApiError, SourceError
-from .pages import PARSED, AnyRecord, chain_pages, cursor_value, has_next, ids_of, raw_cursor, raw_format
+from .pages import (
+    PARSED,
+    AnyRecord,
+    chain_pages,
+    cursor_value,
+    has_next,
+    ids_of,
+    raw_cursor_value,
+    raw_format,
+)
 from .ranges import NO_LOWER_BOUND, Range, Span, Spans, plan_cuts
 from .records import prepare, prepare_raw, with_details, within
 from .reports import read_report
@@ -532,7 +541,7 @@ class StreamRead:
 
     def _cursor_of(self, record: AnyRecord) -> datetime | None:
         if self.raw:  # the raw path lifts the cursor, which is the range's attribute
-            return cursor_value(raw_cursor(record[1]))
+            return raw_cursor_value(record[1])
         return cursor_value((record.get("attributes") or {}).get(self.range_field))
 
 

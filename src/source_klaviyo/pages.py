@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import msgspec
@@ -122,6 +122,22 @@ def _reencoded(page: JSONObject, lifted: str | None) -> JSONObject:
         records.append((json_codec.dumps(record), json_codec.dumps(record.get(lifted))))
     page["data"] = records
     return page
+
+
+_decode_rfc3339 = msgspec.json.Decoder(datetime).decode
+
+
+def raw_cursor_value(text: bytes | msgspec.Raw) -> datetime | None:
+    """`cursor_value` of a raw cursor's JSON text. Klaviyo's RFC 3339 strings are decoded by msgspec
+    (0.2 µs; the general path costs 2.5, and a page cut at a window's edge is checked record by
+    record); anything else (epoch numbers, a space separator, null) takes the general path."""
+    try:
+        moment = _decode_rfc3339(text)
+    except msgspec.DecodeError:
+        return cursor_value(raw_cursor(text))
+    if moment.tzinfo is UTC:
+        return moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def raw_cursor(text: bytes | msgspec.Raw) -> JSON:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from .chains import Chain, detail_chain
 from .contracts import Client, JSONObject, Record
-from .pages import RawRecord, cursor_value, parse_page, raw_cursor
+from .pages import RawRecord, cursor_value, parse_page, raw_cursor_value
 from .streams import Detail, Stream
 
 
@@ -52,7 +52,7 @@ def prepare(stream: Stream, data: list[Record], page: JSONObject, chain: Chain, 
 def prepare_raw(stream: Stream, data: list[RawRecord], lower: datetime | None, upper: datetime | None,
                 ) -> list[RawRecord]:
     if (lower or upper) and stream.lifted:
-        return [r for r in data if within(cursor_value(raw_cursor(r[1])), lower, upper)]
+        return [r for r in data if within(raw_cursor_value(r[1]), lower, upper)]
     return data
 
 

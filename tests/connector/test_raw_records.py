@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from source_klaviyo.config import parse_config
-from source_klaviyo.datetimes import utc_now
+from source_klaviyo.datetimes import format_datetime, utc_now
 from source_klaviyo.engine import read_streams
 from source_klaviyo.errors import SourceError
 from source_klaviyo.http import KlaviyoClient
-from source_klaviyo.pages import parse_page, raw_page_parser
+from source_klaviyo.pages import cursor_value, parse_page, raw_cursor, raw_cursor_value, raw_page_parser
 from source_klaviyo.protocol import MessageWriter
 from source_klaviyo.streams import STREAMS_BY_NAME
 from tests.connector.helpers import CollectingSink, InstantClock, config_for, configured
@@ -145,3 +147,27 @@ def test_a_raw_page_cut_short_is_refused_so_the_client_fetches_it_again(body: by
     with pytest.raises((ValueError, SourceError)):
         raw_page_parser("datetime")(body)
 
+
+
+_ZONES = [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-7))]
+_MOMENTS = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31),
+                        timezones=st.sampled_from(_ZONES))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(
+    _MOMENTS.map(lambda m: json.dumps(m.isoformat())),  # offsets, microseconds
+    _MOMENTS.map(lambda m: json.dumps(format_datetime(m))),  # Klaviyo's own form
+    _MOMENTS.map(lambda m: json.dumps(m.replace(tzinfo=None).isoformat(sep=" "))),  # naive, space
+    _MOMENTS.map(lambda m: json.dumps(m.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))),
+    st.integers(10**9, 2 * 10**9).map(str),  # epoch seconds
+    st.integers(10**9, 2 * 10**9).map(lambda n: json.dumps(str(n))),
+    st.sampled_from(["null", "true", '"2024-13-01T00:00:00+00:00"', '"soon"', '""', '"2024-01-01"']),
+    st.text(max_size=30).map(json.dumps),
+))
+def test_a_raw_cursor_is_read_as_the_general_parser_reads_it(text: str) -> None:
+    """The raw path's fast cursor reading (msgspec's RFC 3339) gives what the general parser gives,
+    for every form a cursor may take, so bounds keep and drop the same records."""
+    assert raw_cursor_value(text.encode()) == cursor_value(raw_cursor(text.encode()))
+    value = raw_cursor_value(text.encode())
+    assert value is None or value.tzinfo is UTC
