@@ -12,6 +12,11 @@ when a value does not fit its column's type). Leaves and free-form objects are n
 The whole record is decoded once (about 1 µs for an event); only a record that fails is looked at
 again, object by object, to tell new top-level fields (which get JSON columns of their own) from
 the rest.
+
+The decoded record also tells whether a free-form leaf (a JSON or list column: `event_properties`, a
+to-many relationship's `data`) holds a JSON string (`quoted`). DuckDB extracts every column's text in
+one parse (`extract.py`), and only for such a record would that text differ from the leaf's JSON
+(`"abc"` reads `abc`): it is typed from the record again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from source_klaviyo.contracts import JSONObject
 Decode = Callable[[bytes], Any]
 
 _LINKS = "links"
+_QUOTE = ord('"')
+_SCALARS = {"string", "integer", "number", "boolean"}
 _names = count()
 
 
@@ -41,20 +48,36 @@ class Shape:
     fields: frozenset[str]  # the top-level fields the schema declares
     # where `decode`'s result holds the primary key's fields (str, int or float; None when absent)
     key_attributes: tuple[str, ...]
+    # where it holds the free-form leaves (msgspec.Raw), as attribute paths
+    free_form: tuple[tuple[str, ...], ...] = ()
+
+    def quoted(self, decoded: Any) -> bool:  # noqa: ANN401 - a struct made at run time
+        """Whether a free-form leaf of a decoded record holds a JSON string."""
+        for path in self.free_form:
+            value = decoded
+            for attribute in path:
+                value = getattr(value, attribute)
+                if value is None:
+                    break
+            else:
+                if memoryview(value)[0] == _QUOTE:
+                    return True
+        return False
 
 
 def record_shape(schema: JSONObject, primary_key: tuple[str, ...]) -> Shape:
     properties: JSONObject = dict(schema.get("properties") or {})
     for key in primary_key:
         properties.setdefault(key, {})
-    record, attributes = _struct(properties, keys=frozenset(primary_key))
+    free_form: list[tuple[str, ...]] = []
+    record, attributes = _struct(properties, keys=frozenset(primary_key), free_form=free_form)
     objects = {
         name: msgspec.json.Decoder(_struct(prop["properties"])[0] | None).decode
         for name, prop in properties.items()
         if name != _LINKS and _declared(prop)
     }
     return Shape(msgspec.json.Decoder(record).decode, objects, frozenset(properties),
-                 tuple(attributes[key] for key in primary_key))
+                 tuple(attributes[key] for key in primary_key), tuple(free_form))
 
 
 def _declared(prop: JSONObject) -> bool:
@@ -63,9 +86,19 @@ def _declared(prop: JSONObject) -> bool:
     return "object" in types and bool(prop.get("properties"))
 
 
-def _struct(properties: JSONObject, keys: frozenset[str] = frozenset()) -> tuple[type, dict[str, str]]:
+def _free_form(prop: JSONObject) -> bool:
+    """A leaf whose column is JSON or a list (`layout.column_type`), or may be: anything but scalars."""
+    declared = prop.get("type", [])
+    types = {declared} if isinstance(declared, str) else set(declared)
+    types.discard("null")
+    return not types or not types <= _SCALARS
+
+
+def _struct(properties: JSONObject, keys: frozenset[str] = frozenset(),
+            free_form: list[tuple[str, ...]] | None = None,
+            at: tuple[str, ...] = ()) -> tuple[type, dict[str, str]]:
     """A closed msgspec Struct of `properties` (every field optional, `keys` decoded as scalars), and
-    its attribute per key.
+    its attribute per key; the attribute paths of its free-form leaves are added to `free_form`.
 
     Attributes are named `f0`, `f1`, ... and renamed to the JSON keys, which need not be identifiers
     (`flow-actions`, `$value`)."""
@@ -76,7 +109,9 @@ def _struct(properties: JSONObject, keys: frozenset[str] = frozenset()) -> tuple
         if key in keys:
             kind = str | int | float | None  # a key of another type is looked at again (`Batch`)
         elif key != _LINKS and _declared(prop):
-            kind = _struct(prop["properties"])[0] | None
+            kind = _struct(prop["properties"], free_form=free_form, at=(*at, f"f{i}"))[0] | None
+        elif key != _LINKS and free_form is not None and _free_form(prop):
+            free_form.append((*at, f"f{i}"))
         attributes[key] = f"f{i}"
         fields.append((f"f{i}", kind, msgspec.field(default=None, name=key)))
     struct = msgspec.defstruct(f"Object{next(_names)}", fields, forbid_unknown_fields=True,
