@@ -13,10 +13,12 @@ The whole record is decoded once (about 1 µs for an event); only a record that 
 again, object by object, to tell new top-level fields (which get JSON columns of their own) from
 the rest.
 
-The decoded record also tells whether a free-form leaf (a JSON or list column: `event_properties`, a
-to-many relationship's `data`) holds a JSON string (`quoted`). DuckDB extracts every column's text in
-one parse (`extract.py`), and only for such a record would that text differ from the leaf's JSON
-(`"abc"` reads `abc`): it is typed from the record again.
+The record's decoder also refuses a JSON string where a free-form value is (a JSON or list column:
+`event_properties`, a to-many relationship's `data`): DuckDB extracts every column's text in one
+parse (`extract.py`), and only for a string would that text differ from the value's JSON (`"abc"`
+reads `abc`). Such a record goes the slow way, object by object (where free-form values are Raw), and
+is flagged to be typed from the record again. A free-form object is decoded into a struct without
+fields, which skips its content as fast as msgspec.Raw would.
 """
 
 from __future__ import annotations
@@ -33,8 +35,15 @@ from source_klaviyo.contracts import JSONObject
 Decode = Callable[[bytes], Any]
 
 _LINKS = "links"
-_QUOTE = ord('"')
 _SCALARS = {"string", "integer", "number", "boolean"}
+
+
+class _AnyObject(msgspec.Struct, gc=False):
+    """Any JSON object, its content skipped."""
+
+
+# A free-form value in the record's decoder: any JSON but a string (msgspec.Raw elsewhere).
+_FREE_FORM: Any = _AnyObject | list[msgspec.Raw] | int | float | bool | None
 _names = count()
 
 
@@ -48,36 +57,20 @@ class Shape:
     fields: frozenset[str]  # the top-level fields the schema declares
     # where `decode`'s result holds the primary key's fields (str, int or float; None when absent)
     key_attributes: tuple[str, ...]
-    # where it holds the free-form leaves (msgspec.Raw), as attribute paths
-    free_form: tuple[tuple[str, ...], ...] = ()
-
-    def quoted(self, decoded: Any) -> bool:  # noqa: ANN401 - a struct made at run time
-        """Whether a free-form leaf of a decoded record holds a JSON string."""
-        for path in self.free_form:
-            value = decoded
-            for attribute in path:
-                value = getattr(value, attribute)
-                if value is None:
-                    break
-            else:
-                if memoryview(value)[0] == _QUOTE:
-                    return True
-        return False
 
 
 def record_shape(schema: JSONObject, primary_key: tuple[str, ...]) -> Shape:
     properties: JSONObject = dict(schema.get("properties") or {})
     for key in primary_key:
         properties.setdefault(key, {})
-    free_form: list[tuple[str, ...]] = []
-    record, attributes = _struct(properties, keys=frozenset(primary_key), free_form=free_form)
+    record, attributes = _struct(properties, keys=frozenset(primary_key), free_form=_FREE_FORM)
     objects = {
         name: msgspec.json.Decoder(_struct(prop["properties"])[0] | None).decode
         for name, prop in properties.items()
         if name != _LINKS and _declared(prop)
     }
     return Shape(msgspec.json.Decoder(record).decode, objects, frozenset(properties),
-                 tuple(attributes[key] for key in primary_key), tuple(free_form))
+                 tuple(attributes[key] for key in primary_key))
 
 
 def _declared(prop: JSONObject) -> bool:
@@ -95,10 +88,9 @@ def _free_form(prop: JSONObject) -> bool:
 
 
 def _struct(properties: JSONObject, keys: frozenset[str] = frozenset(),
-            free_form: list[tuple[str, ...]] | None = None,
-            at: tuple[str, ...] = ()) -> tuple[type, dict[str, str]]:
-    """A closed msgspec Struct of `properties` (every field optional, `keys` decoded as scalars), and
-    its attribute per key; the attribute paths of its free-form leaves are added to `free_form`.
+            free_form: Any = msgspec.Raw) -> tuple[type, dict[str, str]]:  # noqa: ANN401 - a msgspec type
+    """A closed msgspec Struct of `properties` (every field optional, `keys` decoded as scalars, free-form
+    leaves as `free_form`), and its attribute per key.
 
     Attributes are named `f0`, `f1`, ... and renamed to the JSON keys, which need not be identifiers
     (`flow-actions`, `$value`)."""
@@ -109,9 +101,9 @@ def _struct(properties: JSONObject, keys: frozenset[str] = frozenset(),
         if key in keys:
             kind = str | int | float | None  # a key of another type is looked at again (`Batch`)
         elif key != _LINKS and _declared(prop):
-            kind = _struct(prop["properties"], free_form=free_form, at=(*at, f"f{i}"))[0] | None
-        elif key != _LINKS and free_form is not None and _free_form(prop):
-            free_form.append((*at, f"f{i}"))
+            kind = _struct(prop["properties"], free_form=free_form)[0] | None
+        elif key != _LINKS and _free_form(prop):
+            kind = free_form
         attributes[key] = f"f{i}"
         fields.append((f"f{i}", kind, msgspec.field(default=None, name=key)))
     struct = msgspec.defstruct(f"Object{next(_names)}", fields, forbid_unknown_fields=True,
