@@ -301,8 +301,8 @@ _ROWS_PER_WRITE = 512
 def _write_rows(path: str, rows: Iterable[tuple[bytes, bytes]]) -> None:
     """The batch file, in a few system calls. Each call releases the GIL and the writer thread must
     win it back from the reader, which holds it for up to a switch interval (5 ms): through a buffered
-    file (a call per 8 KB, ~1,000 per batch) the writer spent more time waiting for the GIL than
-    loading (docs/performance.md, 2026-12-02 "sync CPU"). Joining the rows first would copy the batch."""
+    file (a call per 8 KB, ~1,000 per batch) that was ~14 s of a 34 s sync's writer wall time
+    (docs/performance.md, "The DuckDB sync's CPU"). Joining the rows first would copy the batch."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         chunk: list[bytes] = []
