@@ -100,3 +100,30 @@ def test_an_integer_column_holds_its_value_exactly_or_the_record_is_kept(
     assert json.loads(row["event_properties"]) == {"$value": value}
     if type(value) in (int, float) and abs(value) < 1e300:
         assert row["value"] == float(value)
+
+
+def test_free_form_values_of_every_json_kind_land_as_json_extract_gives_them(tmp_path: Path) -> None:
+    # The load reads every column's text in one parse and casts a free-form value's text to JSON; a
+    # JSON string (whose text is not its JSON) has its record typed again: either way a free-form
+    # column holds what `json_extract` of the value gives, and a string is never taken for JSON.
+    values: list[Any] = ["plain", '{"looks": "like json"}', "[1]", "12", 5, 1.10, 2**70, True, [1, "a"], {},
+                         {"$value": 3, "s": "\u2728\n"}, None]
+    relationships: list[Any] = ['[{"id": "A1"}]', [{"type": "event", "id": "A1"}], [], None, "A1"]
+    records = [event(n, event_properties=value) for n, value in enumerate(values)]
+    for n, data in enumerate(relationships, start=len(values)):
+        record = event(n)
+        record["relationships"]["attributions"] = {"data": data}
+        records.append(record)
+    by_id = {row["id"]: row for row in sync_events(tmp_path / "k.duckdb", records)}
+    rows = [by_id[record["id"]] for record in records]
+    with duckdb.connect() as con:
+        for record, row in zip(records, rows, strict=True):
+            text = json.dumps(record)
+            expected = con.execute(
+                "SELECT NULLIF(json_extract(?, '/attributes/event_properties'), 'null'), "
+                "CASE WHEN starts_with(json_extract(?, '/relationships/attributions/data'), '[') "
+                "THEN json_extract_string(json_extract(?, '/relationships/attributions/data'), '$[*].id') "
+                "END", [text] * 3).fetchall()[0]
+            assert (row["event_properties"], row["attribution_ids"], row["_raw"]) == (*expected, None), record
+    assert [row["attribution_ids"] for row in rows[len(values):]] == [None, ["A1"], [], None, None]
+    assert json.loads(rows[1]["event_properties"]) == '{"looks": "like json"}'  # a string, as sent

@@ -12,6 +12,13 @@ when a value does not fit its column's type). Leaves and free-form objects are n
 The whole record is decoded once (about 1 µs for an event); only a record that fails is looked at
 again, object by object, to tell new top-level fields (which get JSON columns of their own) from
 the rest.
+
+The record's decoder also refuses a JSON string where a free-form value is (a JSON or list column:
+`event_properties`, a to-many relationship's `data`): DuckDB extracts every column's text in one
+parse (`extract.py`), and only for a string would that text differ from the value's JSON (`"abc"`
+reads `abc`). Such a record goes the slow way, object by object (where free-form values are Raw), and
+is flagged to be typed from the record again. A free-form object is decoded into a struct without
+fields, which skips its content as fast as msgspec.Raw would.
 """
 
 from __future__ import annotations
@@ -28,6 +35,15 @@ from source_klaviyo.contracts import JSONObject
 Decode = Callable[[bytes], Any]
 
 _LINKS = "links"
+_SCALARS = {"string", "integer", "number", "boolean"}
+
+
+class _AnyObject(msgspec.Struct, gc=False):
+    """Any JSON object, its content skipped."""
+
+
+# A free-form value in the record's decoder: any JSON but a string (msgspec.Raw elsewhere).
+_FREE_FORM: Any = _AnyObject | list[msgspec.Raw] | int | float | bool | None
 _names = count()
 
 
@@ -47,7 +63,7 @@ def record_shape(schema: JSONObject, primary_key: tuple[str, ...]) -> Shape:
     properties: JSONObject = dict(schema.get("properties") or {})
     for key in primary_key:
         properties.setdefault(key, {})
-    record, attributes = _struct(properties, keys=frozenset(primary_key))
+    record, attributes = _struct(properties, keys=frozenset(primary_key), free_form=_FREE_FORM)
     objects = {
         name: msgspec.json.Decoder(_struct(prop["properties"])[0] | None).decode
         for name, prop in properties.items()
@@ -63,9 +79,18 @@ def _declared(prop: JSONObject) -> bool:
     return "object" in types and bool(prop.get("properties"))
 
 
-def _struct(properties: JSONObject, keys: frozenset[str] = frozenset()) -> tuple[type, dict[str, str]]:
-    """A closed msgspec Struct of `properties` (every field optional, `keys` decoded as scalars), and
-    its attribute per key.
+def _free_form(prop: JSONObject) -> bool:
+    """A leaf whose column is JSON or a list (`layout.column_type`), or may be: anything but scalars."""
+    declared = prop.get("type", [])
+    types = {declared} if isinstance(declared, str) else set(declared)
+    types.discard("null")
+    return not types or not types <= _SCALARS
+
+
+def _struct(properties: JSONObject, keys: frozenset[str] = frozenset(),
+            free_form: Any = msgspec.Raw) -> tuple[type, dict[str, str]]:  # noqa: ANN401 - a msgspec type
+    """A closed msgspec Struct of `properties` (every field optional, `keys` decoded as scalars, free-form
+    leaves as `free_form`), and its attribute per key.
 
     Attributes are named `f0`, `f1`, ... and renamed to the JSON keys, which need not be identifiers
     (`flow-actions`, `$value`)."""
@@ -76,7 +101,9 @@ def _struct(properties: JSONObject, keys: frozenset[str] = frozenset()) -> tuple
         if key in keys:
             kind = str | int | float | None  # a key of another type is looked at again (`Batch`)
         elif key != _LINKS and _declared(prop):
-            kind = _struct(prop["properties"])[0] | None
+            kind = _struct(prop["properties"], free_form=free_form)[0] | None
+        elif key != _LINKS and _free_form(prop):
+            kind = free_form
         attributes[key] = f"f{i}"
         fields.append((f"f{i}", kind, msgspec.field(default=None, name=key)))
     struct = msgspec.defstruct(f"Object{next(_names)}", fields, forbid_unknown_fields=True,
