@@ -128,6 +128,16 @@ def first_sync(emulator: RunningEmulator, db: Path) -> tuple[SyncSummary, dict[s
     return summary, requests
 
 
+def sync_again(emulator: RunningEmulator, db: Path) -> tuple[SyncSummary, str, datetime]:
+    """The next sync of `STREAMS` into `db`, a day later: (its summary, what it printed, the upper
+    bound it read to)."""
+    printed = io.StringIO()
+    clock = ahead()
+    summary = run_sync(emulator.url, db, STREAMS, clock=clock, stderr=printed)
+    assert summary.status == "SUCCEEDED", summary.to_json()
+    return summary, printed.getvalue(), upper_of(clock)
+
+
 def synced_in(db: Path, stream: str, sync_id: str) -> set[str]:
     return {row[0] for row in table_rows(db, stream, f"id, _sync_id = '{sync_id}'") if row[1]}
 
@@ -146,11 +156,8 @@ def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: 
     assert "segments" in columns(db, "profiles")
     changed = mutate(fresh_emulator)
 
-    printed = io.StringIO()
-    clock = ahead()
-    second = run_sync(fresh_emulator.url, db, STREAMS, clock=clock, stderr=printed)
-    assert second.status == "SUCCEEDED", second.to_json()
-    read_at, requests = upper_of(clock), requests_by_route(fresh_emulator)
+    second, printed, read_at = sync_again(fresh_emulator, db)
+    requests = requests_by_route(fresh_emulator)
     by_stream = {s.stream: s for s in second.streams}
     version = connector_version()
     assert version == "3.0.0"
@@ -166,7 +173,7 @@ def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: 
                 "campaigns": f" -> {current_layout(stream).fingerprint[:8]})",
             }[stream]
         )
-        assert f"reset {stream}: {summary.reset_reason} (old table replaced)" in printed.getvalue()
+        assert f"reset {stream}: {summary.reset_reason} (old table replaced)" in printed
         # a full read: the same requests as the first sync, every record of the truth read again ...
         route = STREAMS_BY_NAME[stream].path
         assert requests[route] == initial_requests[route], stream
@@ -181,7 +188,7 @@ def test_upgrade_rebuilds_only_the_streams_whose_schema_changed(fresh_emulator: 
     for stream in CONTINUED:
         summary = by_stream[stream]
         assert (summary.mode, summary.reset_reason) == ("incremental", None)
-        assert f"reset {stream}:" not in printed.getvalue()
+        assert f"reset {stream}:" not in printed
         # only the changed records were read, in one page each (page sizes are 10 and 1000) ...
         assert requests[STREAMS_BY_NAME[stream].path] == 1, stream
         assert summary.records - summary.unchanged == len(changed[stream])
@@ -209,19 +216,16 @@ def test_a_new_connector_version_with_the_same_schemas_resets_nothing(fresh_emul
     age_file(db, fingerprints={}, old_shapes=False)
     changed = mutate(fresh_emulator)
 
-    printed = io.StringIO()
-    clock = ahead()
-    second = run_sync(fresh_emulator.url, db, STREAMS, clock=clock, stderr=printed)
-    assert second.status == "SUCCEEDED", second.to_json()
+    second, printed, read_at = sync_again(fresh_emulator, db)
     requests = requests_by_route(fresh_emulator)
-    assert "reset " not in printed.getvalue()
+    assert "reset " not in printed
     for summary in second.streams:
         assert (summary.mode, summary.reset_reason) == ("incremental", None), summary
         assert summary.records - summary.unchanged == len(changed[summary.stream])
         assert synced_in(db, summary.stream, second.sync_id) == changed[summary.stream]
         assert synced_in(db, summary.stream, first.sync_id) == (
-            set(truth(fresh_emulator, summary.stream, upper_of(clock))) - changed[summary.stream])
-        assert_equals_truth(fresh_emulator, db, summary.stream, upper_of(clock))
+            set(truth(fresh_emulator, summary.stream, read_at)) - changed[summary.stream])
+        assert_equals_truth(fresh_emulator, db, summary.stream, read_at)
     # profiles took 2 pages at first; campaigns are read per channel and archived flag (6 partitions)
     assert {STREAMS_BY_NAME[s].path: requests[STREAMS_BY_NAME[s].path] for s in STREAMS} == {
         "/api/profiles": 1, "/api/events": 1, "/api/lists": 1, "/api/campaigns": 6,
@@ -245,22 +249,19 @@ def test_a_table_keyed_otherwise_is_rebuilt_and_a_file_without_recorded_keys_con
     age_file(db, fingerprints={}, old_shapes=False)
     changed = mutate(fresh_emulator)
 
-    printed = io.StringIO()
-    clock = ahead()
-    second = run_sync(fresh_emulator.url, db, STREAMS, clock=clock, stderr=printed)
-    assert second.status == "SUCCEEDED", second.to_json()
+    second, printed, read_at = sync_again(fresh_emulator, db)
     by_stream = {s.stream: s for s in second.streams}
     lists = by_stream["lists"]
     reason = f"primary key changed from version {OLD_VERSION} to {connector_version()} (updated, id -> id)"
     assert (lists.mode, lists.reset_reason) == ("full refresh", reason)
-    assert f"reset lists: {reason} (old table replaced)" in printed.getvalue()
-    assert lists.records == len(truth(fresh_emulator, "lists", upper_of(clock)))
+    assert f"reset lists: {reason} (old table replaced)" in printed
+    assert lists.records == len(truth(fresh_emulator, "lists", read_at))
     for stream in ("events", "profiles", "campaigns"):
         summary = by_stream[stream]
         assert (summary.mode, summary.reset_reason) == ("incremental", None), summary
         assert summary.records - summary.unchanged == len(changed[stream])
     for stream in STREAMS:
-        assert_equals_truth(fresh_emulator, db, stream, upper_of(clock))
+        assert_equals_truth(fresh_emulator, db, stream, read_at)
 
 
 def test_an_additive_schema_change_continues_incrementally(
@@ -280,12 +281,9 @@ def test_an_additive_schema_change_continues_incrementally(
         con.execute("ALTER TABLE events DROP COLUMN uuid")  # the old schema had no such column
     changed = mutate(fresh_emulator)
 
-    printed = io.StringIO()
-    clock = ahead()
-    second = run_sync(fresh_emulator.url, db, STREAMS, clock=clock, stderr=printed)
-    assert second.status == "SUCCEEDED", second.to_json()
+    second, printed, read_at = sync_again(fresh_emulator, db)
     requests = requests_by_route(fresh_emulator)
-    assert "reset " not in printed.getvalue()
+    assert "reset " not in printed
     by_stream = {s.stream: s for s in second.streams}
     notes = {"lists": "schema extended (fields added: attributes.opt_in_process), continued",
              "events": "schema extended (fields added: attributes.uuid), continued"}
@@ -294,10 +292,10 @@ def test_an_additive_schema_change_continues_incrementally(
         assert summary.schema_note == notes.get(summary.stream)
         assert synced_in(db, summary.stream, second.sync_id) == changed[summary.stream]
         assert synced_in(db, summary.stream, first.sync_id) == (
-            set(truth(fresh_emulator, summary.stream, upper_of(clock))) - changed[summary.stream])
-        assert_equals_truth(fresh_emulator, db, summary.stream, upper_of(clock))
+            set(truth(fresh_emulator, summary.stream, read_at)) - changed[summary.stream])
+        assert_equals_truth(fresh_emulator, db, summary.stream, read_at)
     for stream, note in notes.items():
-        assert f"{stream}: {note}" in printed.getvalue()
+        assert f"{stream}: {note}" in printed
         assert requests[STREAMS_BY_NAME[stream].path] == 1, stream  # incremental requests only
     assert (by_stream["events"].new, by_stream["lists"].new, by_stream["lists"].updated) == (4, 1, 2)
     # the new attribute got its column back, filled for the records read since
