@@ -130,7 +130,7 @@ _decode_rfc3339 = msgspec.json.Decoder(datetime).decode
 def raw_cursor_value(text: bytes | msgspec.Raw) -> datetime | None:
     """`cursor_value` of a raw cursor's JSON text. Klaviyo's RFC 3339 strings are decoded by msgspec
     (0.2 µs; the general path costs 2.5, and a page cut at a window's edge is checked record by
-    record); anything else (epoch numbers, a space separator, null) takes the general path."""
+    record); anything else (epoch numbers, a date alone, null) takes the general path."""
     try:
         moment = _decode_rfc3339(text)
     except msgspec.DecodeError:
