@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import msgspec
@@ -389,31 +389,30 @@ class Store:
     def live_fingerprint(self, stream: str) -> str | None:
         return self.live_version(stream)[1]
 
-    def live_version(self, stream: str) -> tuple[str | None, str | None]:
-        """(connector version, schema fingerprint) the stream's table was last written with."""
-        row = self.con.execute(
-            f"SELECT connector_version, schema_fingerprint FROM {_VERSIONS} WHERE stream = ? "  # noqa: S608 - names via quote_ident
-            "ORDER BY recorded_at DESC LIMIT 1",
+    def _latest_version(self, stream: str) -> tuple[Any, ...] | None:
+        """The stream's latest `_VERSIONS` row: (connector version, fingerprint, schema JSON, key)."""
+        rows = self.con.execute(
+            f"SELECT connector_version, schema_fingerprint, schema_json, primary_key FROM {_VERSIONS} "  # noqa: S608 - names via quote_ident
+            "WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",
             [stream],
         ).fetchall()
-        return (row[0][0], row[0][1]) if row else (None, None)
+        return rows[0] if rows else None
+
+    def live_version(self, stream: str) -> tuple[str | None, str | None]:
+        """(connector version, schema fingerprint) the stream's table was last written with."""
+        row = self._latest_version(stream)
+        return (row[0], row[1]) if row else (None, None)
 
     def live_schema(self, stream: str) -> JSONObject | None:
         """The canonical schema JSON ({"layout", "schema"}) the stream's table was last written
         with, if recorded."""
-        row = self.con.execute(
-            f"SELECT schema_json FROM {_VERSIONS} WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",  # noqa: S608 - names via quote_ident
-            [stream],
-        ).fetchall()
-        return loads(row[0][0]) if row and row[0][0] is not None else None
+        row = self._latest_version(stream)
+        return loads(row[2]) if row and row[2] is not None else None
 
     def live_primary_key(self, stream: str) -> tuple[str, ...] | None:
         """The primary key the stream's table was last written with, if recorded."""
-        row = self.con.execute(
-            f"SELECT primary_key FROM {_VERSIONS} WHERE stream = ? ORDER BY recorded_at DESC LIMIT 1",  # noqa: S608 - names via quote_ident
-            [stream],
-        ).fetchall()
-        return tuple(row[0][0]) if row and row[0][0] is not None else None
+        row = self._latest_version(stream)
+        return tuple(row[3]) if row and row[3] is not None else None
 
     def columns_of(self, table: str) -> list[str]:
         rows = self.con.execute(

@@ -53,7 +53,7 @@ import msgspec
 from source_klaviyo.contracts import JSONObject
 from source_klaviyo.streams import STREAMS_BY_NAME, Stream  # noqa: F401  (doctest)
 from source_klaviyo.sync.klaviyo_keys import KLAVIYO_KEYS
-from source_klaviyo.sync.shape import Shape, record_shape
+from source_klaviyo.sync.shape import Shape, is_declared_object, record_shape
 
 # Bumped whenever the mapping below changes. A file written in an older layout is converted when a
 # sync opens it (`migrate.py`); version 1 held `attributes`, `relationships` and `links` as JSON.
@@ -204,13 +204,6 @@ def canonical_schema(schema: JSONObject) -> bytes:
 
 def schema_fingerprint(schema: JSONObject) -> str:
     return hashlib.sha256(canonical_schema(schema)).hexdigest()[:16]
-
-
-def is_declared_object(prop: JSONObject) -> bool:
-    """An object whose properties the schema lists (flattened); one without is free-form (JSON)."""
-    declared = prop.get("type", [])
-    types = [declared] if isinstance(declared, str) else declared
-    return "object" in types and bool(prop.get("properties"))
 
 
 def table_layout(stream: Stream, schema: JSONObject) -> TableLayout:

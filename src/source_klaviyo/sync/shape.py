@@ -67,13 +67,14 @@ def record_shape(schema: JSONObject, primary_key: tuple[str, ...]) -> Shape:
     objects = {
         name: msgspec.json.Decoder(_struct(prop["properties"])[0] | None).decode
         for name, prop in properties.items()
-        if name != _LINKS and _declared(prop)
+        if name != _LINKS and is_declared_object(prop)
     }
     return Shape(msgspec.json.Decoder(record).decode, objects, frozenset(properties),
                  tuple(attributes[key] for key in primary_key))
 
 
-def _declared(prop: JSONObject) -> bool:
+def is_declared_object(prop: JSONObject) -> bool:
+    """An object whose properties the schema lists (flattened); one without is free-form (JSON)."""
     declared = prop.get("type", [])
     types = [declared] if isinstance(declared, str) else declared
     return "object" in types and bool(prop.get("properties"))
@@ -100,7 +101,7 @@ def _struct(properties: JSONObject, keys: frozenset[str] = frozenset(),
         kind: Any = msgspec.Raw
         if key in keys:
             kind = str | int | float | None  # a key of another type is looked at again (`Batch`)
-        elif key != _LINKS and _declared(prop):
+        elif key != _LINKS and is_declared_object(prop):
             kind = _struct(prop["properties"], free_form=free_form)[0] | None
         elif key != _LINKS and _free_form(prop):
             kind = free_form
