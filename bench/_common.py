@@ -18,7 +18,8 @@ from typing import Any
 
 from klaviyo_emulator import cli as emulator_cli
 
-__all__ = ["Emulator", "best_ms_per_call", "cpu_seconds", "identity_pages", "rss_mb"]
+__all__ = ["Emulator", "best_ms_per_call", "cpu_seconds", "identity_pages", "rss_mb",
+           "sync_writer_rss_mb"]
 
 URL = re.compile(r"https?://[\w.\-]+:\d+")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -214,6 +215,20 @@ def table_rows(db: Path, tables: list[str]) -> int:
         [sys.executable, "-c", code, str(db), *tables], capture_output=True, text=True, check=True
     )
     return int(out.stdout)
+
+
+def sync_writer_rss_mb(db: Path) -> float:
+    """The peak RSS of the sync's DuckDB writer process (a child: `ru_maxrss` of the sync is the
+    larger of the two, not their sum), from the summary the sync recorded."""
+    code = (
+        "import sys, json, duckdb\n"
+        "con = duckdb.connect(sys.argv[1], read_only=True)\n"
+        "sql = 'SELECT summary FROM _source_klaviyo_syncs ORDER BY started_at DESC LIMIT 1'\n"
+        "row = con.execute(sql).fetchone()\n"
+        "print(json.loads(row[0]).get('writer_peak_rss_mb') or 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True)
+    return float(out.stdout)
 
 
 def machine() -> dict[str, Any]:

@@ -61,7 +61,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Emulator, emulator_requests, machine, rss_mb, table_rows
+from _common import Emulator, emulator_requests, machine, rss_mb, sync_writer_rss_mb, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "connector.json"
@@ -285,6 +285,7 @@ def _sync_row(inputs: Inputs, emu: Emulator, config: str, streams: list[str], na
         emu_cpu.append(emu.cpu() - cpu0)
         requests = emulator_requests(emu.stats())[0]
         records = table_rows(db, streams)
+        procs[-1].maxrss_mb += sync_writer_rss_mb(db)
         db.unlink(missing_ok=True)
         log(
             f"  {name} run {i + 1}: {records} rows, {procs[-1].cpu_s:.2f}s CPU, "
@@ -293,7 +294,8 @@ def _sync_row(inputs: Inputs, emu: Emulator, config: str, streams: list[str], na
         )
     row = _runs_summary(Row(name, scale), procs, records, emu_cpu)
     row.requests = requests
-    row.notes.append("records = rows in the DuckDB tables after the sync")
+    row.notes.append("records = rows in the DuckDB tables after the sync; peak RSS = the sync's "
+                     "process's peak plus its DuckDB writer process's peak")
     return row
 
 

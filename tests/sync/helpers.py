@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +13,11 @@ import duckdb
 
 from source_klaviyo.checkpoints import UPPER_MARGIN, read_upper
 from source_klaviyo.config import parse_config
+from source_klaviyo.contracts import JSONObject
 from source_klaviyo.datetimes import ONE_SECOND, parse_datetime, utc_now
 from source_klaviyo.http import KlaviyoClient
 from source_klaviyo.sync.demo import scaled_tiers
+from source_klaviyo.sync.duckdb_store import BatchCounts, BatchFile, Store, Target
 from source_klaviyo.sync.run import SyncOptions, sync
 from source_klaviyo.sync.summary import SyncSummary
 from tests.truth import TRUTHS
@@ -93,3 +96,25 @@ def landed(db: Path, stream: str) -> dict[Key, datetime | None]:
     keys = [_key(row[:-1]) for row in rows]
     assert len(keys) == len(set(keys)), f"duplicates in {stream}"
     return dict(zip(keys, (row[-1] for row in rows), strict=True))
+
+
+# -- a DuckDB writer process that fails (tests/sync/test_writer_process.py) ---------------------------
+# The writer process unpickles its store's opener by reference, so these live in an importable module;
+# they are told what to do through the environment, which the writer process inherits.
+FAIL_STREAM = "SOURCE_KLAVIYO_TEST_FAIL_STREAM"  # the stream whose second load fails ...
+FAIL_HOW = "SOURCE_KLAVIYO_TEST_FAIL_HOW"  # ... by "raise" (an IOException) or "exit" (the process ends)
+
+
+class FailingStore(Store):
+    """A store whose second load of the stream named in FAIL_STREAM fails as FAIL_HOW says."""
+
+    loads = 0
+
+    def load_batch(self, target: Target, batch: BatchFile, state: JSONObject | None) -> BatchCounts:
+        if target.stream == os.environ.get(FAIL_STREAM):
+            FailingStore.loads += 1
+            if FailingStore.loads == 2:
+                if os.environ.get(FAIL_HOW) == "exit":
+                    os._exit(3)
+                raise duckdb.IOException("disk full")
+        return super().load_batch(target, batch, state)

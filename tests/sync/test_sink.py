@@ -16,6 +16,7 @@ from source_klaviyo.sync.duckdb_store import STATE_TABLE, Store
 from source_klaviyo.sync.layout import table_layout
 from source_klaviyo.sync.plan import plan_stream
 from source_klaviyo.sync.sink import WRITES_AHEAD, DuckDBSink
+from source_klaviyo.sync.writer import ThreadWriter
 
 
 def profile(n: int, updated: str = "2024-01-01T00:00:00+00:00", **attributes: Any) -> dict[str, Any]:
@@ -31,7 +32,8 @@ def open_sink(
     for name in streams:
         plan = plan_stream(store, STREAMS_BY_NAME[name], full_refresh=full_refresh)
         targets[name] = store.open_target(plan.layout, plan.slot, fresh=plan.fresh)
-    return store, DuckDBSink(store, targets, flush_records=options.pop("flush_records", 1), **options)
+    writer = ThreadWriter(store, targets)
+    return store, DuckDBSink(writer, targets, flush_records=options.pop("flush_records", 1), **options)
 
 
 def saved_state(db: Path, stream: str) -> Any:
@@ -65,7 +67,7 @@ def test_state_is_committed_only_together_with_the_records_it_covers(tmp_path: P
 
 
 def _fail_the_next_write(store: Store) -> None:
-    real_write = store.write_batch
+    real_write = store.load_batch
 
     def failing_write(target: Any, batch: Any, state: Any) -> Any:
         def explode(*_: Any, **__: Any) -> None:
@@ -74,7 +76,7 @@ def _fail_the_next_write(store: Store) -> None:
         store._save_state = explode  # type: ignore[method-assign]  # fails after the upsert, inside the tx
         return real_write(target, batch, state)
 
-    store.write_batch = failing_write  # type: ignore[method-assign]
+    store.load_batch = failing_write  # type: ignore[method-assign]
 
 
 def test_a_failed_batch_leaves_the_previous_state_and_rows(tmp_path: Path) -> None:
@@ -97,14 +99,14 @@ def test_a_failed_batch_leaves_the_previous_state_and_rows(tmp_path: Path) -> No
 def test_a_failed_write_is_raised_once_at_its_streams_next_call_and_spares_the_others(tmp_path: Path) -> None:
     db = tmp_path / "k.duckdb"
     store, sink = open_sink(db, "profiles", "tags")
-    real_write = store.write_batch
+    real_write = store.load_batch
 
     def profiles_fail(target: Any, batch: Any, state: Any) -> Any:
         if target.stream == "profiles":
             raise duckdb.IOException("disk full")
         return real_write(target, batch, state)
 
-    store.write_batch = profiles_fail  # type: ignore[method-assign]
+    store.load_batch = profiles_fail  # type: ignore[method-assign]
     sink.records("profiles", [profile(1)])
     sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)
     tags = [{"type": "tag", "id": "t1", "attributes": {"name": "a"}, "links": {}}]
@@ -129,20 +131,21 @@ def test_writes_queued_behind_a_failed_one_are_dropped_so_no_later_state_skips_i
     batch's records."""
     db = tmp_path / "k.duckdb"
     store, sink = open_sink(db, "profiles")
-    real_write = store.write_batch
+    real_write = store.load_batch
     gate = threading.Event()
     written: list[list[str]] = []
 
     def slow_then_failing(target: Any, batch: Any, state: Any) -> Any:
         gate.wait(5)  # hold the writer until every batch is queued
-        keys = sorted(str(key) for key in batch.rows)
+        rows = Path(batch.path).read_bytes().splitlines()
+        keys = sorted(json.loads(row.split(b"\x1f")[0])["id"] for row in rows)
         if len(written) == 1:
             written.append(keys)
             raise duckdb.IOException("disk full")
         written.append(keys)
         return real_write(target, batch, state)
 
-    store.write_batch = slow_then_failing  # type: ignore[method-assign]
+    store.load_batch = slow_then_failing  # type: ignore[method-assign]
     for n, month in ((1, "01"), (2, "02"), (3, "03")):  # three batches, each with its state
         sink.records("profiles", [profile(n)])
         sink.state("profiles", {"updated": f"2024-{month}-01T00:00:00+00:00"}, 1)

@@ -156,6 +156,18 @@ UNMAPPED, RETYPED = b"1", b"j"
 _MAPPED = FIELD_SEPARATOR + _READ_NOW  # after a mapped record read now: no flag, nothing kept
 _MAPPED_SIZE = len(_MAPPED)
 
+@dataclass(frozen=True)
+class BatchFile:
+    """A batch written out (`Batch.save`): what its load needs, small enough to hand to the writer
+    process (`writer.py`)."""
+
+    path: str
+    rows: int
+    longest: int  # bytes of the longest row
+    new_columns: list[str]  # top-level fields the table has no column for yet
+    skipped: int  # records without a primary key value, not in the file
+
+
 # A row's primary key as the table compares it: the text of its one key field, or of each.
 RowKey = str | tuple[str, ...]
 
@@ -187,6 +199,12 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def save(self, path: str) -> BatchFile:
+        """Write the batch's rows to `path`, the file `Store.load_batch` reads (none when empty)."""
+        if self.rows:
+            _write_rows(path, self.rows.values())
+        return BatchFile(path, len(self.rows), self.longest, list(self.new_columns), self.skipped)
 
     def add(self, records: Iterable[JSONObject]) -> None:
         for record in records:
@@ -295,6 +313,12 @@ def _one_line(line: bytes) -> bytes:
     if b"\n" in line or b"\r" in line:
         return dumps(loads(line))
     return line
+
+def new_batch(target: Target) -> Batch:
+    """An empty batch for the target's records, knowing the columns the target has."""
+    fields = target.layout.fields | {column.name for column in target.extra_columns}
+    return Batch(target.layout.primary_key, fields, target.layout.shape)
+
 
 # Rows per `os.writev` call, two pieces each (Linux's IOV_MAX is 1,024).
 _ROWS_PER_WRITE = 512
@@ -431,7 +455,7 @@ class Store:
     def open_target(self, layout: TableLayout, slot: Slot, *, fresh: bool, extra_mb: int = 0) -> Target:
         """The table records of `layout.stream` go to; a fresh staging table starts empty."""
         target = Target(layout, slot)
-        self._fit_memory(memory_limit_mb(layout) + extra_mb)
+        self.fit_memory(memory_limit_mb(layout) + extra_mb)
         self.con.execute("BEGIN")
         try:
             if fresh and slot != "live":
@@ -467,7 +491,7 @@ class Store:
         ]
         return target
 
-    def _fit_memory(self, needed: int) -> None:
+    def fit_memory(self, needed: int) -> None:
         if needed > self.memory_mb:
             self.memory_mb = needed
             self.con.execute(f"SET memory_limit = '{needed}MB'")
@@ -522,14 +546,15 @@ class Store:
     # -- writing ------------------------------------------------------------------------------
 
     def new_batch(self, target: Target) -> Batch:
-        fields = target.layout.fields | {column.name for column in target.extra_columns}
-        return Batch(target.layout.primary_key, fields, target.layout.shape)
+        return new_batch(target)
 
     def write_batch(self, target: Target, batch: Batch, state: JSONObject | None) -> BatchCounts:
         """Upsert the batch's records and, when given, save `state`, in one transaction."""
+        return self.load_batch(target, batch.save(self._batch_file), state)
+
+    def load_batch(self, target: Target, batch: BatchFile, state: JSONObject | None) -> BatchCounts:
+        """`write_batch` of a batch already written out."""
         counts = BatchCounts(skipped=batch.skipped)
-        if batch.rows:
-            _write_rows(self._batch_file, batch.rows.values())
         self.con.execute("BEGIN")
         try:
             if batch.rows:
@@ -586,15 +611,20 @@ class Store:
         return counts
 
     def add_json_columns(self, target: Target, names: list[str]) -> None:
-        """Klaviyo may add a top-level field before our schema knows it: it is kept, as a JSON column."""
-        for name in names:
+        """Klaviyo may add a top-level field before our schema knows it: it is kept, as a JSON column.
+        A name the target has a column for already is passed over: batches cut before the column was
+        added name it again."""
+        present = {column.name for column in target.columns}
+        for name in dict.fromkeys(names):
+            if name in present:
+                continue
             self._add_column(target.table, name, "JSON")
             target.extra_columns.append(Column(name, "JSON"))
 
     def _add_column(self, table: str, name: str, sql_type: str) -> None:
         self.con.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(name)} {sql_type}")
 
-    def _upsert(self, target: Target, batch: Batch, counts: BatchCounts) -> None:
+    def _upsert(self, target: Target, batch: BatchFile, counts: BatchCounts) -> None:
         # No PRIMARY KEY constraint (its index stays in memory, ~110 MB per million keys): the rows of
         # the batch's keys are deleted, then the batch inserted; the batch holds each key once.
         layout, table = target.layout, quote_ident(target.table)
@@ -603,7 +633,7 @@ class Store:
         # sized to the longest row and the reader's buffer to twice that: with DuckDB's defaults (2 MB
         # lines, 32 MB buffer) the buffer alone would take most of the sync's memory limit.
         read_columns = "{" + ", ".join(f"{quote_literal(name)}: 'VARCHAR'" for name in BATCH_COLUMNS) + "}"
-        path = quote_literal(self._batch_file)
+        path = quote_literal(batch.path)
         line_limit = max(1 << 20, 1 << (batch.longest + 1).bit_length())
         separator = FIELD_SEPARATOR.decode()
         rows = (
@@ -622,7 +652,7 @@ class Store:
                 [self.sync_id],
             )
             target.has_rows = True
-            counts.new = len(batch)
+            counts.new = batch.rows
             return
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE _batch AS {source}")
         joined = " AND ".join(f"b.{quote_ident(k)} = t.{quote_ident(k)}" for k in layout.primary_key)
@@ -641,7 +671,7 @@ class Store:
             [self.sync_id],
         )
         target.has_rows = True
-        counts.new = len(batch) - replaced
+        counts.new = batch.rows - replaced
         counts.updated = replaced - counts.unchanged
         self.con.execute("DROP TABLE _batch")
 

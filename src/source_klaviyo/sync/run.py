@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeVar
@@ -27,6 +28,7 @@ from source_klaviyo.sync.progress import Progress
 from source_klaviyo.sync.sink import DuckDBSink
 from source_klaviyo.sync.summary import SyncSummary, render, stream_summary
 from source_klaviyo.sync.views import create_views
+from source_klaviyo.sync.writer import ProcessWriter
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -81,8 +83,10 @@ async def sync(config: Config, options: SyncOptions, *, client: Client | None = 
     """Sync the selected streams into `options.db_path`; the returned summary says what happened."""
     started = time.monotonic()
     streams = select_streams(options.streams)
-    store = Store(options.db_path, sync_id=new_sync_id(), connector_version=connector_version(),
-                  keep_raw=options.keep_raw)
+    open_store = partial(Store, options.db_path, sync_id=new_sync_id(), connector_version=connector_version(),
+                         keep_raw=options.keep_raw)
+    writer = ProcessWriter()  # starts now: its imports overlap with the planning
+    store = _open_or_stop(open_store, writer)
     sink: DuckDBSink | None = None
     out = stderr or sys.stderr
     # Off a terminal rich assumes 80 columns, which folds the summary table into a tall mess.
@@ -98,8 +102,11 @@ async def sync(config: Config, options: SyncOptions, *, client: Client | None = 
             for plan in plans
         ]
         states = {plan.name: plan.state for plan in plans if plan.state}
+        # The writer owns the file while the read goes on; this process opens it again after.
+        store.close()
+        writer.start(open_store, targets, store.memory_mb)
         sink = DuckDBSink(
-            store, targets, flush_records=options.flush_records, flush_seconds=options.flush_seconds,
+            writer, targets, flush_records=options.flush_records, flush_seconds=options.flush_seconds,
             on_checkpoint=_checkpoint_logger(options.checkpoint_log),
         )
         reader = Reader(config, configured, states, sink, client=client, clock=options.clock or utc_now)
@@ -114,16 +121,19 @@ async def sync(config: Config, options: SyncOptions, *, client: Client | None = 
             if not options.quiet:
                 progress.stop()
         sink.finish()
+        store = open_store()
         views, view_failures = create_views(store.con, store.table_exists)
         summary = _summarise(store, plans, sink, reader, time.monotonic() - started, str(options.db_path))
         summary.views, summary.warnings = views, view_failures
         summary.converted = migration.converted
+        summary.writer_peak_rss_mb = writer.peak_rss_mb
         if migration.failure:
             summary.warnings.append(migration.failure)
         store.sync_finished(summary.status, summary.to_json())
     finally:
         if sink is not None:
-            sink.close()  # no write may still be running on the connection being closed
+            sink.close()  # no write may still be running on the file being closed
+        writer.close()
         store.close()
     if not options.quiet:
         render(summary, console)
@@ -136,6 +146,14 @@ async def _with_ticks(work: Awaitable[T], tick: Callable[[], None] | None) -> T:
         await asyncio.wait([task], timeout=0.5)
         tick()
     return await task
+
+
+def _open_or_stop(open_store: Callable[[], Store], writer: ProcessWriter) -> Store:
+    try:
+        return open_store()
+    except BaseException:
+        writer.close()
+        raise
 
 
 def _checkpoint_logger(path: Path | None) -> Callable[[str, int], None] | None:

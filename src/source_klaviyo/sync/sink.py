@@ -9,35 +9,35 @@ ahead of its records would lose data.
 Checkpoints are coalesced (a commit costs ~5 ms): the buffer is written at the first `state()` after
 `flush_records` records or `flush_seconds` seconds, so a crash costs at most that much re-reading.
 
-Writes run on one writer thread, one at a time and in order, while the engine goes on reading into
-the next batch: DuckDB releases the GIL while it loads, so the load does not stall the HTTP
-pipeline. Up to `WRITES_AHEAD` batches may wait for the writer (the read only blocks beyond that):
-with one, the event loop waited for every write to end before handing over the next batch, a
+Writes run on a writer (`writer.py`: a process of its own in a sync), one at a time and in order,
+while the engine goes on reading into the next batch. Each batch is written to a file here and the
+writer loads it. Up to `WRITES_AHEAD` batches may wait for the writer (the read only blocks beyond
+that): with one, the event loop waited for every write to end before handing over the next batch, a
 quarter of a million-event sync's wall time. A write's outcome (its counts, the checkpoint callback,
 or its failure) is taken in as soon as it is done, at the stream's next call; a failed write is
 raised there, once, so the engine ends that stream, and the stream's writes queued behind it are
 dropped unwritten (a later state must never be committed without the records of the failed batch).
-Nothing else touches the DuckDB connection: only the writer thread does.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from source_klaviyo.contracts import JSONObject
 from source_klaviyo.errors import SourceError
-from source_klaviyo.sync.duckdb_store import Batch, BatchCounts, Store, Target
+from source_klaviyo.sync.duckdb_store import Batch, BatchCounts, BatchFile, Target, new_batch
+from source_klaviyo.sync.layout import Column
+from source_klaviyo.sync.writer import Dropped, Writer
 
 TERMINAL = ("COMPLETE", "INCOMPLETE")
 WRITES_AHEAD = 3  # batches handed to the writer and not yet written, at most (~8 MB each)
-
-
-class _Dropped(Exception):
-    """A write not made because an earlier write of its stream failed."""
 
 
 @dataclass
@@ -72,7 +72,7 @@ class _Buffer:
 class DuckDBSink:
     def __init__(
         self,
-        store: Store,
+        writer: Writer,
         targets: dict[str, Target],
         *,
         flush_records: int = 5000,
@@ -82,7 +82,7 @@ class DuckDBSink:
         on_checkpoint: Callable[[str, int], None] | None = None,
         on_log: Callable[[str, str], None] | None = None,
     ) -> None:
-        self.store = store
+        self.writer = writer
         self.targets = targets
         self.flush_records = flush_records
         self.flush_seconds = flush_seconds
@@ -93,12 +93,12 @@ class DuckDBSink:
         self.tallies: dict[str, StreamTally] = {name: StreamTally() for name in targets}
         self.global_errors: list[str] = []
         self._buffers: dict[str, _Buffer] = {
-            name: _Buffer(store.new_batch(target)) for name, target in targets.items()
+            name: _Buffer(new_batch(target)) for name, target in targets.items()
         }
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb-writer")
         self._writes: deque[tuple[str, Future[BatchCounts], bool]] = deque()  # stream, write, with state
         self._failed: dict[str, BaseException] = {}  # raised at the stream's next call
-        self._poisoned: set[str] = set()  # streams whose write failed; read and written by the writer only
+        self._batch_dir = Path(tempfile.mkdtemp(prefix="source-klaviyo-batches-"))
+        self._batch_files = 0
 
     # -- the engine's Sink protocol -----------------------------------------------------------
 
@@ -154,7 +154,8 @@ class DuckDBSink:
                 return  # the write failed: its error is on the stream already
             if status == "COMPLETE" and target.slot == "staging":
                 # What changed is measured against the table being replaced, not the staging loads.
-                published = self.store.publish(target, self._buffers[stream].state)
+                published = self.writer.publish(stream, self._buffers[stream].state).result()
+                target.slot = "live"
                 published.skipped = tally.counts.skipped
                 tally.counts = published
                 tally.published = True
@@ -193,9 +194,10 @@ class DuckDBSink:
         self.close()
 
     def close(self) -> None:
-        """Wait for the writes handed over (their outcomes are kept) and stop the writer thread."""
+        """Wait for the writes handed over (their outcomes are kept) and close the writer."""
         self._settle(wait=True)
-        self._writer.shutdown(wait=True)
+        self.writer.close()
+        shutil.rmtree(self._batch_dir, ignore_errors=True)
 
     def _flush(self, stream: str, *, with_state: bool = True) -> None:
         """Hand the stream's batch (and its pending state) to the writer, behind the writes queued."""
@@ -208,23 +210,21 @@ class DuckDBSink:
             self._settle_oldest()
         if self.tallies[stream].broken:
             return
-        batch, target = buffer.batch, self.targets[stream]
-        buffer.batch = self.store.new_batch(target)
+        target = self.targets[stream]
+        written = self._save(buffer.batch, target)
+        buffer.batch = new_batch(target)
         buffer.last_flush = time.monotonic()
         if state is not None:
             buffer.state_pending = False
-        self._writes.append((stream, self._writer.submit(self._write, stream, target, batch, state),
-                             state is not None))
+        self._writes.append((stream, self.writer.load(stream, written, state), state is not None))
 
-    def _write(self, stream: str, target: Target, batch: Batch, state: JSONObject | None) -> BatchCounts:
-        """On the writer thread: one batch, unless an earlier write of its stream failed."""
-        if stream in self._poisoned:
-            raise _Dropped(stream)
-        try:
-            return self.store.write_batch(target, batch, state)
-        except BaseException:
-            self._poisoned.add(stream)
-            raise
+    def _save(self, batch: Batch, target: Target) -> BatchFile:
+        """The batch as a file for the writer (which deletes it once loaded). Fields first seen in it
+        become the target's columns here too, so that the next batch knows them."""
+        self._batch_files += 1
+        written = batch.save(str(self._batch_dir / f"{self._batch_files}.rows"))
+        target.extra_columns += [Column(name, "JSON") for name in written.new_columns]
+        return written
 
     def _settle(self, *, wait: bool = False) -> None:
         """Take in the outcomes of the writes done, in order; with `wait`, of every write handed over."""
@@ -236,15 +236,17 @@ class DuckDBSink:
         tally = self.tallies[stream]
         try:
             counts = write.result()
-        except _Dropped:
+        except Dropped:
             return  # its stream is broken already, by the write that failed
         except Exception as exc:
+            if tally.broken:  # a consequence of the first failure (the writer process died with it)
+                return
             # The transaction rolled back: the table and its state are as of the last commit.
             tally.broken = True
             tally.status = "INCOMPLETE"
             tally.errors.append(f"writing to DuckDB failed: {exc}")
             self._failed[stream] = exc
-            self._buffers[stream].batch = self.store.new_batch(self.targets[stream])
+            self._buffers[stream].batch = new_batch(self.targets[stream])
             return
         tally.counts.add(counts)
         if with_state:

@@ -42,6 +42,7 @@ class SyncSummary:
     views: list[str] = field(default_factory=list)  # created (views.py): those whose tables exist
     converted: list[str] = field(default_factory=list)  # tables converted in place from an older layout
     warnings: list[str] = field(default_factory=list)  # what went wrong without failing the sync
+    writer_peak_rss_mb: float | None = None  # the DuckDB writer process's (`writer.py`), for bench/
 
     @property
     def incomplete(self) -> list[StreamSummary]:
