@@ -96,7 +96,7 @@ class DuckDBSink:
             name: _Buffer(new_batch(target)) for name, target in targets.items()
         }
         self._writes: deque[tuple[str, Future[BatchCounts], bool]] = deque()  # stream, write, with state
-        self._failed: dict[str, BaseException] = {}  # raised at the stream's next call
+        self._failed: dict[str, SourceError] = {}  # raised at the stream's next call
         self._batch_dir = Path(tempfile.mkdtemp(prefix="source-klaviyo-batches-"))
         self._batch_files = 0
 
@@ -170,7 +170,8 @@ class DuckDBSink:
     def error(self, stream: str | None, error: SourceError | BaseException) -> None:
         message = getattr(error, "message", None) or str(error) or type(error).__name__
         if stream is not None and stream in self.tallies:
-            self.tallies[stream].errors.append(message)
+            if message not in self.tallies[stream].errors:  # a failed write, raised back to us
+                self.tallies[stream].errors.append(message)
         else:
             self.global_errors.append(message)
 
@@ -242,10 +243,11 @@ class DuckDBSink:
             if tally.broken:  # a consequence of the first failure (the writer process died with it)
                 return
             # The transaction rolled back: the table and its state are as of the last commit.
+            failure = SourceError(f"writing to DuckDB failed: {exc}")
             tally.broken = True
             tally.status = "INCOMPLETE"
-            tally.errors.append(f"writing to DuckDB failed: {exc}")
-            self._failed[stream] = exc
+            tally.errors.append(failure.message)
+            self._failed[stream] = failure
             self._buffers[stream].batch = new_batch(self.targets[stream])
             return
         tally.counts.add(counts)

@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from typing import Literal, Protocol
 
 from source_klaviyo.contracts import JSONObject
-from source_klaviyo.sync.duckdb_store import BatchCounts, BatchFile, Store, Target
+from source_klaviyo.sync.duckdb_store import LOAD_HEADROOM_MB, BatchCounts, BatchFile, Store, Target
 
 Method = Literal["load", "publish"]
 
@@ -68,7 +68,7 @@ class StoreWrites:
     def __init__(self, store: Store, targets: Mapping[str, Target], memory_mb: int) -> None:
         self.store = store
         self.targets = {name: writer_copy(target) for name, target in targets.items()}
-        store.fit_memory(memory_mb)
+        store.fit_memory(memory_mb + LOAD_HEADROOM_MB)
         self._poisoned: set[str] = set()
 
     def load(self, stream: str, batch: BatchFile, state: JSONObject | None) -> BatchCounts:
