@@ -113,7 +113,7 @@ def test_a_failed_write_is_raised_once_at_its_streams_next_call_and_spares_the_o
     tags = [{"type": "tag", "id": "t1", "attributes": {"name": "a"}, "links": {}}]
     sink.records("tags", tags)
     sink.stream_status("tags", "COMPLETE")  # its write waits for the failed one first
-    with pytest.raises(SourceError, match="^writing to DuckDB failed: disk full$"):
+    with pytest.raises(SourceError, match=r"^writing to DuckDB failed: disk full$"):
         sink.records("profiles", [profile(2)])
     sink.records("profiles", [profile(3)])  # once: the engine has ended the stream by now
     sink.finish()

@@ -79,8 +79,9 @@ BASE_MEMORY_MB = 32
 # What the writer adds to that pool while it loads batches (`writer.StoreWrites`). At its limit the
 # pool evicts for every batch, and each eviction makes DuckDB hand every freed page back to the
 # system (`Allocator::FlushAll`: a jemalloc purge and `malloc_trim`), which the next batch faults in
-# again: ~1 page fault per record, a quarter of the load's CPU. With this much more, 0.3 per record
-# and the load's CPU 14 % less, for +36 MB of peak RSS (docs/performance.md, "The DuckDB sync's wall time").
+# again: ~1 page fault per record, a quarter of the load's CPU. With this much more: 0.3 per record,
+# the sync's CPU 10 % less, the writer's peak RSS +90 MB (docs/performance.md, "The DuckDB sync's
+# writer process"; 32 MB more gained nothing, 64 MB 4 %).
 LOAD_HEADROOM_MB = 96
 
 

@@ -8,8 +8,8 @@ be committed without the records of the failed batch.
 The sync uses the process (`ProcessWriter`). On a thread, DuckDB's Python client takes the GIL back
 after every task of a query (to check for Ctrl-C), and the reader holds it up to a switch interval
 (5 ms) at a time: the writer's wall time was ~1.6 times its CPU time, and it held a million-event
-sync back by a third (docs/performance.md, "The DuckDB sync's wall time"). In a process of its own
-the writer has its own interpreter, and on a machine with two cores, its own core. The thread
+sync back by a third (docs/performance.md, "The DuckDB sync's writer process"). In a process of its
+own the writer has its own interpreter, and on a machine with two cores, its own core. The thread
 (`ThreadWriter`) remains for tests that reach into a `Store` in-process.
 """
 
