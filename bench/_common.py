@@ -19,7 +19,7 @@ from typing import Any
 from klaviyo_emulator import cli as emulator_cli
 
 __all__ = ["Emulator", "best_ms_per_call", "cpu_seconds", "identity_pages", "rss_mb",
-           "sync_writer_rss_mb"]
+           "sync_peak_rss_mb"]
 
 URL = re.compile(r"https?://[\w.\-]+:\d+")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -217,18 +217,20 @@ def table_rows(db: Path, tables: list[str]) -> int:
     return int(out.stdout)
 
 
-def sync_writer_rss_mb(db: Path) -> float:
-    """The peak RSS of the sync's DuckDB writer process (a child: `ru_maxrss` of the sync is the
-    larger of the two, not their sum), from the summary the sync recorded."""
+def sync_peak_rss_mb(db: Path) -> float | None:
+    """The sync's peak RSS as the sum of its process's and its DuckDB writer process's peaks, from the
+    summary it recorded (`ru_maxrss` of the sync is the larger of the two, not their sum); None for a
+    sync without a writer process."""
     code = (
         "import sys, json, duckdb\n"
         "con = duckdb.connect(sys.argv[1], read_only=True)\n"
         "sql = 'SELECT summary FROM _source_klaviyo_syncs ORDER BY started_at DESC LIMIT 1'\n"
-        "row = con.execute(sql).fetchone()\n"
-        "print(json.loads(row[0]).get('writer_peak_rss_mb') or 0)\n"
+        "summary = json.loads(con.execute(sql).fetchone()[0])\n"
+        "own, writer = summary.get('peak_rss_mb'), summary.get('writer_peak_rss_mb')\n"
+        "print(own + writer if own and writer else '')\n"
     )
     out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True)
-    return float(out.stdout)
+    return float(out.stdout) if out.stdout.strip() else None
 
 
 def machine() -> dict[str, Any]:

@@ -61,7 +61,7 @@ from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Emulator, emulator_requests, machine, rss_mb, sync_writer_rss_mb, table_rows
+from _common import Emulator, emulator_requests, machine, rss_mb, sync_peak_rss_mb, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "connector.json"
@@ -285,7 +285,7 @@ def _sync_row(inputs: Inputs, emu: Emulator, config: str, streams: list[str], na
         emu_cpu.append(emu.cpu() - cpu0)
         requests = emulator_requests(emu.stats())[0]
         records = table_rows(db, streams)
-        procs[-1].maxrss_mb += sync_writer_rss_mb(db)
+        procs[-1].maxrss_mb = sync_peak_rss_mb(db) or procs[-1].maxrss_mb
         db.unlink(missing_ok=True)
         log(
             f"  {name} run {i + 1}: {records} rows, {procs[-1].cpu_s:.2f}s CPU, "
@@ -405,10 +405,16 @@ def scenario_backfill(inputs: Inputs, stream: str, latency: str, log: Callable[[
                 name = f"backfill: sync {stream} @{latency}"
                 synced = _sync_row(inputs, emu, config, [stream], name, scale, 1, log)
             _against_ceiling(synced, ceiling)
-            synced.notes.append(f"wall {synced.wall_s:.2f} s against the read's {row.wall_s:.2f} s: "
+            synced.notes.append(f"wall {synced.wall_s:.2f} s against its paired read's {row.wall_s:.2f} s: "
                                 f"{100 * (synced.wall_s / row.wall_s - 1):+.1f} %")
             syncs.append(synced)
-    return [_median_run(reads), *([_median_run(syncs)] if syncs else [])]
+    read = _median_run(reads)
+    if not syncs:
+        return [read]
+    synced = _median_run(syncs)
+    synced.notes.append(f"median wall {synced.wall_s:.2f} s against the reads' median {read.wall_s:.2f} s: "
+                        f"{100 * (synced.wall_s / read.wall_s - 1):+.1f} %")
+    return [read, synced]
 
 
 def _median_run(rows: list[Row]) -> Row:

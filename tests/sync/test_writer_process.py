@@ -117,4 +117,7 @@ def test_a_sync_whose_writer_process_is_killed_ends_incomplete_and_the_next_sync
     monkeypatch.undo()
     again = run_sync(emulator.url, db, ["events"], clock=clock)
     assert again.status == "SUCCEEDED"
+    assert again.peak_rss_mb is not None  # recorded for bench/, with the writer process's own
+    assert again.writer_peak_rss_mb is not None
+    assert again.writer_peak_rss_mb > 0
     assert landed(db, "events") == truth(emulator, "events", upper_of(clock))

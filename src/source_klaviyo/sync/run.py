@@ -28,7 +28,7 @@ from source_klaviyo.sync.progress import Progress
 from source_klaviyo.sync.sink import DuckDBSink
 from source_klaviyo.sync.summary import SyncSummary, render, stream_summary
 from source_klaviyo.sync.views import create_views
-from source_klaviyo.sync.writer import ProcessWriter
+from source_klaviyo.sync.writer import ProcessWriter, own_peak_rss_mb
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -126,7 +126,7 @@ async def sync(config: Config, options: SyncOptions, *, client: Client | None = 
         summary = _summarise(store, plans, sink, reader, time.monotonic() - started, str(options.db_path))
         summary.views, summary.warnings = views, view_failures
         summary.converted = migration.converted
-        summary.writer_peak_rss_mb = writer.peak_rss_mb
+        summary.peak_rss_mb, summary.writer_peak_rss_mb = own_peak_rss_mb(), writer.peak_rss_mb
         if migration.failure:
             summary.warnings.append(migration.failure)
         store.sync_finished(summary.status, summary.to_json())

@@ -42,7 +42,10 @@ class SyncSummary:
     views: list[str] = field(default_factory=list)  # created (views.py): those whose tables exist
     converted: list[str] = field(default_factory=list)  # tables converted in place from an older layout
     warnings: list[str] = field(default_factory=list)  # what went wrong without failing the sync
-    writer_peak_rss_mb: float | None = None  # the DuckDB writer process's (`writer.py`), for bench/
+    # Peak RSS of this process and of the DuckDB writer process (`writer.py`), for bench/: the sum
+    # bounds the sync's (`ru_maxrss` of a process that waited for a child is the larger of the two).
+    peak_rss_mb: float | None = None
+    writer_peak_rss_mb: float | None = None
 
     @property
     def incomplete(self) -> list[StreamSummary]:

@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import os
 import pickle
+import resource
 import signal
 import socket
 import subprocess
@@ -241,7 +242,7 @@ def serve(fd: int) -> None:
     finally:
         writes.store.close()
     with contextlib.suppress(OSError):
-        conn.send((0, True, _peak_rss_mb()))
+        conn.send((0, True, own_peak_rss_mb()))
 
 
 def _picklable(exc: BaseException) -> BaseException:
@@ -252,9 +253,8 @@ def _picklable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _peak_rss_mb() -> float:
-    import resource
-
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS so far (not its children's)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
