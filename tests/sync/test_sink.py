@@ -13,7 +13,7 @@ import pytest
 from source_klaviyo.errors import SourceError
 from source_klaviyo.schemas import load_schema
 from source_klaviyo.streams import STREAMS_BY_NAME
-from source_klaviyo.sync.duckdb_store import STATE_TABLE, Store
+from source_klaviyo.sync.duckdb_store import STATE_TABLE, Batch, Store
 from source_klaviyo.sync.layout import table_layout
 from source_klaviyo.sync.plan import plan_stream
 from source_klaviyo.sync.sink import WRITES_AHEAD, DuckDBSink
@@ -292,3 +292,29 @@ def test_raw_records_land_byte_for_byte_last_version_winning(tmp_path: Path) -> 
     # `v` is not an attribute of events: the record is kept in `_raw`, as it was sent
     assert rows == [("e1", "18446744073709551616123", None, "02"), ("e2", None, "[1]", "01")]
     assert raw == new.decode()
+
+
+def test_a_batch_file_that_cannot_be_written_ends_its_stream_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "k.duckdb"
+    store, sink = open_sink(db, "profiles")
+    sink.records("profiles", [profile(1)])
+    sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 1)
+
+    def disk_full(*_: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Batch, "save", disk_full)
+    sink.records("profiles", [profile(2)])
+    message = "writing to DuckDB failed: the batch file: [Errno 28] No space left on device"
+    with pytest.raises(SourceError) as raised:
+        sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)
+    assert raised.value.message == message
+    sink.error("profiles", raised.value)  # as the engine reports it
+    sink.finish()
+    store.close()
+    assert sink.tallies["profiles"].status == "INCOMPLETE"
+    assert sink.tallies["profiles"].errors == [message]
+    assert saved_state(db, "profiles") == {"updated": "2024-01-01T00:00:00+00:00"}
+    assert ids(db, "profiles") == ["p1"]

@@ -37,22 +37,26 @@ def process_sink(db: Path, *streams: str) -> tuple[ProcessWriter, DuckDBSink]:
     return writer, DuckDBSink(writer, targets, flush_records=1)
 
 
-def three_profile_batches(sink: DuckDBSink) -> None:
+def profiles_failing_then_tags(
+    db: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> tuple[ProcessWriter, DuckDBSink]:
+    """Three batches of profiles, the second failing as `how` says, then the tags, complete."""
+    monkeypatch.setenv(FAIL_STREAM, "profiles")
+    monkeypatch.setenv(FAIL_HOW, how)
+    writer, sink = process_sink(db, "profiles", "tags")
     for n, month in ((1, "01"), (2, "02"), (3, "03")):
         sink.records("profiles", [profile(n)])
         sink.state("profiles", {"updated": f"2024-{month}-01T00:00:00+00:00"}, 1)
+    sink.records("tags", [TAG])
+    sink.stream_status("tags", "COMPLETE")  # behind the failed profiles write
+    return writer, sink
 
 
 def test_a_write_failing_in_the_writer_process_ends_its_stream_and_spares_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(FAIL_STREAM, "profiles")
-    monkeypatch.setenv(FAIL_HOW, "raise")
     db = tmp_path / "k.duckdb"
-    writer, sink = process_sink(db, "profiles", "tags")
-    three_profile_batches(sink)
-    sink.records("tags", [TAG])
-    sink.stream_status("tags", "COMPLETE")  # behind the failed profiles write, and written
+    writer, sink = profiles_failing_then_tags(db, monkeypatch, "raise")
     sink.stream_status("profiles", "COMPLETE")
     sink.finish()
     assert sink.tallies["profiles"].status == "INCOMPLETE"
@@ -69,13 +73,8 @@ def test_a_write_failing_in_the_writer_process_ends_its_stream_and_spares_the_ot
 def test_a_writer_process_that_dies_fails_every_write_left_and_leaves_the_file_whole_and_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(FAIL_STREAM, "profiles")
-    monkeypatch.setenv(FAIL_HOW, "exit")
     db = tmp_path / "k.duckdb"
-    _writer, sink = process_sink(db, "profiles", "tags")
-    three_profile_batches(sink)
-    sink.records("tags", [TAG])
-    sink.stream_status("tags", "COMPLETE")
+    _writer, sink = profiles_failing_then_tags(db, monkeypatch, "exit")
     sink.finish()
     message = "writing to DuckDB failed: the DuckDB writer process ended unexpectedly (exit code 3)"
     for stream in ("profiles", "tags"):

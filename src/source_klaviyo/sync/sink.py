@@ -37,7 +37,7 @@ from source_klaviyo.sync.layout import Column
 from source_klaviyo.sync.writer import Dropped, Writer
 
 TERMINAL = ("COMPLETE", "INCOMPLETE")
-WRITES_AHEAD = 3  # batches handed to the writer and not yet written, at most (~8 MB each)
+WRITES_AHEAD = 3  # batches handed to the writer and not yet written, at most (files of ~8 MB each)
 
 
 @dataclass
@@ -212,7 +212,11 @@ class DuckDBSink:
         if self.tallies[stream].broken:
             return
         target = self.targets[stream]
-        written = self._save(buffer.batch, target)
+        try:
+            written = self._save(buffer.batch, target)
+        except OSError as exc:  # e.g. the temporary directory is full: the stream ends here
+            self._fail(stream, SourceError(f"writing to DuckDB failed: the batch file: {exc}"))
+            raise self._failed.pop(stream) from None
         buffer.batch = new_batch(target)
         buffer.last_flush = time.monotonic()
         if state is not None:
@@ -243,18 +247,22 @@ class DuckDBSink:
             if tally.broken:  # a consequence of the first failure (the writer process died with it)
                 return
             # The transaction rolled back: the table and its state are as of the last commit.
-            failure = SourceError(f"writing to DuckDB failed: {exc}")
-            tally.broken = True
-            tally.status = "INCOMPLETE"
-            tally.errors.append(failure.message)
-            self._failed[stream] = failure
-            self._buffers[stream].batch = new_batch(self.targets[stream])
+            self._fail(stream, SourceError(f"writing to DuckDB failed: {exc}"))
             return
         tally.counts.add(counts)
         if with_state:
             tally.checkpoints += 1
             if self.on_checkpoint is not None:
                 self.on_checkpoint(stream, tally.checkpoints)
+
+    def _fail(self, stream: str, failure: SourceError) -> None:
+        """End the stream's writes: nothing more of it is written, `failure` is raised at its next call."""
+        tally = self.tallies[stream]
+        tally.broken = True
+        tally.status = "INCOMPLETE"
+        tally.errors.append(failure.message)
+        self._failed[stream] = failure
+        self._buffers[stream].batch = new_batch(self.targets[stream])
 
     def _raise_failure(self, stream: str) -> None:
         self._settle()  # a finished write's failure is reported without waiting for the next one
