@@ -122,9 +122,9 @@ class ProcessWriter:
             self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-c", f"from source_klaviyo.sync.writer import serve; serve({theirs.fileno()})"],  # noqa: E501
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env=_with_our_path(os.environ),
             )
             self._conn = Connection(ours.detach())
-        self._conn.send(list(sys.path))  # so that the opener and targets unpickle as they pickled
         self._futures: dict[int, Future[BatchCounts]] = {}
         self._lock = threading.Lock()
         self._sent = 0
@@ -218,7 +218,6 @@ def serve(fd: int) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it closes us
     conn = Connection(fd)
-    sys.path[:] = conn.recv()
     message = conn.recv()
     if message is None:  # closed before it was started
         return
@@ -243,6 +242,12 @@ def serve(fd: int) -> None:
         writes.store.close()
     with contextlib.suppress(OSError):
         conn.send((0, True, own_peak_rss_mb()))
+
+
+def _with_our_path(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment with this interpreter's module path as PYTHONPATH, so that the child imports
+    this very package (however this process found it) and unpickles what it is sent as it pickled."""
+    return {**environ, "PYTHONPATH": os.pathsep.join(entry or os.curdir for entry in sys.path)}
 
 
 def _picklable(exc: BaseException) -> BaseException:
