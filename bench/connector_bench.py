@@ -6,8 +6,9 @@ process, whose CPU is read from /proc and reported separately):
 - **cpu**: `source-klaviyo read` of events, then of profiles, stdout to /dev/null, and
   `python -m source_klaviyo.sync sync --streams events` into a fresh DuckDB file; emulator at
   `--scale` (default large) with no rate limits and no latency. The connector's user+sys CPU comes
-  from `os.wait4` (that process only, all its threads); records from the emulator's truth (checked
-  against a pipe count with `--verify-records`), or from the DuckDB table for `sync`.
+  from `os.wait4` (that process, all its threads, and for `sync` its DuckDB writer process); records
+  from the emulator's truth (checked against a pipe count with `--verify-records`), or from the
+  DuckDB table for `sync`, whose peak RSS is the sum of its two processes' peaks (it records both).
 - **memory**: the cpu runs again at each of `--memory-scales` (default medium,large) not already
   run: peak RSS (`ru_maxrss`) of `read` and of `sync` must stay flat as the data grows.
 - **ceiling**: `read` of one stream with rate limits on, `--latency-ms 150` (the emulator jitters

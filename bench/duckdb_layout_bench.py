@@ -8,7 +8,9 @@ times, in alternating order:
   `PYTHONPATH=DIR/src`, into a fresh file;
 - **after**: the same command of this tree, into another fresh file.
 
-Each sync's user+sys CPU and peak RSS come from `os.wait4` (that process only, all its threads);
+Each sync's user+sys CPU comes from `os.wait4` (the process, all its threads, and its DuckDB writer
+process where it has one); its peak RSS is the sum of the two processes' peaks the sync recorded
+(`wait4`'s where it recorded none);
 records are the rows of the table after the sync. Then, on the last file of each, the analyst's
 question "revenue per metric per day" is asked `--queries` times, alternating: by JSON extraction
 on the old layout, on the typed columns on the new one (both in a fresh read-only connection with
@@ -38,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # duckdb is imported only for the queries, after every sync: a child forked from a process that
 # holds it would count its RSS as its own peak (ru_maxrss); rows are counted in a child.
-from _common import Emulator, machine, table_rows
+from _common import Emulator, machine, sync_peak_rss_mb, table_rows
 from connector_bench import Inputs, Proc, run_to_devnull, sync_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +79,7 @@ def run_sync(variant: str, config: str, db: Path, env_path: str | None) -> tuple
         os.environ["PYTHONPATH"] = env_path
     try:
         proc = run_to_devnull(sync_cmd(config, db, ["events"]))
+        proc.maxrss_mb = sync_peak_rss_mb(db) or proc.maxrss_mb
     finally:
         if env_path is not None:
             if previous is None:
