@@ -104,3 +104,29 @@ def test_killed_syncs_resume_to_exactly_the_ground_truth(slow_emulator: RunningE
     assert snapshot(db) == snapshot(baseline_db)
     for stream in STREAMS:
         assert landed(db, stream) == truth(slow_emulator, stream, read_at), stream
+
+
+def test_an_interrupted_sync_says_so_without_a_traceback_and_the_next_one_lands_the_truth(
+    slow_emulator: RunningEmulator, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"api_key": "pk_emulator", "base_url": slow_emulator.url}))
+    read_at = utc_now()
+    db, log = tmp_path / "k.duckdb", tmp_path / "k.log"
+    sync = start_sync(config, db, log)
+    deadline = time.monotonic() + 120
+    while lines(log) < 2 and sync.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    sync.send_signal(signal.SIGINT)  # Ctrl-C
+    _, stderr = sync.communicate(timeout=60)
+    assert sync.returncode == 130, stderr.decode()
+    said = stderr.decode()
+    assert "Traceback" not in said
+    assert said.strip().splitlines()[-1] == (  # after the progress lines
+        f"source-klaviyo sync: interrupted. {db} holds each stream as of its last checkpoint; "
+        "the same command continues from there."
+    )
+    again = start_sync(config, db, log)
+    assert again.wait(timeout=300) == 0, again.stderr.read() if again.stderr else ""
+    for stream in STREAMS:
+        assert landed(db, stream) == truth(slow_emulator, stream, read_at), stream

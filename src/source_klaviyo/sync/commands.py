@@ -88,7 +88,19 @@ def run_sync(args: argparse.Namespace) -> int:
     except SourceError as error:
         print(f"source-klaviyo sync: {error.message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(interrupted("sync", args.db), file=sys.stderr)
+        return INTERRUPTED
     return 0 if summary.status == "SUCCEEDED" else 1
+
+
+INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
+
+
+def interrupted(command: str, db: str) -> str:
+    # Every commit holds a stream's records with its state (sync/sink.py), so nothing is lost.
+    return (f"source-klaviyo {command}: interrupted. {db} holds each stream as of its last checkpoint; "
+            "the same command continues from there.")
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -100,6 +112,9 @@ def run_demo(args: argparse.Namespace) -> int:
     except SourceError as error:
         print(f"source-klaviyo demo: {error.message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(interrupted("demo", args.db), file=sys.stderr)
+        return INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
