@@ -236,7 +236,7 @@ def serve(fd: int) -> None:
             except BaseException as exc:  # sent to the parent, which reports it
                 answer, ok = _picklable(exc), False
             conn.send((seq, ok, answer))
-    except EOFError:  # the parent is gone: nothing more to write
+    except (EOFError, OSError):  # the parent is gone: nothing more to write, no one to answer
         pass
     finally:
         writes.store.close()
