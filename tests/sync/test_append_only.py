@@ -9,7 +9,7 @@ from pathlib import Path
 
 import duckdb
 
-from source_klaviyo.sync.duckdb_store import Store
+from source_klaviyo.sync.duckdb_store import Store, new_batch
 from source_klaviyo.sync.layout import Column, TableLayout
 
 COLUMNS = (Column("id", "VARCHAR"), Column("datetime", "TIMESTAMPTZ"), Column("attributes", "JSON"))
@@ -21,7 +21,7 @@ def layout(*, append_only: bool) -> TableLayout:
 
 
 def write(store: Store, target: object, ids: list[int], day: int) -> None:
-    batch = store.new_batch(target)  # type: ignore[arg-type]
+    batch = new_batch(target)  # type: ignore[arg-type]
     batch.add_raw([json.dumps({"id": f"e{n}", "datetime": f"2026-01-{day:02d}T00:00:00+00:00",
                                "attributes": {"n": n, "day": day}}).encode() for n in ids])
     store.write_batch(target, batch, {"datetime": f"2026-01-{day:02d}T00:00:00+00:00"})  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from source_klaviyo.datetimes import utc_now
 from source_klaviyo.schemas import load_schema
 from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME
 from source_klaviyo.sync import migrate as migrate_module
-from source_klaviyo.sync.duckdb_store import Store
+from source_klaviyo.sync.duckdb_store import Store, new_batch
 from source_klaviyo.sync.layout import METADATA_COLUMNS, table_layout
 from source_klaviyo.sync.migrate import migrate
 from tests.sync.helpers import ahead, fixed, landed, run_sync, table_rows, truth, upper_of
@@ -203,7 +203,7 @@ def test_a_converted_row_keeps_its_stamps_and_one_without_is_stamped_now(tmp_pat
     store = Store(db, sync_id="converting", connector_version="test")
     layout = table_layout(STREAMS_BY_NAME["tags"], load_schema("tags"))
     target = store.open_target(layout, "live", fresh=False)
-    batch = store.new_batch(target)
+    batch = new_batch(target)
     batch.add_converted([
         ('{"type": "tag", "id": "t1", "attributes": {"name": "a"}}', "2024-01-02 03:04:05.678901+00",
          "old-sync"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from source_klaviyo.sync.duckdb_store import Store
+from source_klaviyo.sync.duckdb_store import Store, new_batch
 from source_klaviyo.sync.layout import Column, TableLayout, quote_ident
 
 STREAM = 'odd "stream"; DROP TABLE x; --'
@@ -51,7 +51,7 @@ def test_odd_stream_and_field_names_round_trip(tmp_path: Path, raw: bool) -> Non
     target = store.open_target(layout(), "live", fresh=False)
 
     def write(records: list[dict[str, object]], state: dict[str, object]) -> None:
-        batch = store.new_batch(target)
+        batch = new_batch(target)
         if raw:
             batch.add_raw([json.dumps(r).encode() for r in records])
         else:
@@ -85,12 +85,12 @@ def test_odd_names_survive_staging_and_publish(tmp_path: Path) -> None:
     db = tmp_path / "k.duckdb"
     store = Store(db, sync_id="test", connector_version="test")
     live = store.open_target(layout(), "live", fresh=False)
-    batch = store.new_batch(live)
+    batch = new_batch(live)
     batch.add([record(1, "2024-01-01T00:00:00+00:00"), record(2, "2024-01-01T00:00:00+00:00")])
     store.write_batch(live, batch, None)
 
     staging = store.open_target(layout(), "staging", fresh=True)
-    batch = store.new_batch(staging)
+    batch = new_batch(staging)
     batch.add(
         [record(2, "2024-01-05T00:00:00+00:00", **{UNKNOWN: True}), record(3, "2024-01-05T00:00:00+00:00")]
     )

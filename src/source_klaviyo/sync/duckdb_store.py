@@ -163,6 +163,7 @@ UNMAPPED, RETYPED = b"1", b"j"
 _MAPPED = FIELD_SEPARATOR + _READ_NOW  # after a mapped record read now: no flag, nothing kept
 _MAPPED_SIZE = len(_MAPPED)
 
+
 @dataclass(frozen=True)
 class BatchFile:
     """A batch written out (`Batch.save`): what its load needs, small enough to hand to the writer
@@ -321,6 +322,7 @@ def _one_line(line: bytes) -> bytes:
         return dumps(loads(line))
     return line
 
+
 def new_batch(target: Target) -> Batch:
     """An empty batch for the target's records, knowing the columns the target has."""
     fields = target.layout.fields | {column.name for column in target.extra_columns}
@@ -332,10 +334,12 @@ _ROWS_PER_WRITE = 512
 
 
 def _write_rows(path: str, rows: Iterable[tuple[bytes, bytes]]) -> None:
-    """The batch file, in a few system calls. Each call releases the GIL and the writer thread must
-    win it back from the reader, which holds it for up to a switch interval (5 ms): through a buffered
-    file (a call per 8 KB, ~1,000 per batch) that was ~14 s of a 34 s sync's writer wall time
-    (docs/performance.md, "The DuckDB sync's CPU"). Joining the rows first would copy the batch."""
+    """The batch file, in a few system calls. When the writer was a thread it wrote the file, and
+    each call released the GIL, which it then had to win back from the reader (up to a switch
+    interval, 5 ms): through a buffered file (a call per 8 KB, ~1,000 per batch) that was ~14 s of a
+    34 s sync's writer wall time (docs/performance.md, "The DuckDB sync's CPU"). The sink now writes
+    it on the reader's side (`sink.py`), where a call per 512 rows still costs the least. Joining
+    the rows first would copy the batch."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         chunk: list[bytes] = []
@@ -551,9 +555,6 @@ class Store:
         self.con.execute("COMMIT")
 
     # -- writing ------------------------------------------------------------------------------
-
-    def new_batch(self, target: Target) -> Batch:
-        return new_batch(target)
 
     def write_batch(self, target: Target, batch: Batch, state: JSONObject | None) -> BatchCounts:
         """Upsert the batch's records and, when given, save `state`, in one transaction."""

@@ -25,7 +25,7 @@ import duckdb
 from source_klaviyo import schema_diff
 from source_klaviyo.schemas import load_schema
 from source_klaviyo.streams import STREAMS, Stream
-from source_klaviyo.sync.duckdb_store import Store, Target
+from source_klaviyo.sync.duckdb_store import Store, Target, new_batch
 from source_klaviyo.sync.layout import (
     LAYOUT_VERSION,
     MIGRATING_PREFIX,
@@ -96,7 +96,7 @@ def _convert(store: Store, stream: Stream) -> Target:
             "WHERE rowid >= ? AND rowid < ?")
     (last,) = store.con.execute(f"SELECT max(rowid) FROM {table}").fetchone() or (None,)  # noqa: S608 - names via quote_ident
     for lower in range(0, (last if last is not None else -1) + 1, CHUNK_ROWS):
-        batch = store.new_batch(target)
+        batch = new_batch(target)
         batch.add_converted(store.con.execute(rows, [lower, lower + CHUNK_ROWS]).fetchall())
         store.write_batch(target, batch, None)
     return target
