@@ -58,13 +58,12 @@ def typed_select(columns: Sequence[Column], source: str, *, keep_raw: bool,
     if columns:
         paths = ", ".join(quote_literal(json_pointer(c.keys)) for c in columns)
         inner.append(f"json_extract_string(record, [{paths}]) AS _s")
-    flagged = "coalesce(_unmapped, '') <> ''"
+    flagged = _flagged("_unmapped")
     if jsons:
         # Only a flagged record is parsed again (CASE evaluates a branch for its rows alone), once
         # for all its JSON columns: a call per column would hold an arena each.
         paths = ", ".join(quote_literal(json_pointer(c.keys)) for c in jsons)
-        inner.append(f"CASE WHEN {flagged.replace('_unmapped', 'unmapped')} "
-                     f"THEN json_extract(record, [{paths}]) END AS _j")
+        inner.append(f"CASE WHEN {_flagged('unmapped')} THEN json_extract(record, [{paths}]) END AS _j")
     inner += ["record AS _record", "unmapped AS _unmapped", *(quote_ident(name) for name in carry)]
 
     selects: list[str] = []
@@ -94,6 +93,11 @@ def typed_select(columns: Sequence[Column], source: str, *, keep_raw: bool,
     selects.append(f"{raw} AS {quote_ident(RAW_COLUMN)}")
     selects += [quote_ident(name) for name in carry]
     return f"SELECT {', '.join(selects)} FROM (SELECT {', '.join(inner)} FROM {source})"  # noqa: S608 - names via quote_ident, literals via quote_literal
+
+
+def _flagged(flag: str) -> str:
+    """Whether the row's flag column says `Batch` did not take the record as of its declared shape."""
+    return f"coalesce({flag}, '') <> ''"
 
 
 def _text_value(text: str, sql_type: str) -> tuple[str, str | None]:
