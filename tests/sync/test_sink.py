@@ -37,6 +37,14 @@ def open_sink(
     return store, DuckDBSink(writer, targets, flush_records=options.pop("flush_records", 1), **options)
 
 
+def sink_past_p1(db: Path) -> tuple[Store, DuckDBSink]:
+    """A profiles sink that has taken p1 and then the state covering it, at 2024-01-01."""
+    store, sink = open_sink(db, "profiles")
+    sink.records("profiles", [profile(1)])
+    sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 1)
+    return store, sink
+
+
 def saved_state(db: Path, stream: str) -> Any:
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute(
@@ -82,9 +90,7 @@ def _fail_the_next_write(store: Store) -> None:
 
 def test_a_failed_batch_leaves_the_previous_state_and_rows(tmp_path: Path) -> None:
     db = tmp_path / "k.duckdb"
-    store, sink = open_sink(db, "profiles")
-    sink.records("profiles", [profile(1)])
-    sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 1)
+    store, sink = sink_past_p1(db)
     _fail_the_next_write(store)
     sink.records("profiles", [profile(2)])
     sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)  # written behind the read
@@ -238,9 +244,7 @@ def test_a_changed_schema_rebuilds_the_table_from_a_fresh_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "k.duckdb"
-    store, sink = open_sink(db, "profiles")
-    sink.records("profiles", [profile(1)])
-    sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 1)
+    store, sink = sink_past_p1(db)
     sink.stream_status("profiles", "COMPLETE")
     store.close()
 
@@ -298,9 +302,7 @@ def test_a_batch_file_that_cannot_be_written_ends_its_stream_with_the_reason(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "k.duckdb"
-    store, sink = open_sink(db, "profiles")
-    sink.records("profiles", [profile(1)])
-    sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 1)
+    store, sink = sink_past_p1(db)
 
     def disk_full(*_: Any) -> Any:
         raise OSError(28, "No space left on device")
