@@ -32,10 +32,11 @@ import random
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, overload
+from typing import Protocol, TypeVar, cast, overload
 from urllib.parse import quote
 
 import aiohttp
+from isal import isal_zlib
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -127,14 +128,30 @@ def _decoded(wire: bytes, encoding: str, content_length: str | None) -> bytes:
         return wire
     if encoding not in _WBITS:
         raise _Retry(f"response body in an encoding we did not ask for ({encoding})")
-    inflater = zlib.decompressobj(_WBITS[encoding])
     try:
-        body = inflater.decompress(wire) + inflater.flush()
-    except zlib.error as exc:
+        # ISA-L's inflate, in one call with the output sized up front: a 1,000-event page (0.9 MB)
+        # in ~0.5 ms of CPU, where zlib took ~1.3 and ~2.1 growing its output block by block
+        # (`decompressobj`), on a read of ~6 µs a record (docs/performance.md).
+        return isal_zlib.decompress(wire, _WBITS[encoding], _inflated_size_hint(wire, encoding))
+    except _INFLATE_ERROR as exc:
+        if "incomplete" in str(exc) or "truncated" in str(exc):  # the end of the stream is missing
+            raise _Retry(f"incomplete response body ({encoding}, {len(wire)} bytes)") from None
         raise _Retry(f"corrupt {encoding} response body ({exc})") from None
-    if not inflater.eof:
-        raise _Retry(f"incomplete response body ({encoding}, {len(wire)} bytes)")
-    return body
+
+
+def _inflated_size_hint(wire: bytes, encoding: str) -> int:
+    """The inflated size to allocate at once: a gzip member ends with it (ISIZE, modulo 2**32), which
+    a cut body does not, hence the bounds; deflate says nothing, and JSON shrinks ~6-10x. Only a
+    hint: zlib grows the output past it when needed."""
+    guess = 10 * len(wire)
+    if encoding != "deflate" and len(wire) >= 18:  # a gzip header (10) and trailer (8)
+        guess = int.from_bytes(wire[-4:], "little")
+    return max(1 << 14, min(guess, 64 * len(wire), _MAX_SIZE_HINT))
+
+
+_MAX_SIZE_HINT = 64 << 20
+# (its stub declares the class as an instance)
+_INFLATE_ERROR = cast("type[Exception]", isal_zlib.error)
 
 
 # zlib window bits per Content-Encoding: 32 + 15 reads gzip or zlib headers (servers send both as "deflate").
