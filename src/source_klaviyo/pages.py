@@ -80,8 +80,9 @@ def raw_page_parser(lifted: str | None) -> Callable[[bytes], JSONObject]:
     (a record without a string id, a lone surrogate, …) goes through `parse_page` and is re-encoded,
     so odd answers fail or pass exactly as on the parsed path. The bytes are not re-validated as
     UTF-8 (that alone would cost ~1.5 µs per 1 KB event)."""
-    attributes = msgspec.defstruct("Attributes", [(lifted, msgspec.Raw, _NULL)] if lifted else [])
-    record = msgspec.defstruct("Resource", [("id", str), ("attributes", attributes | None, None)])
+    # gc=False: read once and dropped, never in a cycle (the garbage collector's tracking is not free)
+    attributes = msgspec.defstruct("Attributes", [(lifted, msgspec.Raw, _NULL)] if lifted else [], gc=False)
+    record = msgspec.defstruct("Resource", [("id", str), ("attributes", attributes | None, None)], gc=False)
     decoder = msgspec.json.Decoder(record)
     decode_record = cast("Callable[[msgspec.Raw], _Resource]", decoder.decode)
     head = json_codec.dumps(lifted)[:-1] + b'":' if lifted else b""

@@ -315,10 +315,15 @@ class Batch:
 _decode_top_level = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
+_NEWLINE, _CARRIAGE_RETURN = ord("\n"), ord("\r")
+
+
 def _one_line(line: bytes) -> bytes:
     """The record on one line: whitespace between tokens (a pretty-printed body) would split the row,
     so such a record is re-encoded."""
-    if b"\n" in line or b"\r" in line:
+    # (byte values, not b"\n": a bytes operand is first tried as an integer, an exception raised and
+    # cleared per record, ~0.4 µs of a 1 KB event's time against ~0.04)
+    if _NEWLINE in line or _CARRIAGE_RETURN in line:
         return dumps(loads(line))
     return line
 
