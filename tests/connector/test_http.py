@@ -729,6 +729,15 @@ def test_a_body_is_inflated_as_its_content_encoding_says(encoding: str, wire: by
     assert _decoded(wire, encoding, None) == PAGE
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_body_inflating_past_any_size_guess_is_whole(encoding: str) -> None:
+    # ~1,000:1, past the bound on the size allocated up front: the output grows as needed.
+    body = b'{"data": [' + b'{"id": "0"},' * 100_000 + b'{"id": "1"}]}'
+    wire = _gzip(body) if encoding == "gzip" else zlib.compress(body)
+    assert len(body) > 64 * len(wire)
+    assert _decoded(wire, encoding, None) == body
+
+
 @pytest.mark.parametrize(("wire", "encoding", "length", "message"), [
     (_gzip(PAGE)[:-20], "gzip", None, "incomplete response body (gzip"),
     (_gzip(PAGE)[:-20], "gzip", str(len(_gzip(PAGE))), "incomplete response body ("),
