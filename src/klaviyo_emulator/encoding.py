@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import zlib
 
+from isal import isal_zlib
+
 GZIP_MIN_BYTES = 64  # smaller bodies would only grow (gzip adds 18 bytes of header and trailer)
 
 
@@ -35,5 +37,11 @@ def accepts_gzip(header: str | None) -> bool:
 
 
 def gzip_body(body: bytes, level: int) -> bytes:
-    """A gzip member of `body` (mtime 0: the same bytes for the same body)."""
+    """A gzip member of `body` (mtime 0: the same bytes for the same body).
+
+    Level 1, the default, is ISA-L's level 1: as many bytes as zlib's level 1 for a sixth of the CPU
+    (a 1,000-event page: 129 against 132 KB, 0.6 against 3.4 ms), CPU a benchmark on a 2-core box
+    would otherwise take from the connector it measures. Other levels are zlib's."""
+    if level == 1:
+        return isal_zlib.compress(body, 1, wbits=31)
     return zlib.compress(body, level, wbits=31)
