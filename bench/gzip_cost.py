@@ -17,9 +17,9 @@ import argparse
 import sys
 import zlib
 from functools import partial
+from pathlib import Path
 
 from isal import isal_zlib
-from pathlib import Path
 
 from klaviyo_emulator.encoding import gzip_body
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
