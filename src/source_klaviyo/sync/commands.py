@@ -56,11 +56,12 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="plain log lines instead of live progress bars")
     # For tests: a line per committed checkpoint, and how often checkpoints are committed.
     parser.add_argument("--checkpoint-log", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--flush-records", type=int, default=5000, help=argparse.SUPPRESS)
+    parser.add_argument("--flush-records", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--flush-seconds", type=float, default=1.0, help=argparse.SUPPRESS)
 
 
 def sync_options(args: argparse.Namespace, command: str) -> SyncOptions:
+    from source_klaviyo.sync.duckdb_store import ROW_GROUP_SIZE
     from source_klaviyo.sync.run import SyncOptions
 
     return SyncOptions(
@@ -71,7 +72,7 @@ def sync_options(args: argparse.Namespace, command: str) -> SyncOptions:
         # --quiet and a non-terminal stderr both mean plain lines; the summary is printed either way.
         live_progress=sys.stderr.isatty() and not args.quiet,
         checkpoint_log=args.checkpoint_log,
-        flush_records=args.flush_records,
+        flush_records=args.flush_records or ROW_GROUP_SIZE,
         flush_seconds=args.flush_seconds,
         command=command,
     )

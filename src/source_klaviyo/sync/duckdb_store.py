@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,6 +214,20 @@ class Batch:
         if self.rows:
             _write_rows(path, self.rows.values())
         return BatchFile(path, len(self.rows), self.longest, list(self.new_columns), self.skipped)
+
+    def take(self, count: int) -> Batch:
+        """The first `count` rows (in the order their keys were first read) as a batch of their own,
+        taken out of this one with the fields first seen and the records skipped so far."""
+        taken = Batch(self.key, (), self._shape)
+        rows = iter(self.rows.items())
+        taken.rows = dict(islice(rows, count))
+        self.rows = dict(rows)
+        left = sum(len(record) + len(rest) for record, rest in self.rows.values())
+        taken.bytes, self.bytes = self.bytes - left, left
+        taken.longest = self.longest  # a bound (the CSV reader's line limit), not kept exact here
+        taken.new_columns, self.new_columns = self.new_columns, []
+        taken.skipped, self.skipped = self.skipped, 0
+        return taken
 
     def add(self, records: Iterable[JSONObject]) -> None:
         for record in records:

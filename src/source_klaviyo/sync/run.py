@@ -21,7 +21,7 @@ from source_klaviyo.datetimes import utc_now
 from source_klaviyo.engine import Reader
 from source_klaviyo.errors import ConfigError
 from source_klaviyo.streams import STREAMS, STREAMS_BY_NAME, Stream
-from source_klaviyo.sync.duckdb_store import Store
+from source_klaviyo.sync.duckdb_store import ROW_GROUP_SIZE, Store
 from source_klaviyo.sync.migrate import migrate
 from source_klaviyo.sync.plan import StreamPlan, plan_stream
 from source_klaviyo.sync.progress import Progress
@@ -69,7 +69,7 @@ class SyncOptions:
     live_progress: bool = False  # rich redraws in place; else plain lines
     quiet: bool = False  # neither progress nor summary
     checkpoint_log: Path | None = None  # a line per committed checkpoint (tests kill on it)
-    flush_records: int = 5000
+    flush_records: int = ROW_GROUP_SIZE
     flush_seconds: float = 1.0
     command: str = "sync"
     keep_raw: bool = False  # `_raw` for every record (else only where the typed columns miss something)
