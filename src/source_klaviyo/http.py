@@ -142,7 +142,7 @@ def _decoded(wire: bytes, encoding: str, content_length: str | None) -> bytes:
 def _inflated_size_hint(wire: bytes, encoding: str) -> int:
     """The inflated size to allocate at once: a gzip member ends with it (ISIZE, modulo 2**32), which
     a cut body does not, hence the bounds; deflate says nothing, and JSON shrinks ~6-10x. Only a
-    hint: zlib grows the output past it when needed."""
+    hint: the output grows past it when needed."""
     guess = 10 * len(wire)
     if encoding != "deflate" and len(wire) >= 18:  # a gzip header (10) and trailer (8)
         guess = int.from_bytes(wire[-4:], "little")

@@ -9,10 +9,10 @@ ahead of its records would lose data.
 Checkpoints are coalesced (a commit costs ~5 ms): the buffer is written at the first `state()` after
 `flush_records` records or `flush_seconds` seconds, so a crash costs at most that much re-reading.
 And as soon as it holds a table's row group (`ROW_GROUP_SIZE` rows), exactly that many rows are
-written, with the latest state they cover: DuckDB writes a full row group of a transaction straight
-to the file, compressed once, where fewer rows go through its write-ahead log and are compressed at
-the next checkpoint. The writer's CPU per record is ~20 % less (docs/performance.md, "Batches of a
-row group").
+written, with the state pending: DuckDB writes a full row group of a transaction straight to the
+file, compressed once, where fewer rows go through its write-ahead log and are compressed at the
+next checkpoint. Replayed, the writer's CPU per record is ~20 % less (docs/performance.md,
+"Inflating, compressing and batches of a row group").
 
 Writes run on a writer (`writer.py`: a process of its own in a sync), one at a time and in order,
 while the engine goes on reading into the next batch. Each batch is written to a file here and the
