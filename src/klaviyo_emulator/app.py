@@ -203,7 +203,7 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
             wait = latency.before_s(draw)  # the request on its way in
             stats.latency_seconds += wait
             await asyncio.sleep(wait)
-        kind = faults.draw()
+        kind = faults.draw(request.method, request.path_qs)
         if kind is not None:
             stats.faults[kind] += 1
         if kind == "timeout":

@@ -1,4 +1,5 @@
-"""Injected failures, drawn deterministically from the seed and the API request sequence number.
+"""Injected failures, drawn per request from the seed (draws.py): a request meets the same faults in any
+order and at any concurrency, its n-th attempt always the same one.
 
 Grammar (interface.md): comma-separated `kind=rate`, kinds 500 502 503 504 429 timeout reset truncate html,
 plus emulator extras:
@@ -8,11 +9,11 @@ plus emulator extras:
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
-from .data.rng import mix, salt
+from .draws import RequestDraws
 
+FAULTS = b"faults"  # the purpose of fault draws (draws.py)
 KINDS = ("500", "502", "503", "504", "429", "429storm", "timeout", "reset", "truncate", "html")
 
 
@@ -21,7 +22,10 @@ class FaultPlan:
     rates: list[tuple[str, float]] = field(default_factory=list)
     retry_after: int | None = None
     seed: int = 1
-    _count: int = 0
+    _draws: RequestDraws = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._draws = RequestDraws(self.seed, FAULTS)
 
     @classmethod
     def parse(cls, spec: str, seed: int) -> FaultPlan:
@@ -46,12 +50,11 @@ class FaultPlan:
             raise ValueError("fault rates add up to more than 1")
         return plan
 
-    def draw(self) -> str | None:
-        """The fault for the next API request, or None. Request n always draws the same number."""
+    def draw(self, method: str, target: str) -> str | None:
+        """The fault for this API request (method, path and query), or None."""
         if not self.rates:
             return None
-        self._count += 1
-        u = random.Random(mix(self.seed, salt("faults"), self._count)).random()
+        u = self._draws.draw(method, target)
         acc = 0.0
         for kind, rate in self.rates:
             acc += rate

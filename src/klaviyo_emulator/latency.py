@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from hashlib import blake2b
 from statistics import NormalDist
+
+from . import draws
+from .draws import RequestDraws
 
 _NORMAL = NormalDist()
 Z99 = _NORMAL.inv_cdf(0.99)
@@ -112,33 +114,17 @@ def resolve(
     )
 
 
-def request_digest(seed: int, method: str, target: str) -> bytes:
-    """16 bytes naming (seed, method, path and query)."""
-    return blake2b(f"{seed}\n{method}\n{target}".encode(), digest_size=16, person=b"latency").digest()
-
-
-def unit_from(digest: bytes, occurrence: int) -> float:
-    """A uniform draw in (0, 1) for the `occurrence`-th time (1, 2, ...) the request `digest` is seen."""
-    x = int.from_bytes(blake2b(digest + occurrence.to_bytes(8, "big"), digest_size=8).digest(), "big")
-    return ((x >> 12) + 0.5) / (1 << 52)  # 52 bits: never 0.0 nor 1.0
+LATENCY = b"latency"  # the purpose of latency draws (draws.py)
 
 
 def unit_draw(seed: int, method: str, target: str, occurrence: int) -> float:
-    """The request's draw: a pure function of the seed, the request and how often it was seen before."""
-    return unit_from(request_digest(seed, method, target), occurrence)
+    """The request's latency draw: a pure function of the seed, the request and how often it was seen."""
+    return draws.unit_draw(seed, method, target, occurrence, LATENCY)
 
 
-class LatencyPlan:
-    """Draws per request, counting how often each (method, path and query) was seen. The count is the
-    only state: ~100 bytes per distinct request (a 1,000-page walk: ~100 KB)."""
+class LatencyPlan(RequestDraws):
+    """The latency draw of each request (draws.py), with the model it scales."""
 
     def __init__(self, model: LatencyModel, seed: int) -> None:
+        super().__init__(seed, LATENCY)
         self.model = model
-        self.seed = seed
-        self._seen: dict[bytes, int] = {}
-
-    def draw(self, method: str, target: str) -> float:
-        digest = request_digest(self.seed, method, target)
-        occurrence = self._seen.get(digest, 0) + 1
-        self._seen[digest] = occurrence
-        return unit_from(digest, occurrence)

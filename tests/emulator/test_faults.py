@@ -1,5 +1,6 @@
 """``--faults``: each kind, at rate 1.0, does to a client what it promises; the draw is a function
-of the seed; the emulator's own endpoints are never faulted."""
+of the seed and the request, not of the order requests arrive in; the emulator's own endpoints are
+never faulted."""
 
 from __future__ import annotations
 
@@ -95,6 +96,25 @@ def test_same_seed_gives_the_same_fault_sequence():
 
 def test_different_seed_gives_a_different_fault_sequence():
     assert _sequence(23) != _sequence(24)
+
+
+def test_a_request_meets_the_same_faults_whatever_order_the_requests_arrive_in():
+    """A concurrent client's requests arrive in a different order on every run: each request (and each
+    retry of it) still meets the same fault, so a seed reproduces a run."""
+    targets = [f"/api/profiles?page%5Bsize%5D={size}" for size in range(1, 31)] * 2  # each asked twice
+
+    def statuses(order: list[str]) -> dict[tuple[str, int], int]:
+        seen: dict[str, int] = {}
+        out: dict[tuple[str, int], int] = {}
+        with faulty("503=0.4", seed=23) as emu:
+            for target in order:
+                seen[target] = seen.get(target, 0) + 1
+                out[(target, seen[target])] = request(emu.url, target).status
+        return out
+
+    in_order = statuses(targets)
+    assert statuses(targets[::-1]) == in_order
+    assert {200, 503} == set(in_order.values())
 
 
 def test_fault_rate_is_roughly_the_requested_share():

@@ -15,6 +15,7 @@ import pytest
 from klaviyo_emulator.faults import FaultPlan
 from klaviyo_emulator.runner import EmulatorOptions, run_emulator_in_thread
 from source_klaviyo.datetimes import format_datetime, utc_now
+from source_klaviyo.streams import STREAMS_BY_NAME
 from tests.connector.test_reports import (
     DAY,
     REPORTS,
@@ -33,13 +34,9 @@ FAULTS = ["500=0.3", "502=0.3", "503=0.3", "504=0.3", "timeout=0.3", "reset=0.3"
 
 def seed_faulting_the_first_report_request(faults: str, stream: str) -> int:
     """An emulator seed whose fault plan (drawn per request from the seed) faults the stream's first
-    report request, the metrics lookup before it (where the report has a conversion metric) going
-    through: a read meets a fault however few requests its plan has (a trailing report asks one)."""
-    position = 2 if report_of(stream).conversion_metric else 1
+    report request: a read meets a fault however few requests its plan has (a trailing report asks one)."""
     for seed in itertools.count(1):
-        plan = FaultPlan.parse(faults, seed)
-        draws = [plan.draw() for _ in range(position)]
-        if draws[-1] is not None and not any(draws[:-1]):
+        if FaultPlan.parse(faults, seed).draw("POST", STREAMS_BY_NAME[stream].path) is not None:
             return seed
     raise AssertionError("unreachable")
 
