@@ -88,7 +88,12 @@ class MessageWriter:
         if not records:
             return
         prefix = _record_prefix(stream)
-        self._out.write(prefix + (_RECORD_SUFFIX + prefix).join(records) + _RECORD_SUFFIX)
+        # Three writes, not `prefix + joined + suffix`: each `+` would copy the page's ~1 MB again, into
+        # fresh memory the kernel must fault in (~0.3 ms a copy, 0.3 us a record).
+        write = self._out.write
+        write(prefix)
+        write((_RECORD_SUFFIX + prefix).join(records))
+        write(_RECORD_SUFFIX)
         self.last_write = time.monotonic()
 
     # -- everything else --------------------------------------------------------------------------
