@@ -50,7 +50,8 @@ def migrate(store: Store, log: Callable[[str], None]) -> Migration:
     """Convert every stream table of `store` in an older layout whose schema allows it."""
     started = time.monotonic()
     _drop_leftovers(store)
-    candidates = [stream for stream in STREAMS if _convertible(store, stream)]
+    tables = set(store.tables_starting_with(""))  # one query, not one per stream (~1 ms each)
+    candidates = [stream for stream in STREAMS if stream.name in tables and _convertible(store, stream)]
     result = Migration()
     if not candidates:
         return result
@@ -74,8 +75,6 @@ def migrate(store: Store, log: Callable[[str], None]) -> Migration:
 
 
 def _convertible(store: Store, stream: Stream) -> bool:
-    if not store.table_exists(stream.name):
-        return False
     stored = store.live_schema(stream.name)
     if stored is None or stored.get("layout") == LAYOUT_VERSION:
         return False

@@ -122,7 +122,8 @@ async def sync(config: Config, options: SyncOptions, *, client: Client | None = 
                 progress.stop()
         sink.finish()
         store = open_store()
-        views, view_failures = create_views(store.con, store.table_exists)
+        tables = set(store.tables_starting_with(""))  # one query, not one per view's table
+        views, view_failures = create_views(store.con, tables.__contains__)
         summary = _summarise(store, plans, sink, reader, time.monotonic() - started, str(options.db_path))
         summary.views, summary.warnings = views, view_failures
         summary.converted = migration.converted
