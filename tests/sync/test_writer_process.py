@@ -87,6 +87,40 @@ def test_a_writer_process_that_dies_fails_every_write_left_and_leaves_the_file_w
     assert ids(db, "profiles") == ["p1"]
 
 
+def test_a_writer_process_that_cannot_open_the_file_fails_every_write_with_why_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """`start` does not wait for the child to open the file; when opening fails (here the file is
+    still held by this process), each stream ends with what opening raised."""
+    db = tmp_path / "k.duckdb"
+    opener = partial(Store, db, sync_id="test", connector_version="test")
+    store = opener()
+    targets = {}
+    for name in ("profiles", "tags"):
+        plan = plan_stream(store, STREAMS_BY_NAME[name], full_refresh=False)
+        targets[name] = store.open_target(plan.layout, plan.slot, fresh=plan.fresh)
+    writer = ProcessWriter()
+    writer.start(opener, targets, store.memory_mb)  # the store is not closed: the child cannot open it
+    sink = DuckDBSink(writer, targets, flush_records=1)
+    sink.records("profiles", [profile(1)])
+    sink.state("profiles", {"updated": "2024-01-01T00:00:00+00:00"}, 1)
+    sink.records("tags", [TAG])
+    sink.stream_status("tags", "COMPLETE")
+    sink.stream_status("profiles", "COMPLETE")
+    sink.finish()
+    writer.close()
+    store.close()
+    for stream in ("profiles", "tags"):
+        assert sink.tallies[stream].status == "INCOMPLETE"
+        [error] = sink.tallies[stream].errors
+        assert error.startswith(f"writing to DuckDB failed: cannot open {db}"), error
+    assert saved_state(db, "profiles") is None
+    store = Store(db, sync_id="after", connector_version="test")
+    assert not store.table_exists("tags")  # a full refresh's table is published only once written
+    store.close()
+    assert ids(db, "profiles") == []
+
+
 def test_a_sync_whose_writer_process_is_killed_ends_incomplete_and_the_next_sync_lands_the_truth(
     emulator: RunningEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

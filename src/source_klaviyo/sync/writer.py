@@ -134,15 +134,15 @@ class ProcessWriter:
         self.peak_rss_mb: float | None = None  # the child's, once closed
 
     def start(self, opener: Callable[[], Store], targets: Mapping[str, Target], memory_mb: int) -> None:
-        """Open the file in the child; raises what opening it raised (e.g. the file is locked)."""
+        """Tell the child to open the file, without waiting for it: the child may still be importing
+        DuckDB (~0.1 s), and the read's first answers are a round trip away. Opening should not fail,
+        since the caller has just opened and closed the file; if it does, every write fails with what
+        opening raised (e.g. another process took the file's lock in between)."""
         copies = {name: writer_copy(target) for name, target in targets.items()}
         try:
             self._conn.send(("open", opener, copies, memory_mb))
-            ok, answer = self._conn.recv()
-        except (EOFError, OSError) as exc:
+        except OSError as exc:
             raise WriterExited(self._exit_message()) from exc
-        if not ok:
-            raise answer
         self._receiver = threading.Thread(target=self._receive, name="duckdb-writer-answers", daemon=True)
         self._receiver.start()
 
@@ -181,7 +181,11 @@ class ProcessWriter:
         self._conn.close()
 
     def _receive(self) -> None:
-        while True:
+        try:
+            opened, failure = self._conn.recv()  # the answer to "open", before any write's
+        except (EOFError, OSError):
+            opened, failure = False, None
+        while opened:
             try:
                 seq, ok, answer = self._conn.recv()
             except (EOFError, OSError):
@@ -195,7 +199,7 @@ class ProcessWriter:
                 future.set_result(answer)
             else:
                 future.set_exception(answer)
-        exited = WriterExited(self._exit_message())
+        exited = failure if isinstance(failure, BaseException) else WriterExited(self._exit_message())
         with self._lock:
             self._exited = exited
             pending, self._futures = self._futures, {}
