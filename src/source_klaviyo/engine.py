@@ -73,6 +73,8 @@ from .errors import ApiError, SourceError
 from .pages import (
     PARSED,
     AnyRecord,
+    PageFormat,
+    ShapedRecord,
     chain_pages,
     cursor_value,
     has_next,
@@ -109,6 +111,15 @@ class RawSink(Protocol):
     parents as its JSON object (the bytes Klaviyo sent, the lifted cursor spliced in), never parsed."""
 
     def raw_records(self, stream: str, records: list[bytes]) -> None: ...
+
+
+@runtime_checkable
+class ShapedSink(RawSink, Protocol):
+    """A raw sink that decodes each record against its stream's shape anyway (the DuckDB sync): its
+    `page_format` lets the page parser do that decode once, and the records come with their keys."""
+
+    def page_format(self, stream: Stream) -> PageFormat | None: ...
+    def shaped_records(self, stream: str, records: list[ShapedRecord]) -> None: ...
 
 
 @dataclass
@@ -316,7 +327,10 @@ class StreamRead:
         self.raw_sink = reader.sink if isinstance(reader.sink, RawSink) else None
         self.raw = (self.raw_sink is not None and stream.hook is None and stream.detail is None
                     and stream.parent is None and stream.report is None)
-        self.page_format = raw_format(stream.lifted) if self.raw else PARSED
+        shaped = reader.sink if self.raw and isinstance(reader.sink, ShapedSink) else None
+        shaped_format = shaped.page_format(stream) if shaped is not None else None
+        self.shaped_sink = shaped if shaped_format is not None else None
+        self.page_format = shaped_format or (raw_format(stream.lifted) if self.raw else PARSED)
 
     # -- what reports.py uses --------------------------------------------------------------------------
     @property
@@ -358,7 +372,9 @@ class StreamRead:
         if not self.running:
             self.running = True
             self.r.status(self.name, "RUNNING")
-        if self.raw_sink is not None and self.raw:
+        if self.shaped_sink is not None:
+            self.shaped_sink.shaped_records(self.name, records)
+        elif self.raw_sink is not None and self.raw:
             self.raw_sink.raw_records(self.name, [record for record, _cursor in records])
         else:
             self.r.sink.records(self.name, records)

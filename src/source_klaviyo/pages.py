@@ -72,6 +72,14 @@ class _Resource(Protocol):
 
 
 @functools.cache
+def _resource_type(lifted: str | None) -> type:
+    """What the raw path decodes of a record: `id`, and the lifted cursor's JSON text."""
+    # gc=False: read once and dropped, never in a cycle (the garbage collector's tracking is not free)
+    attributes = msgspec.defstruct("Attributes", [(lifted, msgspec.Raw, _NULL)] if lifted else [], gc=False)
+    return msgspec.defstruct("Resource", [("id", str), ("attributes", attributes | None, None)], gc=False)
+
+
+@functools.cache
 def raw_page_parser(lifted: str | None) -> Callable[[bytes], JSONObject]:
     """A parser for streams whose records are passed on unparsed (`Sink.raw_records`): the page is
     split into its records' raw JSON and only `id` and the lifted cursor of each are decoded, so
@@ -80,10 +88,7 @@ def raw_page_parser(lifted: str | None) -> Callable[[bytes], JSONObject]:
     (a record without a string id, a lone surrogate, …) goes through `parse_page` and is re-encoded,
     so odd answers fail or pass exactly as on the parsed path. The bytes are not re-validated as
     UTF-8 (that alone would cost ~1.5 µs per 1 KB event)."""
-    # gc=False: read once and dropped, never in a cycle (the garbage collector's tracking is not free)
-    attributes = msgspec.defstruct("Attributes", [(lifted, msgspec.Raw, _NULL)] if lifted else [], gc=False)
-    record = msgspec.defstruct("Resource", [("id", str), ("attributes", attributes | None, None)], gc=False)
-    decoder = msgspec.json.Decoder(record)
+    decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_resource_type(lifted))
     decode_record = cast("Callable[[msgspec.Raw], _Resource]", decoder.decode)
     head = json_codec.dumps(lifted)[:-1] + b'":' if lifted else b""
 
@@ -106,6 +111,58 @@ def raw_page_parser(lifted: str | None) -> Callable[[bytes], JSONObject]:
         return {"data": data, "links": None if links is None else {"next": links.next}}
 
     return parse
+
+
+# A record of a page read for a sink that knows the stream's record shape (`ShapedSink`): a `RawRecord`
+# and its primary key, or None where the sink is to look at the record itself.
+ShapedRecord = tuple[bytes, bytes | msgspec.Raw, str | None]
+
+
+@functools.cache
+def shaped_format(lifted: str, decode: Callable[[msgspec.Raw], Any], key: str, cursor: tuple[str, str],
+                  ) -> PageFormat:
+    """The raw format for a sink that decodes each record against its shape anyway (the DuckDB sync:
+    `Batch`): the page parser decodes the record once with the sink's `decode`, for the cursor at the
+    attributes `cursor` and the primary key at attribute `key`, where the raw parser decodes it for its
+    cursor and the sink decodes it again. A record `decode` refuses (another shape) is parsed as on
+    the raw path, its key left to the sink (None); a page the raw path re-encodes (an id that is not
+    a string, ...) is re-encoded here too, every key left to the sink."""
+    plain = raw_page_parser(lifted)
+    outer, inner = cursor
+    decode_record = cast("Callable[[msgspec.Raw], _Resource]",
+                         msgspec.json.Decoder(_resource_type(lifted)).decode)
+    head = json_codec.dumps(lifted)[:-1] + b'":'
+
+    def parse(body: bytes) -> JSONObject:
+        try:
+            page = _RAW_PAGE.decode(body)
+            data: list[ShapedRecord] = []
+            append = data.append
+            for raw in page.data:
+                key_value: Any
+                try:
+                    record = decode(raw)
+                except msgspec.ValidationError:
+                    found = decode_record(raw).attributes
+                    value = None if found is None else getattr(found, lifted)
+                    key_value = None
+                else:
+                    found = getattr(record, outer)
+                    value = None if found is None else getattr(found, inner)
+                    key_value = getattr(record, key)
+                    if key_value.__class__ is not str:  # the raw path re-encodes such a page: so here
+                        raise msgspec.ValidationError("an id that is not a string")
+                text: msgspec.Raw = _NULL if value is None else value
+                append((b"".join((b"{", head, text, b",", memoryview(raw)[1:])), text, key_value))
+        except (msgspec.DecodeError, RecursionError):
+            reparsed = plain(body)  # takes the parsed path's way with what msgspec refuses
+            reparsed["data"] = [(*record, None) if type(record) is tuple else record
+                                for record in reparsed.get("data") or []]
+            return reparsed
+        links = page.links
+        return {"data": data, "links": None if links is None else {"next": links.next}}
+
+    return PageFormat(parse, tuple)
 
 
 def _reencoded(page: JSONObject, lifted: str | None) -> JSONObject:

@@ -264,6 +264,23 @@ class Batch:
             if size > self.longest:
                 self.longest = size
 
+    def add_shaped(self, records: Iterable[tuple[bytes, object, str | None]]) -> None:
+        """Records the page parser decoded against this batch's shape (`pages.shaped_format`): with their
+        key, they are of the shape, and only need to be on one line; without, they go as `add_raw`."""
+        rows = self.rows
+        for line, _cursor, key in records:
+            if key is None or _NEWLINE in line or _CARRIAGE_RETURN in line:
+                self.add_raw((line,))
+                continue
+            previous = rows.get(key)
+            if previous is not None:
+                self.bytes -= len(previous[0]) + len(previous[1])
+            rows[key] = (line, _MAPPED)
+            size = len(line) + _MAPPED_SIZE
+            self.bytes += size
+            if size > self.longest:
+                self.longest = size
+
     def add_converted(self, rows: Iterable[tuple[str, str | None, str | None]]) -> None:
         """Records of a table in an older layout (`migrate.py`): (JSON, `_extracted_at`, `_sync_id`)."""
         for record, extracted_at, sync_id in rows:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import count
+from types import UnionType
 from typing import Any
 
 import msgspec
@@ -57,6 +58,27 @@ class Shape:
     fields: frozenset[str]  # the top-level fields the schema declares
     # where `decode`'s result holds the primary key's fields (str, int or float; None when absent)
     key_attributes: tuple[str, ...]
+    record_type: type  # what `decode` returns
+
+    def raw_leaf(self, *keys: str) -> tuple[str, ...] | None:
+        """The attributes under which `decode`'s result holds the leaf at `keys` (JSON keys, outermost
+        first) as its JSON text (msgspec.Raw); None when the schema does not declare it so."""
+        names: list[str] = []
+        current: Any = self.record_type
+        leaf: Any = None
+        for key in keys:
+            if current is None:
+                return None
+            info = next((f for f in msgspec.structs.fields(current) if f.encode_name == key), None)
+            if info is None:
+                return None
+            names.append(info.name)
+            kind = info.type
+            members = kind.__args__ if isinstance(kind, UnionType) else (kind,)
+            structs = [m for m in members if isinstance(m, type) and issubclass(m, msgspec.Struct)]
+            current = structs[0] if structs else None
+            leaf = kind
+        return tuple(names) if names and leaf is msgspec.Raw else None
 
 
 def record_shape(schema: JSONObject, primary_key: tuple[str, ...]) -> Shape:
@@ -70,7 +92,7 @@ def record_shape(schema: JSONObject, primary_key: tuple[str, ...]) -> Shape:
         if name != _LINKS and is_declared_object(prop)
     }
     return Shape(msgspec.json.Decoder(record).decode, objects, frozenset(properties),
-                 tuple(attributes[key] for key in primary_key))
+                 tuple(attributes[key] for key in primary_key), record)
 
 
 def is_declared_object(prop: JSONObject) -> bool:

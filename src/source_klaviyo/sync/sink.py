@@ -37,6 +37,8 @@ from pathlib import Path
 
 from source_klaviyo.contracts import JSONObject
 from source_klaviyo.errors import SourceError
+from source_klaviyo.pages import PageFormat, ShapedRecord, shaped_format
+from source_klaviyo.streams import Stream
 from source_klaviyo.sync.duckdb_store import ROW_GROUP_SIZE, Batch, BatchCounts, BatchFile, Target, new_batch
 from source_klaviyo.sync.layout import Column
 from source_klaviyo.sync.writer import Dropped, Writer
@@ -120,6 +122,26 @@ class DuckDBSink:
         self._raise_failure(stream)
         if records and not self.tallies[stream].broken:
             self._buffers[stream].batch.add_raw(records)
+            self._added(stream, len(records))
+
+    def page_format(self, stream: Stream) -> PageFormat | None:
+        """The pages of `stream` decoded against its table's record shape (`pages.shaped_format`), so
+        each record is decoded once for its cursor, its key and its fit (None: the raw path's)."""
+        target = self.targets.get(stream.name)
+        shape = target.layout.shape if target is not None else None
+        if shape is None or stream.lifted is None or len(shape.key_attributes) != 1:
+            return None
+        cursor = shape.raw_leaf("attributes", stream.lifted)
+        if cursor is None or len(cursor) != 2:
+            return None
+        return shaped_format(stream.lifted, shape.decode, shape.key_attributes[0], (cursor[0], cursor[1]))
+
+    def shaped_records(self, stream: str, records: list[ShapedRecord]) -> None:
+        """Records of a `page_format` page: as `raw_records`, each with its key when the page parser
+        found the record of the table's shape."""
+        self._raise_failure(stream)
+        if records and not self.tallies[stream].broken:
+            self._buffers[stream].batch.add_shaped(records)
             self._added(stream, len(records))
 
     def _added(self, stream: str, count: int) -> None:
