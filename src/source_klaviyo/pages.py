@@ -72,11 +72,18 @@ class _Resource(Protocol):
 
 
 @functools.cache
-def _resource_type(lifted: str | None) -> type:
+def _resource_decoder(lifted: str | None) -> Callable[[msgspec.Raw], _Resource]:
     """What the raw path decodes of a record: `id`, and the lifted cursor's JSON text."""
     # gc=False: read once and dropped, never in a cycle (the garbage collector's tracking is not free)
     attributes = msgspec.defstruct("Attributes", [(lifted, msgspec.Raw, _NULL)] if lifted else [], gc=False)
-    return msgspec.defstruct("Resource", [("id", str), ("attributes", attributes | None, None)], gc=False)
+    record = msgspec.defstruct("Resource", [("id", str), ("attributes", attributes | None, None)], gc=False)
+    decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(record)
+    return cast("Callable[[msgspec.Raw], _Resource]", decoder.decode)
+
+
+def _lifted_key(lifted: str) -> bytes:
+    """`"<lifted>":`, spliced with the cursor's text before a record's own keys."""
+    return json_codec.dumps(lifted)[:-1] + b'":'
 
 
 @functools.cache
@@ -88,9 +95,8 @@ def raw_page_parser(lifted: str | None) -> Callable[[bytes], JSONObject]:
     (a record without a string id, a lone surrogate, …) goes through `parse_page` and is re-encoded,
     so odd answers fail or pass exactly as on the parsed path. The bytes are not re-validated as
     UTF-8 (that alone would cost ~1.5 µs per 1 KB event)."""
-    decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_resource_type(lifted))
-    decode_record = cast("Callable[[msgspec.Raw], _Resource]", decoder.decode)
-    head = json_codec.dumps(lifted)[:-1] + b'":' if lifted else b""
+    decode_record = _resource_decoder(lifted)
+    head = _lifted_key(lifted) if lifted else b""
 
     def parse(body: bytes) -> JSONObject:
         try:
@@ -129,9 +135,8 @@ def shaped_format(lifted: str, decode: Callable[[msgspec.Raw], Any], key: str, c
     a string, ...) is re-encoded here too, every key left to the sink."""
     plain = raw_page_parser(lifted)
     outer, inner = cursor
-    decode_record = cast("Callable[[msgspec.Raw], _Resource]",
-                         msgspec.json.Decoder(_resource_type(lifted)).decode)
-    head = json_codec.dumps(lifted)[:-1] + b'":'
+    decode_record = _resource_decoder(lifted)
+    head = _lifted_key(lifted)
 
     def parse(body: bytes) -> JSONObject:
         try:
