@@ -272,6 +272,7 @@ class Batch:
             if key is None or _NEWLINE in line or _CARRIAGE_RETURN in line:
                 self.add_raw((line,))
                 continue
+            # `_put` inlined, as in `add_raw`: calling it costs 0.08-0.15 µs of a record's ~2.5 here
             previous = rows.get(key)
             if previous is not None:
                 self.bytes -= len(previous[0]) + len(previous[1])
