@@ -125,7 +125,7 @@ ShapedRecord = tuple[bytes, bytes | msgspec.Raw, str | None]
 
 
 @functools.cache
-def shaped_format(lifted: str, decode: Callable[[msgspec.Raw], Any], key: str, cursor: tuple[str, str],
+def shaped_format(lifted: str, decode: Callable[[msgspec.Raw], Any], key: str, cursor: tuple[str, ...],
                   ) -> PageFormat:
     """The raw format for a sink that decodes each record against its shape anyway (the DuckDB sync:
     `Batch`): the page parser decodes the record once with the sink's `decode`, for the cursor at the

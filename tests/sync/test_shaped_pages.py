@@ -59,7 +59,7 @@ def shaped() -> PageFormat:
     cursor = SHAPE.raw_leaf("attributes", "datetime")
     assert cursor is not None
     assert len(cursor) == 2
-    return shaped_format("datetime", SHAPE.decode, SHAPE.key_attributes[0], (cursor[0], cursor[1]))
+    return shaped_format("datetime", SHAPE.decode, SHAPE.key_attributes[0], cursor)
 
 
 def batch() -> Batch:

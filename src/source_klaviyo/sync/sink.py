@@ -132,9 +132,9 @@ class DuckDBSink:
         if shape is None or stream.lifted is None or len(shape.key_attributes) != 1:
             return None
         cursor = shape.raw_leaf("attributes", stream.lifted)
-        if cursor is None or len(cursor) != 2:
+        if cursor is None:
             return None
-        return shaped_format(stream.lifted, shape.decode, shape.key_attributes[0], (cursor[0], cursor[1]))
+        return shaped_format(stream.lifted, shape.decode, shape.key_attributes[0], cursor)
 
     def shaped_records(self, stream: str, records: list[ShapedRecord]) -> None:
         """Records of a `page_format` page: as `raw_records`, each with its key when the page parser
