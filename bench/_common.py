@@ -169,6 +169,10 @@ class Emulator:
     def reset_stats(self) -> None:
         self._call("/_emulator/stats/reset", {})
 
+    def reset(self) -> None:
+        """As just started, its data as it is (`POST /_emulator/reset`): limits, draws, pages, stats."""
+        self._call("/_emulator/reset", {})
+
     def truth_count(self, resource: str, cursor: str, before: float) -> int:
         """Records of `resource` whose cursor is before the epoch second `before` (what a read
         started at `before + 5 s` emits: the engine never reads past now - 5 s). Counted in a child

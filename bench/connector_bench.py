@@ -378,43 +378,67 @@ BACKFILL: dict[str, tuple[str, dict[str, Any], str]] = {
 def scenario_backfill(inputs: Inputs, stream: str, latency: str, log: Callable[[str], None],
                       sync: bool, repeat: int) -> list[Row]:
     """Whole backfills of `stream` at the real limit and a latency model, `repeat` times (the read and,
-    for events with `sync`, the DuckDB sync in turn): the median run; see the module docstring."""
+    for events with `sync`, the DuckDB sync in turn, the order swapped every other pair): the median
+    run, and for the sync the median of each pair's ratio; see the module docstring."""
     scale, extra, route = BACKFILL[stream]
     tier, page, ceiling = ceiling_of(stream, extra, 1.0)
     reads: list[Row] = []
     syncs: list[Row] = []
-    for run in range(1, repeat + 1):
-        row = Row(f"backfill: read {stream} @{latency}", scale)
-        with Emulator(scale, rate_limits=True, prerender_events=True, **LATENCIES[latency]) as emu:
-            config = inputs.config(f"backfill-{stream}-{latency}", emu.url, **extra)
+    with_sync = sync and stream == "events"
+    with Emulator(scale, rate_limits=True, prerender_events=True, **LATENCIES[latency]) as emu:
+        config = inputs.config(f"backfill-{stream}-{latency}", emu.url, **extra)
+
+        def read_once(run: int) -> Row:
+            row = Row(f"backfill: read {stream} @{latency}", scale)
+            emu.reset()  # as a fresh emulator: empty rate-limit windows, the first draws, cold pages
             cpu0 = emu.cpu()
             proc = run_counted(read_cmd(config, inputs.catalog([stream])), grid=0.5)
             row.emulator_cpu_s = emu.cpu() - cpu0
             row.requests, row.throttled = emulator_requests(emu.stats(), route)
-        _take_counted(row, proc)
-        _against_ceiling(row, ceiling)
-        row.notes.append(f"tier {tier}, page {page}; ideal {row.records / ceiling:.1f} s; records by "
-                         f"25/50/75/100 % of the wall: {_at_fractions(proc.timeline, row.records)}")
-        log(f"  backfill {stream} @{latency} run {run}: {row.records} in {row.wall_s:.2f} s = "
-            f"{row.achieved_per_s or 0:,.0f}/s, {row.achieved_pct or 0:.1f} % of {ceiling:,.0f}/s, "
-            f"{row.requests} requests, 429s {row.throttled}, {row.cpu_us_per_record or 0:.1f} µs/record, "
-            f"RSS {row.peak_rss_mb:.0f} MB")
-        reads.append(row)
-        if sync and stream == "events":
-            with Emulator(scale, rate_limits=True, prerender_events=True, **LATENCIES[latency]) as emu:
-                config = inputs.config(f"backfill-sync-{latency}", emu.url, **extra)
-                name = f"backfill: sync {stream} @{latency}"
-                synced = _sync_row(inputs, emu, config, [stream], name, scale, 1, log)
+            _take_counted(row, proc)
+            _against_ceiling(row, ceiling)
+            row.notes.append(f"tier {tier}, page {page}; ideal {row.records / ceiling:.1f} s; records by "
+                             f"25/50/75/100 % of the wall: {_at_fractions(proc.timeline, row.records)}")
+            log(f"  backfill {stream} @{latency} run {run}: {row.records} in {row.wall_s:.2f} s = "
+                f"{row.achieved_per_s or 0:,.0f}/s, {row.achieved_pct or 0:.1f} % of {ceiling:,.0f}/s, "
+                f"{row.requests} requests, 429s {row.throttled}, {row.cpu_us_per_record or 0:.1f} µs/record, "
+                f"RSS {row.peak_rss_mb:.0f} MB")
+            return row
+
+        def sync_once() -> Row:
+            emu.reset()
+            synced = _sync_row(inputs, emu, config, [stream], f"backfill: sync {stream} @{latency}", scale, 1,
+                               log)
+            synced.throttled = emulator_requests(emu.stats(), route)[1]
             _against_ceiling(synced, ceiling)
-            synced.notes.append(f"wall {synced.wall_s:.2f} s against its paired read's {row.wall_s:.2f} s: "
-                                f"{100 * (synced.wall_s / row.wall_s - 1):+.1f} %")
-            syncs.append(synced)
+            return synced
+
+        for run in range(1, repeat + 1):
+            if with_sync and run % 2 == 0:  # every other pair syncs first: a drifting machine weighs on both
+                synced, read = sync_once(), read_once(run)
+            else:
+                read = read_once(run)
+                synced = sync_once() if with_sync else None
+            reads.append(read)
+            if synced is not None:
+                synced.notes.append(
+                    f"wall {synced.wall_s:.2f} s against its paired read's {read.wall_s:.2f} s: "
+                    f"{100 * (synced.wall_s / read.wall_s - 1):+.1f} %, 429s {synced.throttled}"
+                )
+                syncs.append(synced)
     read = _median_run(reads)
     if not syncs:
         return [read]
     synced = _median_run(syncs)
-    synced.notes.append(f"median wall {synced.wall_s:.2f} s against the reads' median {read.wall_s:.2f} s: "
-                        f"{100 * (synced.wall_s / read.wall_s - 1):+.1f} %")
+    ratios = sorted(s.wall_s / r.wall_s for s, r in zip(syncs, reads, strict=True))
+    synced.notes.append(
+        f"median wall {synced.wall_s:.2f} s against the reads' median {read.wall_s:.2f} s: "
+        f"{100 * (synced.wall_s / read.wall_s - 1):+.1f} %; the pairs' ratios "
+        f"({', '.join(f'{100 * (r - 1):+.1f} %' for r in ratios)}): median "
+        f"{100 * (statistics.median(ratios) - 1):+.1f} %"
+    )
+    log(f"  backfill sync @{latency}: pairs' median {100 * (statistics.median(ratios) - 1):+.1f} %, "
+        f"medians' ratio {100 * (synced.wall_s / read.wall_s - 1):+.1f} %")
     return [read, synced]
 
 

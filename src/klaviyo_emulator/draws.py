@@ -42,3 +42,7 @@ class RequestDraws:
         occurrence = self._seen.get(digest, 0) + 1
         self._seen[digest] = occurrence
         return unit_from(digest, occurrence)
+
+    def forget(self) -> None:
+        """Every request counts as never seen: each meets again the fates it met the first time."""
+        self._seen.clear()

@@ -27,6 +27,9 @@ class FaultPlan:
     def __post_init__(self) -> None:
         self._draws = RequestDraws(self.seed, FAULTS)
 
+    def forget(self) -> None:
+        self._draws.forget()
+
     @classmethod
     def parse(cls, spec: str, seed: int) -> FaultPlan:
         plan = cls(seed=seed)

@@ -19,6 +19,10 @@ class RateLimiter:
         self.clock = clock
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}  # (bucket, window) -> (window start, count)
 
+    def reset(self) -> None:
+        """Every window of every bucket empty, as at start-up."""
+        self._counts.clear()
+
     def limits(self, tier: Tier) -> dict[str, int]:
         out = {
             "burst": max(1, round(tier.burst * self.scale)),

@@ -218,3 +218,8 @@ class PageCache:
         self.entries.clear()
         self.gzipped.clear()
         self.size = 0
+
+    def reset(self) -> None:
+        """Empty, with its counters at zero, as at start-up."""
+        self.clear()
+        self.hits = self.misses = self.gzip_hits = self.gzip_misses = 0
