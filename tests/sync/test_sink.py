@@ -75,14 +75,19 @@ def test_state_is_committed_only_together_with_the_records_it_covers(tmp_path: P
     assert ids(db, "profiles") == ["p1", "p2", "p3"]
 
 
-def _fail_the_next_write(store: Store) -> None:
+def _fail_the_write_of(store: Store, failing_state: Any) -> None:
+    """The write that carries `failing_state` fails after its upsert, inside its transaction (the
+    writes before it may still be on their way to the writer: they go through)."""
     real_write = store.load_batch
 
     def failing_write(target: Any, batch: Any, state: Any) -> Any:
+        if state != failing_state:
+            return real_write(target, batch, state)
+
         def explode(*_: Any, **__: Any) -> None:
             raise duckdb.IOException("disk full")
 
-        store._save_state = explode  # type: ignore[method-assign]  # fails after the upsert, inside the tx
+        store._save_state = explode  # type: ignore[method-assign]
         return real_write(target, batch, state)
 
     store.load_batch = failing_write  # type: ignore[method-assign]
@@ -91,7 +96,7 @@ def _fail_the_next_write(store: Store) -> None:
 def test_a_failed_batch_leaves_the_previous_state_and_rows(tmp_path: Path) -> None:
     db = tmp_path / "k.duckdb"
     store, sink = sink_past_p1(db)
-    _fail_the_next_write(store)
+    _fail_the_write_of(store, {"updated": "2024-02-01T00:00:00+00:00"})
     sink.records("profiles", [profile(2)])
     sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)  # written behind the read
     sink.stream_status("profiles", "COMPLETE")  # waits for that write: it failed
@@ -298,24 +303,39 @@ def test_raw_records_land_byte_for_byte_last_version_winning(tmp_path: Path) -> 
     assert raw == new.decode()
 
 
-def test_a_batch_file_that_cannot_be_written_ends_its_stream_with_the_reason(
+def test_a_batch_file_that_cannot_be_written_ends_its_stream_and_nothing_behind_it_is_committed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Files are written off the event loop: the next batch (with a later state) may be handed over
+    before the first one's file fails. It must be dropped unwritten, not committed without p2."""
     db = tmp_path / "k.duckdb"
     store, sink = sink_past_p1(db)
+    real_save = Batch.save
+    saved: list[str] = []
+    handed_both = threading.Event()
 
-    def disk_full(*_: Any) -> Any:
-        raise OSError(28, "No space left on device")
+    def disk_full_once(batch: Batch, path: str) -> Any:
+        saved.append(path)
+        if len(saved) == 1:
+            handed_both.wait(10)
+            raise OSError(28, "No space left on device")
+        return real_save(batch, path)
 
-    monkeypatch.setattr(Batch, "save", disk_full)
+    monkeypatch.setattr(Batch, "save", disk_full_once)
     sink.records("profiles", [profile(2)])
+    sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)  # its file fails
+    sink.records("profiles", [profile(3)])
+    sink.state("profiles", {"updated": "2024-03-01T00:00:00+00:00"}, 1)  # handed over behind it
+    handed_both.set()
+    sink.stream_status("profiles", "COMPLETE")  # waits for every write handed over
     message = "writing to DuckDB failed: the batch file: [Errno 28] No space left on device"
-    with pytest.raises(SourceError) as raised:
-        sink.state("profiles", {"updated": "2024-02-01T00:00:00+00:00"}, 1)
+    with pytest.raises(SourceError) as raised:  # at the stream's next call, as a failed load is
+        sink.records("profiles", [profile(4)])
     assert raised.value.message == message
     sink.error("profiles", raised.value)  # as the engine reports it
     sink.finish()
     store.close()
+    assert len(saved) == 1, "the batch behind the failed one is dropped, its file never written"
     assert sink.tallies["profiles"].status == "INCOMPLETE"
     assert sink.tallies["profiles"].errors == [message]
     assert saved_state(db, "profiles") == {"updated": "2024-01-01T00:00:00+00:00"}

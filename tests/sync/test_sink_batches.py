@@ -81,13 +81,13 @@ def test_each_row_group_is_a_batch_with_the_latest_state_its_rows_cover(
         n += size
         read_by_page.append(n)
         sink.state("events", {"page": page}, size)
-    cut_loads = len(writer.loads)
-    sink.stream_status("events", "COMPLETE")
+    sink.stream_status("events", "COMPLETE")  # waits for every batch handed over
 
     written = [row for rows, _ in writer.loads for row in rows]
     assert written == [(f"e{i}", 0) for i in range(n)]  # each record once, in the order read
+    cut_loads = n // row_group  # a batch per row group, then one at the end for the rest and the state
+    assert len(writer.loads) == cut_loads + (1 if pages else 0)
     assert all(len(rows) == row_group for rows, _ in writer.loads[:cut_loads])
-    assert cut_loads == n // row_group
     committed = -1
     for k, (_, state) in enumerate(writer.loads[:cut_loads], start=1):
         # The k-th batch is cut while the page that reaches its last row is taken in, before that

@@ -15,31 +15,30 @@ next checkpoint. Replayed, the writer's CPU per record is ~20 % less (docs/perfo
 "Inflating, compressing and batches of a row group").
 
 Writes run on a writer (`writer.py`: a process of its own in a sync), one at a time and in order,
-while the engine goes on reading into the next batch. Each batch is written to a file here and the
-writer loads it. Up to `WRITES_AHEAD` batches may wait for the writer (the read only blocks beyond
-that): with one, the event loop waited for every write to end before handing over the next batch, a
-quarter of a million-event sync's wall time. A write's outcome (its counts, the checkpoint callback,
-or its failure) is taken in as soon as it is done, at the stream's next call; a failed write is
-raised there, once, so the engine ends that stream, and the stream's writes queued behind it are
-dropped unwritten (a later state must never be committed without the records of the failed batch).
+while the engine goes on reading into the next batch. Each batch is written to a file off the event
+loop (`batch_files.py`) and the writer loads it. Up to `WRITES_AHEAD` batches may wait for the
+writer (the read only blocks beyond that): with one, the event loop waited for every write to end
+before handing over the next batch, a quarter of a million-event sync's wall time. A write's outcome
+(its counts, the checkpoint callback, or its failure) is taken in as soon as it is done, at the
+stream's next call; a failed write is raised there, once, so the engine ends that stream, and the
+stream's writes queued behind it are dropped unwritten (a later state must never be committed
+without the records of the failed batch).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from source_klaviyo.contracts import JSONObject
 from source_klaviyo.errors import SourceError
 from source_klaviyo.pages import PageFormat, ShapedRecord, shaped_format
 from source_klaviyo.streams import Stream
-from source_klaviyo.sync.duckdb_store import ROW_GROUP_SIZE, Batch, BatchCounts, BatchFile, Target, new_batch
+from source_klaviyo.sync.batch_files import BatchFileError, BatchFiles
+from source_klaviyo.sync.duckdb_store import ROW_GROUP_SIZE, Batch, BatchCounts, Target, new_batch
 from source_klaviyo.sync.layout import Column
 from source_klaviyo.sync.writer import Dropped, Writer
 
@@ -106,8 +105,7 @@ class DuckDBSink:
         }
         self._writes: deque[tuple[str, Future[BatchCounts], bool]] = deque()  # stream, write, with state
         self._failed: dict[str, SourceError] = {}  # raised at the stream's next call
-        self._batch_dir = Path(tempfile.mkdtemp(prefix="source-klaviyo-batches-"))
-        self._batch_files = 0
+        self._files = BatchFiles(writer)
 
     # -- the engine's Sink protocol -----------------------------------------------------------
 
@@ -228,8 +226,8 @@ class DuckDBSink:
     def close(self) -> None:
         """Wait for the writes handed over (their outcomes are kept) and close the writer."""
         self._settle(wait=True)
+        self._files.close()
         self.writer.close()
-        shutil.rmtree(self._batch_dir, ignore_errors=True)
 
     def _flush(self, stream: str, rows: int | None = None) -> None:
         """Hand the stream's batch, or its first `rows` rows, to the writer behind the writes queued,
@@ -245,25 +243,14 @@ class DuckDBSink:
             return
         target = self.targets[stream]
         batch = buffer.batch if rows is None else buffer.batch.take(rows)
-        try:
-            written = self._save(batch, target)
-        except OSError as exc:  # e.g. the temporary directory is full: the stream ends here
-            self._fail(stream, SourceError(f"writing to DuckDB failed: the batch file: {exc}"))
-            raise self._failed.pop(stream) from None
+        # Fields first seen in this batch become the target's columns, so that the next batch knows them.
+        target.extra_columns += [Column(name, "JSON") for name in batch.new_columns]
         if rows is None:
             buffer.batch = new_batch(target)
         buffer.last_flush = time.monotonic()
         state = buffer.state if buffer.state_pending else None
         buffer.state_pending = False
-        self._writes.append((stream, self.writer.load(stream, written, state), state is not None))
-
-    def _save(self, batch: Batch, target: Target) -> BatchFile:
-        """The batch as a file for the writer (which deletes it once loaded). Fields first seen in it
-        become the target's columns here too, so that the next batch knows them."""
-        self._batch_files += 1
-        written = batch.save(str(self._batch_dir / f"{self._batch_files}.rows"))
-        target.extra_columns += [Column(name, "JSON") for name in written.new_columns]
-        return written
+        self._writes.append((stream, self._files.hand_over(stream, batch, state), state is not None))
 
     def _settle(self, *, wait: bool = False) -> None:
         """Take in the outcomes of the writes done, in order; with `wait`, of every write handed over."""
@@ -277,6 +264,9 @@ class DuckDBSink:
             counts = write.result()
         except Dropped:
             return  # its stream is broken already, by the write that failed
+        except BatchFileError as exc:
+            self._fail(stream, exc)
+            return
         except Exception as exc:
             if tally.broken:  # a consequence of the first failure (the writer process died with it)
                 return
