@@ -34,12 +34,13 @@ server's windows start, so each `TierLimiter` (one per endpoint bucket and tier)
    lowered within one window (a stale response must not raise it). Where Remaining falls faster
    than our own requests explain, the difference is another integration's use: we estimate its
    rate (the last window's estimate weighing as 10 s of the current one) and leave it its share of
-   what is left. When the budget left for us is lower than our own pace would use, requests are
-   spread evenly over the time left; at zero we wait for the window to reset (+ a guard, since
-   Reset is whole seconds). A 429's `Retry-After` blocks the whole bucket. Absent headers leave
-   the local model in charge; the IETF draft forms (`RateLimit-Limit: 150, 150;w=60` and the
-   combined `RateLimit: limit=…, remaining=…, reset=…`)
-   are read too.
+   what is left. When the budget left for us is lower than our own pace would use, by more than our
+   opening credit and the requests in flight can have taken from it, requests are spread evenly over
+   the time left; at zero we wait for the window to reset (+ a guard, since Reset is whole seconds).
+   A smaller shortfall is a window that turned over while we spent the credit: spreading it would
+   slow us for nobody's sake, so only zero stops us. A 429's `Retry-After` blocks the whole bucket.
+   Absent headers leave the local model in charge; the IETF draft forms (`RateLimit-Limit: 150,
+   150;w=60` and the combined `RateLimit: limit=…, remaining=…, reset=…`) are read too.
 
 `acquire()` is FIFO (an `asyncio.Lock`): only the head waiter sleeps, and it re-evaluates every
 constraint after waking, so a Retry-After or a lower Remaining learned meanwhile is respected.
@@ -315,8 +316,13 @@ class TierLimiter:
         ours = self._server_left - self._foreign_rate * time_left
         if ours < 1:
             return self._server_end + _GUARD - now
-        if ours / time_left >= self._rate:
-            return 0.0  # the server's budget is not tighter than our own pace
+        shortfall = self._rate * time_left - ours  # what the window lacks to hold our pace to its end
+        if shortfall <= self.burst + self.inflight:
+            # No more than our own opening credit (and what is in flight) can have taken from it ahead
+            # of the pace: nobody else needs sharing with, and our logs keep us within the window.
+            # Spread, a window that turned over while the credit was being spent held a fifth of the
+            # 1.5-s backfills at ~51 requests/s from their 7th second to their end, below the pace.
+            return 0.0
         # Spread what is left evenly over the rest of the server's window.
         spacing = time_left / (ours + 1)
         last = self._steady_log.starts[-1] if self._steady_log.starts else -math.inf

@@ -160,10 +160,13 @@ def run_ceiling(
     foreign_share: float = 0.0,
     seed: int = 1,
     late_ms: float = 0.0,
+    phase: float | None = None,  # when the server's 60 s windows turn over (s after the run starts)
 ) -> tuple[int, FixedWindowServer]:
     rng = random.Random(seed)
     t = TIERS[tier]
-    server = FixedWindowServer(t.burst_per_second, t.steady_per_minute, phase=rng.uniform(0, 60))
+    drawn = rng.uniform(0, 60)  # drawn either way: the latencies that follow stay the same
+    server = FixedWindowServer(t.burst_per_second, t.steady_per_minute,
+                               phase=drawn if phase is None else phase)
     until = minutes * 60
 
     async def scenario(clock: FakeClock) -> int:
@@ -220,6 +223,20 @@ def test_the_opening_credit_at_a_high_latency_provokes_no_429(latency: float) ->
         ok, server = run_ceiling("XL", 3, workers=200, latency=latency, seed=seed)
         assert server.throttled_at == []
         assert ok >= 0.95 * TIERS["XL"].steady_per_minute * 3
+
+
+@pytest.mark.parametrize("turns_at", [3.0, 6.0, 9.0])
+def test_a_server_window_that_turns_over_while_the_opening_credit_is_spent_does_not_slow_the_read(
+    turns_at: float,
+) -> None:
+    # 20 s of a backfill at 1.5 s round trips, the server's minute turning over at `turns_at` against
+    # one that turns over after: alone on the quota, the new window's budget must not be spread over
+    # its 60 s (it was: ~51 requests/s instead of the credit's ~85, then the pace's 57).
+    seconds = 20.0
+    turning, server = run_ceiling("XL", seconds / 60, workers=128, latency=1.5, phase=turns_at)
+    later, _ = run_ceiling("XL", seconds / 60, workers=128, latency=1.5, phase=50.0)
+    assert server.throttled_at == []
+    assert turning >= 0.97 * later
 
 
 @pytest.mark.parametrize(("tier", "late_ms"), [("XL", 4), ("XL", 12), ("L", 12), ("M", 12)])
