@@ -405,20 +405,21 @@ def scenario_backfill(inputs: Inputs, stream: str, latency: str, log: Callable[[
                 f"RSS {row.peak_rss_mb:.0f} MB")
             return row
 
-        def sync_once() -> Row:
+        def sync_once(run: int) -> Row:
             emu.reset()
-            synced = _sync_row(inputs, emu, config, [stream], f"backfill: sync {stream} @{latency}", scale, 1,
-                               log)
+            name = f"backfill: sync {stream} @{latency}"
+            synced = _sync_row(inputs, emu, config, [stream], f"{name}, pair {run},", scale, 1, log)
+            synced.scenario = name
             synced.throttled = emulator_requests(emu.stats(), route)[1]
             _against_ceiling(synced, ceiling)
             return synced
 
         for run in range(1, repeat + 1):
             if with_sync and run % 2 == 0:  # every other pair syncs first: a drifting machine weighs on both
-                synced, read = sync_once(), read_once(run)
+                synced, read = sync_once(run), read_once(run)
             else:
                 read = read_once(run)
-                synced = sync_once() if with_sync else None
+                synced = sync_once(run) if with_sync else None
             reads.append(read)
             if synced is not None:
                 synced.notes.append(
