@@ -318,10 +318,10 @@ class TierLimiter:
             return self._server_end + _GUARD - now
         shortfall = self._rate * time_left - ours  # what the window lacks to hold our pace to its end
         if shortfall <= self.burst + self.inflight:
-            # No more than our own opening credit (and what is in flight) can have taken from it ahead
-            # of the pace: nobody else needs sharing with, and our logs keep us within the window.
-            # Spread, a window that turned over while the credit was being spent held a fifth of the
-            # 1.5-s backfills at ~51 requests/s from their 7th second to their end, below the pace.
+            # Our own opening credit and the requests in flight can have taken that much from it ahead
+            # of the pace: there is nobody to share it with, and our logs keep us within it. Spread,
+            # a window that turned over while the credit was being spent held a fifth of the 1.5-s
+            # backfills at ~51 requests/s from their 7th second to their end, below the pace.
             return 0.0
         # Spread what is left evenly over the rest of the server's window.
         spacing = time_left / (ours + 1)
