@@ -360,7 +360,7 @@ def build_app(world: World, options: EmulatorOptions) -> web.Application:
 
     async def reset(request: web.Request) -> web.Response:
         """The emulator as just started, with its data as it is now: a benchmark runs many times on one
-        emulator (a large one takes a minute to start) and each run meets what a fresh one would meet."""
+        emulator (a large one takes ~30 s to start) and each run meets what a fresh one would meet."""
         limiter.reset()
         latency_plan.forget()
         faults.forget()
