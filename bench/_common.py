@@ -191,6 +191,23 @@ class Emulator:
                               str(before)], capture_output=True, text=True, check=True)
         return int(out.stdout)
 
+    def group_sizes(self, resource: str, key: str) -> dict[str, int]:
+        """Rows of the ground truth `resource` per value of `key` (a fan-out's children per parent),
+        counted in a child process, as `truth_count` is and for the same reason."""
+        code = (
+            "import collections, json, sys, urllib.request\n"
+            "rows = json.loads(urllib.request.urlopen(sys.argv[1], timeout=600).read())['data']\n"
+            "print(json.dumps(collections.Counter(r[sys.argv[2]] for r in rows)))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code, f"{self.url}/_emulator/truth/{resource}", key],
+                             capture_output=True, text=True, check=True)
+        sizes: dict[str, int] = json.loads(out.stdout)
+        return sizes
+
+    def truth_ids(self, resource: str) -> list[str]:
+        """The ids of a small ground-truth table (a fan-out's parents)."""
+        return [row["id"] for row in self._call(f"/_emulator/truth/{resource}")["data"]]
+
     def add(self, resource: str, count: int) -> None:
         self._call("/_emulator/mutate", {"resource": resource, "add": count})
 

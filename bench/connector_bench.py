@@ -26,9 +26,12 @@ process, whose CPU is read from /proc and reported separately):
   without predictive analytics (medium: 50,000, L) and list_memberships (medium, L, one chain per
   list). Achieved = records over the **whole wall time** of the process (spawn to exit: start-up,
   the first answers and the last pages included), against the tier's steady ceiling (steady/min /
-  60 x page size). Each run has an emulator of its own (fresh rate-limit windows, cold pages). With
-  `--backfill-sync`, events are also synced into DuckDB from another fresh emulator, and the sync's
-  wall is compared with the read's.
+  60 x page size). A fan-out's chains each end on a page that is seldom full, so its run is also
+  put against its **page-bound** ceiling: the fewest requests its parents' pages allow, at the
+  tier's steady rate. One emulator per latency serves every run, reset before each
+  (`POST /_emulator/reset`: empty rate-limit windows, the first draws, cold pages). With
+  `--backfill-sync`, events are also synced into DuckDB, read and sync in pairs, the order swapped
+  every other pair, and the sync's wall is compared with its pair's read.
 
 Every emulator of the cpu, memory and backfill scenarios pre-renders its events
 (`--prerender-events`, docs/emulator.md): an events page then costs it ~6 ms of CPU instead of ~12,
@@ -373,6 +376,10 @@ BACKFILL: dict[str, tuple[str, dict[str, Any], str]] = {
     "profiles": ("medium", {"disable_fetching_predictive_analytics": True}, "/api/profiles"),
     "list_memberships": ("medium", {}, "/api/lists"),
 }
+# A fan-out reads each parent's children as a page chain of their own, and each chain ends on a page
+# that is seldom full: the fewest requests it can make are each parent's pages. stream -> (the
+# emulator's truth of the children, their parent's key, the truth of the parents, the children's route)
+FAN_OUT = {"list_memberships": ("list-memberships", "list_id", "lists", "/api/lists/{id}/profiles")}
 
 
 def scenario_backfill(inputs: Inputs, stream: str, latency: str, log: Callable[[str], None],
@@ -387,6 +394,7 @@ def scenario_backfill(inputs: Inputs, stream: str, latency: str, log: Callable[[
     with_sync = sync and stream == "events"
     with Emulator(scale, rate_limits=True, prerender_events=True, **LATENCIES[latency]) as emu:
         config = inputs.config(f"backfill-{stream}-{latency}", emu.url, **extra)
+        fewest = fewest_requests(emu, stream, page)
 
         def read_once(run: int) -> Row:
             row = Row(f"backfill: read {stream} @{latency}", scale)
@@ -399,6 +407,9 @@ def scenario_backfill(inputs: Inputs, stream: str, latency: str, log: Callable[[
             _against_ceiling(row, ceiling)
             row.notes.append(f"tier {tier}, page {page}; ideal {row.records / ceiling:.1f} s; records by "
                              f"25/50/75/100 % of the wall: {_at_fractions(proc.timeline, row.records)}")
+            if fewest is not None:
+                made = emulator_requests(emu.stats(), FAN_OUT[stream][3])[0]
+                row.notes.append(_page_bound(row, fewest, made, tier))
             log(f"  backfill {stream} @{latency} run {run}: {row.records} in {row.wall_s:.2f} s = "
                 f"{row.achieved_per_s or 0:,.0f}/s, {row.achieved_pct or 0:.1f} % of {ceiling:,.0f}/s, "
                 f"{row.requests} requests, 429s {row.throttled}, {row.cpu_us_per_record or 0:.1f} µs/record, "
@@ -451,6 +462,27 @@ def _median_run(rows: list[Row]) -> Row:
         runs = ", ".join(f"{row.wall_s:.2f} s ({row.achieved_pct or 0:.1f} %)" for row in rows)
         median.notes.append(f"median of {len(rows)} runs by wall; runs: {runs}")
     return median
+
+
+def fewest_requests(emu: Emulator, stream: str, page: int) -> int | None:
+    """For a fan-out, the fewest requests that read it: each parent's children in full pages, and one
+    (empty or partial) page per parent; None for a stream of one endpoint."""
+    if stream not in FAN_OUT:
+        return None
+    children, key, parents, _route = FAN_OUT[stream]
+    sizes = emu.group_sizes(children, key)
+    return sum(max(1, -(-sizes.get(parent, 0) // page)) for parent in emu.truth_ids(parents))
+
+
+def _page_bound(row: Row, fewest: int, made: int, tier: str) -> str:
+    """The run against the fewest requests its pages allow at the tier's steady rate (`made`: the
+    children's requests it made; the parents' pages go to a bucket of their own)."""
+    from source_klaviyo.streams import TIERS
+
+    ideal = fewest / (TIERS[tier].steady_per_minute / 60)
+    return (f"page-bound: {fewest} requests at least (each parent's pages), {made} made; at the "
+            f"steady {TIERS[tier].steady_per_minute}/min that is {ideal:.1f} s: "
+            f"{100 * ideal / row.wall_s:.1f} % of it in {row.wall_s:.2f} s")
 
 
 def _against_ceiling(row: Row, ceiling: float) -> None:
