@@ -246,6 +246,9 @@ def serve(fd: int) -> None:
         writes.store.close()
     with contextlib.suppress(OSError):
         conn.send((0, True, own_peak_rss_mb()))
+    # The file is closed and the goodbye sent: nothing is left to do, and the parent waits for this
+    # exit. The interpreter's teardown (DuckDB's module among others) took ~30 ms of that wait.
+    os._exit(0)
 
 
 def _with_our_path(environ: Mapping[str, str]) -> dict[str, str]:
