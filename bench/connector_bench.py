@@ -32,8 +32,13 @@ process, whose CPU is read from /proc and reported separately):
   (`POST /_emulator/reset`: empty rate-limit windows, the first draws, cold pages). With
   `--backfill-sync`, events are also synced into DuckDB, read and sync in pairs, the order swapped
   every other pair, and the sync's wall is compared with its pair's read.
+- **incremental**: `read` of events from a state `--incremental-days` back (default 1, 7 and 30
+  days of the `large` emulator: ~1,000, ~9,500 and ~41,000 events), at Klaviyo's real XL limit, per
+  latency model of `--latencies`, `--repeat` times each on one emulator reset before each run. Such a
+  read is a few to tens of pages: the round trips, not the rate limit, bound it (a probe page, then
+  the rest of the range cut into chains at once), so the figure is the wall, start-up included.
 
-Every emulator of the cpu, memory and backfill scenarios pre-renders its events
+Every emulator of the cpu, memory, backfill and incremental scenarios pre-renders its events
 (`--prerender-events`, docs/emulator.md): an events page then costs it ~6 ms of CPU instead of ~12,
 which it would otherwise take from the connector on this 2-core machine.
 - **startup**: `source-klaviyo spec`, wall time of the whole process, median of 7.
@@ -41,6 +46,7 @@ which it would otherwise take from the connector on this 2-core machine.
     ./dev run python bench/connector_bench.py                        # everything (~40 min)
     ./dev run python bench/connector_bench.py --scenarios backfill --backfill-sync   # issue 15's table
     ./dev run python bench/connector_bench.py --scenarios cpu --repeat 3
+    ./dev run python bench/connector_bench.py --scenarios incremental --latencies 1500ms,real --repeat 7
     ./dev run python bench/connector_bench.py --quick                # harness smoke test, < 1 min
 
 Prints a table and writes `bench/results/connector.json`. Linux only (/proc, wait4).
@@ -204,6 +210,13 @@ class Inputs:
     def config(self, name: str, url: str, **extra: object) -> str:
         path = self.dir / f"config-{name}.json"
         path.write_text(json.dumps({"api_key": "pk_emulator", "base_url": url, **extra}))
+        return str(path)
+
+    def state(self, stream: str, stream_state: dict[str, Any]) -> str:
+        """A `--state` file holding one stream's state (the protocol's per-stream form)."""
+        path = self.dir / f"state-{stream}.json"
+        path.write_text(json.dumps([{"type": "STREAM", "stream": {
+            "stream_descriptor": {"name": stream}, "stream_state": stream_state}}]))
         return str(path)
 
     def catalog(self, streams: list[str]) -> str:
@@ -464,6 +477,37 @@ def _median_run(rows: list[Row]) -> Row:
     return median
 
 
+def scenario_incremental(inputs: Inputs, latency: str, days: list[float], log: Callable[[str], None],
+                         repeat: int) -> list[Row]:
+    """Incremental reads of events from a state `days` back, at the real XL limit and a latency
+    model, `repeat` times each on one emulator reset before each run: the median run per span."""
+    from datetime import UTC, datetime, timedelta
+
+    tier, page, ceiling = ceiling_of("events", {}, 1.0)
+    rows: list[Row] = []
+    with Emulator("large", rate_limits=True, prerender_events=True, **LATENCIES[latency]) as emu:
+        config, catalog = inputs.config(f"incremental-{latency}", emu.url), inputs.catalog(["events"])
+        for span in days:
+            runs: list[Row] = []
+            for run in range(1, repeat + 1):
+                emu.reset()
+                since = datetime.now(UTC) - timedelta(days=span)
+                state = inputs.state("events", {"datetime": since.isoformat(timespec="seconds")})
+                row = Row(f"incremental: read events, {span:g} days @{latency}", "large")
+                proc = run_counted([*read_cmd(config, catalog), "--state", state], grid=0.25)
+                row.requests, row.throttled = emulator_requests(emu.stats(), "/api/events")
+                _take_counted(row, proc)
+                _against_ceiling(row, ceiling)
+                log(f"  incremental events, {span:g} days @{latency} run {run}: {row.records} in "
+                    f"{row.wall_s:.2f} s, {row.requests} requests, 429s {row.throttled}")
+                runs.append(row)
+            median = _median_run(runs)
+            median.notes.append(f"tier {tier}, page {page}; {median.records / page:.0f} pages' worth of "
+                                f"records; the wall holds start-up, the probe's round trip and the rest's")
+            rows.append(median)
+    return rows
+
+
 def fewest_requests(emu: Emulator, stream: str, page: int) -> int | None:
     """For a fan-out, the fewest requests that read it: each parent's children in full pages, and one
     (empty or partial) page per parent; None for a stream of one endpoint."""
@@ -550,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latencies", default=",".join(LATENCIES), help="latency models of backfill")
     parser.add_argument("--backfill-streams", default=",".join(BACKFILL))
     parser.add_argument("--backfill-sync", action="store_true", help="also sync events into DuckDB")
+    parser.add_argument("--incremental-days", default="1,7,30",
+                        help="how far back each incremental read's state is, in days")
     parser.add_argument(
         "--verify-records", action="store_true", help="also count RECORD lines through a pipe"
     )
@@ -576,6 +622,10 @@ def main(argv: list[str] | None = None) -> int:
                 for latency in [s.strip() for s in args.latencies.split(",") if s.strip()]:
                     rows.extend(scenario_backfill(inputs, stream, latency, log, args.backfill_sync,
                                                   args.repeat))
+        if "incremental" in scenarios:
+            days = [float(d) for d in args.incremental_days.split(",") if d.strip()]
+            for latency in [s.strip() for s in args.latencies.split(",") if s.strip()]:
+                rows.extend(scenario_incremental(inputs, latency, days, log, args.repeat))
         if "ceiling" in scenarios:
             streams = [s.strip() for s in args.ceiling_streams.split(",") if s.strip()]
             scale = "small" if args.quick else args.scale
