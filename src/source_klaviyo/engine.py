@@ -323,6 +323,7 @@ class StreamRead:
         # A cut leaves at least half a page each side: the last pieces of a backfill are read a page
         # per round trip, so a chain left with two pages keeps the read waiting two round trips.
         self.min_split = max(1, (stream.page_size or 1) // 2)
+        self.pages_read = 0  # by all this stream's chains (`_min_split`)
         # Records passed on unparsed when nothing here needs more of them than id and cursor.
         self.raw_sink = reader.sink if isinstance(reader.sink, RawSink) else None
         self.raw = (self.raw_sink is not None and stream.hook is None and stream.detail is None
@@ -461,7 +462,7 @@ class StreamRead:
                 # Cut only while the rate limit has turns to spare: a chain more than that would only
                 # queue for a turn, and every cut ends in one more part-full page.
                 if room > 0 and self.splittable and not self.ready and self.r.idle(self.bucket, self.tier):
-                    for cut_unit, span, edges in _cuts(self.units, room, self.min_split):
+                    for cut_unit, span, edges in _cuts(self.units, room, self._min_split()):
                         for part in cut_unit.spans.split(span, edges):
                             part.running = True
                             running.add(self._start(cut_unit, part, wake))
@@ -491,6 +492,19 @@ class StreamRead:
         lower = None if span.low == NO_LOWER_BOUND else span.low
         return build_chain(self.stream, self.config, partition=unit.partition, lower=lower,
                            upper=self._high(unit, span), parent_id=unit.parent_id, page_size=page_size)
+
+    def _min_split(self) -> int:
+        """Records a cut leaves each side at least: half a page, so that a piece is one page. While
+        the first page (the probe's) is all the stream has read and more than a page is left by
+        its estimate, an eighth of a page: a hundred records can put the density off severalfold,
+        and a piece that turns out to hold two pages keeps the read waiting a round trip more. A
+        read of a few to tens of pages then goes out in one wave after the probe. A rest of one
+        page by estimate stays whole (pieces answer together only as fast as the slowest of them);
+        a backfill's first cut is unchanged (its pieces hold many pages)."""
+        if self.pages_read > 1:
+            return self.min_split
+        left = sum(left for unit in self.units for _span, left in unit.spans.running_left())
+        return self.min_split if left <= (self.stream.page_size or 1) else self.min_split // 4
 
     def _probe_size(self, unit: _Unit) -> int | None:
         """A smaller first page for the first chain of a splittable range nothing is known of yet: it
@@ -540,6 +554,7 @@ class StreamRead:
                     self.emit(records)
                     spans.page(span, records=len(records), first=first, last=last,
                                sorted_pages=self.sorted_pages)
+                    self.pages_read += 1
                     pages += 1
                     if self.sorted_pages and pages % CHECKPOINT_EVERY_PAGES == 0:
                         self.checkpoint()

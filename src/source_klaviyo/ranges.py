@@ -32,7 +32,7 @@ What has been emitted is always stated exactly, so a resumed read skips what is 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -114,6 +114,14 @@ class Spans:
         self.spans[at:at] = new
         return new
 
+    def running_left(self) -> Iterator[tuple[Span, float]]:
+        """Each running span with the records it has left by estimate: its density so far, else the
+        group's. A span with no estimate is left out."""
+        fallback = self.density()
+        for span in self.spans:
+            if span.running and not span.done and (density := span.density() or fallback):
+                yield span, (span.high - span.reached).total_seconds() * density
+
     def density(self) -> float | None:
         """Records per second of cursor over the spans with data: for spans that have none yet."""
         measured = [span for span in self.spans if span.density() is not None]
@@ -145,11 +153,8 @@ def plan_cuts(groups: Sequence[Spans], wanted: int, min_records: int,
     """
     pieces: list[tuple[float, int, Spans, Span, datetime, datetime]] = []  # a heap, most left first
     for group in groups:
-        fallback = group.density()
-        for span in group.spans:
-            if span.running and not span.done and (density := span.density() or fallback):
-                left = (span.high - span.reached).total_seconds() * density
-                heapq.heappush(pieces, (-left, len(pieces), group, span, span.reached, span.high))
+        for span, left in group.running_left():
+            heapq.heappush(pieces, (-left, len(pieces), group, span, span.reached, span.high))
     edges: dict[int, tuple[Spans, Span, list[datetime]]] = {}
     order = len(pieces)
     while wanted > 0 and pieces:

@@ -87,6 +87,22 @@ def test_an_incremental_read_of_busy_days_fills_the_room_and_reads_each_event_on
     assert_states_vouch_only_for_emitted(sink, "events", "datetime", truth, since=start)
 
 
+@pytest.mark.parametrize("days", [5, 7, 9])
+def test_a_read_of_a_few_pages_reads_each_chain_in_one_page_after_the_probe(medium, days) -> None:
+    """The range past the probe's page is cut by a density a hundred records measured: pieces of an
+    estimated page could hold two, and the read would wait a round trip more. Here more than a page
+    is left and the room is more than the pages: every chain, the probe's included, reads one page
+    (a request per window)."""
+    start = NOW - timedelta(days=days)
+    expected = {key for key, at in stamps(medium, "events", "datetime").items() if start <= at < UPPER}
+    assert 3000 < len(expected) < ROOM * 1000 // 2, "a few pages, fewer than the room"
+    state = {"events": {"datetime": format_datetime(start)}}
+    sink, result = read_in_process(medium.url, ["events"], state=state, clock=lambda: NOW, client_class=Roomy)
+    assert result.ok, sink.errors
+    assert set(sink.ids("events")) == expected
+    assert result.client_stats.requests == result.progress["events"].windows_total
+
+
 def test_a_backfill_cut_while_it_runs_emits_each_profile_once_with_states_in_order(
     medium, monkeypatch
 ) -> None:
