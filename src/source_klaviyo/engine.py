@@ -503,7 +503,7 @@ class StreamRead:
         a backfill's first cut is unchanged (its pieces hold many pages)."""
         if self.pages_read > 1:
             return self.min_split
-        left = sum(left for unit in self.units for _span, left in unit.spans.running_left())
+        left = sum(records for unit in self.units for _span, records in unit.spans.running_left())
         return self.min_split if left <= (self.stream.page_size or 1) else self.min_split // 4
 
     def _probe_size(self, unit: _Unit) -> int | None:
