@@ -323,7 +323,6 @@ class StreamRead:
         # A cut leaves at least half a page each side: the last pieces of a backfill are read a page
         # per round trip, so a chain left with two pages keeps the read waiting two round trips.
         self.min_split = max(1, (stream.page_size or 1) // 2)
-        self.pages_read = 0  # by all this stream's chains (`_min_split`)
         # Records passed on unparsed when nothing here needs more of them than id and cursor.
         self.raw_sink = reader.sink if isinstance(reader.sink, RawSink) else None
         self.raw = (self.raw_sink is not None and stream.hook is None and stream.detail is None
@@ -501,7 +500,7 @@ class StreamRead:
         read of a few to tens of pages then goes out in one wave after the probe. A rest of one
         page by estimate stays whole (pieces answer together only as fast as the slowest of them);
         a backfill's first cut is unchanged (its pieces hold many pages)."""
-        if self.pages_read > 1:
+        if self.progress.pages > 1:  # every page this stream's chains emitted
             return self.min_split
         left = sum(records for unit in self.units for _span, records in unit.spans.running_left())
         return self.min_split if left <= (self.stream.page_size or 1) else self.min_split // 4
@@ -554,7 +553,6 @@ class StreamRead:
                     self.emit(records)
                     spans.page(span, records=len(records), first=first, last=last,
                                sorted_pages=self.sorted_pages)
-                    self.pages_read += 1
                     pages += 1
                     if self.sorted_pages and pages % CHECKPOINT_EVERY_PAGES == 0:
                         self.checkpoint()
