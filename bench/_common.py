@@ -187,9 +187,7 @@ class Emulator:
             "print(sum(1 for r in rows\n"
             "          if datetime.fromisoformat(r[cursor].replace('Z', '+00:00')) < limit))\n"
         )
-        out = subprocess.run([sys.executable, "-c", code, f"{self.url}/_emulator/truth/{resource}", cursor,
-                              str(before)], capture_output=True, text=True, check=True)
-        return int(out.stdout)
+        return int(self._truth_in_child(resource, code, cursor, str(before)))
 
     def group_sizes(self, resource: str, key: str) -> dict[str, int]:
         """Rows of the ground truth `resource` per value of `key` (a fan-out's children per parent),
@@ -199,10 +197,15 @@ class Emulator:
             "rows = json.loads(urllib.request.urlopen(sys.argv[1], timeout=600).read())['data']\n"
             "print(json.dumps(collections.Counter(r[sys.argv[2]] for r in rows)))\n"
         )
-        out = subprocess.run([sys.executable, "-c", code, f"{self.url}/_emulator/truth/{resource}", key],
-                             capture_output=True, text=True, check=True)
-        sizes: dict[str, int] = json.loads(out.stdout)
+        sizes: dict[str, int] = json.loads(self._truth_in_child(resource, code, key))
         return sizes
+
+    def _truth_in_child(self, resource: str, code: str, *args: str) -> str:
+        """What `code` prints, run in a child process with the URL of `resource`'s ground truth as
+        its first argument and `args` after it."""
+        out = subprocess.run([sys.executable, "-c", code, f"{self.url}/_emulator/truth/{resource}", *args],
+                             capture_output=True, text=True, check=True)
+        return out.stdout
 
     def truth_ids(self, resource: str) -> list[str]:
         """The ids of a small ground-truth table (a fan-out's parents)."""

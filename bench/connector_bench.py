@@ -579,6 +579,11 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _listed(option: str) -> list[str]:
+    """The names of a comma-separated option, blanks dropped."""
+    return [name.strip() for name in option.split(",") if name.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default="cpu,ceiling,backfill,memory,startup")
@@ -605,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.scale, args.memory_scales, args.verify_records = "tiny", "small", True
         args.ceiling_seconds, args.warmup_seconds = 20.0, 8.0
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    scenarios = _listed(args.scenarios)
     started = time.time()
     conditions = machine()
 
@@ -618,16 +623,16 @@ def main(argv: list[str] | None = None) -> int:
         if "startup" in scenarios:
             rows.append(scenario_startup(7, log))
         if "backfill" in scenarios:
-            for stream in [s.strip() for s in args.backfill_streams.split(",") if s.strip()]:
-                for latency in [s.strip() for s in args.latencies.split(",") if s.strip()]:
+            for stream in _listed(args.backfill_streams):
+                for latency in _listed(args.latencies):
                     rows.extend(scenario_backfill(inputs, stream, latency, log, args.backfill_sync,
                                                   args.repeat))
         if "incremental" in scenarios:
-            days = [float(d) for d in args.incremental_days.split(",") if d.strip()]
-            for latency in [s.strip() for s in args.latencies.split(",") if s.strip()]:
+            days = [float(d) for d in _listed(args.incremental_days)]
+            for latency in _listed(args.latencies):
                 rows.extend(scenario_incremental(inputs, latency, days, log, args.repeat))
         if "ceiling" in scenarios:
-            streams = [s.strip() for s in args.ceiling_streams.split(",") if s.strip()]
+            streams = _listed(args.ceiling_streams)
             scale = "small" if args.quick else args.scale
             results: dict[str, Row] = {}
 
@@ -646,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             scales += [s.strip() for s in args.memory_scales.split(",") if s.strip() not in scales]
         for scale in scales:
             rows.extend(scenario_cpu(inputs, scale, args.repeat, args.verify_records, log,
-                                     tuple(s.strip() for s in args.cpu_streams.split(",") if s.strip()),
+                                     tuple(_listed(args.cpu_streams)),
                                      not args.no_sync))
     print(table(rows))
     report = {
